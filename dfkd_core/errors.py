@@ -1,0 +1,27 @@
+"""The exceptions users see: one base class, one subclass per kind of bad input."""
+
+
+class DfkdError(Exception):
+    """Base class of every error the engine raises for bad input; the CLI and the UI
+    print its message in one line instead of a traceback."""
+
+
+class ConfigError(DfkdError, ValueError):
+    """A hyperparameter or a choice that cannot be used, e.g.
+    "The 'epochs' parameter must be an int in [1, 100000]. Got -3 instead." """
+
+
+class DatasetError(DfkdError):
+    """A dataset that cannot be found, downloaded or parsed; names the file and the line."""
+
+
+class ModelError(DfkdError):
+    """A teacher or student file that is not a usable model, or a model that cannot do
+    what was asked (e.g. a gradient sampler given a black-box teacher)."""
+
+
+class RegistryError(DfkdError, KeyError):
+    """A name that is not registered: "No sampler 'x' registered (have: a, b)"."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""

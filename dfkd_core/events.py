@@ -1,0 +1,81 @@
+"""What a running distillation reports: the event types the engine emits to callbacks,
+which the run store persists and the pages plot."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """Emitted once the teacher is ready, before the first epoch."""
+
+    device: str  # describe_device(): 'CPU (1 threads)' or 'GPU: ...'
+    members: tuple[str, ...]  # Member.key of every student
+    teacher_test_rmse: float
+    teacher_test_mae: float
+    teacher_kind: str  # 'mlp', 'cnn', 'svr', 'callable'
+    engine: str  # 'batched' or 'reference'
+    note: str = ""  # the split's note (e.g. MNIST offline split)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """One student after one epoch (val_rmse is NaN on epochs that were not validated)."""
+
+    member: str
+    epoch: int
+    val_rmse: float
+    val_mae: float
+    loss_xg: float  # mean student loss on the synthetic batches x_g of this epoch
+    loss_xp: float  # mean student loss on the prior samples x_p of this epoch
+    alpha: float
+    seconds: float  # wall time since the run started
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The last synthetic batch x_g of a snapshot epoch, with each point's student loss
+    (T(x) − S(x))² and the teacher's prediction, for boxplots, UMAP and digit grids."""
+
+    member: str
+    epoch: int
+    x: np.ndarray  # (m, *input_shape) float32
+    student_loss: np.ndarray  # (m,)
+    teacher_pred: np.ndarray  # (m,)
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """Final numbers of one student: the selected student evaluated on the test set."""
+
+    member: str
+    sampler: str
+    alpha: str
+    seed: int
+    test_rmse: float
+    test_mae: float
+    best_epoch: int
+    best_val_rmse: float
+    # the strictly data-free selections, side by side with the paper's: name -> (epoch, test_rmse, test_mae)
+    other_selections: dict[str, tuple[int, float, float]] = field(default_factory=dict)
+    teacher_queries: int = 0  # black-box teachers: how many points were sent to the teacher
+    state_dict: dict[str, Any] | None = None  # weights of the selected student (CPU tensors)
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    config: dict[str, Any]  # DistillConfig.to_dict()
+    device: str
+    engine: str
+    teacher_test_rmse: float
+    teacher_test_mae: float
+    members: tuple[MemberResult, ...]
+    seconds: float
+    cancelled: bool = False
+
+
+Event = Union[RunStarted, EpochMetrics, Snapshot, MemberResult]
+EventCallback = Callable[[Event], None]
