@@ -1,0 +1,121 @@
+"""`distill`: one headless distillation run (or a side-by-side comparison) with a
+progress bar on stderr; `--json` ends stdout with one JSON object per run."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+
+from ..config import DistillConfig, preset_config
+
+HELP = "distill a student from a dataset's teacher with the chosen sampler(s) and α schedule(s)"
+
+
+def configure(parser) -> None:
+    from ..config import PRESETS
+    from ..data import DATASETS
+    from ..samplers import SAMPLERS
+    from ..schedules import SCHEDULES
+
+    d = DistillConfig()
+    parser.add_argument("--dataset", default=d.dataset, help=f"one of: {', '.join(DATASETS.names())} (default {d.dataset})")
+    parser.add_argument("--sampler", default=",".join(d.samplers),
+                        help=f"one or several (comma-separated) of: {', '.join(SAMPLERS.names())}")
+    parser.add_argument("--alpha", default=",".join(d.alphas),
+                        help=f"α schedule(s): a number in [0, 1] or one of {', '.join(SCHEDULES.names())} "
+                             "('constant:0.3', 'custom:0:1,1000:0')")
+    parser.add_argument("--student-hidden", type=int, default=None, help=f"student hidden units (default {d.student_hidden})")
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs t_max (default {d.epochs}, or the preset's)")
+    parser.add_argument("--seed", default="0", help="student seed(s), comma-separated (default 0)")
+    parser.add_argument("--split-seed", type=int, default=None, help="seed of the data split and teacher (default 0)")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
+    parser.add_argument("--selection", default=None, choices=("validation", "last", "synthetic"),
+                        help="how the reported student is chosen (default: validation, as the paper)")
+    parser.add_argument("--engine", default=None, choices=("auto", "batched", "reference"))
+    parser.add_argument("--device", default=None, help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other DistillConfig field, e.g. --set direct_lr=0.05 (repeatable)")
+    parser.add_argument("--config", default=None, help="a JSON file with a DistillConfig (flags override it)")
+    parser.add_argument("--json", action="store_true", help="end stdout with one JSON object per student")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> DistillConfig:
+    from ..errors import ConfigError
+
+    base: dict = {}
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as fh:
+                base = DistillConfig.from_json(fh.read()).to_dict()
+        except OSError as exc:
+            raise ConfigError(f"Cannot read the config file {args.config!r}: {exc.strerror}.") from None
+    flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed}
+    for key, attr in (("student_hidden", "student_hidden"), ("epochs", "epochs"), ("split_seed", "split_seed"),
+                      ("selection", "selection"), ("engine", "engine"), ("device", "device")):
+        if getattr(args, attr) is not None:
+            flags[key] = getattr(args, attr)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes KEY=VALUE. Got {item!r} instead.")
+        flags[key.strip()] = value.strip()
+    merged = {**base, **DistillConfig.from_dict(flags).to_dict()} if not args.preset else None
+    if args.preset:
+        preset = preset_config(args.preset).to_dict()
+        user = DistillConfig.from_dict({**flags}).to_dict()
+        # flags the user typed win over the preset; untouched flags keep the preset's values
+        typed = {k for k in flags}
+        merged = {**preset, **base, **{k: v for k, v in user.items() if k in typed}}
+        if "samplers" not in typed or args.sampler == ",".join(DistillConfig().samplers):
+            merged["samplers"] = user["samplers"]
+    return DistillConfig.from_dict(merged).validate()
+
+
+def run(args) -> int:
+    from ..distill import run_distillation
+    from ..events import EpochMetrics, RunStarted
+
+    cfg = config_from_args(args)
+    members = cfg.members()
+    total = cfg.epochs * len(members)
+    done = 0
+    started = time.perf_counter()
+    show = not args.quiet and not _ci()
+
+    def on_event(event) -> None:
+        nonlocal done
+        if isinstance(event, RunStarted):
+            print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
+                  + (f"; {event.note}" if event.note else ""), file=sys.stderr)
+        elif isinstance(event, EpochMetrics):
+            done += 1
+            if show and (done % max(1, total // 200) == 0 or done == total):
+                frac = done / total
+                bar = "#" * int(30 * frac)
+                rmse = "" if math.isnan(event.val_rmse) else f" val RMSE {event.val_rmse:.4f}"
+                print(f"\r[{bar:<30}] {100 * frac:5.1f}% epoch {event.epoch + 1}/{cfg.epochs}{rmse} "
+                      f"{time.perf_counter() - started:6.1f}s", end="", file=sys.stderr, flush=True)
+
+    result = run_distillation(cfg, on_event=on_event)
+    if show:
+        print("", file=sys.stderr)
+    for m in result.members:
+        row = {"dataset": cfg.dataset, "sampler": m.sampler, "alpha": m.alpha, "seed": m.seed, "epochs": cfg.epochs,
+               "student_hidden": cfg.student_hidden, "test_rmse": m.test_rmse, "test_mae": m.test_mae,
+               "best_epoch": m.best_epoch, "best_val_rmse": m.best_val_rmse, "selection": cfg.selection,
+               "other_selections": {k: {"epoch": e, "test_rmse": r, "test_mae": a} for k, (e, r, a) in m.other_selections.items()},
+               "teacher_test_rmse": result.teacher_test_rmse, "teacher_test_mae": result.teacher_test_mae,
+               "teacher_queries": m.teacher_queries, "seconds": round(result.seconds, 3), "device": result.device,
+               "engine": result.engine, "cancelled": result.cancelled}
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
+                  f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")
+    return 130 if result.cancelled else 0
+
+
+def _ci() -> bool:
+    return not sys.stderr.isatty()

@@ -1,0 +1,42 @@
+"""`teach`: train (or load the cached) teacher of a dataset and print its test metrics."""
+from __future__ import annotations
+
+import json
+import sys
+
+HELP = "train or load the cached teacher of a dataset and print its test RMSE/MAE"
+
+
+def configure(parser) -> None:
+    from ..data import DATASETS
+
+    parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS.names())}")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    parser.add_argument("--arch", default="auto", help="'auto' (paper: mlp500 / cnn10 / svr), 'mlp<h>', 'cnn<f>', 'svr'")
+    parser.add_argument("--retrain", action="store_true", help="ignore the cached teacher")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    from ..data import load_split
+    from ..device import describe_device, pick_device
+    from ..teachers import get_teacher
+
+    device = pick_device(None if args.device == "auto" else args.device)
+    split = load_split(args.dataset, seed=args.split_seed)
+
+    def progress(epoch: int, rmse: float) -> None:
+        print(f"\rteacher epoch {epoch + 1}: val RMSE {rmse:.4f}", end="", file=sys.stderr, flush=True)
+
+    _, info = get_teacher(split, args.arch, device, retrain=args.retrain, progress=progress)
+    print("", file=sys.stderr)
+    out = {"dataset": args.dataset, "split_seed": args.split_seed, "arch": info.arch, "test_rmse": info.test_rmse,
+           "test_mae": info.test_mae, "val_rmse": info.val_rmse, "cached": info.cached, "seconds": round(info.seconds, 3),
+           "device": describe_device(device), "path": info.path}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        state = "cached" if info.cached else f"trained in {info.seconds:.1f} s"
+        print(f"{args.dataset} teacher {info.arch} ({state}, {out['device']}): test RMSE {info.test_rmse:.4f}, MAE {info.test_mae:.4f}")
+    return 0

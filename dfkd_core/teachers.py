@@ -1,0 +1,274 @@
+"""Teachers: differentiable torch models trained here with the paper's settings and cached
+on disk (MLP 500 / CNN f=10), and black boxes that can only be queried (scikit-learn SVR,
+any numpy callable), whose queries are counted. Also the paper's student for each dataset."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.split import Split
+from .errors import ConfigError, ModelError
+from .models import DigitCNN, MLPRegressor, RBFNetwork
+from .objectives import log_cosh
+from .paths import home_dir
+
+
+class Teacher:
+    """predict(x) -> (n,) on x's device. `differentiable` teachers let gradients flow to x
+    (never to their own parameters); black boxes are only queried."""
+
+    kind = "teacher"
+    differentiable = False
+
+    def __init__(self) -> None:
+        self.queries = 0  # number of points sent to the teacher
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class TorchTeacher(Teacher):
+    differentiable = True
+
+    def __init__(self, module: nn.Module, kind: str) -> None:
+        super().__init__()
+        self.module = module.eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.kind = kind
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += x.shape[0]
+        return self.module(x)
+
+
+class BlackBoxTeacher(Teacher):
+    """Wraps a numpy function (n, d) -> (n,): no gradients, every query counted."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], kind: str = "callable") -> None:
+        super().__init__()
+        self.fn = fn
+        self.kind = kind
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += x.shape[0]
+        flat = x.detach().reshape(x.shape[0], -1).cpu().double().numpy()
+        y = np.asarray(self.fn(flat), dtype=np.float64).reshape(-1)
+        if y.shape[0] != x.shape[0]:
+            raise ModelError(f"The black-box teacher must return one value per point. Got {y.shape[0]} for {x.shape[0]} points.")
+        return torch.as_tensor(y, dtype=x.dtype, device=x.device)
+
+    def predict_numpy(self, flat: np.ndarray) -> np.ndarray:
+        """Query with an (n, d) array directly (the evolution sampler's path)."""
+        self.queries += flat.shape[0]
+        return np.asarray(self.fn(flat), dtype=np.float64).reshape(-1)
+
+
+@dataclass
+class TeacherInfo:
+    arch: str
+    test_rmse: float
+    test_mae: float
+    val_rmse: float
+    cached: bool
+    seconds: float
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- architectures
+def default_teacher_arch(split: Split) -> str:
+    return {"tabular": "mlp500", "image": "cnn10", "composition": "svr"}[split.kind]
+
+
+def default_student_arch(split: Split, hidden: int) -> str:
+    return {"tabular": f"mlp{hidden}", "image": "cnn5", "composition": "rbf100"}[split.kind]
+
+
+def build_model(arch: str, split: Split, generator: torch.Generator | None = None) -> nn.Module:
+    """'mlp<h>', 'cnn<f>' or 'rbf<units>' for the split's input shape."""
+    name, number = _split_arch(arch)
+    if name == "mlp":
+        return MLPRegressor(split.input_shape, number)
+    if name == "cnn":
+        if len(split.input_shape) != 3:
+            raise ConfigError(f"A CNN needs image inputs (channels, height, width). Got input shape {split.input_shape} for {split.name!r}.")
+        return DigitCNN(split.input_shape, number)
+    if name == "rbf":
+        return RBFNetwork(split.input_shape, number, prior=split.prior, generator=generator)
+    raise ConfigError(f"The model must be one of 'mlp<units>', 'cnn<filters>', 'rbf<units>', 'svr'. Got {arch!r} instead.")
+
+
+def _split_arch(arch: str) -> tuple[str, int]:
+    for prefix in ("mlp", "cnn", "rbf"):
+        if arch.startswith(prefix) and arch[len(prefix):].isdigit() and int(arch[len(prefix):]) > 0:
+            return prefix, int(arch[len(prefix):])
+    raise ConfigError(f"The model must be one of 'mlp<units>', 'cnn<filters>', 'rbf<units>', 'svr'. Got {arch!r} instead.")
+
+
+# ---------------------------------------------------------------- metrics
+@torch.no_grad()
+def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+             chunk: int = 4096) -> tuple[float, float]:
+    """(RMSE, MAE) of predict on (x, y), in chunks to bound memory."""
+    preds = torch.cat([predict(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+    err = (preds - y.to(preds.device)).double()
+    return float(err.pow(2).mean().sqrt()), float(err.abs().mean())
+
+
+# ---------------------------------------------------------------- training
+def train_torch_teacher(split: Split, arch: str, seed: int, device: torch.device, *,
+                        max_epochs: int | None = None, patience: int | None = None,
+                        batch_size: int = 50, lr: float = 1e-3, weight_decay: float = 1e-5,
+                        progress: Callable[[int, float], None] | None = None) -> tuple[nn.Module, float]:
+    """Train on the split's training set with RMSprop (paper 3.4; log-cosh loss for images),
+    early stopping on validation RMSE; returns (best model, best val RMSE)."""
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    torch.manual_seed(10_000 + seed)
+    model = build_model(arch, split, gen).to(device)
+    is_image = split.kind == "image"
+    max_epochs = max_epochs or (40 if is_image else 400)
+    patience = patience or (6 if is_image else 30)
+    opt = torch.optim.RMSprop(model.parameters(), lr=lr, weight_decay=weight_decay)
+    x, y = split.x_train.to(device), split.y_train.to(device)
+    xv, yv = split.x_val.to(device), split.y_val.to(device)
+    best, best_rmse, since = copy.deepcopy(model.state_dict()), math.inf, 0
+    n = x.shape[0]
+    for epoch in range(max_epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            pred = model(x[idx])
+            diff = pred - y[idx]
+            loss = log_cosh(diff).mean() if is_image else diff.pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        rmse, _ = evaluate(model, xv, yv)
+        if progress:
+            progress(epoch, rmse)
+        if rmse < best_rmse - 1e-6:
+            best, best_rmse, since = copy.deepcopy(model.state_dict()), rmse, 0
+        else:
+            since += 1
+            if since >= patience:
+                break
+    model.load_state_dict(best)
+    return model.eval(), best_rmse
+
+
+def train_svr_teacher(split: Split):
+    """The protein case study's black-box teacher: an RBF support-vector regressor."""
+    from sklearn.svm import SVR
+
+    model = SVR(kernel="rbf", C=1.0, epsilon=0.05, gamma="scale")
+    model.fit(split.x_train.reshape(split.x_train.shape[0], -1).double().numpy(), split.y_train.double().numpy())
+    return model
+
+
+def _cache_path(split: Split, arch: str) -> Path:
+    n = split.x_train.shape[0]
+    digest = hashlib.sha1(f"{split.name}|{split.seed}|{arch}|{n}|{split.note}".encode()).hexdigest()[:10]
+    folder = home_dir() / "teachers"
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".pkl" if arch == "svr" else ".pt"
+    return folder / f"{split.name}-split{split.seed}-{arch}-{digest}{suffix}"
+
+
+def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "cpu", *,
+                retrain: bool = False, progress: Callable[[int, float], None] | None = None) -> tuple[Teacher, TeacherInfo]:
+    """The teacher for this split: loaded from the cache when it was trained before
+    (keyed by dataset, split seed and architecture), else trained and cached."""
+    device = torch.device(device)
+    arch = default_teacher_arch(split) if arch == "auto" else arch
+    path = _cache_path(split, arch)
+    start = time.perf_counter()
+    if arch == "svr":
+        if path.exists() and not retrain:
+            with open(path, "rb") as fh:  # our own cache file, written below
+                model = pickle.load(fh)
+            cached = True
+        else:
+            model = train_svr_teacher(split)
+            _atomic_write(path, pickle.dumps(model))
+            cached = False
+        teacher = BlackBoxTeacher(model.predict, kind="svr")
+        rmse_val, _ = evaluate(teacher.predict, split.x_val, split.y_val)
+        rmse, mae = evaluate(teacher.predict, split.x_test, split.y_test)
+        teacher.queries = 0
+        return teacher, TeacherInfo(arch, rmse, mae, rmse_val, cached, time.perf_counter() - start, str(path))
+
+    if path.exists() and not retrain:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            module = build_model(arch, split)
+            module.load_state_dict(blob["state_dict"])
+            module = module.to(device)
+            info = TeacherInfo(arch, blob["test_rmse"], blob["test_mae"], blob["val_rmse"], True, time.perf_counter() - start, str(path))
+            return TorchTeacher(module, _split_arch(arch)[0]), info
+        except Exception:  # a damaged cache entry is retrained, not fatal
+            path.unlink(missing_ok=True)
+    module, val_rmse = train_torch_teacher(split, arch, split.seed, device, progress=progress)
+    rmse, mae = evaluate(module, split.x_test.to(device), split.y_test.to(device))
+    blob = {"state_dict": {k: v.cpu() for k, v in module.state_dict().items()}, "arch": arch,
+            "test_rmse": rmse, "test_mae": mae, "val_rmse": val_rmse}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    info = TeacherInfo(arch, rmse, mae, val_rmse, False, time.perf_counter() - start, str(path))
+    return TorchTeacher(module, _split_arch(arch)[0]), info
+
+
+def load_teacher_file(path: str | Path, split: Split, device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:
+    """A user's teacher: a .pt file saved by `teach` (or a state_dict of one of our
+    architectures, with key 'arch'), or a pickled scikit-learn regressor (.pkl, black box)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"The teacher file {str(path)!r} does not exist.")
+    start = time.perf_counter()
+    if path.suffix in (".pkl", ".pickle", ".joblib"):
+        try:
+            with open(path, "rb") as fh:
+                model = pickle.load(fh)
+        except Exception as exc:
+            raise ModelError(f"The teacher file {str(path)!r} is not a pickled model ({type(exc).__name__}: {exc}).") from None
+        if not hasattr(model, "predict"):
+            raise ModelError(f"The teacher file {str(path)!r} holds a {type(model).__name__}, which has no predict().")
+        teacher = BlackBoxTeacher(model.predict, kind="sklearn")
+    else:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            arch = blob["arch"]
+            module = build_model(arch, split)
+            module.load_state_dict(blob["state_dict"])
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"The teacher file {str(path)!r} is not a DFKD Lab model "
+                             f"(a torch file with 'arch' and 'state_dict' for input shape {split.input_shape}): {type(exc).__name__}: {exc}") from None
+        teacher = TorchTeacher(module.to(device), _split_arch(arch)[0])
+    try:
+        rmse, mae = evaluate(teacher.predict, split.x_test.to(device), split.y_test.to(device))
+        val, _ = evaluate(teacher.predict, split.x_val.to(device), split.y_val.to(device))
+    except Exception as exc:
+        raise ModelError(f"The teacher in {str(path)!r} cannot predict on {split.name!r} inputs of shape {split.input_shape}: {exc}") from None
+    teacher.queries = 0
+    return teacher, TeacherInfo(path.stem, rmse, mae, val, True, time.perf_counter() - start, str(path))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
