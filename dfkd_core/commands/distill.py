@@ -19,15 +19,15 @@ def configure(parser) -> None:
     from ..schedules import SCHEDULES
 
     d = DistillConfig()
-    parser.add_argument("--dataset", default=d.dataset, help=f"one of: {', '.join(DATASETS.names())} (default {d.dataset})")
-    parser.add_argument("--sampler", default=",".join(d.samplers),
-                        help=f"one or several (comma-separated) of: {', '.join(SAMPLERS.names())}")
-    parser.add_argument("--alpha", default=",".join(d.alphas),
+    parser.add_argument("--dataset", default=None, help=f"one of: {', '.join(DATASETS.names())} (default {d.dataset})")
+    parser.add_argument("--sampler", default=None,
+                        help=f"one or several (comma-separated) of: {', '.join(SAMPLERS.names())} (default {d.samplers[0]})")
+    parser.add_argument("--alpha", default=None,
                         help=f"α schedule(s): a number in [0, 1] or one of {', '.join(SCHEDULES.names())} "
                              "('constant:0.3', 'custom:0:1,1000:0')")
     parser.add_argument("--student-hidden", type=int, default=None, help=f"student hidden units (default {d.student_hidden})")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs t_max (default {d.epochs}, or the preset's)")
-    parser.add_argument("--seed", default="0", help="student seed(s), comma-separated (default 0)")
+    parser.add_argument("--seed", default=None, help="student seed(s), comma-separated (default 0)")
     parser.add_argument("--split-seed", type=int, default=None, help="seed of the data split and teacher (default 0)")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
     parser.add_argument("--selection", default=None, choices=("validation", "last", "synthetic"),
@@ -42,34 +42,25 @@ def configure(parser) -> None:
 
 
 def config_from_args(args) -> DistillConfig:
+    """Preset (if any) < config file (if any) < the flags the user typed."""
     from ..errors import ConfigError
 
-    base: dict = {}
+    merged: dict = preset_config(args.preset).to_dict() if args.preset else {}
     if args.config:
         try:
             with open(args.config, encoding="utf-8") as fh:
-                base = DistillConfig.from_json(fh.read()).to_dict()
+                merged.update(DistillConfig.from_json(fh.read()).to_dict())
         except OSError as exc:
             raise ConfigError(f"Cannot read the config file {args.config!r}: {exc.strerror}.") from None
-    flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed}
-    for key, attr in (("student_hidden", "student_hidden"), ("epochs", "epochs"), ("split_seed", "split_seed"),
-                      ("selection", "selection"), ("engine", "engine"), ("device", "device")):
-        if getattr(args, attr) is not None:
-            flags[key] = getattr(args, attr)
+    flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed,
+             "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
+             "selection": args.selection, "engine": args.engine, "device": args.device}
+    merged.update({k: v for k, v in flags.items() if v is not None})
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set takes KEY=VALUE. Got {item!r} instead.")
-        flags[key.strip()] = value.strip()
-    merged = {**base, **DistillConfig.from_dict(flags).to_dict()} if not args.preset else None
-    if args.preset:
-        preset = preset_config(args.preset).to_dict()
-        user = DistillConfig.from_dict({**flags}).to_dict()
-        # flags the user typed win over the preset; untouched flags keep the preset's values
-        typed = {k for k in flags}
-        merged = {**preset, **base, **{k: v for k, v in user.items() if k in typed}}
-        if "samplers" not in typed or args.sampler == ",".join(DistillConfig().samplers):
-            merged["samplers"] = user["samplers"]
+        merged[key.strip()] = value.strip()
     return DistillConfig.from_dict(merged).validate()
 
 
