@@ -1,0 +1,293 @@
+"""Plotly figure builders for the dashboard: each takes DataFrames or arrays read from the
+run store and returns a `go.Figure`; the pages only draw what these return.
+
+Figures after the paper: validation RMSE over epochs with the teacher's line and optional
+Savitzky–Golay smoothing (Fig. 6), student loss on x_g over epochs (Fig. 7), student-loss
+boxplots of the synthetic batches per sampler (Fig. 4), 2-D projection of real vs
+synthetic points (Fig. 5), synthetic digits (Fig. 8) and histograms of the teacher's
+predictions on them (Fig. 9); plus the α-schedule preview and test RMSE per sampler.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+SMOOTH_WINDOW = 15  # the paper's Savitzky–Golay window (Fig. 6)
+SMOOTH_POLYORDER = 2
+TEACHER_NAME = "teacher (test RMSE)"
+REAL_COLOR = "rgba(128,128,128,0.45)"
+PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green, red, purple, ...
+
+
+# ---------------------------------------------------------------------------- helpers
+def color_for(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    hex_color = hex_color.lstrip("#")
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def split_members(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Add sampler / alpha / seed columns parsed from `member` ('sampler|alpha|seed') if missing."""
+    df = metrics.copy()
+    if "member" in df and not {"sampler", "alpha_spec", "seed"} <= set(df.columns):
+        parts = df["member"].astype(str).str.split("|", n=2, expand=True)
+        parts = parts.reindex(columns=range(3))
+        df["sampler"] = parts[0]
+        df["alpha_spec"] = parts[1].fillna("")
+        df["seed"] = pd.to_numeric(parts[2], errors="coerce").fillna(0).astype(int)
+    return df
+
+
+def group_labels(df: pd.DataFrame) -> pd.Series:
+    """One curve per sampler; α and run join the label only where they vary."""
+    label = df["sampler"].astype(str)
+    if "alpha_spec" in df and df["alpha_spec"].nunique() > 1:
+        label = label + ", α " + df["alpha_spec"].astype(str)
+    if "run" in df and df["run"].nunique() > 1:
+        label = df["run"].astype(str) + ": " + label
+    return label
+
+
+def smooth(y: np.ndarray, window: int = SMOOTH_WINDOW, polyorder: int = SMOOTH_POLYORDER) -> np.ndarray:
+    """Savitzky–Golay smoothing (scipy.signal.savgol_filter); the window shrinks to the
+    largest odd length that fits short curves, and curves too short are returned as they are."""
+    from scipy.signal import savgol_filter
+
+    y = np.asarray(y, dtype=float)
+    window = min(window, len(y) if len(y) % 2 else len(y) - 1)
+    if window <= polyorder:
+        return y
+    return savgol_filter(y, window, polyorder)
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False,
+                      annotations=[dict(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)])
+    return fig
+
+
+# ---------------------------------------------------------------------------- curves (Figs. 6, 7)
+def epoch_curves(
+    metrics: pd.DataFrame,
+    value: str = "val_rmse",
+    *,
+    teacher_rmse: float | None = None,
+    smoothing: bool = False,
+    window: int = SMOOTH_WINDOW,
+    title: str = "Validation RMSE",
+    yaxis_title: str = "RMSE",
+    log_y: bool = False,
+) -> go.Figure:
+    """One line per group (sampler; α and run when they vary) over epochs.
+
+    `metrics` has columns member, epoch and `value` (the store's metrics table; an optional
+    `run` column separates runs). Several seeds in a group: the mean, with a band from
+    the seeds' min to max. `teacher_rmse`: a horizontal line across the epochs.
+    Rows where `value` is NaN (epochs not validated) are left out."""
+    if metrics is None or metrics.empty or value not in metrics or metrics[value].notna().sum() == 0:
+        return _empty(title, "waiting for the first epoch…")
+    df = split_members(metrics)
+    df = df[df[value].notna()].copy()
+    df["group"] = group_labels(df)
+    fig = go.Figure()
+    for i, (group, part) in enumerate(df.groupby("group", sort=True)):
+        color = color_for(i)
+        stats = part.groupby("epoch")[value].agg(["mean", "min", "max", "count"]).sort_index()
+        epochs = stats.index.to_numpy()
+        mean = stats["mean"].to_numpy()
+        n_seeds = part["member"].nunique() if "run" not in part else part.groupby(["run", "member"]).ngroups
+        if smoothing:
+            mean = smooth(mean, window)
+        if n_seeds > 1:
+            low, high = stats["min"].to_numpy(), stats["max"].to_numpy()
+            if smoothing:
+                low, high = smooth(low, window), smooth(high, window)
+            fig.add_trace(go.Scatter(x=epochs, y=high, mode="lines", line=dict(width=0), hoverinfo="skip",
+                                     showlegend=False, legendgroup=group, name=f"{group} max"))
+            fig.add_trace(go.Scatter(x=epochs, y=low, mode="lines", line=dict(width=0), fill="tonexty",
+                                     fillcolor=_rgba(color, 0.2), hoverinfo="skip", showlegend=False,
+                                     legendgroup=group, name=f"{group} min"))
+        name = group if n_seeds == 1 else f"{group} (mean of {n_seeds})"
+        fig.add_trace(go.Scatter(x=epochs, y=mean, mode="lines", name=name, legendgroup=group,
+                                 line=dict(color=color, width=2), meta={"role": "curve", "group": group}))
+    if teacher_rmse is not None and np.isfinite(teacher_rmse):
+        lo, hi = float(df["epoch"].min()), float(df["epoch"].max())
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[teacher_rmse, teacher_rmse], mode="lines", name=TEACHER_NAME,
+                                 line=dict(color="black", dash="dash", width=1.5), meta={"role": "teacher"}))
+    fig.update_layout(title=title + (f" (Savitzky–Golay, window {window})" if smoothing else ""),
+                      xaxis_title="epoch", yaxis_title=yaxis_title, legend_title_text="sampler",
+                      margin=dict(t=50, b=40, l=50, r=10), height=380)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def validation_rmse(metrics: pd.DataFrame, teacher_rmse: float | None = None, smoothing: bool = False,
+                    window: int = SMOOTH_WINDOW) -> go.Figure:
+    """Fig. 6: validation RMSE of every student, grouped by sampler, with the teacher's test RMSE."""
+    return epoch_curves(metrics, "val_rmse", teacher_rmse=teacher_rmse, smoothing=smoothing, window=window,
+                        title="Validation RMSE", yaxis_title="RMSE")
+
+
+def xg_loss(metrics: pd.DataFrame, smoothing: bool = False, window: int = SMOOTH_WINDOW) -> go.Figure:
+    """Fig. 7: mean student loss on the synthetic batches x_g per epoch (log scale)."""
+    return epoch_curves(metrics, "loss_xg", smoothing=smoothing, window=window,
+                        title="Student loss on x_g", yaxis_title="student loss L_S(x_g)", log_y=True)
+
+
+def curve_point_count(fig: go.Figure) -> int:
+    """The longest curve's number of points (what the live page reports as progress)."""
+    counts = [len(t.x) for t in fig.data if isinstance(t.meta, dict) and t.meta.get("role") == "curve"]
+    return max(counts, default=0)
+
+
+# ---------------------------------------------------------------------------- α preview
+def alpha_preview(curves: Mapping[str, np.ndarray], height: int = 160) -> go.Figure:
+    """α per epoch of each selected schedule (eq. 7: α weighs x_g, 1 − α the prior samples)."""
+    fig = go.Figure()
+    for i, (spec, values) in enumerate(curves.items()):
+        values = np.asarray(values, dtype=float)
+        fig.add_trace(go.Scatter(x=np.arange(len(values)), y=values, mode="lines", name=spec,
+                                 line=dict(color=color_for(i))))
+    fig.update_layout(height=height, margin=dict(t=10, b=30, l=40, r=10), yaxis_range=[-0.05, 1.05],
+                      xaxis_title="epoch", yaxis_title="α", showlegend=len(curves) > 1,
+                      legend=dict(orientation="h", y=1.15))
+    return fig
+
+
+# ---------------------------------------------------------------------------- snapshots (Figs. 4, 5)
+def student_loss_boxplots(snapshots: pd.DataFrame, samplers: Sequence[str] | None = None) -> go.Figure:
+    """Fig. 4: per-point student loss (T(x) − S(x))² of the synthetic batch, one box per sampler
+    at each snapshot epoch. `snapshots`: columns sampler, epoch, student_loss (one row per point)."""
+    title = "Student loss of synthetic batches"
+    if snapshots is None or snapshots.empty:
+        return _empty(title, "no snapshot yet")
+    samplers = list(samplers) if samplers else sorted(snapshots["sampler"].unique())
+    fig = go.Figure()
+    for i, sampler in enumerate(samplers):
+        part = snapshots[snapshots["sampler"] == sampler]
+        if part.empty:
+            continue
+        fig.add_trace(go.Box(x=part["epoch"].astype(str), y=part["student_loss"], name=sampler,
+                             marker_color=color_for(i), boxpoints="outliers"))
+    fig.update_layout(title=title, boxmode="group", xaxis_title="epoch", yaxis_title="student loss",
+                      legend_title_text="sampler", height=380, margin=dict(t=50, b=40, l=50, r=10))
+    epochs = sorted(snapshots["epoch"].unique())
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(e) for e in epochs])
+    return fig
+
+
+def projection_scatter(points: pd.DataFrame, method: str = "UMAP", epoch: int | None = None) -> go.Figure:
+    """Fig. 5: real points (grey) and each sampler's synthetic points in 2-D.
+
+    `points`: columns x, y, source ('real' or a sampler name), nn_dist (synthetic points'
+    distance to the nearest real point in input space; NaN for real points)."""
+    title = f"{method} of real vs synthetic points" + (f" — epoch {epoch}" if epoch is not None else "")
+    if points is None or points.empty:
+        return _empty(title, "no snapshot yet")
+    fig = go.Figure()
+    real = points[points["source"] == "real"]
+    fig.add_trace(go.Scattergl(x=real["x"], y=real["y"], mode="markers", name="real (train)",
+                               marker=dict(color=REAL_COLOR, size=4), hoverinfo="skip"))
+    for i, source in enumerate(sorted(s for s in points["source"].unique() if s != "real")):
+        part = points[points["source"] == source]
+        fig.add_trace(go.Scattergl(
+            x=part["x"], y=part["y"], mode="markers", name=source,
+            marker=dict(color=color_for(i), size=7, line=dict(width=0.5, color="white")),
+            customdata=np.stack([part["nn_dist"].to_numpy(dtype=float)], axis=-1),
+            hovertemplate=f"{source}<br>distance to nearest real point: %{{customdata[0]:.3f}}<extra></extra>",
+        ))
+    fig.update_layout(title=title, xaxis_title=f"{method} 1", yaxis_title=f"{method} 2", height=450,
+                      legend_title_text="points", margin=dict(t=50, b=40, l=50, r=10))
+    return fig
+
+
+# ---------------------------------------------------------------------------- images (Figs. 8, 9)
+def digit_grid(images: Sequence[Mapping], columns: int = 8) -> go.Figure:
+    """Fig. 8: synthetic images in a grid. Each item: image (H×W array in [0, 1]), row (the
+    sampler; one grid row block per sampler), title (e.g. 'T(x)=3.2')."""
+    if not images:
+        return _empty("Synthetic digits", "no snapshot yet")
+    rows_by_sampler: dict[str, list[Mapping]] = {}
+    for item in images:
+        rows_by_sampler.setdefault(str(item["row"]), []).append(item)
+    layout: list[tuple[str, list[Mapping]]] = []
+    for sampler, items in rows_by_sampler.items():
+        for start in range(0, len(items), columns):
+            layout.append((sampler, items[start : start + columns]))
+    n_rows = len(layout)
+    titles = []
+    for sampler, items in layout:
+        titles += [f"{sampler}: {it.get('title', '')}" for it in items] + [""] * (columns - len(items))
+    fig = make_subplots(rows=n_rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=min(0.08, 0.3 / max(n_rows, 1)))
+    for r, (sampler, items) in enumerate(layout, start=1):
+        for c, item in enumerate(items, start=1):
+            img = np.asarray(item["image"], dtype=float)
+            fig.add_trace(go.Heatmap(z=img[::-1], colorscale="gray", zmin=0.0, zmax=1.0, showscale=False,
+                                     name=sampler, hovertemplate="pixel %{z:.2f}<extra></extra>"), row=r, col=c)
+    fig.update_xaxes(visible=False, scaleanchor=None)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(height=max(200, 130 * n_rows), margin=dict(t=30, b=10, l=10, r=10), title=None)
+    return fig
+
+
+def prediction_histograms(preds: pd.DataFrame, bins: int = 100, x_range: tuple[float, float] | None = None) -> go.Figure:
+    """Fig. 9: histogram of the teacher's predictions on a synthetic batch, one panel per
+    sampler with a shared x axis. `preds`: columns sampler, teacher_pred."""
+    if preds is None or preds.empty:
+        return _empty("Teacher predictions on synthetic batches", "no snapshot yet")
+    samplers = sorted(preds["sampler"].unique())
+    fig = make_subplots(rows=len(samplers), cols=1, shared_xaxes=True, subplot_titles=samplers,
+                        vertical_spacing=0.08 if len(samplers) < 5 else 0.04)
+    lo, hi = x_range if x_range else (float(preds["teacher_pred"].min()), float(preds["teacher_pred"].max()))
+    size = max((hi - lo) / bins, 1e-6)
+    for i, sampler in enumerate(samplers, start=1):
+        values = preds.loc[preds["sampler"] == sampler, "teacher_pred"]
+        fig.add_trace(go.Histogram(x=values, name=sampler, marker_color=color_for(i - 1),
+                                   xbins=dict(start=lo, end=hi + size, size=size)), row=i, col=1)
+    fig.update_layout(title="Teacher predictions on synthetic batches", showlegend=False,
+                      height=140 + 150 * len(samplers), margin=dict(t=60, b=40, l=50, r=10))
+    fig.update_xaxes(title_text="prediction by the teacher", row=len(samplers), col=1)
+    fig.update_yaxes(title_text="samples")
+    return fig
+
+
+# ---------------------------------------------------------------------------- results
+def result_bars(summary: pd.DataFrame, teacher_rmse: float | None = None, metric: str = "test_rmse") -> go.Figure:
+    """Test metric per group (mean ± sd over seeds) as bars with error bars, beside the teacher.
+    `summary`: columns group, `<metric>_mean`, `<metric>_sd`."""
+    title = f"Test {metric.split('_')[-1].upper()} per sampler"
+    if summary is None or summary.empty:
+        return _empty(title, "no results yet")
+    fig = go.Figure(go.Bar(x=summary["group"], y=summary[f"{metric}_mean"],
+                           error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0)),
+                           marker_color=[color_for(i) for i in range(len(summary))], name="student"))
+    if teacher_rmse is not None and np.isfinite(teacher_rmse):
+        fig.add_hline(y=teacher_rmse, line_dash="dash", line_color="black",
+                      annotation_text=f"teacher {teacher_rmse:.4f}", annotation_position="top left")
+    fig.update_layout(title=title, yaxis_title=metric.split("_")[-1].upper(), height=320,
+                      margin=dict(t=50, b=40, l=50, r=10), showlegend=False)
+    return fig
+
+
+def trace_names(fig: go.Figure) -> list[str]:
+    return [t.name for t in fig.data]
+
+
+__all__: Iterable[str] = (
+    "alpha_preview", "curve_point_count", "digit_grid", "epoch_curves", "prediction_histograms",
+    "projection_scatter", "result_bars", "smooth", "split_members", "student_loss_boxplots",
+    "validation_rmse", "xg_loss",
+)
