@@ -147,7 +147,7 @@ def download_file(
                     gzip_it = dest.suffix == ".gz" and not member.endswith(".gz")
                     digest = _extract(archive, member, fh, gzip_it)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", None) or exc
             raise DatasetError(f"Cannot download {label} from {url} ({reason}). {where}.") from None
         except DatasetError as exc:  # the archive downloaded but holds no usable member
             raise DatasetError(f"Cannot extract {member} from {url} ({exc}). {where}.") from None
