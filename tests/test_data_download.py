@@ -39,7 +39,7 @@ class DyingHandler(QuietHandler):
 
 def _serve(handler):
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
