@@ -130,9 +130,11 @@ def _numeric_block(path: Path, text: str, first_line: int, names: list[str]) -> 
     return values
 
 
-def _raise_first_bad_line(path: Path, text: str, first_line: int, names: list[str]) -> None:
-    """Rescan `text` line by line and raise for the first line that is not `len(names)`
-    finite numbers. Only runs after the vectorized pass failed."""
+def _raise_first_bad_line(path: Path, text: str, first_line: int, names: list[str], used: list[int] | None = None) -> None:
+    """Rescan `text` line by line and raise for the first line that does not have
+    `len(names)` cells of which the `used` ones (default: all) are finite numbers.
+    Only runs after the vectorized pass failed."""
+    check = range(len(names)) if used is None else sorted(used)
     for offset, line in enumerate(text.split("\n")):
         if not line.strip():
             continue
@@ -140,13 +142,17 @@ def _raise_first_bad_line(path: Path, text: str, first_line: int, names: list[st
         cells = line.split(",")
         if len(cells) != len(names):
             raise DatasetError(f"{path}, line {lineno}: {len(cells)} columns, expected {len(names)}")
-        for name, cell in zip(names, cells):
+        for j in check:
+            cell = cells[j]
             try:
                 value = float(cell)
             except ValueError:
-                raise DatasetError(f"{path}, line {lineno}: column {name!r} holds {cell.strip()!r}, not a number") from None
+                raise DatasetError(f"{path}, line {lineno}: column {names[j]!r} holds {cell.strip()!r}, not a number") from None
             if not math.isfinite(value):
-                raise DatasetError(f"{path}, line {lineno}: column {name!r} holds {cell.strip()!r}, not a finite number")
+                raise DatasetError(f"{path}, line {lineno}: column {names[j]!r} holds {cell.strip()!r}, not a finite number")
+        empty = [names[j] for j, cell in enumerate(cells) if not cell.strip()]
+        if empty:
+            raise DatasetError(f"{path}, line {lineno}: column {empty[0]!r} is empty")
     raise DatasetError(f"{path}: could not parse the rows starting at line {first_line} as numbers")
 
 
@@ -195,31 +201,10 @@ def _numeric_block_tolerant(path: Path, body: str, header: list[str], used: list
             values = sub.to_numpy(dtype=np.float64)
             ok = bool(np.isfinite(values).all())
     if not ok:
-        _raise_first_bad_line_used(path, body, 2, header, set(used))
+        _raise_first_bad_line(path, body, 2, header, used)
     out = np.zeros((len(frame), len(header)), dtype=np.float64)
     out[:, used] = values
     return out
-
-
-def _raise_first_bad_line_used(path: Path, text: str, first_line: int, header: list[str], used: set[int]) -> None:
-    for offset, line in enumerate(text.split("\n")):
-        if not line.strip():
-            continue
-        lineno = first_line + offset
-        cells = line.split(",")
-        if len(cells) != len(header):
-            raise DatasetError(f"{path}, line {lineno}: {len(cells)} columns, expected {len(header)}")
-        for j in sorted(used):
-            cell = cells[j]
-            try:
-                value = float(cell)
-            except ValueError:
-                raise DatasetError(f"{path}, line {lineno}: column {header[j]!r} holds {cell.strip()!r}, not a number") from None
-            if not math.isfinite(value):
-                raise DatasetError(f"{path}, line {lineno}: column {header[j]!r} holds {cell.strip()!r}, not a finite number")
-        if any(not c.strip() for c in cells):
-            raise DatasetError(f"{path}, line {lineno}: an empty cell")
-    raise DatasetError(f"{path}: could not parse the rows starting at line {first_line} as numbers")
 
 
 # ---------------------------------------------------------------- the parsers
@@ -245,7 +230,7 @@ def parse_keel(path: Path, target: str | None = None) -> tuple[np.ndarray, np.nd
         pos = end + 1
         if not line or line.startswith("%"):
             continue
-        word, _, rest = line.partition(" ")
+        word, _, rest = line.replace("\t", " ").partition(" ")
         key = word.lower()
         if key == "@attribute":
             name = rest.strip().split()[0] if rest.strip() else ""
