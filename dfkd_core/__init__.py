@@ -1,0 +1,22 @@
+"""DFKD Lab's engine: data-free knowledge distillation of regression networks
+(Zhou & Chiam 2023), usable without Streamlit. Data flows one way:
+
+    data/        DatasetSpec registry, parsers, downloads → Split (train/val/test + Prior)
+    teachers     Teacher: trained torch MLP/CNN (cached) or black box (SVR, callable)
+    models       MLP, the MNIST CNN, RBF network, Kang & Kang's generator
+    samplers     Sampler registry: gaussian, lhs, halton, sobol, generator, direct, evolution
+    objectives   the synthetic-data loss as registered terms (eqs. 3, 5, 8, 9 are presets)
+    schedules    α schedules (eq. 7)
+    config       DistillConfig (every hyperparameter, the paper's defaults) and presets
+    distill      Algorithm 1: run_distillation(cfg) → events → DistillResult (reference path)
+    batched      K students as one batched model (fastmlp: the MLP fast path)
+    events       what a run reports: RunStarted, EpochMetrics, Snapshot, MemberResult
+    runstore     RunStore: SQLite (WAL) + artifact files; the one source of truth for runs
+    jobs         runs in worker processes, queue, stop, recovery of dead workers
+    figures      plotly figures of the paper's Figs. 4-9 from stored runs
+    projection   UMAP / PCA of real vs synthetic points
+    reproduce    the paper's Tables 3-6 from one command
+    bench        side-by-side timings of the reference and batched engines
+    cli          `python -m dfkd_core <command>`; one module per command in commands/
+    errors       DfkdError → ConfigError, DatasetError, ModelError, RegistryError
+"""
