@@ -1,0 +1,203 @@
+"""Jobs: distillation runs executed outside the Streamlit script thread, one worker
+process per run (`python -m dfkd_core worker RUN_ID`), queued FIFO up to DFKD_MAX_RUNS at once."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from .config import DistillConfig
+from .errors import ConfigError, DfkdError
+from .events import Event
+from .runstore import RunStore
+
+DEFAULT_MAX_RUNS = 2  # runs distilling at the same time, unless DFKD_MAX_RUNS says otherwise
+QUEUE_POLL_S = 0.25  # how often a queued worker asks whether it may start
+HEARTBEAT_S = 1.0  # how often a worker says it is alive
+STOP_CHECK_S = 0.25  # the stop flag is read from the database at most this often
+RECOVER_EVERY_S = 5.0  # a queued worker clears orphaned runs ahead of it this often
+
+_children: dict[str, subprocess.Popen] = {}  # run id -> worker started by this process (reaped when done)
+
+
+def max_runs() -> int:
+    """DFKD_MAX_RUNS (an int ≥ 1), else 2."""
+    text = os.environ.get("DFKD_MAX_RUNS", "").strip()
+    if not text:
+        return DEFAULT_MAX_RUNS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"The 'DFKD_MAX_RUNS' environment variable must be an int ≥ 1. Got {text!r} instead.")
+    return value
+
+
+def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None) -> str:
+    """Validate `cfg`, store it as a queued run and start its worker process; return the run id.
+
+    A ConfigError from cfg.validate() reaches the caller with its message. The worker runs in
+    its own session (a Streamlit rerun or a closed browser tab does not stop it) and logs to
+    runs/<id>/worker.log; it waits in 'queued' while DFKD_MAX_RUNS runs are running."""
+    cfg.validate()
+    max_runs()
+    store = store or RunStore()
+    run_id = store.create_run(cfg, title=title)
+    env = dict(os.environ)
+    env["DFKD_HOME"] = str(store.home)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    log_path = store.run_dir(run_id) / "worker.log"
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dfkd_core", "worker", run_id],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+    except OSError as exc:
+        store.finish(run_id, "failed", error=f"The worker process could not be started: {exc}")
+        raise DfkdError(f"The worker process for run {run_id!r} could not be started: {exc}") from None
+    store.set_worker(run_id, proc.pid)
+    _reap()
+    _children[run_id] = proc
+    return run_id
+
+
+def stop(run_id: str, store: RunStore | None = None) -> None:
+    """Stop a run: a queued run is cancelled at once; a running one stops within one epoch
+    and ends 'cancelled' with everything logged so far."""
+    store = store or RunStore()
+    store.request_stop(run_id)
+    store.cancel_if_queued(run_id)
+
+
+def recover(store: RunStore | None = None) -> list[str]:
+    """Mark runs whose worker died (server restart, kill -9, crash) as 'interrupted'; return their ids.
+    The app calls this once at start."""
+    _reap()
+    return (store or RunStore()).mark_interrupted()
+
+
+def _reap() -> None:
+    """Collect exit codes of finished workers this process started (no zombies left behind)."""
+    for run_id, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[run_id]
+
+
+class _Heartbeat(threading.Thread):
+    """Beats and flushes buffered metrics in the background, so a long epoch (or a long
+    wait in the queue) neither looks like a dead worker nor hides progress from the pages."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        super().__init__(name=f"dfkd-heartbeat-{run_id}", daemon=True)
+        self.store, self.run_id = store, run_id
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        last_beat = 0.0
+        while not self.halt.wait(min(self.store.flush_interval, HEARTBEAT_S)):
+            try:
+                self.store.flush()
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self.store.heartbeat(self.run_id)
+                    last_beat = time.monotonic()
+            except DfkdError as exc:  # a busy database: try again next beat
+                print(f"heartbeat: {exc}", file=sys.stderr, flush=True)
+
+
+def _stop_flag(store: RunStore, run_id: str) -> Callable[[], bool]:
+    """should_stop for the engine: reads the database at most every STOP_CHECK_S seconds."""
+    state = {"at": 0.0, "stop": False}
+
+    def should_stop() -> bool:
+        if not state["stop"] and time.monotonic() - state["at"] >= STOP_CHECK_S:
+            state["stop"] = store.stop_requested(run_id)
+            state["at"] = time.monotonic()
+        return state["stop"]
+
+    return should_stop
+
+
+def _wait_for_slot(store: RunStore, run_id: str, limit: int) -> bool:
+    """Block while the run is queued behind others; True when it was moved to 'running',
+    False when it was cancelled (or otherwise left 'queued') meanwhile."""
+    last_recover = 0.0
+    while True:
+        if store.claim(run_id, limit):
+            return True
+        info = store.get_run(run_id)
+        if info.status != "queued":
+            return False
+        if info.stop_requested:
+            store.cancel_if_queued(run_id)
+            return False
+        if time.monotonic() - last_recover >= RECOVER_EVERY_S:
+            store.mark_interrupted()  # a dead worker ahead must not block the queue forever
+            last_recover = time.monotonic()
+        time.sleep(QUEUE_POLL_S)
+
+
+def work(run_id: str, store: RunStore | None = None) -> int:
+    """The worker's body: wait for a slot, run the distillation, store every event, finish.
+    Returns the process exit code (0 done or cancelled, 1 failed, 2 nothing to do)."""
+    from .distill import run_distillation
+
+    store = store or RunStore()
+    info = store.get_run(run_id)
+    if info.status != "queued":
+        print(f"Run {run_id} is {info.status}; nothing to do.", file=sys.stderr, flush=True)
+        return 2
+    store.set_worker(run_id, os.getpid())
+    beat = _Heartbeat(store, run_id)
+    beat.start()
+    try:
+        if info.config is None:
+            store.finish(run_id, "failed", error="The stored configuration cannot be read by this version of DFKD Lab.")
+            return 1
+        try:
+            limit = max_runs()
+        except ConfigError as exc:
+            store.finish(run_id, "failed", error=str(exc))
+            return 1
+        try:
+            started = _wait_for_slot(store, run_id, limit)
+        except KeyboardInterrupt:
+            store.finish(run_id, "interrupted", error="Interrupted: the worker process was asked to terminate while queued.")
+            return 130
+        if not started:
+            print(f"Run {run_id} was {store.get_run(run_id).status} before it started.", file=sys.stderr, flush=True)
+            return 0
+        print(f"Run {run_id} started (pid {os.getpid()}).", file=sys.stderr, flush=True)
+
+        def on_event(event: Event) -> None:
+            store.record(run_id, event)
+
+        try:
+            result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id))
+        except DfkdError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            store.finish(run_id, "failed", error=str(exc))
+            return 1
+        except KeyboardInterrupt:  # SIGINT / SIGTERM (see commands/worker.py)
+            store.finish(run_id, "interrupted", error="Interrupted: the worker process was asked to terminate.")
+            return 130
+        except Exception as exc:
+            traceback.print_exc()
+            store.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc} (traceback in worker.log)".replace("\n", " "))
+            return 1
+        store.finish(run_id, result)
+        print(f"Run {run_id} {'cancelled' if result.cancelled else 'done'} after {result.seconds:.1f} s.",
+              file=sys.stderr, flush=True)
+        return 0
+    finally:
+        beat.halt.set()
+        beat.join(timeout=5)
+        store.close()

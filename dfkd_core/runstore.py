@@ -1,0 +1,673 @@
+"""RunStore: the one source of truth for runs — an SQLite database (WAL) at
+home_dir()/runs.db plus artifact files (snapshots, weights, logs) under home_dir()/runs/<id>/.
+
+Several processes use it at once (a worker writes while the Streamlit server reads):
+every call opens its own short-lived connection, and writes are short transactions.
+
+Tables: runs (one row per run: status, config JSON, teacher numbers, worker pid and
+heartbeat, stop flag), metrics (run, member, epoch), snapshots (run, member, epoch →
+.npz with x, student_loss, teacher_pred), results (run, member → test numbers, weights .pt).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .config import DistillConfig
+from .errors import ConfigError, DfkdError
+from .events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot
+from .paths import home_dir
+
+STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
+ACTIVE_STATUSES = ("queued", "running")
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's write lock
+FLUSH_INTERVAL_S = 0.5  # buffered epoch metrics reach the database at least this often while events arrive
+STALE_AFTER_S = 60.0  # a run whose heartbeat is older than this is considered orphaned
+
+# column name -> SQL type; new columns are added to existing databases (never dropped)
+_RUN_COLUMNS: dict[str, str] = {
+    "id": "TEXT PRIMARY KEY",
+    "created_at": "REAL NOT NULL",
+    "updated_at": "REAL NOT NULL",
+    "status": "TEXT NOT NULL",
+    "config": "TEXT NOT NULL",
+    "dataset": "TEXT",
+    "title": "TEXT",
+    "device": "TEXT",
+    "engine": "TEXT",
+    "teacher_kind": "TEXT",
+    "pid": "INTEGER",
+    "pid_start": "TEXT",  # the process's start time from /proc: guards against pid reuse
+    "host": "TEXT",
+    "heartbeat": "REAL",
+    "started_at": "REAL",
+    "finished_at": "REAL",
+    "error": "TEXT",
+    "teacher_test_rmse": "REAL",
+    "teacher_test_mae": "REAL",
+    "note": "TEXT",
+    "stop_requested": "INTEGER NOT NULL DEFAULT 0",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs ({run_columns});
+CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, member TEXT NOT NULL, epoch INTEGER NOT NULL,
+    val_rmse REAL, val_mae REAL, loss_xg REAL, loss_xp REAL, alpha REAL, seconds REAL,
+    PRIMARY KEY (run_id, member, epoch)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id TEXT NOT NULL, member TEXT NOT NULL, epoch INTEGER NOT NULL, path TEXT NOT NULL,
+    PRIMARY KEY (run_id, member, epoch)
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL, member TEXT NOT NULL, sampler TEXT, alpha TEXT, seed INTEGER,
+    test_rmse REAL, test_mae REAL, best_epoch INTEGER, best_val_rmse REAL,
+    other_selections TEXT, teacher_queries INTEGER, weights TEXT,
+    PRIMARY KEY (run_id, member)
+);
+"""
+
+_METRIC_COLUMNS = ("val_rmse", "val_mae", "loss_xg", "loss_xp", "alpha", "seconds")
+_TIME_COLUMNS = ("created_at", "updated_at", "heartbeat", "started_at", "finished_at")
+
+
+class StoreError(DfkdError):
+    """The run store cannot be opened or does not hold what was asked for
+    (an unknown run id, a corrupt runs.db, a missing snapshot)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One row of the runs table, with its configuration parsed."""
+
+    id: str
+    created_at: float  # unix seconds
+    updated_at: float
+    status: str  # one of STATUSES
+    config: DistillConfig | None  # None only if the stored config no longer parses
+    config_dict: dict[str, Any]  # the stored config as saved
+    dataset: str | None
+    title: str | None
+    device: str | None
+    engine: str | None
+    teacher_kind: str | None
+    pid: int | None
+    pid_start: str | None
+    host: str | None
+    heartbeat: float | None
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    teacher_test_rmse: float | None
+    teacher_test_mae: float | None
+    note: str | None
+    stop_requested: bool
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: a worker is (or should be) working on it."""
+        return self.status in ACTIVE_STATUSES
+
+
+def new_run_id() -> str:
+    """Short and sortable by creation time: '20260124-210312-a3f9c1'."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def member_filename(member: str) -> str:
+    """A file-system-safe, unique name for a member key: 'direct|constant:0.3|0' → 'direct_constant_0.3_0-1a2b3c'."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", member).strip("._") or "member"
+    return f"{safe[:80]}-{hashlib.sha1(member.encode()).hexdigest()[:6]}"
+
+
+class RunStore:
+    """Runs, their metrics, snapshots, results and weights, under one home folder.
+
+    Safe to use from several threads and processes; create one per process (or per page run).
+    Epoch metrics are buffered in memory and written in batches (at least every
+    `flush_interval` seconds while events arrive, and at every snapshot, result, finish,
+    `flush()` and `close()`), so per-epoch writes do not slow a fast run down.
+    """
+
+    def __init__(self, home: str | Path | None = None, *, flush_interval: float = FLUSH_INTERVAL_S) -> None:
+        self.home = Path(home).expanduser() if home is not None else home_dir()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.home / "runs.db"
+        self.runs_dir = self.home / "runs"
+        self.flush_interval = flush_interval
+        self._lock = threading.Lock()
+        self._buffer: list[tuple[Any, ...]] = []
+        self._last_flush = 0.0
+        self._init_db()
+
+    # ------------------------------------------------------------------ plumbing
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A fresh connection for one call; with write=True, one IMMEDIATE transaction."""
+        try:
+            conn = self._open()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            if write:
+                conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            if write:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if write and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc) from None
+        except BaseException:
+            if write and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            return StoreError(
+                f"The run store {self.db_path} is not a readable SQLite database ({exc}). "
+                "Move the file aside (or set DFKD_HOME to another folder) to start a fresh store."
+            )
+        return StoreError(f"The run store {self.db_path} could not be used: {exc}.")
+
+    def _init_db(self) -> None:
+        """Create missing tables and columns; existing runs are never touched."""
+        try:
+            conn = self._open()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent; falls back quietly where WAL is impossible
+            columns = ", ".join(f"{name} {kind}" for name, kind in _RUN_COLUMNS.items())
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA.format(run_columns=columns) + "COMMIT;")
+            have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+            for name, kind in _RUN_COLUMNS.items():
+                if name not in have:  # a store written by an older version
+                    kind = re.sub(r"PRIMARY KEY|NOT NULL", "", kind).strip()
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            conn.close()
+
+    def run_dir(self, run_id: str) -> Path:
+        """Folder of a run's artifact files (created on demand)."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id or ""):
+            raise StoreError(f"A run id must be letters, digits, '.', '_' or '-'. Got {run_id!r} instead.")
+        path = self.runs_dir / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _require(self, conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"No run {run_id!r} in the run store {self.db_path}.")
+        return row
+
+    # ------------------------------------------------------------------ writing
+    def create_run(self, cfg: DistillConfig, title: str | None = None) -> str:
+        """Store a new run as 'queued' and return its id."""
+        now = time.time()
+        run_id = new_run_id()
+        if title is None:
+            title = _default_title(cfg)
+        with self._connect(write=True) as conn:
+            while conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+                run_id = new_run_id()
+            conn.execute(
+                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, stop_requested)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, 0)",
+                (run_id, now, now, cfg.to_json(), cfg.dataset, title),
+            )
+        self.run_dir(run_id)
+        return run_id
+
+    def record(self, run_id: str, event: Event) -> None:
+        """Persist one engine event (RunStarted, EpochMetrics, Snapshot or MemberResult)."""
+        if isinstance(event, EpochMetrics):
+            row = (run_id, event.member, int(event.epoch)) + tuple(_num(getattr(event, c)) for c in _METRIC_COLUMNS)
+            with self._lock:
+                self._buffer.append(row)
+                due = time.monotonic() - self._last_flush >= self.flush_interval
+            if due:
+                self.flush()
+        elif isinstance(event, RunStarted):
+            now = time.time()
+            with self._connect(write=True) as conn:
+                self._require(conn, run_id)
+                conn.execute(
+                    "UPDATE runs SET device = ?, engine = ?, teacher_kind = ?, teacher_test_rmse = ?, teacher_test_mae = ?,"
+                    " note = ?, updated_at = ?, heartbeat = ?, started_at = COALESCE(started_at, ?),"
+                    " status = CASE WHEN status IN ('queued', 'running') THEN 'running' ELSE status END WHERE id = ?",
+                    (event.device, event.engine, event.teacher_kind, _num(event.teacher_test_rmse),
+                     _num(event.teacher_test_mae), event.note, now, now, now, run_id),
+                )
+        elif isinstance(event, Snapshot):
+            self.flush()
+            folder = self.run_dir(run_id) / "snapshots"
+            folder.mkdir(exist_ok=True)
+            name = f"{member_filename(event.member)}-e{int(event.epoch):06d}.npz"
+            _atomic_write(folder / name, lambda f: np.savez(
+                f, x=np.asarray(event.x), student_loss=np.asarray(event.student_loss), teacher_pred=np.asarray(event.teacher_pred)))
+            with self._connect(write=True) as conn:
+                conn.execute("INSERT OR REPLACE INTO snapshots (run_id, member, epoch, path) VALUES (?, ?, ?, ?)",
+                             (run_id, event.member, int(event.epoch), f"snapshots/{name}"))
+        elif isinstance(event, MemberResult):
+            self.flush()
+            self._write_result(run_id, event)
+        else:
+            raise TypeError(f"The 'event' parameter must be a RunStarted, EpochMetrics, Snapshot or MemberResult. "
+                            f"Got {type(event).__name__} instead.")
+
+    def _write_result(self, run_id: str, event: MemberResult) -> None:
+        weights = None
+        if event.state_dict is not None:
+            import torch
+
+            state = {k: (v.detach().to("cpu") if isinstance(v, torch.Tensor) else v) for k, v in event.state_dict.items()}
+            weights = f"{member_filename(event.member)}.pt"
+            _atomic_write(self.run_dir(run_id) / weights, lambda f: torch.save(state, f))
+        others = {name: [_num(v) for v in values] for name, values in (event.other_selections or {}).items()}
+        with self._connect(write=True) as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO results (run_id, member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,"
+                " best_val_rmse, other_selections, teacher_queries, weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, event.member, event.sampler, event.alpha, int(event.seed), _num(event.test_rmse),
+                 _num(event.test_mae), int(event.best_epoch), _num(event.best_val_rmse), json.dumps(others),
+                 int(event.teacher_queries or 0), weights),
+            )
+
+    def flush(self) -> None:
+        """Write buffered epoch metrics now (one transaction); also refreshes the heartbeat of their runs."""
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+        if not rows:
+            return
+        now = time.time()
+        try:
+            with self._connect(write=True) as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO metrics (run_id, member, epoch, val_rmse, val_mae, loss_xg, loss_xp, alpha,"
+                    " seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                for run_id in {r[0] for r in rows}:
+                    conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+        except BaseException:
+            with self._lock:  # keep them for the next try
+                self._buffer = rows + self._buffer
+            raise
+
+    def close(self) -> None:
+        """Flush buffered metrics. (Connections are per call; nothing else stays open.)"""
+        self.flush()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def finish(self, run_id: str, result_or_status: DistillResult | str, error: str | None = None) -> None:
+        """End a run: a DistillResult gives 'done' (or 'cancelled' if it was cancelled) and stores
+        any member results not recorded yet; a status string sets that status (with `error`)."""
+        self.flush()
+        if isinstance(result_or_status, DistillResult):
+            result = result_or_status
+            status = "cancelled" if result.cancelled else "done"
+            with self._connect() as conn:
+                have = {r[0] for r in conn.execute("SELECT member FROM results WHERE run_id = ?", (run_id,))}
+            for member in result.members:
+                if member.member not in have:
+                    self._write_result(run_id, member)
+            extra = {"device": result.device, "engine": result.engine,
+                     "teacher_test_rmse": _num(result.teacher_test_rmse), "teacher_test_mae": _num(result.teacher_test_mae)}
+        else:
+            status, extra = _check_status(result_or_status), {}
+        now = time.time()
+        with self._connect(write=True) as conn:
+            self._require(conn, run_id)
+            sets = ", ".join(f"{k} = COALESCE({k}, ?)" for k in extra)
+            conn.execute(
+                f"UPDATE runs SET status = ?, error = ?, updated_at = ?, finished_at = ?, heartbeat = ?{', ' + sets if sets else ''}"
+                " WHERE id = ?", (status, error, now, now, now, *extra.values(), run_id))
+
+    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        """Set a run's status (and error message; None clears it)."""
+        status = _check_status(status)
+        now = time.time()
+        with self._connect(write=True) as conn:
+            self._require(conn, run_id)
+            conn.execute(
+                "UPDATE runs SET status = ?, error = ?, updated_at = ?,"
+                " started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) ELSE started_at END,"
+                " finished_at = CASE WHEN ? IN ('queued', 'running') THEN finished_at ELSE ? END WHERE id = ?",
+                (status, error, now, status, now, status, now, run_id))
+
+    def set_worker(self, run_id: str, pid: int) -> None:
+        """Remember which process works on a run (for mark_interrupted) and beat once."""
+        now = time.time()
+        with self._connect(write=True) as conn:
+            self._require(conn, run_id)
+            conn.execute("UPDATE runs SET pid = ?, pid_start = ?, host = ?, heartbeat = ?, updated_at = ? WHERE id = ?",
+                         (int(pid), _process_start(pid), socket.gethostname(), now, now, run_id))
+
+    def heartbeat(self, run_id: str) -> None:
+        """Say the run's worker is alive."""
+        with self._connect(write=True) as conn:
+            conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+
+    def claim(self, run_id: str, max_runs: int) -> bool:
+        """Atomically move a queued run to 'running' if fewer than `max_runs` runs are running
+        and it is among the first queued runs (FIFO by created_at). True if it may start now."""
+        now = time.time()
+        with self._connect(write=True) as conn:
+            row = self._require(conn, run_id)
+            if row["status"] != "queued" or row["stop_requested"]:
+                return False
+            running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
+            ahead = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))",
+                (row["created_at"], row["created_at"], run_id)).fetchone()[0]
+            if running + ahead >= max_runs:
+                return False
+            conn.execute("UPDATE runs SET status = 'running', started_at = ?, updated_at = ?, heartbeat = ? WHERE id = ?",
+                         (now, now, now, run_id))
+            return True
+
+    def cancel_if_queued(self, run_id: str) -> bool:
+        """Cancel a run that has not started yet; False if it is no longer queued."""
+        now = time.time()
+        with self._connect(write=True) as conn:
+            self._require(conn, run_id)
+            cur = conn.execute("UPDATE runs SET status = 'cancelled', stop_requested = 1, updated_at = ?, finished_at = ?"
+                               " WHERE id = ? AND status = 'queued'", (now, now, run_id))
+            return cur.rowcount > 0
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask the run's worker to stop; the engine stops within one epoch and the run ends 'cancelled'."""
+        with self._connect(write=True) as conn:
+            self._require(conn, run_id)
+            conn.execute("UPDATE runs SET stop_requested = 1, updated_at = ? WHERE id = ?", (time.time(), run_id))
+
+    def stop_requested(self, run_id: str) -> bool:
+        """Whether a stop was requested for the run (False for an unknown run)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def mark_interrupted(self, stale_after: float = STALE_AFTER_S) -> list[str]:
+        """Runs whose worker is gone become 'interrupted', keeping everything logged.
+
+        A run counts as orphaned when it is 'running' or 'queued' with a worker pid, and that
+        process no longer exists (on this host) or its heartbeat is older than `stale_after`
+        seconds; or when it is 'queued' without a worker for longer than `stale_after`."""
+        now = time.time()
+        host = socket.gethostname()
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
+        orphans: dict[str, str] = {}
+        beats = {row["id"]: row["heartbeat"] or row["created_at"] for row in rows}
+        for row in rows:
+            beat = beats[row["id"]]
+            if row["pid"] is None:
+                if row["status"] == "running" or now - row["created_at"] > stale_after:
+                    orphans[row["id"]] = "no worker process ever started for it"
+                continue
+            if row["host"] in (None, host) and not _pid_alive(row["pid"], row["pid_start"]):
+                orphans[row["id"]] = f"its worker process (pid {row['pid']}) ended without finishing the run"
+            elif now - beat > stale_after:
+                orphans[row["id"]] = f"its worker sent no heartbeat for {now - beat:.0f} s"
+        marked = []
+        for run_id, why in orphans.items():
+            with self._connect(write=True) as conn:
+                cur = conn.execute(
+                    "UPDATE runs SET status = 'interrupted', error = ?, updated_at = ?, finished_at = ?"
+                    " WHERE id = ? AND status IN ('queued', 'running') AND COALESCE(heartbeat, created_at) = ?",
+                    (f"Interrupted: {why}.", now, now, run_id, beats[run_id]))
+                if cur.rowcount:
+                    marked.append(run_id)
+        return marked
+
+    def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        """Remove a run's rows and files. An active (queued/running) run needs force=True."""
+        with self._connect(write=True) as conn:
+            row = self._require(conn, run_id)
+            if row["status"] in ACTIVE_STATUSES and not force:
+                raise StoreError(f"Run {run_id!r} is {row['status']}; stop it before deleting it.")
+            for table, key in (("metrics", "run_id"), ("snapshots", "run_id"), ("results", "run_id"), ("runs", "id")):
+                conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
+        shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+    def get_run(self, run_id: str) -> RunInfo:
+        """All columns of one run, with its DistillConfig parsed."""
+        with self._connect() as conn:
+            row = dict(self._require(conn, run_id))
+        config_dict = json.loads(row.pop("config") or "{}")
+        known = {f.name for f in dataclasses.fields(DistillConfig)}
+        try:
+            config = DistillConfig.from_dict({k: v for k, v in config_dict.items() if k in known})
+        except ConfigError:
+            config = None
+        row["stop_requested"] = bool(row["stop_requested"])
+        fields = {f.name for f in dataclasses.fields(RunInfo)}
+        return RunInfo(config=config, config_dict=config_dict, **{k: v for k, v in row.items() if k in fields})
+
+    def list_runs(self, status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+        """One row per run, newest first: id, created_at, status, dataset, title, epochs, members,
+        last_epoch (highest epoch logged), best_test_rmse, device, engine, teacher numbers, error, ..."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(_check_status(status))
+        if dataset is not None:
+            where.append("dataset = ?")
+            params.append(dataset)
+        sql = (
+            "SELECT runs.*, (SELECT MAX(epoch) FROM metrics WHERE run_id = runs.id) AS last_epoch,"
+            " (SELECT MIN(test_rmse) FROM results WHERE run_id = runs.id) AS best_test_rmse,"
+            " (SELECT MIN(test_mae) FROM results WHERE run_id = runs.id) AS best_test_mae FROM runs"
+            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at DESC, id DESC"
+        )
+        with self._connect() as conn:
+            rows = [dict(r) for r in conn.execute(sql, params)]
+        for row in rows:
+            cfg = _safe_json(row.pop("config"))
+            row["epochs"] = cfg.get("epochs")
+            row["members"] = len(cfg.get("samplers") or ()) * len(cfg.get("alphas") or ()) * len(cfg.get("seeds") or ())
+            row["stop_requested"] = bool(row["stop_requested"])
+        order = ["id", "created_at", "status", "dataset", "title", "epochs", "members", "last_epoch", "best_test_rmse",
+                 "best_test_mae", "device", "engine", "teacher_kind", "teacher_test_rmse", "teacher_test_mae", "error",
+                 "note", "started_at", "finished_at", "updated_at", "heartbeat", "pid", "host", "stop_requested"]
+        df = pd.DataFrame(rows, columns=order)
+        for col in _TIME_COLUMNS:
+            df[col] = pd.to_datetime(df[col].map(_local_time), errors="coerce")
+        for col in ("last_epoch", "epochs", "members", "pid"):
+            df[col] = df[col].astype("Int64")
+        for col in ("best_test_rmse", "best_test_mae", "teacher_test_rmse", "teacher_test_mae"):
+            df[col] = df[col].astype(float)
+        return df
+
+    def metrics(self, run_id: str, member: str | None = None) -> pd.DataFrame:
+        """Epoch metrics (member, epoch, val_rmse, val_mae, loss_xg, loss_xp, alpha, seconds), by member and epoch.
+        Shows what has been flushed: a worker flushes at least every `flush_interval` seconds."""
+        sql = "SELECT member, epoch, " + ", ".join(_METRIC_COLUMNS) + " FROM metrics WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if member is not None:
+            sql += " AND member = ?"
+            params.append(member)
+        with self._connect() as conn:
+            rows = conn.execute(sql + " ORDER BY member, epoch", params).fetchall()
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["member", "epoch", *_METRIC_COLUMNS])
+        df["epoch"] = df["epoch"].astype(int)
+        for col in _METRIC_COLUMNS:
+            df[col] = df[col].astype(float)  # NULL (not validated this epoch) → NaN
+        return df
+
+    def snapshot_index(self, run_id: str) -> pd.DataFrame:
+        """Which snapshots exist: columns member, epoch."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT member, epoch FROM snapshots WHERE run_id = ? ORDER BY member, epoch",
+                                (run_id,)).fetchall()
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["member", "epoch"])
+        df["epoch"] = df["epoch"].astype(int)
+        return df
+
+    def load_snapshot(self, run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
+        """The snapshot's arrays: x (m, *input_shape), student_loss (m,), teacher_pred (m,)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT path FROM snapshots WHERE run_id = ? AND member = ? AND epoch = ?",
+                               (run_id, member, int(epoch))).fetchone()
+            if row is None:
+                have = [r[0] for r in conn.execute(
+                    "SELECT epoch FROM snapshots WHERE run_id = ? AND member = ? ORDER BY epoch", (run_id, member))]
+                raise StoreError(f"Run {run_id!r} has no snapshot of member {member!r} at epoch {epoch} "
+                                 f"(have epochs: {', '.join(map(str, have)) or 'none'}).")
+        path = self.runs_dir / run_id / row[0]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"The snapshot file {path} cannot be read ({exc}).") from None
+
+    def results(self, run_id: str) -> pd.DataFrame:
+        """Final numbers per member: member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,
+        best_val_rmse, other_selections (dict name -> [epoch, test_rmse, test_mae]), teacher_queries, weights."""
+        cols = ["member", "sampler", "alpha", "seed", "test_rmse", "test_mae", "best_epoch", "best_val_rmse",
+                "other_selections", "teacher_queries", "weights"]
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT {', '.join(cols)} FROM results WHERE run_id = ? ORDER BY member",
+                                (run_id,)).fetchall()
+        df = pd.DataFrame([tuple(r) for r in rows], columns=cols)
+        df["other_selections"] = df["other_selections"].map(_safe_json)
+        for col in ("test_rmse", "test_mae", "best_val_rmse"):
+            df[col] = df[col].astype(float)
+        return df
+
+    def load_weights(self, run_id: str, member: str) -> dict[str, Any]:
+        """The selected student's state_dict (CPU tensors), loaded with torch.load(weights_only=True)."""
+        import torch
+
+        with self._connect() as conn:
+            row = conn.execute("SELECT weights FROM results WHERE run_id = ? AND member = ?", (run_id, member)).fetchone()
+            if row is None or row[0] is None:
+                have = [r[0] for r in conn.execute(
+                    "SELECT member FROM results WHERE run_id = ? AND weights IS NOT NULL ORDER BY member", (run_id,))]
+                raise StoreError(f"Run {run_id!r} has no saved weights for member {member!r} "
+                                 f"(have: {', '.join(have) or 'none'}).")
+        path = self.runs_dir / run_id / row[0]
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises a variety of types for bad files
+            raise StoreError(f"The weights file {path} cannot be loaded ({type(exc).__name__}: {exc}).") from None
+
+    def integrity_check(self) -> str:
+        """SQLite's PRAGMA integrity_check: 'ok' or the problems found."""
+        with self._connect() as conn:
+            return "\n".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise ValueError(f"The 'status' parameter must be one of {', '.join(map(repr, STATUSES))}. Got {status!r} instead.")
+    return status
+
+
+def _num(value: Any) -> float | None:
+    """A plain float for SQLite; NaN/inf/None → None (SQL NULL)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _safe_json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _local_time(ts: float | None) -> datetime | None:
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)):
+        return None
+    return datetime.fromtimestamp(ts)
+
+
+def _default_title(cfg: DistillConfig) -> str:
+    return f"{cfg.dataset}: {', '.join(cfg.samplers)} · α {', '.join(cfg.alphas)} · {cfg.epochs} epochs"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None without /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
+def _process_start(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[19] if stat and len(stat) > 19 else None
+
+
+def _pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process `pid` exists, is not a zombie, and (if known) started at `start`."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc/self/stat").exists()  # no /proc here: trust os.kill
+    if stat[0] in ("Z", "X"):  # killed but not reaped yet
+        return False
+    return start is None or len(stat) <= 19 or stat[19] == start
