@@ -1,5 +1,5 @@
 """Where things live on disk: the data directory (DFKD_DATA_DIR) and the home folder
-(DFKD_HOME) holding the run store, cached teachers and UMAP fits."""
+(DFKD_HOME) holding the run store, cached teachers (DFKD_TEACHER_DIR overrides) and UMAP fits."""
 from __future__ import annotations
 
 import os
@@ -23,5 +23,13 @@ def home_dir() -> Path:
     else:
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         path = Path(base) / "dfkd-lab"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def teacher_dir() -> Path:
+    """DFKD_TEACHER_DIR if set (tests share one across a session), else DFKD_HOME/teachers."""
+    env = os.environ.get("DFKD_TEACHER_DIR")
+    path = Path(env).expanduser() if env else home_dir() / "teachers"
     path.mkdir(parents=True, exist_ok=True)
     return path

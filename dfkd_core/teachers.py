@@ -20,7 +20,7 @@ from .data.split import Split
 from .errors import ConfigError, ModelError
 from .models import DigitCNN, MLPRegressor, RBFNetwork
 from .objectives import log_cosh
-from .paths import home_dir
+from .paths import teacher_dir
 
 
 class Teacher:
@@ -137,8 +137,8 @@ def train_torch_teacher(split: Split, arch: str, seed: int, device: torch.device
     torch.manual_seed(10_000 + seed)
     model = build_model(arch, split, gen).to(device)
     is_image = split.kind == "image"
-    max_epochs = max_epochs or (40 if is_image else 400)
-    patience = patience or (6 if is_image else 30)
+    max_epochs = max_epochs or (40 if is_image else 300)
+    patience = patience or (6 if is_image else 25)
     opt = torch.optim.RMSprop(model.parameters(), lr=lr, weight_decay=weight_decay)
     x, y = split.x_train.to(device), split.y_train.to(device)
     xv, yv = split.x_val.to(device), split.y_val.to(device)
@@ -181,8 +181,7 @@ def train_svr_teacher(split: Split):
 def _cache_path(split: Split, arch: str) -> Path:
     n = split.x_train.shape[0]
     digest = hashlib.sha1(f"{split.name}|{split.seed}|{arch}|{n}|{split.note}".encode()).hexdigest()[:10]
-    folder = home_dir() / "teachers"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = teacher_dir()
     suffix = ".pkl" if arch == "svr" else ".pt"
     return folder / f"{split.name}-split{split.seed}-{arch}-{digest}{suffix}"
 

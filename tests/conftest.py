@@ -21,14 +21,21 @@ def shared_data_available() -> bool:
 needs_shared_data = pytest.mark.skipif(not shared_data_available(), reason="../shared/data is not beside the repo")
 
 
+@pytest.fixture(scope="session")
+def session_teacher_dir(tmp_path_factory) -> Path:
+    """Teachers are keyed by dataset, split seed and architecture: one cache serves the session."""
+    return tmp_path_factory.mktemp("teachers")
+
+
 @pytest.fixture(autouse=True)
-def clean_state(tmp_path, monkeypatch):
+def clean_state(tmp_path, monkeypatch, session_teacher_dir):
     """Every test: seeded RNGs, one thread, its own DFKD_HOME; DFKD_DATA_DIR = ../shared/data if present."""
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     monkeypatch.setenv("DFKD_HOME", str(tmp_path / "dfkd-home"))
+    monkeypatch.setenv("DFKD_TEACHER_DIR", str(session_teacher_dir))
     monkeypatch.delenv("DFKD_DEVICE", raising=False)
     if shared_data_available():
         monkeypatch.setenv("DFKD_DATA_DIR", str(SHARED_DATA))
