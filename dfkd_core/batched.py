@@ -1,0 +1,492 @@
+"""The batched engine: every student of a comparison (seeds × samplers × α schedules) that
+shares a dataset, an MLP teacher and an MLP student shape is trained as one stacked model.
+
+One training step of Algorithm 1 for all K students at once:
+
+1. noise   — each member draws its random numbers from its own torch.Generator seeded with
+             distill.stream_seed(member), in exactly the order and sizes of the reference
+             path (prior samples, y_rand, generator z, x_p; QMC points from the member's own
+             scipy engine). This is the one per-member Python loop of the hot path and it
+             only draws random numbers, no arithmetic; it is what makes one batched epoch
+             equal to one reference epoch (tests/test_batched.py).
+2. x_g     — gradient samplers run their inner steps together: for step τ the points of
+             every 'direct' and 'generator' member still iterating go through ONE teacher
+             call (forward + input gradient); each sampler group then takes its own update
+             (direct: the fresh optimizer of Algorithm 2 in closed form, RMSprop by default;
+             generator: back-propagation into K stacked generators and their RMSprop).
+             Random samplers ('gaussian', 'lhs', 'halton', 'sobol') need no inner steps.
+3. student — ONE teacher call on the K·2m points [x_g | x_p]; per-sample loss weights carry
+             eq. 7 (α/|x_g| on x_g, (1 − α)/|x_p| on x_p); hand-written gradients for the K
+             students (dfkd_core.fastmlp) and one RMSprop update of the flat parameter vector.
+4. epoch   — validation of all K students on the whole validation set and on the synthetic
+             probe in one pass each; the best-so-far selections are kept on the device with
+             masked copies; a single device→host transfer per epoch feeds the events.
+
+Nothing in steps 1–3 reads a value back to the host, and nothing builds an autograd graph
+(the teacher's parameters and x_g in the student step get no gradient).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import Member
+from .distill import RunContext, batch_sizes, member_seed, stream_seed
+from .events import EpochMetrics, EventCallback, MemberResult, Snapshot
+from .fastmlp import FrozenMLP, StackedGenerators, StackedMLPs, rmsprop_
+from .models import MLPRegressor
+from .objectives import log_cosh
+from .samplers import SAMPLERS, SamplerContext
+from .schedules import parse_alpha
+from .teachers import TorchTeacher, build_model, default_student_arch
+
+RANDOM_SAMPLERS = ("gaussian", "lhs", "halton", "sobol")
+QMC_SAMPLERS = ("lhs", "halton", "sobol")
+GRADIENT_SAMPLERS = ("direct", "generator")
+KNOWN_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "l2sq_input", "l1_input",
+               "student_sq", "teacher_to_random")
+RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
+
+
+def _student_arch(run: RunContext) -> str:
+    cfg = run.cfg
+    return default_student_arch(run.split, cfg.student_hidden) if cfg.student == "auto" else cfg.student
+
+
+def supports(run: RunContext, members: list[Member]) -> bool:
+    """True when the batched engine can train these members: an MLP teacher (TorchTeacher over
+    MLPRegressor), MLP students, only gradient or random samplers (no 'evolution'), and an
+    objective made of the known terms. Everything else goes to the reference path."""
+    cfg = run.cfg
+    if not members or not isinstance(run.teacher, TorchTeacher) or not isinstance(run.teacher.module, MLPRegressor):
+        return False
+    arch = _student_arch(run)
+    if not (arch.startswith("mlp") and arch[3:].isdigit() and int(arch[3:]) > 0):
+        return False
+    if any(m.sampler not in RANDOM_SAMPLERS + GRADIENT_SAMPLERS for m in members):
+        return False
+    if any(name not in KNOWN_TERMS for name, w in run.objective.terms if w != 0.0):
+        return False
+    return cfg.student_loss in ("mse", "logcosh") and cfg.direct_optimizer in ("rmsprop", "adam", "sgd")
+
+
+def run_batched(run: RunContext, members: list[Member], emit: EventCallback,
+                should_stop: Callable[[], bool] | None, start: float) -> tuple[list[MemberResult], bool]:
+    """Train `members` as one stacked model; emit the reference path's events in its order
+    (per epoch: EpochMetrics then Snapshot for each member; at the end MemberResult each)."""
+    with torch.no_grad():
+        engine = BatchedEngine(run, members)
+        return engine.run(emit, should_stop, start)
+
+
+@dataclass
+class _Group:
+    """Members [k0, k1) (internal order) that share a sampler and |x_g|."""
+
+    kind: str  # sampler name, or 'none' when |x_g| = 0 (α ≡ 0)
+    m_g: int
+    k0: int
+    k1: int
+    steps: int = 0  # inner gradient steps per batch
+    x0: torch.Tensor | None = None  # direct: (Kg, m_g, d) the points being optimized
+    z: torch.Tensor | None = None  # generator: (steps + 1, Kg, m_g, z_dim)
+    y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) random targets of the objective
+    nets: StackedGenerators | None = None
+    samplers: list = field(default_factory=list)  # QMC: the members' reference sampler objects
+
+    @property
+    def size(self) -> int:
+        return self.k1 - self.k0
+
+
+class BatchedEngine:
+    """State of one batched run: stacked students, sampler groups, buffers, selections."""
+
+    def __init__(self, run: RunContext, members: list[Member]) -> None:
+        cfg, split, device = run.cfg, run.split, run.device
+        self.ctx, self.cfg, self.device = run, cfg, device
+        self.prior = split.prior.to(device)
+        self.dtype = self.prior.mean.dtype
+        self.shape, self.d = self.prior.shape, self.prior.dim
+        self.objective = run.objective
+        self.teacher = FrozenMLP(run.teacher.module)
+        m = cfg.batch_size
+        self.M = 2 * m  # |x_g| + |x_p| is 2m for every α (batch_sizes)
+
+        # internal order: members grouped by (sampler, |x_g|), contiguous, in order of appearance
+        info = []
+        for i, mem in enumerate(members):
+            schedule = parse_alpha(mem.alpha)
+            m_g, m_p = batch_sizes(schedule, m)
+            info.append((mem.sampler if m_g else "none", m_g, m_p, schedule, i))
+        first_seen: dict = {}
+        for kind, m_g, *_ in info:
+            first_seen.setdefault((kind, m_g), len(first_seen))
+        info.sort(key=lambda t: first_seen[(t[0], t[1])])
+        self.members = [members[t[4]] for t in info]
+        self.order = [t[4] for t in info]  # internal k -> caller's index
+        self.position = {orig: k for k, orig in enumerate(self.order)}  # caller's index -> internal k
+        self.schedules = [t[3] for t in info]
+        self.m_g = [t[1] for t in info]
+        self.m_p = [t[2] for t in info]
+        self.kinds = [t[0] for t in info]
+        K = self.K = len(members)
+
+        # students (and generators, QMC engines) built exactly as the reference path builds them
+        arch = _student_arch(run)
+        students, generator_nets, self.gens, sampler_objs = [], {}, [], {}
+        for k, mem in enumerate(self.members):
+            torch.manual_seed(member_seed(mem))
+            students.append(build_model(arch, split, torch.Generator().manual_seed(member_seed(mem))))
+            gen = torch.Generator(device=device).manual_seed(stream_seed(mem))
+            self.gens.append(gen)
+            if self.kinds[k] in QMC_SAMPLERS + ("generator",):
+                ctx = SamplerContext(run.teacher, self.prior, run.objective, cfg, device, gen,
+                                     np.random.default_rng(stream_seed(mem)))
+                sampler_objs[k] = SAMPLERS.get(self.kinds[k])(ctx)
+        self.students = StackedMLPs(students, device, self.dtype)
+        self.square_avg = torch.zeros_like(self.students.theta)
+
+        # groups
+        self.groups: list[_Group] = []
+        k = 0
+        while k < K:
+            j = k
+            while j < K and (self.kinds[j], self.m_g[j]) == (self.kinds[k], self.m_g[k]):
+                j += 1
+            self.groups.append(self._make_group(self.kinds[k], self.m_g[k], k, j, sampler_objs))
+            k = j
+        self.group_of = [g for g in self.groups for _ in range(g.size)]
+        self.grad_groups = [g for g in self.groups if g.kind in GRADIENT_SAMPLERS and g.steps > 0]
+        self.phases = max([g.steps for g in self.grad_groups], default=0)
+
+        self.x = torch.empty(K, self.M, self.d, dtype=self.dtype, device=device)  # [x_g | x_p] per member
+        self.prior_is_identity = (self.prior.kind == "gaussian" and bool((self.prior.mean == 0).all())
+                                  and bool((self.prior.std == 1).all()))
+        # eq. 7 loss statistics: column 0 averages x_g rows, column 1 x_p rows
+        stat = np.zeros((K, self.M, 2))
+        for k in range(K):
+            if self.m_g[k]:
+                stat[k, :self.m_g[k], 0] = 1.0 / self.m_g[k]
+            if self.m_p[k]:
+                stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
+        self.stat_w = torch.as_tensor(stat, dtype=self.dtype, device=device)
+        # teacher queries per member per epoch, as the reference path counts them
+        self.queries_per_epoch = [cfg.batches_per_epoch * (self.group_of[k].steps * self.m_g[k] + self.M)
+                                  for k in range(K)]
+        self.teacher_queries = [0] * K
+
+        # selections (on the device): 'validation' and 'synthetic' best-so-far; 'last' is theta
+        self.best = {name: torch.full((K,), float("inf"), dtype=torch.float64, device=device)
+                     for name in ("validation", "synthetic")}
+        self.best_epoch = {name: torch.full((K,), -1, dtype=torch.long, device=device)
+                           for name in ("validation", "synthetic")}
+        self.best_theta = {name: self.students.theta.clone() for name in ("validation", "synthetic")}
+
+    def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler_objs: dict) -> _Group:
+        cfg, dev, dt = self.cfg, self.device, self.dtype
+        g = _Group(kind, m_g, k0, k1)
+        n = k1 - k0
+        if kind == "direct":
+            g.steps = cfg.direct_steps
+            g.x0 = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
+        elif kind == "generator":
+            g.steps = cfg.generator_steps
+            nets = [sampler_objs[k].net for k in range(k0, k1)]
+            g.nets = StackedGenerators(nets, dev, dt)
+            g.z = torch.empty(g.steps + 1, n, m_g, g.nets.z_dim, dtype=dt, device=dev)
+        elif kind in QMC_SAMPLERS:
+            g.samplers = [sampler_objs[k] for k in range(k0, k1)]
+        if kind in GRADIENT_SAMPLERS and self.objective.y_rand != "none":
+            g.y_rand = torch.empty(max(1, g.steps), n, m_g, dtype=dt, device=dev)
+        return g
+
+    # ------------------------------------------------------------------ one step
+    def _draw_noise(self) -> list:
+        """Every member's random numbers for one step, in the reference path's order."""
+        shape, objective, dev = self.shape, self.objective, self.device
+        x, qmc = self.x, {}
+        draw_y = objective.y_rand != "none"
+        for k in range(self.K):
+            gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
+            j = k - grp.k0
+            if grp.kind == "direct":
+                torch.randn((m_g, *shape), generator=gen, out=grp.x0[j].view(m_g, *shape))
+                if draw_y:
+                    grp.y_rand[0, j].copy_(objective.draw_y_rand(m_g, gen, dev))
+            elif grp.kind == "gaussian":
+                torch.randn((m_g, *shape), generator=gen, out=x[k, :m_g].view(m_g, *shape))
+            elif grp.kind == "generator":
+                for t in range(grp.steps):
+                    torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[t, j])
+                    if draw_y:
+                        grp.y_rand[t, j].copy_(objective.draw_y_rand(m_g, gen, dev))
+                torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[grp.steps, j])
+            elif grp.kind in QMC_SAMPLERS:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
+                    qmc[k] = grp.samplers[j].engine.random(m_g)
+            if m_p:
+                torch.randn((m_p, *shape), generator=gen, out=x[k, m_g:].view(m_p, *shape))
+        return qmc
+
+    def _apply_prior(self, noise: torch.Tensor) -> torch.Tensor:
+        """prior.sample's transform of standard normal noise (K, n, d), in place."""
+        if self.prior_is_identity:
+            return noise
+        flat = noise.view(-1, *self.shape)
+        flat.copy_(self.prior.project(self.prior.mean + self.prior.std * flat))
+        return noise
+
+    def _project(self, x: torch.Tensor) -> None:
+        if self.prior.kind != "gaussian":
+            flat = x.view(-1, *self.shape)
+            flat.copy_(self.prior.project(flat))
+
+    def _objective_grad(self, x, t, s_pred, jac_t, jac_s, y_rand, scale: float = 1.0) -> torch.Tensor:
+        """∂/∂x of scale·objective(x, T(x), S(x), y_rand) per point, from the partial
+        derivatives of the terms and the networks' input gradients; x (Kg, n, d)."""
+        d_t = d_s = None
+        x_terms = []
+
+        def add(acc, value, coef):
+            return value * coef if acc is None else acc.add_(value, alpha=coef)
+
+        for name, w in self.objective.terms:
+            if w == 0.0:
+                continue
+            w = w * scale
+            if name == "neg_squared_discrepancy":
+                diff = t - s_pred
+                d_t, d_s = add(d_t, diff, -2.0 * w), add(d_s, diff, 2.0 * w)
+            elif name == "neg_logcosh_discrepancy":
+                th = torch.tanh(t - s_pred)
+                d_t, d_s = add(d_t, th, -w), add(d_s, th, w)
+            elif name == "student_sq":
+                d_s = add(d_s, s_pred, 2.0 * w)
+            elif name == "teacher_to_random":
+                d_t = add(d_t, t - y_rand, 2.0 * w)
+            elif name in ("l2sq_input", "l1_input"):
+                x_terms.append((name, w))
+        grad = torch.zeros_like(x) if d_t is None else jac_t * d_t[..., None]
+        if d_s is not None:
+            grad.addcmul_(jac_s, d_s[..., None])
+        for name, w in x_terms:
+            if name == "l2sq_input":
+                grad.add_(x, alpha=2.0 * w)
+            else:
+                grad.add_(x.sign(), alpha=w)
+        return grad
+
+    def _direct_update(self, grp: _Group, tau: int, grad: torch.Tensor, state: dict) -> None:
+        """Step τ of Algorithm 2's fresh optimizer, elementwise on the stacked points (as
+        torch.optim.RMSprop / Adam / SGD with their defaults and lr = direct_lr)."""
+        cfg, x = self.cfg, grp.x0
+        lr = cfg.direct_lr
+        if cfg.direct_optimizer == "rmsprop":
+            if tau == 0:
+                state["v"] = torch.zeros_like(grad)
+            v = state["v"]
+            v.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
+            x.addcdiv_(grad, v.sqrt().add_(RMSPROP_EPS), value=-lr)
+        elif cfg.direct_optimizer == "adam":
+            b1, b2 = ADAM_BETAS
+            if tau == 0:
+                state["m"], state["v"] = torch.zeros_like(grad), torch.zeros_like(grad)
+            mom, v = state["m"], state["v"]
+            mom.lerp_(grad, 1.0 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
+            step = tau + 1
+            denom = (v.sqrt() / (1.0 - b2 ** step) ** 0.5).add_(ADAM_EPS)
+            x.addcdiv_(mom, denom, value=-lr / (1.0 - b1 ** step))
+        else:
+            x.add_(grad, alpha=-lr)
+        self._project(x)
+
+    def _gradient_phase(self) -> None:
+        """The inner steps of the gradient samplers, one teacher call per step τ for all of them."""
+        if not self.grad_groups:
+            return
+        st, d = self.students, self.d
+        states = {id(g): {} for g in self.grad_groups}
+        saved = {}
+        for tau in range(self.phases):
+            active = [g for g in self.grad_groups if tau < g.steps]
+            points = []
+            for g in active:
+                if g.kind == "direct":
+                    points.append(g.x0)
+                else:
+                    gx, saved[id(g)] = g.nets.forward(g.z[tau])
+                    points.append(gx)
+            flat = [p.reshape(-1, d) for p in points]
+            t_all, j_all = self.teacher.forward_grad(flat[0] if len(flat) == 1 else torch.cat(flat))
+            offset = 0
+            for g, x in zip(active, points):
+                n = g.size * g.m_g
+                t = t_all[offset:offset + n].view(g.size, g.m_g)
+                jac_t = j_all[offset:offset + n].view(g.size, g.m_g, d)
+                offset += n
+                s_pred, s_act = st.forward(x, g.k0, g.k1)
+                jac_s = st.input_grad(s_act, g.k0, g.k1)
+                y_rand = None if g.y_rand is None else g.y_rand[tau if g.kind == "generator" else 0]
+                if g.kind == "direct":
+                    # per-sample objectives summed: each point's gradient is its own
+                    grad = self._objective_grad(x, t, s_pred, jac_t, jac_s, y_rand)
+                    self._direct_update(g, tau, grad, states[id(g)])
+                else:
+                    # the generator's loss is the batch mean of the objective
+                    grad = self._objective_grad(x, t, s_pred, jac_t, jac_s, y_rand, scale=1.0 / g.m_g)
+                    g.nets.backward(grad, saved[id(g)])
+                    rmsprop_(g.nets.theta, g.nets.grad, g.nets.square_avg, self.cfg.generator_lr)
+
+    def _fill_x(self, qmc: dict) -> None:
+        """Place every group's x_g in the student batch (x_p is already there)."""
+        for g in self.groups:
+            if g.kind == "direct":
+                self.x[g.k0:g.k1, :g.m_g].copy_(g.x0)
+            elif g.kind == "generator":
+                gx, _ = g.nets.forward(g.z[g.steps])
+                self.x[g.k0:g.k1, :g.m_g].copy_(gx)
+            elif g.kind in QMC_SAMPLERS:
+                u = torch.from_numpy(np.concatenate([qmc[k] for k in range(g.k0, g.k1)]))
+                xq = self.prior.from_unit_cube(u).reshape(g.size, g.m_g, self.d)
+                self.x[g.k0:g.k1, :g.m_g].copy_(xq)
+
+    def train_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
+        """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`."""
+        cfg, st = self.cfg, self.students
+        qmc = self._draw_noise()
+        self._apply_prior(self.x)
+        for g in self.grad_groups:
+            if g.kind == "direct":
+                self._apply_prior(g.x0)
+        self._gradient_phase()
+        self._fill_x(qmc)
+        t = self.teacher.forward(self.x.view(-1, self.d)).view(self.K, self.M)
+        s_pred, s_act = st.forward(self.x)
+        diff = s_pred - t
+        if cfg.student_loss == "logcosh":
+            loss = log_cosh(diff)
+            g_out = torch.tanh(diff).mul_(weights)
+        else:
+            loss = diff.square()
+            g_out = diff.mul_(weights).mul_(2.0)
+        st.backward(self.x, s_act, g_out)
+        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS)
+        st.refresh()
+        acc.baddbmm_(loss[:, None, :], self.stat_w)
+        if keep:
+            return self.x.clone(), loss, t
+        return None
+
+    # ------------------------------------------------------------------ epochs
+    def _loss_weights(self, epoch: int) -> tuple[torch.Tensor, list[float]]:
+        """Per-sample weights of eq. 7 for this epoch: α/|x_g| on x_g, (1 − α)/|x_p| on x_p
+        (one set only: 1/|set|)."""
+        total = self.cfg.epochs
+        alphas = [s(epoch, total) for s in self.schedules]
+        w = np.zeros((self.K, self.M))
+        for k, a in enumerate(alphas):
+            m_g, m_p = self.m_g[k], self.m_p[k]
+            if m_g and m_p:
+                w[k, :m_g], w[k, m_g:] = a / m_g, (1.0 - a) / m_p
+            elif m_g:
+                w[k, :] = 1.0 / m_g
+            else:
+                w[k, :] = 1.0 / m_p
+        return torch.as_tensor(w, dtype=self.dtype, device=self.device), alphas
+
+    def predict(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.students.predict_shared(flat, x.reshape(x.shape[0], -1))
+
+    def _metrics(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RMSE, MAE) per member, float64, as teachers.evaluate computes them."""
+        err = (self.predict(flat, x) - y.to(self.device)[None, :]).double()
+        return err.pow(2).mean(1).sqrt(), err.abs().mean(1)
+
+    def validate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        run, theta, owner = self.ctx, self.students.theta, self.students.owner
+        rmse, mae = self._metrics(theta, run.x_val, run.y_val)
+        probe = (self.predict(theta, run.probe_x) - run.probe_t[None, :]).pow(2).mean(1).sqrt().double()
+        for name, value in (("validation", rmse), ("synthetic", probe)):
+            better = (value < self.best[name]) | (self.best_epoch[name] < 0)
+            self.best[name] = torch.where(better, value, self.best[name])
+            self.best_epoch[name] = torch.where(better, torch.full_like(self.best_epoch[name], epoch),
+                                                self.best_epoch[name])
+            self.best_theta[name] = torch.where(better[owner], theta, self.best_theta[name])
+        return rmse, mae
+
+    def run(self, emit: EventCallback, should_stop: Callable[[], bool] | None,
+            start: float) -> tuple[list[MemberResult], bool]:
+        cfg, K = self.cfg, self.K
+        nan = torch.full((K,), float("nan"), dtype=torch.float64, device=self.device)
+        last_epoch, cancelled = -1, False
+        for epoch in range(cfg.epochs):
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            weights, alphas = self._loss_weights(epoch)
+            acc = torch.zeros(K, 1, 2, dtype=self.dtype, device=self.device)
+            snap_epoch = epoch in self.ctx.snapshot_epochs
+            kept = None
+            for step in range(cfg.batches_per_epoch):
+                kept = self.train_step(weights, acc, snap_epoch and step == cfg.batches_per_epoch - 1) or kept
+            for k in range(K):
+                self.teacher_queries[k] += self.queries_per_epoch[k]
+            self.ctx.teacher.queries += sum(self.queries_per_epoch)
+            validate = epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1
+            rmse, mae = self.validate(epoch) if validate else (nan, nan)
+            n = cfg.batches_per_epoch
+            host = torch.stack([rmse, mae, acc[:, 0, 0].double() / n, acc[:, 0, 1].double() / n]).cpu().numpy()
+            if kept is not None:
+                kept = [v.cpu() for v in kept]
+            for orig in range(K):
+                k = self.position[orig]
+                lg = float(host[2, k]) if self.m_g[k] else float("nan")
+                lp = float(host[3, k]) if self.m_p[k] else float("nan")
+                emit(EpochMetrics(self.members[k].key, epoch, float(host[0, k]), float(host[1, k]), lg, lp,
+                                  alphas[k], time.perf_counter() - start))
+                if kept is not None:
+                    emit(self._snapshot(k, epoch, *kept))
+            last_epoch = epoch
+        results = self.finish(last_epoch) if last_epoch >= 0 else []
+        for result in results:
+            emit(result)
+        return results, cancelled
+
+    def _snapshot(self, k: int, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor) -> Snapshot:
+        n = self.m_g[k] or self.m_p[k]  # the reference keeps x_g, or x_p when there is no x_g
+        return Snapshot(self.members[k].key, epoch, x[k, :n].reshape(n, *self.shape).numpy().astype(np.float32),
+                        loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64))
+
+    def finish(self, last_epoch: int) -> list[MemberResult]:
+        run, primary = self.ctx, self.cfg.selection
+        flats = {"validation": self.best_theta["validation"], "last": self.students.theta,
+                 "synthetic": self.best_theta["synthetic"]}
+        epochs = {"validation": self.best_epoch["validation"].cpu().tolist(),
+                  "synthetic": self.best_epoch["synthetic"].cpu().tolist(), "last": [last_epoch] * self.K}
+        scores = {}
+        for name, flat in flats.items():
+            rmse, mae = self._metrics(flat, run.x_test, run.y_test)
+            scores[name] = (rmse.cpu().tolist(), mae.cpu().tolist())
+        best_val = self.best["validation"].cpu().tolist()
+        results = []
+        for orig in range(self.K):
+            k, mem = self.position[orig], self.members[self.position[orig]]
+            per = {name: (epochs[name][k], scores[name][0][k], scores[name][1][k]) for name in flats}
+            epoch, rmse, mae = per[primary]
+            results.append(MemberResult(
+                member=mem.key, sampler=mem.sampler, alpha=mem.alpha, seed=mem.seed,
+                test_rmse=rmse, test_mae=mae, best_epoch=epoch, best_val_rmse=best_val[k],
+                other_selections={name: v for name, v in per.items() if name != primary},
+                teacher_queries=self.teacher_queries[k],
+                state_dict=self.students.state_dict(k, flats[primary]),
+            ))
+        return results
