@@ -1,0 +1,642 @@
+"""Reproducing the paper's Tables 3-6: which comparisons each table needs, running them
+through the engine into the run store, and assembling our numbers beside the paper's.
+
+    TABLES              one TableSpec per table: metric, preset, methods (sampler, α), datasets
+    paper_numbers()     the paper's mean ± sd per cell, from paper_numbers.json (the one copy)
+    verdict()           ours vs the paper: 'within' mean ± 2 sd, 'better' or 'worse'
+    plan()              the comparisons (one DistillConfig each) of a reproduction
+    reproduce()         teachers first (cached), then every comparison, each one stored run
+    collect() / summarize() / display_table() / format_report()
+                        store results → long rows → cells (both selection protocols) → tables
+
+Arrangement: DistillConfig's members are a product samplers × α × seeds and the split
+seed (data split and teacher) is one per config, so a table is run as, per (dataset, seed),
+one comparison of the paper's gradient methods (e.g. generator, direct × decreasing, 1)
+plus one comparison holding only random sampling (gaussian, α 0). Nothing is trained twice
+and no member outside the table is trained. Both are stored runs, titled
+'Table 4 · cpusmall · seed 3' and 'Table 4 · cpusmall · seed 3 · random'.
+
+Two selection protocols are reported side by side: 'validation' (the paper's: the student
+best on real validation data) and 'synthetic' (strictly data-free: the student that agrees
+best with the teacher on held-out synthetic points; MemberResult.other_selections).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .config import DistillConfig, preset_config
+from .errors import ConfigError, DfkdError
+
+PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.json")
+PROTOCOLS = ("validation", "synthetic")  # the paper's selection, and the strictly data-free one
+NO_SD_TOLERANCE = 0.05  # where the paper gives no sd (Tables 5, 6 teachers): 'within' means ±5 % of its mean
+QUICK_EPOCHS = 20  # --quick: epochs per student
+QUICK_TEACHER_EPOCHS = 8  # --quick: epochs of its small teacher
+QUICK_TEACHER_HIDDEN = 100  # --quick: the teacher is an MLP of this width (its own cache key: never the paper's)
+TITLE_RE = re.compile(r"^Table (?P<table>\d+) · (?P<dataset>[\w.-]+) · seed (?P<seed>\d+)(?: · (?P<part>\w+))?$")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One column of a paper table: how the student is trained (sampler, α schedule)."""
+
+    key: str  # column key in paper_numbers.json
+    label: str  # column header as we print it
+    sampler: str | None = None  # None: the teacher column
+    alpha: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    number: int
+    metric: str  # 'rmse' or 'mae'
+    preset: str
+    methods: tuple[Method, ...]
+    paper_datasets: tuple[str, ...]  # the table's rows, in the paper's order
+    default_seeds: int
+    student_hidden: int | None = None  # tabular students (Tables 3, 4)
+    quick_real: tuple[str, ...] = ()  # --quick: real datasets used when their files are present
+    quick_builtin: tuple[str, ...] = ()  # --quick: built-ins that fill up to `quick_count`
+    quick_count: int = 1
+
+    @property
+    def students(self) -> tuple[Method, ...]:
+        return tuple(m for m in self.methods if m.sampler is not None)
+
+    def method_of(self, sampler: str, alpha: str) -> Method | None:
+        for m in self.students:
+            if m.sampler == sampler and m.alpha == alpha:
+                return m
+        return None
+
+    def comparisons(self) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        """(title suffix, samplers, alphas) per comparison: the product of each holds exactly
+        the table's student columns (random sampling alone in its own comparison)."""
+        random = [m for m in self.students if m.alpha == "0"]
+        rest = [m for m in self.students if m.alpha != "0"]
+        samplers = tuple(dict.fromkeys(m.sampler for m in rest))
+        alphas = tuple(dict.fromkeys(m.alpha for m in rest))
+        assert {(m.sampler, m.alpha) for m in rest} == {(s, a) for s in samplers for a in alphas}, self.number
+        out = [("", samplers, alphas)] if rest else []
+        out += [("random", (m.sampler,), (m.alpha,)) for m in random]
+        return out
+
+
+_TABULAR = ("compactiv", "cpusmall", "ctscan", "indoorloc", "mv", "pole", "puma32h")
+_TABULAR_METHODS = (
+    Method("teacher", "teacher"),
+    Method("random", "random", "gaussian", "0"),
+    Method("generator_dec", "generator dec-α", "generator", "decreasing"),
+    Method("generator_1", "generator α=1", "generator", "1"),
+    Method("direct_dec", "direct dec-α", "direct", "decreasing"),
+    Method("direct_1", "direct α=1", "direct", "1"),
+)
+
+TABLES: dict[int, TableSpec] = {
+    3: TableSpec(3, "rmse", "paper-tabular", _TABULAR_METHODS, _TABULAR, 10, student_hidden=25,
+                 quick_real=("cpusmall",), quick_builtin=("friedman1", "diabetes"), quick_count=2),
+    4: TableSpec(4, "rmse", "paper-tabular", _TABULAR_METHODS, _TABULAR, 10, student_hidden=50,
+                 quick_real=("cpusmall",), quick_builtin=("friedman1", "diabetes"), quick_count=2),
+    # the paper does not state α for MNIST: generator and direct use the decreasing schedule
+    5: TableSpec(5, "mae", "paper-mnist", (
+        Method("teacher", "teacher"),
+        Method("random", "random", "gaussian", "0"),
+        Method("generator", "generator", "generator", "decreasing"),
+        Method("direct", "direct", "direct", "decreasing"),
+    ), ("mnist",), 5, quick_real=("mnist",), quick_builtin=("digits",)),
+    # black-box SVR teacher: direct optimization by differential evolution
+    6: TableSpec(6, "rmse", "paper-protein", (
+        Method("teacher", "teacher (SVR)"),
+        Method("random", "random", "gaussian", "0"),
+        Method("direct", "direct (DE)", "evolution", "decreasing"),
+    ), ("protein",), 5, quick_real=("protein",)),
+}
+
+
+# ---------------------------------------------------------------- the paper's numbers
+@functools.lru_cache(maxsize=1)
+def paper_numbers() -> dict[str, Any]:
+    """The parsed paper_numbers.json: tables['4']['cells']['cpusmall']['direct_dec'] = [mean, sd]."""
+    with open(PAPER_NUMBERS_FILE, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def paper_cell(table: int, dataset: str, method: str) -> tuple[float | None, float | None]:
+    """(mean, sd) the paper reports for a cell; (None, None) where the paper has no such cell."""
+    cell = paper_numbers()["tables"].get(str(table), {}).get("cells", {}).get(dataset, {}).get(method)
+    if cell is None:
+        return None, None
+    return cell[0], cell[1]
+
+
+def table_caption(table: int) -> str:
+    spec = get_table(table)
+    info = paper_numbers()["tables"][str(table)]
+    return f"Table {table}: {info['caption']} ({spec.metric.upper()}, lower is better)"
+
+
+def get_table(table: Any) -> TableSpec:
+    """The TableSpec of 3, 4, 5 or 6 (also given as a string); ConfigError otherwise."""
+    try:
+        number = int(str(table).strip())
+    except ValueError:
+        number = None
+    if number not in TABLES:
+        raise ConfigError(f"The 'table' parameter must be one of 3, 4, 5, 6. Got {table!r} instead.")
+    return TABLES[number]
+
+
+def verdict(ours: float | None, paper_mean: float | None, paper_sd: float | None) -> str:
+    """Ours against the paper, lower being better: 'within' paper mean ± 2 sd, 'better' below
+    that band, 'worse' above it; 'n/a' when either number is missing. Where the paper gives
+    no sd the band is ± NO_SD_TOLERANCE × mean."""
+    if ours is None or paper_mean is None or not math.isfinite(ours):
+        return "n/a"
+    half = 2.0 * paper_sd if paper_sd else NO_SD_TOLERANCE * abs(paper_mean)
+    if ours < paper_mean - half:
+        return "better"
+    if ours > paper_mean + half:
+        return "worse"
+    return "within"
+
+
+# ---------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class Comparison:
+    """One stored run of a reproduction: a (dataset, seed) and a subset of the table's methods."""
+
+    table: int
+    dataset: str
+    seed: int
+    part: str  # '' (gradient methods) or 'random'
+    cfg: DistillConfig
+
+    @property
+    def title(self) -> str:
+        return run_title(self.table, self.dataset, self.seed, self.part)
+
+
+def run_title(table: int, dataset: str, seed: int, part: str = "") -> str:
+    return f"Table {table} · {dataset} · seed {seed}" + (f" · {part}" if part else "")
+
+
+def parse_title(title: str | None) -> dict[str, Any] | None:
+    """{'table', 'dataset', 'seed', 'part'} from a reproduction run's title; None for other runs."""
+    match = TITLE_RE.match(title or "")
+    if not match:
+        return None
+    return {"table": int(match["table"]), "dataset": match["dataset"], "seed": int(match["seed"]),
+            "part": match["part"] or ""}
+
+
+def available_datasets(data_dir=None) -> dict[str, bool]:
+    from .data import dataset_catalog
+
+    return {row["name"]: bool(row["available"]) for row in dataset_catalog(data_dir)}
+
+
+def default_datasets(table: int, quick: bool = False, data_dir=None) -> list[str]:
+    """The table's datasets whose files are present (ctscan only once downloaded); with
+    quick, its quick datasets: real files when present, else built-ins."""
+    spec = get_table(table)
+    have = available_datasets(data_dir)
+    if quick:
+        chosen = [d for d in spec.quick_real if have.get(d)]
+        chosen += [d for d in spec.quick_builtin if have.get(d) and d not in chosen]
+        chosen = chosen[: spec.quick_count]
+        if not chosen:
+            need = ", ".join(spec.quick_real)
+            raise DfkdError(f"Table {table} --quick needs the dataset files of {need} in the data directory "
+                            "(DFKD_DATA_DIR); none are there.")
+        return chosen
+    chosen = [d for d in spec.paper_datasets if have.get(d)]
+    if not chosen:
+        raise DfkdError(f"None of Table {table}'s datasets ({', '.join(spec.paper_datasets)}) is in the data "
+                        "directory (DFKD_DATA_DIR); download them or pass --datasets.")
+    return chosen
+
+
+def check_datasets(names: list[str]) -> list[str]:
+    """Registered dataset names, deduplicated in order; ConfigError naming the unknown one."""
+    from .data import DATASETS
+
+    known = DATASETS.names()
+    out: list[str] = []
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"The 'datasets' parameter must name registered datasets ({', '.join(known)}). "
+                              f"Got {name!r} instead.")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ConfigError("The 'datasets' parameter must name at least one dataset. Got none instead.")
+    return out
+
+
+def plan(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
+         quick: bool = False, data_dir=None) -> list[Comparison]:
+    """Every comparison of a reproduction, ordered dataset by dataset, seed by seed.
+    Seed s sets the data split and teacher (split_seed = s) and the students' seed."""
+    spec = get_table(table)
+    if seeds is None:
+        seeds = 1 if quick else spec.default_seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+        raise ConfigError(f"The 'seeds' parameter must be an int in [1, 1000]. Got {seeds!r} instead.")
+    if epochs is None and quick:
+        epochs = QUICK_EPOCHS
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1_000_000):
+        raise ConfigError(f"The 'epochs' parameter must be an int in [1, 1000000]. Got {epochs!r} instead.")
+    datasets = check_datasets(list(datasets)) if datasets else default_datasets(table, quick, data_dir)
+    overrides: dict[str, Any] = {}
+    if spec.student_hidden is not None:
+        overrides["student_hidden"] = spec.student_hidden
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if quick:
+        overrides["snapshot_epochs"] = ()
+    out = []
+    for dataset in datasets:
+        for seed in range(seeds):
+            for part, samplers, alphas in spec.comparisons():
+                cfg = preset_config(spec.preset, dataset=dataset, split_seed=seed, seeds=(seed,),
+                                    samplers=samplers, alphas=alphas, **overrides)
+                out.append(Comparison(spec.number, dataset, seed, part, cfg))
+    for c in out:
+        c.cfg.validate()
+    return out
+
+
+# ---------------------------------------------------------------- running
+def quick_teacher_arch(split) -> str:
+    """--quick's teacher: a narrower network trained for a few epochs, cached under its own
+    architecture key so the paper's teacher (mlp500 / cnn10) is never replaced by it."""
+    return {"tabular": f"mlp{QUICK_TEACHER_HIDDEN}", "image": "cnn4", "composition": "svr"}[split.kind]
+
+
+def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, dict[str, Any]]:
+    """Train or load the teacher of (dataset, split seed); returns (arch for DistillConfig.teacher, info)."""
+    import torch
+
+    from .data import load_split
+    from .teachers import _cache_path, build_model, evaluate, get_teacher, train_torch_teacher
+
+    split = load_split(dataset, seed=seed)
+    if not quick or split.kind == "composition":
+        _, info = get_teacher(split, "auto", device)
+        return "auto", {"test_rmse": info.test_rmse, "test_mae": info.test_mae, "cached": info.cached}
+    arch = quick_teacher_arch(split)
+    path = _cache_path(split, arch)
+    trained = not path.exists()
+    if trained:
+        module, val_rmse = train_torch_teacher(split, arch, seed, device, max_epochs=QUICK_TEACHER_EPOCHS, patience=3)
+        rmse, mae = evaluate(module, split.x_test.to(device), split.y_test.to(device))
+        blob = {"state_dict": {k: v.cpu() for k, v in module.state_dict().items()}, "arch": arch,
+                "test_rmse": rmse, "test_mae": mae, "val_rmse": val_rmse}
+        tmp = path.with_suffix(".tmp")
+        torch.save(blob, tmp)
+        tmp.replace(path)
+    _, info = get_teacher(split, arch, device)
+    return arch, {"test_rmse": info.test_rmse, "test_mae": info.test_mae, "cached": not trained}
+
+
+def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
+              quick: bool = False, store=None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run a reproduction: teachers first (trained or loaded from the cache), then every
+    comparison through run_distillation, each stored as one run. Returns the report
+    (see `report`) with the run ids and the teacher / student seconds."""
+    from .device import describe_device, pick_device
+    from .distill import run_distillation
+    from .runstore import RunStore
+
+    log = log or (lambda line: None)
+    start = time.perf_counter()
+    comparisons = plan(table, seeds, datasets, epochs, quick)
+    store = store or RunStore()
+    device = pick_device()
+    teachers: dict[tuple[str, int], str] = {}
+    for c in comparisons:
+        key = (c.dataset, c.seed)
+        if key in teachers:
+            continue
+        t0 = time.perf_counter()
+        teachers[key], info = prepare_teacher(c.dataset, c.seed, quick, device)
+        state = "cached" if info["cached"] else f"trained in {time.perf_counter() - t0:.1f} s"
+        log(f"teacher {c.dataset} seed {c.seed}: {state}, test RMSE {info['test_rmse']:.4f} "
+            f"MAE {info['test_mae']:.4f} (elapsed {time.perf_counter() - start:.1f} s)")
+    teacher_seconds = time.perf_counter() - start
+    run_ids: list[str] = []
+    metric = get_table(table).metric
+    for i, c in enumerate(comparisons, 1):
+        t0 = time.perf_counter()
+        cfg = c.cfg.replace(teacher=teachers[(c.dataset, c.seed)])
+        run_id = store.create_run(cfg, title=c.title)
+        run_ids.append(run_id)
+        store.set_worker(run_id, os.getpid())
+        last_check = [0.0]
+
+        def should_stop(run_id=run_id) -> bool:  # the page's Stop, read at most once a second
+            now = time.monotonic()
+            if now - last_check[0] < 1.0:
+                return False
+            last_check[0] = now
+            return store.stop_requested(run_id)
+
+        try:
+            result = run_distillation(cfg, on_event=lambda event, run_id=run_id: store.record(run_id, event),
+                                      should_stop=should_stop)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            store.finish(run_id, status, error=f"{type(exc).__name__}: {exc}")
+            raise
+        store.finish(run_id, result)
+        parts = ", ".join(
+            f"{(get_table(table).method_of(m.sampler, m.alpha) or Method(m.member, m.member)).label} "
+            f"{(m.test_rmse if metric == 'rmse' else m.test_mae):.4f}" for m in result.members)
+        log(f"[{i}/{len(comparisons)}] {c.title}: {parts} ({time.perf_counter() - t0:.1f} s, {result.engine}; "
+            f"elapsed {time.perf_counter() - start:.1f} s)")
+        if result.cancelled:
+            raise DfkdError(f"The reproduction was stopped during {c.title!r}.")
+    total = time.perf_counter() - start
+    n_seeds = len({c.seed for c in comparisons})
+    return report(store, table, run_ids, seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
+                  teacher_seconds=teacher_seconds, student_seconds=total - teacher_seconds,
+                  total_seconds=total, device=describe_device(device), quick=quick)
+
+
+# ---------------------------------------------------------------- assembling tables from the store
+LONG_COLUMNS = ["run_id", "dataset", "seed", "epochs", "method", "validation", "synthetic"]
+
+
+def collect(store, table: int, run_ids: list[str] | None = None, epochs: int | None = None) -> pd.DataFrame:
+    """Long rows (run_id, dataset, seed, epochs, method, validation, synthetic) of a table's
+    finished stored runs: `run_ids` if given, else every run titled 'Table N · …' (with
+    `epochs` if given). Where a (dataset, seed, method) was run more than once, the newest wins."""
+    spec = get_table(table)
+    runs = store.list_runs()
+    runs = runs[runs["status"] == "done"]
+    if run_ids is not None:
+        runs = runs[runs["id"].isin(run_ids)]
+    rows: list[dict[str, Any]] = []
+    col = "test_rmse" if spec.metric == "rmse" else "test_mae"
+    pick = 1 if spec.metric == "rmse" else 2  # other_selections[name] = [epoch, test_rmse, test_mae]
+    for run in runs.itertuples(index=False):  # newest first
+        parsed = parse_title(run.title)
+        if parsed is None or parsed["table"] != spec.number:
+            continue
+        if epochs is not None and run.epochs != epochs:
+            continue
+        base = {"run_id": run.id, "dataset": parsed["dataset"], "seed": parsed["seed"], "epochs": int(run.epochs)}
+        teacher = getattr(run, f"teacher_{col}")
+        if teacher is not None and math.isfinite(teacher):
+            rows.append({**base, "method": "teacher", "validation": teacher, "synthetic": teacher})
+        for r in store.results(run.id).itertuples(index=False):
+            method = spec.method_of(r.sampler, r.alpha)
+            if method is None:
+                continue
+            other = r.other_selections or {}
+            synthetic = other.get("synthetic")
+            rows.append({**base, "method": method.key, "validation": float(getattr(r, col)),
+                         "synthetic": float(synthetic[pick]) if synthetic else float("nan")})
+    long = pd.DataFrame(rows, columns=LONG_COLUMNS)
+    return long.drop_duplicates(["dataset", "seed", "method"], keep="first").reset_index(drop=True)
+
+
+CELL_COLUMNS = ["dataset", "method", "n", "paper_mean", "paper_sd", "ours_mean", "ours_sd", "verdict",
+                "synthetic_mean", "synthetic_sd", "synthetic_verdict"]
+
+
+def summarize(long: pd.DataFrame, table: int) -> pd.DataFrame:
+    """One row per (dataset, method): n seeds, the paper's mean ± sd, ours under the paper's
+    selection (validation) and under the data-free one (synthetic), each with its verdict.
+    sd is the sample standard deviation (NaN with one seed)."""
+    spec = get_table(table)
+    order = [m.key for m in spec.methods]
+    datasets = [d for d in spec.paper_datasets if d in set(long["dataset"])]
+    datasets += sorted(set(long["dataset"]) - set(datasets))
+    rows = []
+    for dataset in datasets:
+        for method in order:
+            part = long[(long["dataset"] == dataset) & (long["method"] == method)]
+            if part.empty:
+                continue
+            pm, ps = paper_cell(spec.number, dataset, method)
+            row = {"dataset": dataset, "method": method, "n": int(len(part)), "paper_mean": pm, "paper_sd": ps}
+            for protocol, prefix in (("validation", "ours"), ("synthetic", "synthetic")):
+                values = part[protocol].to_numpy(dtype=float)
+                values = values[np.isfinite(values)]
+                mean = float(values.mean()) if len(values) else float("nan")
+                sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+                row[f"{prefix}_mean"], row[f"{prefix}_sd"] = mean, sd
+                row["verdict" if protocol == "validation" else "synthetic_verdict"] = verdict(mean, pm, ps)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+def _pm(mean: Any, sd: Any, digits: int = 4) -> str:
+    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+        return "—"
+    if sd is None or (isinstance(sd, float) and not math.isfinite(sd)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def display_table(cells: pd.DataFrame, table: int, protocol: str = "validation") -> pd.DataFrame:
+    """The paper's layout: one row per dataset, one column per method, each cell
+    'ours (paper) verdict' as text, for st.dataframe."""
+    spec = get_table(table)
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"The 'protocol' parameter must be one of {', '.join(PROTOCOLS)}. Got {protocol!r} instead.")
+    prefix, vcol = ("ours", "verdict") if protocol == "validation" else ("synthetic", "synthetic_verdict")
+    labels = {m.key: m.label for m in spec.methods}
+    out: dict[str, dict[str, str]] = {}
+    for row in cells.itertuples(index=False):
+        text = f"{_pm(getattr(row, prefix + '_mean'), getattr(row, prefix + '_sd'))} (paper {_pm(row.paper_mean, row.paper_sd)})"
+        if getattr(row, vcol) != "n/a":
+            text += f" {getattr(row, vcol)}"
+        out.setdefault(row.dataset, {})[labels[row.method]] = text
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame = frame.reindex(columns=[m.label for m in spec.methods if m.label in frame.columns])
+    frame.index.name = "dataset"
+    return frame
+
+
+def claims(cells: pd.DataFrame, table: int, protocol: str = "validation") -> list[dict[str, Any]]:
+    """The paper's claims about the table, checked on our numbers (lower is better)."""
+    col = "ours_mean" if protocol == "validation" else "synthetic_mean"
+    means = {(r.dataset, r.method): getattr(r, col) for r in cells.itertuples(index=False)}
+    datasets = list(dict.fromkeys(cells["dataset"]))
+    out = []
+
+    def lower(a: str, b: str) -> list[bool]:
+        return [means[(d, a)] <= means[(d, b)] for d in datasets if (d, a) in means and (d, b) in means]
+
+    if table in (3, 4):
+        hits = lower("direct_dec", "random")
+        out.append({"claim": "direct dec-α ≤ random", "paper": "6 of 7 datasets",
+                    "ours": f"{sum(hits)} of {len(hits)} datasets", "holds": bool(hits) and sum(hits) >= len(hits) - 1})
+        hits = lower("direct_dec", "generator_dec")
+        out.append({"claim": "direct dec-α ≤ generator dec-α", "paper": "5 of 7 datasets",
+                    "ours": f"{sum(hits)} of {len(hits)} datasets", "holds": bool(hits) and sum(hits) >= len(hits) - 2})
+    elif table == 5:
+        d = datasets[0] if datasets else None
+        keys = [(d, m) for m in ("direct", "generator", "random")]
+        ok = all(k in means for k in keys) and means[keys[0]] < means[keys[1]] < means[keys[2]]
+        out.append({"claim": "MAE direct < generator < random", "paper": "1.179 < 2.422 < 2.872",
+                    "ours": " < ".join(f"{means[k]:.3f}" for k in keys if k in means), "holds": ok})
+    elif table == 6:
+        d = datasets[0] if datasets else None
+        ok = (d, "direct") in means and (d, "random") in means and means[(d, "direct")] < means[(d, "random")]
+        out.append({"claim": "RMSE direct (DE) < random", "paper": "0.267 < 0.287",
+                    "ours": " < ".join(f"{means[(d, m)]:.3f}" for m in ("direct", "random") if (d, m) in means),
+                    "holds": ok})
+    return out
+
+
+def _json_number(value: Any) -> Any:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def report(store, table: int, run_ids: list[str], **extra: Any) -> dict[str, Any]:
+    """The JSON report of a reproduction: cells with both protocols side by side and the claims."""
+    long = collect(store, table, run_ids=run_ids)
+    cells = summarize(long, table)
+    out_cells = []
+    for row in cells.itertuples(index=False):
+        out_cells.append({
+            "dataset": row.dataset, "method": row.method, "n": int(row.n),
+            "ours_mean": _json_number(row.ours_mean), "ours_sd": _json_number(row.ours_sd),
+            "paper_mean": _json_number(row.paper_mean), "paper_sd": _json_number(row.paper_sd),
+            "verdict": row.verdict,
+            "synthetic_mean": _json_number(row.synthetic_mean), "synthetic_sd": _json_number(row.synthetic_sd),
+            "synthetic_verdict": row.synthetic_verdict,
+        })
+    spec = get_table(table)
+    return {"table": spec.number, "metric": spec.metric, "protocols": list(PROTOCOLS), **extra,
+            "cells": out_cells, "claims": {p: claims(cells, table, p) for p in PROTOCOLS}, "run_ids": run_ids}
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """The printed table: per cell the paper's mean ± sd, ours under each selection protocol and its verdict."""
+    spec = get_table(rep["table"])
+    labels = {m.key: m.label for m in spec.methods}
+    head = (f"Table {spec.number} — test {spec.metric.upper()} (lower is better), {rep.get('seeds')} seed(s), "
+            f"{rep.get('epochs')} epochs{' (quick: tests the harness, not the numbers)' if rep.get('quick') else ''}")
+    lines = [head, "validation = the paper's selection (best on real validation data); "
+                   "synthetic = strictly data-free (best agreement with the teacher on synthetic points)", ""]
+    cols = f"{'dataset':<10} {'method':<16} {'paper':>17}  {'ours (validation)':>17} {'verdict':<7}  {'ours (synthetic)':>17} {'verdict':<7} {'n':>3}"
+    lines += [cols, "-" * len(cols)]
+    for c in rep["cells"]:
+        lines.append(f"{c['dataset']:<10} {labels.get(c['method'], c['method']):<16} "
+                     f"{_pm(c['paper_mean'], c['paper_sd']):>17}  {_pm(c['ours_mean'], c['ours_sd']):>17} {c['verdict']:<7}  "
+                     f"{_pm(c['synthetic_mean'], c['synthetic_sd']):>17} {c['synthetic_verdict']:<7} {c['n']:>3}")
+    lines.append("")
+    for protocol, items in rep.get("claims", {}).items():
+        for item in items:
+            lines.append(f"claim ({protocol}): {item['claim']}: paper {item['paper']}; ours {item['ours']} "
+                         f"→ {'holds' if item['holds'] else 'does not hold'}")
+    if "total_seconds" in rep:
+        lines.append(f"time: {rep['total_seconds']:.1f} s total = {rep['teacher_seconds']:.1f} s teachers + "
+                     f"{rep['student_seconds']:.1f} s students on {rep.get('device')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- for the dashboard
+def stored_reproductions(store, table: int) -> pd.DataFrame:
+    """The store's runs of a table grouped by epochs: epochs, runs, done, active, failed, datasets,
+    seeds, latest (newest first). A group is what one reproduction setting produced."""
+    spec = get_table(table)
+    runs = store.list_runs()
+    rows = []
+    for run in runs.itertuples(index=False):
+        parsed = parse_title(run.title)
+        if parsed and parsed["table"] == spec.number:
+            rows.append({"epochs": int(run.epochs), "status": run.status, "dataset": parsed["dataset"],
+                         "seed": parsed["seed"], "created_at": run.created_at})
+    columns = ["epochs", "runs", "done", "active", "failed", "datasets", "seeds", "latest"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows)
+    out = []
+    for epochs, g in df.groupby("epochs"):
+        out.append({"epochs": int(epochs), "runs": len(g), "done": int((g["status"] == "done").sum()),
+                    "active": int(g["status"].isin(["queued", "running"]).sum()),
+                    "failed": int(g["status"].isin(["failed", "interrupted", "cancelled"]).sum()),
+                    "datasets": ", ".join(sorted(set(g["dataset"]))), "seeds": int(g["seed"].nunique()),
+                    "latest": g["created_at"].max()})
+    return pd.DataFrame(out, columns=columns).sort_values("latest", ascending=False).reset_index(drop=True)
+
+
+def active_runs(store, table: int | None = None) -> pd.DataFrame:
+    """Reproduction runs still queued or running (id, title, status, last_epoch, epochs)."""
+    runs = store.list_runs()
+    runs = runs[runs["status"].isin(["queued", "running"])]
+    keep = [bool((p := parse_title(t)) and (table is None or p["table"] == table)) for t in runs["title"]]
+    return runs[keep][["id", "title", "status", "last_epoch", "epochs"]].reset_index(drop=True)
+
+
+def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] | None = None,
+                      epochs: int | None = None, quick: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "dfkd_core", "reproduce", "--table", str(get_table(table).number)]
+    if seeds is not None:
+        cmd += ["--seeds", str(int(seeds))]
+    if datasets:
+        cmd += ["--datasets", ",".join(check_datasets(list(datasets)))]
+    if epochs is not None:
+        cmd += ["--epochs", str(int(epochs))]
+    if quick:
+        cmd.append("--quick")
+    return cmd + ["--json"]
+
+
+def start_reproduction(table: int, seeds: int | None = None, datasets: list[str] | None = None,
+                       epochs: int | None = None, quick: bool = False) -> tuple[int, Path]:
+    """Start `python -m dfkd_core reproduce …` detached (its own session: a page rerun or a
+    closed tab does not stop it), logging to DFKD_HOME/reproduce/<time>-table<N>.log.
+    Returns (pid, log path)."""
+    from .paths import home_dir
+
+    cmd = reproduce_command(table, seeds, datasets, epochs, quick)
+    folder = home_dir() / "reproduce"
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-table{get_table(table).number}.log"
+    env = dict(os.environ)
+    env["DFKD_HOME"] = str(home_dir())
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=root, env=env, start_new_session=True)
+    return proc.pid, log_path
+
+
+def latest_log(lines: int = 8) -> tuple[Path | None, str]:
+    """The newest reproduction log and its last lines ('' when there is none)."""
+    from .paths import home_dir
+
+    folder = home_dir() / "reproduce"
+    logs = sorted(folder.glob("*.log")) if folder.is_dir() else []
+    if not logs:
+        return None, ""
+    try:
+        text = logs[-1].read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return logs[-1], ""
+    # the final JSON line is long; the page shows the progress lines
+    keep = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("{")]
+    return logs[-1], "\n".join(keep[-lines:])
