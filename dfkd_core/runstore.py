@@ -130,8 +130,9 @@ class RunInfo:
 
 
 def new_run_id() -> str:
-    """Short and sortable by creation time: '20260124-210312-a3f9c1'."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    """Short and sortable by creation time (to the millisecond): '20260124-210312-042-a3f9'."""
+    now = time.time()
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}-{secrets.token_hex(2)}"
 
 
 def member_filename(member: str) -> str:
@@ -159,7 +160,7 @@ class RunStore:
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
         self._buffer: list[tuple[Any, ...]] = []
-        self._last_flush = 0.0
+        self._last_flush = -math.inf  # the first epoch of a run is written at once
         self._init_db()
 
     # ------------------------------------------------------------------ plumbing
