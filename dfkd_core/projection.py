@@ -116,6 +116,12 @@ def umap_ready(key: str) -> bool:
     return key in _UMAPS
 
 
+def umap_fitting(key: str) -> bool:
+    """Whether a background thread is fitting (or loading) UMAP for `key` now."""
+    thread = _THREADS.get(key)
+    return thread is not None and thread.is_alive()
+
+
 def umap_error(key: str) -> str | None:
     return _UMAP_ERRORS.get(key)
 

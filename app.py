@@ -1,0 +1,63 @@
+"""DFKD Lab's Streamlit entry point: the page router and the frame around every page
+(sidebar with the device, the data directory and the datasets available here).
+
+Run with `streamlit run app.py`; `run()` is what a test starts."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dfkd_core import dashboard
+from dfkd_core.device import describe_device
+from dfkd_core.errors import DfkdError
+from dfkd_core.paths import data_dir, home_dir
+
+PAGES = [
+    st.Page("pages/distill.py", title="Distill", icon=":material/science:", default=True),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/mnist.py", title="MNIST digits", icon=":material/image:"),
+    st.Page("pages/blackbox.py", title="Black-box teacher", icon=":material/deployed_code:"),
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/table_view:"),
+]
+
+
+@st.cache_resource(show_spinner=False)
+def recover_once() -> list[str]:
+    """Once per server: runs whose worker died (restart, crash) become 'interrupted'."""
+    try:
+        return dashboard.recover()
+    except DfkdError as exc:
+        return [f"error: {exc}"]
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    return describe_device()
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.markdown("### DFKD Lab")
+        st.caption("Data-free knowledge distillation of regression networks (Zhou & Chiam, 2023)")
+        st.markdown(f"**Device:** {device_label()}")
+        st.markdown(f"**Data directory:** `{data_dir()}`")
+        st.markdown(f"**Run store:** `{home_dir()}`")
+        try:
+            available = dashboard.available_datasets()
+        except DfkdError as exc:
+            st.error(str(exc))
+            available = []
+        st.markdown("**Datasets available:** " + (", ".join(available) or "none"))
+
+
+def run() -> None:
+    st.set_page_config(page_title="DFKD Lab", page_icon=":material/science:", layout="wide")
+    recovered = recover_once()
+    if recovered and recovered[0].startswith("error: "):
+        st.error(recovered[0][len("error: "):])
+    page = st.navigation(PAGES)
+    sidebar()
+    page.run()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,603 @@
+"""What the dashboard's pages call, without Streamlit: the widgets' field specs and the
+DistillConfig they assemble (and its URL form), the dataset catalogue as a table, and
+everything a page shows about a run read from the RunStore — progress, curves, snapshot
+batches, digits, constraint checks, test metrics mean ± sd per sampler, exports."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import io
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import PRESETS, DistillConfig, Member, preset_config
+from .errors import ConfigError, DfkdError
+
+DEFAULT = DistillConfig()
+ALPHA_CHOICES = ("decreasing", "0", "1", "constant:0.3", "cosine", "increasing")
+MAIN_FIELDS = ("dataset", "student_hidden", "samplers", "alphas", "seeds", "epochs")  # drawn outside "Advanced"
+HIDDEN_FIELDS = ("preset",)
+CHOICES: dict[str, tuple[str, ...]] = {  # the values DistillConfig.validate accepts
+    "student_loss": ("mse", "logcosh"),
+    "discrepancy": ("mse", "logcosh"),
+    "input_norm": ("l2sq", "l1"),
+    "output_term": ("student_sq", "teacher_to_random", "none"),
+    "y_rand": ("none", "digits", "unit"),
+    "direct_optimizer": ("rmsprop", "adam", "sgd"),
+    "selection": ("validation", "last", "synthetic"),
+    "engine": ("auto", "batched", "reference"),
+    "objective": ("eq3", "eq5", "eq8", "eq9", "custom"),
+    "device": ("auto", "cpu", "cuda"),
+    "de_strategy": ("best2bin", "best1bin", "rand1bin", "rand2bin", "currenttobest1bin", "randtobest1bin"),
+}
+SECTIONS = (  # the "Advanced" expander's groups, in DistillConfig's order
+    ("Teacher and student", ("split_seed", "teacher", "student")),
+    ("Algorithm 1", ("batch_size", "batches_per_epoch", "lr", "weight_decay", "student_loss")),
+    ("Synthetic-data objective", ("objective", "discrepancy", "epsilon", "beta", "input_norm", "gamma", "output_term", "y_rand")),
+    ("Direct sampler (Algorithm 2)", ("direct_optimizer", "direct_lr", "direct_steps")),
+    ("Generator sampler", ("generator_z_dim", "generator_hidden", "generator_lr", "generator_steps")),
+    ("Evolution sampler", ("de_strategy", "de_generations", "de_mutation", "de_recombination")),
+    ("Evaluation and output", ("eval_every", "snapshot_epochs", "selection", "device", "engine")),
+)
+ACTIVE = ("queued", "running")
+
+
+# ---------------------------------------------------------------------------- widget specs
+@dataclass(frozen=True)
+class FieldSpec:
+    """How the page draws one DistillConfig field: kind is 'int', 'float', 'choice', 'text'."""
+
+    name: str
+    kind: str
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    @property
+    def key(self) -> str:
+        return f"cfg_{self.name}"
+
+
+@functools.lru_cache(maxsize=1)
+def field_help() -> dict[str, str]:
+    """The comment beside each default in DistillConfig's source, as the widget's help."""
+    src = inspect.getsource(DistillConfig)
+    out = {}
+    for m in re.finditer(r"^\s{4}(\w+):[^=\n]+=[^#\n]*#\s*(.+)$", src, flags=re.M):
+        out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def field_spec(name: str) -> FieldSpec:
+    default = getattr(DEFAULT, name)
+    help_text = field_help().get(name, "") + f" (default {widget_value(name, default)})"
+    if name in CHOICES:
+        return FieldSpec(name, "choice", help_text, CHOICES[name])
+    if isinstance(default, bool) or isinstance(default, (str, tuple)):
+        return FieldSpec(name, "text", help_text)
+    if isinstance(default, int):
+        return FieldSpec(name, "int", help_text)
+    return FieldSpec(name, "float", help_text)
+
+
+def advanced_sections() -> list[tuple[str, list[FieldSpec]]]:
+    """Every hyperparameter not on the main form, grouped; together with MAIN_FIELDS that is all of DistillConfig."""
+    return [(title, [field_spec(n) for n in names]) for title, names in SECTIONS]
+
+
+def widget_value(name: str, value: Any) -> Any:
+    """A config value as its widget holds it (tuples of ints as '0,1,2', others unchanged)."""
+    if name in ("samplers", "alphas"):
+        return list(value)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return value
+
+
+def widget_values(cfg: DistillConfig) -> dict[str, Any]:
+    """{field name: widget value} of every field."""
+    return {f.name: widget_value(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The widget values of a preset (every field, so switching presets resets the rest)."""
+    cfg = DEFAULT if name in ("", "defaults") else preset_config(name)
+    return widget_values(cfg)
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def config_from_widgets(values: Mapping[str, Any], validate: bool = True) -> DistillConfig:
+    """The DistillConfig of the form's values (unknown / missing keys use defaults).
+    Raises ConfigError with the offending parameter's message."""
+    data = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(DistillConfig)}}
+    for name in ("samplers", "alphas"):
+        if name in data and isinstance(data[name], (list, tuple)):
+            data[name] = tuple(data[name])
+            if not data[name]:
+                raise ConfigError(f"The {name!r} parameter must be a non-empty list. Got an empty selection instead.")
+    cfg = DistillConfig.from_dict(data)
+    if validate:
+        cfg.validate()
+        check_dataset(cfg.dataset)
+    return cfg
+
+
+def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | None]:
+    """The config a URL describes, and an error message if it could not be read (then defaults)."""
+    params = {k: (v[-1] if isinstance(v, list) else v) for k, v in params.items() if k != "run"}
+    try:
+        base = preset_config(params["preset"]) if params.get("preset") in PRESETS else DEFAULT
+        merged = {**base.to_query(), **params}
+        return DistillConfig.from_query(merged), None
+    except DfkdError as exc:
+        return DEFAULT, f"The link's settings could not be used ({exc}); showing the defaults."
+
+
+def query_for(cfg: DistillConfig, run_id: str | None = None) -> dict[str, str]:
+    q = cfg.to_query()
+    if run_id:
+        q["run"] = run_id
+    return q
+
+
+def alpha_curves(specs: Iterable[str], epochs: int, max_points: int = 2000) -> tuple[dict[str, np.ndarray], list[str]]:
+    """α per epoch of each spec (for the preview), and a message per spec that cannot be read."""
+    from .schedules import parse_alpha
+
+    epochs = int(epochs) if isinstance(epochs, (int, float)) and 1 <= epochs <= 1_000_000 else DEFAULT.epochs
+    curves, errors = {}, []
+    for spec in specs:
+        try:
+            schedule = parse_alpha(spec)
+        except DfkdError as exc:
+            errors.append(str(exc))
+            continue
+        ts = np.unique(np.linspace(0, epochs - 1, min(epochs, max_points)).astype(int))
+        curves[spec] = np.interp(np.arange(epochs), ts, [schedule(t, epochs) for t in ts]) if epochs <= max_points else \
+            np.array([schedule(t, epochs) for t in ts])
+    return curves, errors
+
+
+def sampler_names() -> list[str]:
+    from .samplers import SAMPLERS
+
+    return SAMPLERS.names()
+
+
+def sampler_help() -> str:
+    from .samplers import SAMPLERS
+
+    return "\n".join(f"- **{n}**: {getattr(SAMPLERS.get(n), 'description', '')}" for n in SAMPLERS.names())
+
+
+# ---------------------------------------------------------------------------- datasets
+def catalog() -> list[dict]:
+    from .data import dataset_catalog
+
+    return dataset_catalog()
+
+
+def catalog_table() -> pd.DataFrame:
+    """The catalogue as the Datasets page shows it."""
+    df = pd.DataFrame(catalog())
+    cols = ["name", "paper_name", "kind", "rows", "features", "target", "available", "source", "where", "note"]
+    return df[[c for c in cols if c in df]]
+
+
+def dataset_choices() -> tuple[list[str], dict[str, str]]:
+    """Dataset names (available first) and their select-box labels ('mnist (not available)')."""
+    items = catalog()
+    names = [d["name"] for d in items if d["available"]] + [d["name"] for d in items if not d["available"]]
+    labels = {}
+    for d in items:
+        label = f"{d['name']} — {d.get('paper_name') or d['name']} ({d['rows']}×{d['features']})"
+        labels[d["name"]] = label if d["available"] else f"{d['name']} (not available: needs download)"
+    return names, labels
+
+
+def available_datasets() -> list[str]:
+    return [d["name"] for d in catalog() if d["available"]]
+
+
+def check_dataset(name: str) -> None:
+    """ConfigError unless `name` is registered and its files are present."""
+    items = {d["name"]: d for d in catalog()}
+    if name not in items:
+        raise ConfigError(f"The 'dataset' parameter must be one of {', '.join(map(repr, items))}. Got {name!r} instead.")
+    if not items[name]["available"]:
+        raise ConfigError(f"The dataset {name!r} is not available here: {items[name]['note']}. "
+                          f"Fetch it with `python -m dfkd_core datasets download {name}`.")
+
+
+def dataset_note(name: str) -> str:
+    for d in catalog():
+        if d["name"] == name:
+            return d.get("note") or ""
+    return ""
+
+
+# ---------------------------------------------------------------------------- runs
+def store(home=None):
+    from .runstore import RunStore
+
+    return RunStore(home)
+
+
+def submit(cfg: DistillConfig, title: str | None = None) -> str:
+    """Validate and start a run in a worker process; ConfigError (message for st.error) if it cannot start."""
+    from . import jobs
+
+    cfg.validate()
+    check_dataset(cfg.dataset)
+    return jobs.submit(cfg, title=title)
+
+
+def stop(run_id: str) -> None:
+    from . import jobs
+
+    jobs.stop(run_id)
+
+
+def recover() -> list[str]:
+    from . import jobs
+
+    return jobs.recover()
+
+
+def run_exists(run_id: str | None) -> bool:
+    if not run_id:
+        return False
+    try:
+        store().get_run(run_id)
+        return True
+    except DfkdError:
+        return False
+
+
+def runs_table(status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    df = store().list_runs(status=status or None, dataset=dataset or None)
+    cols = ["id", "created_at", "status", "dataset", "title", "epochs", "last_epoch", "members", "best_test_rmse",
+            "best_test_mae", "teacher_test_rmse", "device", "error"]
+    return df[[c for c in cols if c in df]]
+
+
+def latest_run(datasets: Sequence[str] | None = None) -> str | None:
+    df = store().list_runs()
+    if datasets:
+        df = df[df["dataset"].isin(list(datasets))]
+    return None if df.empty else str(df.iloc[0]["id"])
+
+
+@dataclass
+class RunView:
+    """What the live page shows of one run."""
+
+    run: Any  # RunInfo
+    metrics: pd.DataFrame
+    snapshots: pd.DataFrame  # member, epoch
+    results: pd.DataFrame
+    epoch: int  # epochs finished (highest logged epoch + 1)
+    epochs: int  # epochs planned
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def active(self) -> bool:
+        return self.run.status in ACTIVE
+
+    @property
+    def teacher_rmse(self) -> float | None:
+        v = self.run.teacher_test_rmse
+        return None if v is None or not np.isfinite(v) else float(v)
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.epoch / max(self.epochs, 1))
+
+    @property
+    def caption(self) -> str:
+        """'epoch 12 / 300 · running' (the browser test reads this)."""
+        return f"epoch {self.epoch} / {self.epochs} · {self.status}"
+
+    @property
+    def samplers(self) -> list[str]:
+        cfg = self.run.config
+        return list(cfg.samplers) if cfg else sorted({Member.from_key(m).sampler for m in self.metrics["member"].unique()})
+
+    @property
+    def snapshot_epochs(self) -> list[int]:
+        return sorted(int(e) for e in self.snapshots["epoch"].unique()) if not self.snapshots.empty else []
+
+
+def load_view(run_id: str) -> RunView:
+    s = store()
+    run = s.get_run(run_id)
+    metrics = s.metrics(run_id)
+    epochs = run.config.epochs if run.config else int(run.config_dict.get("epochs", 0) or 0)
+    epoch = int(metrics["epoch"].max()) + 1 if not metrics.empty else 0
+    return RunView(run, metrics, s.snapshot_index(run_id), s.results(run_id), epoch, epochs)
+
+
+def run_status_line(view: RunView) -> str:
+    r = view.run
+    bits = [f"**{r.title or r.id}**", f"run `{r.id}`", f"status **{r.status}**"]
+    if r.device:
+        bits.append(r.device)
+    if r.engine:
+        bits.append(f"{r.engine} engine")
+    if view.teacher_rmse is not None:
+        bits.append(f"teacher test RMSE {view.teacher_rmse:.4f}")
+    return " · ".join(bits)
+
+
+@functools.lru_cache(maxsize=512)
+def _snapshot(home: str, run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
+    """Snapshots never change once written: cache them per process."""
+    return store(home).load_snapshot(run_id, member, epoch)
+
+
+def snapshot(run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
+    return _snapshot(str(store().home), run_id, member, int(epoch))
+
+
+def snapshot_frame(view: RunView, epochs: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per synthetic point of every snapshot: member, sampler, alpha, seed, epoch,
+    point, student_loss, teacher_pred (for boxplots and histograms)."""
+    idx = view.snapshots
+    if epochs is not None:
+        idx = idx[idx["epoch"].isin(list(epochs))]
+    frames = []
+    for member, epoch in idx.itertuples(index=False):
+        data = snapshot(view.run.id, member, epoch)
+        m = Member.from_key(member)
+        n = len(data["student_loss"])
+        frames.append(pd.DataFrame(dict(member=member, sampler=m.sampler, alpha=m.alpha, seed=m.seed, epoch=int(epoch),
+                                         point=np.arange(n), student_loss=np.asarray(data["student_loss"], float),
+                                         teacher_pred=np.asarray(data["teacher_pred"], float))))
+    cols = ["member", "sampler", "alpha", "seed", "epoch", "point", "student_loss", "teacher_pred"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def synthetic_batches(view: RunView, epoch: int) -> dict[str, np.ndarray]:
+    """Each sampler's synthetic points at `epoch` (all its members' batches stacked)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for member, e in view.snapshots[view.snapshots["epoch"] == epoch].itertuples(index=False):
+        x = snapshot(view.run.id, member, e)["x"]
+        out.setdefault(Member.from_key(member).sampler, []).append(np.asarray(x).reshape(len(x), -1))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def projection(view: RunView, epoch: int, method: str = "auto"):
+    """Real vs synthetic points of the run's dataset at a snapshot epoch (a projection.Projection)."""
+    from .projection import project_dataset
+
+    cfg = view.run.config
+    return project_dataset(cfg.dataset, cfg.split_seed, synthetic_batches(view, epoch), method)
+
+
+def digit_items(view: RunView, epochs: Sequence[int], per_sampler: int = 8) -> list[dict]:
+    """Synthetic images per sampler at the given epochs, each labelled with the teacher's prediction."""
+    items = []
+    first_seed = {}
+    for member in view.snapshots["member"].unique():
+        m = Member.from_key(member)
+        first_seed.setdefault(m.sampler, member)  # one member per sampler keeps the grid readable
+    for sampler, member in sorted(first_seed.items(), key=lambda kv: view.samplers.index(kv[0]) if kv[0] in view.samplers else 99):
+        for epoch in epochs:
+            if not ((view.snapshots["member"] == member) & (view.snapshots["epoch"] == epoch)).any():
+                continue
+            data = snapshot(view.run.id, member, epoch)
+            for i in range(min(per_sampler, len(data["x"]))):
+                items.append(dict(image=as_image(data["x"][i]), row=f"{sampler} @ {epoch}",
+                                  title=f"T(x)={float(data['teacher_pred'][i]):.1f}"))
+    return items
+
+
+def as_image(x: np.ndarray) -> np.ndarray:
+    """A synthetic input as a square grey image in [0, 1] (28×28 MNIST, 8×8 digits)."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        side = int(round(np.sqrt(x.size)))
+        x = x.reshape(side, side) if side * side == x.size else x.reshape(1, -1)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return x
+
+
+def constraint_table(view: RunView, epoch: int) -> pd.DataFrame:
+    """Per sampler: the synthetic batch's row sums (min, max) and smallest feature (simplex: sums 1, min ≥ 0)."""
+    rows = []
+    for sampler, x in synthetic_batches(view, epoch).items():
+        sums = x.sum(axis=1)
+        rows.append(dict(sampler=sampler, points=len(x), row_sum_min=float(sums.min()), row_sum_max=float(sums.max()),
+                         feature_min=float(x.min()), feature_max=float(x.max()),
+                         on_simplex=bool(np.allclose(sums, 1.0, atol=1e-4) and x.min() >= -1e-6)))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- results
+def _mean_sd(values: pd.Series) -> tuple[float, float]:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return (float(v.mean()) if len(v) else np.nan, float(v.std(ddof=1)) if len(v) > 1 else np.nan)
+
+
+def _fmt(mean: float, sd: float) -> str:
+    if not np.isfinite(mean):
+        return "—"
+    return f"{mean:.4f}" + (f" ± {sd:.4f}" if np.isfinite(sd) else "")
+
+
+def result_summary(results: pd.DataFrame, metric: str = "test_rmse") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test metric per sampler (and α where several), mean ± sd over seeds: the paper's
+    protocol (best on validation) and each strictly data-free selection side by side.
+
+    Returns (table for display, numbers with group, <metric>_mean, <metric>_sd for the bars)."""
+    if results is None or results.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    df = results.copy()
+    several_alphas = df["alpha"].nunique() > 1
+    df["group"] = df["sampler"] + ((", α " + df["alpha"].astype(str)) if several_alphas else "")
+    index = 1 if metric == "test_rmse" else 2  # other_selections: name -> [epoch, test_rmse, test_mae]
+    selections = sorted({k for d in df["other_selections"] if isinstance(d, dict) for k in d})
+    shown, numbers = [], []
+    order = list(dict.fromkeys(df["group"]))
+    for group in order:
+        part = df[df["group"] == group]
+        mean, sd = _mean_sd(part[metric])
+        row = {"sampler": group, "seeds": len(part), f"{metric} (validation-selected, paper)": _fmt(mean, sd)}
+        for name in selections:
+            vals = pd.Series([d[name][index] if isinstance(d, dict) and name in d else np.nan for d in part["other_selections"]])
+            row[f"{metric} ({name}-selected, data-free)"] = _fmt(*_mean_sd(vals))
+        row["best epoch"] = ", ".join(str(int(e)) for e in part["best_epoch"].dropna())
+        if "teacher_queries" in part and pd.to_numeric(part["teacher_queries"], errors="coerce").fillna(0).sum() > 0:
+            row["teacher queries"] = int(pd.to_numeric(part["teacher_queries"]).mean())
+        shown.append(row)
+        numbers.append({"group": group, f"{metric}_mean": mean, f"{metric}_sd": sd})
+    return pd.DataFrame(shown), pd.DataFrame(numbers)
+
+
+def teacher_row(view: RunView, metric: str = "test_rmse") -> str:
+    v = view.run.teacher_test_rmse if metric == "test_rmse" else view.run.teacher_test_mae
+    return "—" if v is None else f"{v:.4f}"
+
+
+# ---------------------------------------------------------------------------- comparing and exporting
+def compare_metrics(run_ids: Sequence[str]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Metrics of several runs stacked with a `run` column (its title or id), and each run's teacher RMSE."""
+    s = store()
+    frames, teachers = [], {}
+    for run_id in run_ids:
+        info = s.get_run(run_id)
+        label = f"{run_id[-6:]} {info.dataset}"
+        m = s.metrics(run_id)
+        m["run"] = label
+        frames.append(m)
+        if info.teacher_test_rmse is not None:
+            teachers[label] = float(info.teacher_test_rmse)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), teachers
+
+
+def compare_results(run_ids: Sequence[str]) -> pd.DataFrame:
+    s = store()
+    rows = []
+    for run_id in run_ids:
+        info = s.get_run(run_id)
+        table, _ = result_summary(s.results(run_id))
+        if table.empty:
+            continue
+        table.insert(0, "run", run_id)
+        table.insert(1, "dataset", info.dataset)
+        table.insert(2, "teacher test_rmse", "—" if info.teacher_test_rmse is None else f"{info.teacher_test_rmse:.4f}")
+        rows.append(table)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def metrics_csv(run_ids: Sequence[str]) -> bytes:
+    s = store()
+    frames = []
+    for run_id in run_ids:
+        m = s.metrics(run_id)
+        m.insert(0, "run", run_id)
+        frames.append(m)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).to_csv(index=False).encode()
+
+
+def figure_html(fig) -> bytes:
+    return fig.to_html(include_plotlyjs="cdn", full_html=True).encode()
+
+
+def members_with_weights(run_id: str) -> list[str]:
+    res = store().results(run_id)
+    return [] if res.empty else list(res.loc[res["weights"].notna(), "member"])
+
+
+def weights_bytes(run_id: str, member: str) -> bytes:
+    """The selected student's state_dict as a .pt file's bytes."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(store().load_weights(run_id, member), buf)
+    return buf.getvalue()
+
+
+def delete_runs(run_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Delete stored runs; (deleted ids, messages for runs that could not be deleted)."""
+    s = store()
+    done, errors = [], []
+    for run_id in run_ids:
+        try:
+            s.delete_run(run_id)
+            done.append(run_id)
+        except DfkdError as exc:
+            errors.append(str(exc))
+    return done, errors
+
+
+def umap_warming(run_id: str) -> bool:
+    """Whether UMAP for the run's dataset is being fitted in the background right now."""
+    from .projection import projection_key, umap_fitting
+
+    try:
+        cfg = store().get_run(run_id).config
+    except DfkdError:
+        return False
+    return cfg is not None and umap_fitting(projection_key(cfg.dataset, cfg.split_seed))
+
+
+# ---------------------------------------------------------------------------- case-study presets
+MNIST_SAMPLERS = ("gaussian", "generator", "direct")  # Table 5 / Figs. 8-9
+BLACKBOX_SAMPLERS = ("evolution", "gaussian")  # Table 6: DE on the SVR teacher vs random samples
+
+
+def snapshot_plan(epochs: int) -> tuple[int, ...]:
+    """Snapshot epochs for a shortened run: 0, ¼ and ½ of the way (the engine adds the last)."""
+    try:
+        epochs = int(epochs)
+    except (TypeError, ValueError):
+        return DEFAULT.snapshot_epochs
+    return tuple(sorted({e for e in (0, epochs // 4, epochs // 2) if 0 <= e < max(epochs, 1)}))
+
+
+def mnist_config(dataset: str = "digits", epochs: int = 50, samplers: Sequence[str] = MNIST_SAMPLERS,
+                 seeds: Sequence[int] = (0,)) -> DistillConfig:
+    """The 'paper-mnist' preset (CNN f=10 → f=5, log-cosh, eq. 8) on `dataset` with fewer epochs."""
+    return preset_config("paper-mnist", dataset=dataset, epochs=epochs, samplers=tuple(samplers),
+                         seeds=tuple(seeds), snapshot_epochs=snapshot_plan(epochs))
+
+
+def blackbox_config(dataset: str = "protein", epochs: int = 100, samplers: Sequence[str] = BLACKBOX_SAMPLERS,
+                    seeds: Sequence[int] = (0,)) -> DistillConfig:
+    """The 'paper-protein' preset (SVR teacher queried as a black box, eq. 9, DE best2bin) on `dataset`."""
+    return preset_config("paper-protein", dataset=dataset, teacher="svr", epochs=epochs, samplers=tuple(samplers),
+                         seeds=tuple(seeds), snapshot_epochs=snapshot_plan(epochs))
+
+
+def case_study_runs(datasets: Sequence[str], preset: str | None = None) -> pd.DataFrame:
+    """Stored runs on these datasets (newest first), optionally only those started from `preset`."""
+    df = store().list_runs()
+    df = df[df["dataset"].isin(list(datasets))]
+    if preset is not None and not df.empty:
+        s = store()
+        df = df[[(s.get_run(i).config_dict.get("preset") == preset) for i in df["id"]]]
+    return df
+
+
+def teacher_queries(view: RunView) -> pd.DataFrame:
+    """Per member: how many points were sent to the (black-box) teacher."""
+    if view.results.empty:
+        return pd.DataFrame(columns=["member", "sampler", "teacher_queries"])
+    return view.results[["member", "sampler", "teacher_queries"]].reset_index(drop=True)

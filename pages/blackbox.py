@@ -1,0 +1,74 @@
+"""Black-box teacher page (paper section 4.4, protein solubility): an SVR teacher that can
+only be queried, distilled with differential evolution ('evolution') vs random samples
+('gaussian'); shows the simplex constraint of the synthetic amino-acid compositions, how
+many points were sent to the teacher, and test RMSE per sampler (Table 6)."""
+import streamlit as st
+
+from dfkd_core import dashboard, figures
+from dfkd_core.errors import DfkdError
+
+st.title("Black-box teacher")
+st.caption("SVR teacher (RBF kernel), RBF-network student (100 Gaussian units), eq. 9 with ε 0.05, "
+           "differential evolution (best2bin, 25 generations) — the 'paper-protein' preset.")
+
+names, labels = dashboard.dataset_choices()
+default = names.index("protein") if "protein" in names else 0
+c1, c2, c3 = st.columns([2, 1, 2])
+dataset = c1.selectbox("Dataset", names, index=default, key="bb_dataset", format_func=lambda n: labels.get(n, n),
+                       help="protein: amino-acid compositions (on the simplex). Any dataset works with an SVR teacher.")
+epochs = c2.number_input("Epochs", value=100, step=50, key="bb_epochs")
+samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.BLACKBOX_SAMPLERS), key="bb_samplers",
+                          help="Gradient samplers (direct, generator) cannot query a black box.")
+if dataset not in dashboard.available_datasets():
+    st.warning(f"{dataset} is not in the data directory: `python -m dfkd_core datasets download {dataset}` fetches it.")
+
+b1, b2, _ = st.columns([1, 1, 4])
+if b1.button("Start", type="primary", icon=":material/play_arrow:", key="bb_start", width="stretch"):
+    try:
+        st.session_state["bb_run"] = dashboard.submit(dashboard.blackbox_config(dataset, epochs, samplers))
+        st.session_state["bb_view"] = st.session_state["bb_run"]
+    except DfkdError as exc:
+        st.error(str(exc))
+if b2.button("Stop", icon=":material/stop:", key="bb_stop", width="stretch", disabled="bb_run" not in st.session_state):
+    try:
+        dashboard.stop(st.session_state["bb_run"])
+    except DfkdError as exc:
+        st.error(str(exc))
+
+runs = dashboard.case_study_runs(names, preset="paper-protein")
+if runs.empty:
+    st.info("No black-box runs yet: press **Start**.")
+    st.stop()
+titles = dict(zip(runs["id"], runs["title"].fillna("")))
+run_id = st.selectbox("Run", list(runs["id"]), key="bb_view", format_func=lambda i: f"{i} · {titles.get(i, '')}")
+polling = dashboard.load_view(run_id).active
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def live() -> None:
+    view = dashboard.load_view(run_id)
+    st.markdown(dashboard.run_status_line(view))
+    st.progress(view.progress, text=view.caption)
+    if view.run.error:
+        st.error(view.run.error)
+    st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_rmse), key="bb_rmse")
+    if view.snapshot_epochs:
+        epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs, value=view.snapshot_epochs[-1], key="bb_epoch")
+        st.markdown("**Constraint of the synthetic batch** (amino-acid fractions: each row sums to 1, every fraction ≥ 0)")
+        st.dataframe(dashboard.constraint_table(view, epoch), hide_index=True)
+    if polling and not view.active:
+        st.rerun()
+
+
+live()
+
+view = dashboard.load_view(run_id)
+if not view.results.empty:
+    st.subheader("Test RMSE per sampler")
+    table, numbers = dashboard.result_summary(view.results)
+    c1, c2 = st.columns([1, 3])
+    c1.metric("Teacher (SVR) test RMSE", dashboard.teacher_row(view))
+    c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key="bb_bars")
+    st.dataframe(table, hide_index=True)
+    st.markdown("**Teacher queries** (points sent to the black box, per student)")
+    st.dataframe(dashboard.teacher_queries(view), hide_index=True)

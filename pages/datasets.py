@@ -1,0 +1,19 @@
+"""Datasets page: the catalogue of registered datasets and which are available here."""
+import streamlit as st
+
+from dfkd_core import dashboard
+from dfkd_core.errors import DfkdError
+from dfkd_core.paths import data_dir
+
+st.title("Datasets")
+st.caption(f"Built-in datasets are always available; file datasets are read from `{data_dir()}` "
+           "(set DFKD_DATA_DIR) and can be fetched with `python -m dfkd_core datasets download NAME`.")
+try:
+    table = dashboard.catalog_table()
+except DfkdError as exc:
+    st.error(str(exc))
+else:
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"available": st.column_config.CheckboxColumn("available"),
+                                "source": st.column_config.TextColumn("source")})
+    st.caption(f"{int(table['available'].sum())} of {len(table)} datasets available.")

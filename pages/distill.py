@@ -1,0 +1,191 @@
+"""Distill page: choose a dataset, samplers, α schedules and hyperparameters, start a run
+and watch it live (validation RMSE, loss on x_g, student-loss boxplots, real vs synthetic
+points), then compare test RMSE per sampler with the teacher's."""
+import streamlit as st
+
+from dfkd_core import dashboard, figures
+from dfkd_core.errors import DfkdError
+
+st.title("Distill")
+
+# ------------------------------------------------------------------ settings (URL ⇄ widgets)
+url_cfg, url_error = dashboard.config_from_query(st.query_params.to_dict())
+if url_error:
+    st.error(url_error)
+if "cfg_dataset" not in st.session_state:  # first visit of this page in the session
+    start = url_cfg if any(k != "run" for k in st.query_params) else st.session_state.get("distill_last_cfg", url_cfg)
+    for name, value in dashboard.widget_values(start).items():
+        st.session_state[f"cfg_{name}"] = value
+if "run" in st.query_params and st.query_params["run"] != st.session_state.get("run_id"):
+    st.session_state["run_id"] = st.query_params["run"]
+
+names, labels = dashboard.dataset_choices()
+if st.session_state["cfg_dataset"] not in names:
+    st.error(f"The dataset {st.session_state['cfg_dataset']!r} from the link is not registered; using friedman1.")
+    st.session_state["cfg_dataset"] = "friedman1"
+samplers = dashboard.sampler_names()
+unknown = [s for s in st.session_state["cfg_samplers"] if s not in samplers]
+if unknown:
+    st.error(f"No sampler {', '.join(map(repr, unknown))} registered (have: {', '.join(samplers)}); left out.")
+    st.session_state["cfg_samplers"] = [s for s in st.session_state["cfg_samplers"] if s in samplers]
+alpha_options = list(dict.fromkeys([*dashboard.ALPHA_CHOICES, *st.session_state["cfg_alphas"]]))
+
+
+def apply_preset() -> None:
+    for name, value in dashboard.preset_values(st.session_state["preset_choice"]).items():
+        st.session_state[f"cfg_{name}"] = value
+
+
+def add_alpha() -> None:
+    spec = st.session_state["alpha_custom"].strip()
+    if spec and spec not in st.session_state["cfg_alphas"]:
+        st.session_state["cfg_alphas"] = [*st.session_state["cfg_alphas"], spec]
+    st.session_state["alpha_custom"] = ""
+
+
+with st.container(border=True):
+    left, middle, right = st.columns([1, 1, 1.2])
+    with left:
+        st.selectbox("Dataset", names, key="cfg_dataset", format_func=lambda n: labels.get(n, n))
+        st.number_input("Student hidden units", key="cfg_student_hidden", step=1, help=dashboard.field_spec("student_hidden").help)
+        st.number_input("Epochs", key="cfg_epochs", step=50, help=dashboard.field_spec("epochs").help)
+    with middle:
+        st.multiselect("Samplers (trained side by side)", samplers, key="cfg_samplers", help=dashboard.sampler_help())
+        st.text_input("Seeds", key="cfg_seeds", help="Comma-separated student seeds, e.g. 0,1,2: several seeds give a mean curve with a band.")
+    with right:
+        st.multiselect("α schedules", alpha_options, key="cfg_alphas", help=dashboard.field_spec("alphas").help)
+        st.text_input("Add an α schedule", key="alpha_custom", on_change=add_alpha,
+                      placeholder="constant:0.3 or custom:0:1,1000:0.5,2000:0")
+        curves, alpha_errors = dashboard.alpha_curves(st.session_state["cfg_alphas"], st.session_state["cfg_epochs"])
+        for message in alpha_errors:
+            st.error(message)
+        if curves:
+            st.plotly_chart(figures.alpha_preview(curves), key="alpha_preview", config={"displayModeBar": False})
+
+    with st.expander("Advanced: every hyperparameter (paper defaults)"):
+        st.selectbox("Start from a preset", ["defaults", *dashboard.preset_names()], key="preset_choice", on_change=apply_preset,
+                     help="Sets every field below to the preset's values (the paper's experiments).")
+        for title, specs in dashboard.advanced_sections():
+            st.markdown(f"**{title}**")
+            columns = st.columns(4)
+            for i, spec in enumerate(specs):
+                with columns[i % 4]:
+                    if spec.kind == "choice":
+                        if st.session_state[spec.key] not in spec.choices:
+                            st.error(f"The {spec.name!r} parameter must be one of {', '.join(spec.choices)}. "
+                                     f"Got {st.session_state[spec.key]!r} instead; reset to the default.")
+                            st.session_state[spec.key] = getattr(dashboard.DEFAULT, spec.name)
+                        st.selectbox(spec.label, spec.choices, key=spec.key, help=spec.help)
+                    elif spec.kind == "text":
+                        st.text_input(spec.label, key=spec.key, help=spec.help)
+                    elif spec.kind == "int":
+                        st.number_input(spec.label, key=spec.key, step=1, help=spec.help)
+                    else:
+                        st.number_input(spec.label, key=spec.key, format="%g", step=None, help=spec.help)
+
+    values = {name[4:]: value for name, value in st.session_state.items() if name.startswith("cfg_")}
+    start_col, stop_col, _ = st.columns([1, 1, 4])
+    start_clicked = start_col.button("Start", type="primary", icon=":material/play_arrow:", width="stretch")
+    stop_clicked = stop_col.button("Stop", icon=":material/stop:", width="stretch", disabled=not st.session_state.get("run_id"))
+
+if start_clicked:
+    try:
+        cfg = dashboard.config_from_widgets(values)
+        st.session_state["run_id"] = dashboard.submit(cfg)
+    except DfkdError as exc:
+        st.error(str(exc))
+if stop_clicked and st.session_state.get("run_id"):
+    try:
+        dashboard.stop(st.session_state["run_id"])
+        st.toast("Stop requested: the run ends within one epoch.")
+    except DfkdError as exc:
+        st.error(str(exc))
+
+try:  # the URL always describes what the form holds (and the run in view): share it to reproduce
+    shown = dashboard.config_from_widgets(values, validate=False)
+    st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id")))
+    st.session_state["distill_last_cfg"] = shown
+except DfkdError:
+    pass
+
+# ------------------------------------------------------------------ the run in view, live
+run_id = st.session_state.get("run_id")
+if not run_id:
+    st.info("Choose settings and press **Start**; the run's curves appear here as it trains.")
+    st.stop()
+if not dashboard.run_exists(run_id):
+    st.warning(f"No run {run_id!r} in the run store (deleted, or the link is from another machine).")
+    st.session_state.pop("run_id", None)
+    del st.query_params["run"]
+    st.stop()
+polling = dashboard.load_view(run_id).active
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def live() -> None:
+    try:
+        view = dashboard.load_view(run_id)
+    except DfkdError as exc:
+        st.error(str(exc))
+        return
+    st.markdown(dashboard.run_status_line(view))
+    st.progress(view.progress, text=view.caption)
+    if view.run.error:
+        (st.warning if view.status in ("cancelled", "interrupted") else st.error)(view.run.error)
+    elif view.status == "cancelled":
+        st.warning("Run cancelled: everything logged up to the stop is kept.")
+    if view.run.note:
+        st.info(view.run.note)
+    smoothing = st.toggle("Savitzky–Golay smoothing (window 15)", key="smooth")
+    a, b = st.columns(2)
+    a.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_rmse, smoothing), key="rmse_chart")
+    b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
+    st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
+    if polling and not view.active:
+        st.rerun()  # finished: stop polling, show the results
+
+
+live()
+
+
+proj_polling = polling or dashboard.umap_warming(run_id)
+
+
+@st.fragment(run_every=2.0 if proj_polling else None)
+def synthetic_points() -> None:
+    view = dashboard.load_view(run_id)
+    st.subheader("Real vs synthetic points")
+    if not view.snapshot_epochs:
+        st.caption("The first snapshot (epoch 0) appears once training starts.")
+        return
+    c1, c2 = st.columns([3, 1])
+    epoch = c1.select_slider("Snapshot epoch", view.snapshot_epochs, value=view.snapshot_epochs[-1], key="proj_epoch")
+    method = c2.radio("Projection", ["auto", "UMAP", "PCA"], horizontal=True, key="proj_method",
+                      help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
+    try:
+        proj = dashboard.projection(view, epoch, method.lower())
+    except DfkdError as exc:
+        st.error(str(exc))
+        return
+    if proj.note:
+        st.caption(proj.note)
+    st.plotly_chart(figures.projection_scatter(proj.points, proj.method, epoch), key="proj_chart")
+    st.caption("UMAP's transform pulls far-away points toward the real ones: the distance of each synthetic point "
+               "to its nearest real training point (input space) is in the hover and summarized here.")
+    st.dataframe(proj.summary, hide_index=True)
+    if not proj_polling and dashboard.umap_warming(run_id):
+        st.rerun()  # UMAP started warming up just now: rerun so this section polls until it is ready
+
+
+synthetic_points()
+
+view = dashboard.load_view(run_id)
+if not view.results.empty:
+    st.subheader("Test RMSE per sampler")
+    table, numbers = dashboard.result_summary(view.results)
+    c1, c2 = st.columns([1, 3])
+    c1.metric("Teacher test RMSE", dashboard.teacher_row(view))
+    c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key="result_bars")
+    st.dataframe(table, hide_index=True)
+    st.caption("Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
+               "real validation data); the data-free columns select without it.")

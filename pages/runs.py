@@ -1,0 +1,75 @@
+"""Runs page: the stored runs with filters; compare several (validation RMSE curves and
+final metrics), export metrics, figures and student weights, delete runs."""
+import streamlit as st
+
+from dfkd_core import dashboard, figures
+from dfkd_core.errors import DfkdError
+from dfkd_core.runstore import STATUSES
+
+st.title("Runs")
+if "runs_flash" in st.session_state:
+    st.success(st.session_state.pop("runs_flash"))
+
+f1, f2 = st.columns(2)
+status = f1.selectbox("Status", ["all", *STATUSES], key="runs_status")
+dataset = f2.selectbox("Dataset", ["all", *dashboard.dataset_choices()[0]], key="runs_dataset")
+try:
+    table = dashboard.runs_table(None if status == "all" else status, None if dataset == "all" else dataset)
+except DfkdError as exc:
+    st.error(str(exc))
+    st.stop()
+st.dataframe(table, hide_index=True, width="stretch")
+if table.empty:
+    st.info("No stored runs match. Start one on the Distill page.")
+    st.stop()
+
+titles = dict(zip(table["id"], table["title"].fillna("")))
+selected = st.multiselect("Runs to compare, export or delete", list(table["id"]), key="runs_selected",
+                          format_func=lambda run_id: f"{run_id} · {titles.get(run_id, '')}")
+if not selected:
+    st.caption("Select one or more runs above.")
+    st.stop()
+
+for run_id in selected:
+    st.page_link("pages/distill.py", label=f"Open {run_id} on the Distill page", query_params={"run": run_id},
+                 icon=":material/open_in_new:")
+
+metrics, teachers = dashboard.compare_metrics(selected)
+teacher = next(iter(teachers.values())) if len(set(teachers.values())) == 1 else None
+smoothing = st.toggle("Savitzky–Golay smoothing (window 15)", key="runs_smooth")
+rmse_fig = figures.validation_rmse(metrics, teacher, smoothing)
+st.plotly_chart(rmse_fig, key="runs_rmse")
+st.subheader("Final metrics")
+final = dashboard.compare_results(selected)
+if final.empty:
+    st.caption("No finished results among the selected runs yet.")
+else:
+    st.dataframe(final, hide_index=True, width="stretch")
+
+st.subheader("Export")
+e1, e2, e3 = st.columns(3)
+e1.download_button("Metrics (CSV)", dashboard.metrics_csv(selected), file_name="dfkd-metrics.csv", mime="text/csv")
+e2.download_button("RMSE figure (HTML)", dashboard.figure_html(rmse_fig), file_name="dfkd-validation-rmse.html",
+                   mime="text/html")
+with e3:
+    weights_run = st.selectbox("Student weights of run", selected, key="weights_run")
+    members = dashboard.members_with_weights(weights_run)
+    if members:
+        member = st.selectbox("Student", members, key="weights_member")
+        st.download_button("Student weights (.pt)", dashboard.weights_bytes(weights_run, member),
+                           file_name=f"{weights_run}-{member.replace('|', '_')}.pt", mime="application/octet-stream")
+    else:
+        st.caption("This run has no saved student weights (yet).")
+
+st.subheader("Delete")
+confirm = st.checkbox(f"Yes, delete the {len(selected)} selected run(s) with their metrics, snapshots and weights",
+                      key="runs_confirm_delete")
+if st.button("Delete selected runs", type="primary", disabled=not confirm, key="runs_delete"):
+    deleted, errors = dashboard.delete_runs(selected)
+    for message in errors:
+        st.error(message)
+    if deleted:
+        st.session_state.pop("runs_selected", None)
+        st.session_state.pop("runs_confirm_delete", None)
+        st.session_state["runs_flash"] = f"Deleted {len(deleted)} run(s): {', '.join(deleted)}."
+        st.rerun()
