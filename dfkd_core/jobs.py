@@ -129,10 +129,14 @@ def _stop_flag(store: RunStore, run_id: str) -> Callable[[], bool]:
 def _wait_for_slot(store: RunStore, run_id: str, limit: int) -> bool:
     """Block while the run is queued behind others; True when it was moved to 'running',
     False when it was cancelled (or otherwise left 'queued') meanwhile."""
-    last_recover = 0.0
+    last_recover, said = 0.0, False
     while True:
         if store.claim(run_id, limit):
             return True
+        if not said:
+            print(f"Run {run_id} is queued: waiting for one of the {limit} run slot(s) (DFKD_MAX_RUNS).",
+                  file=sys.stderr, flush=True)
+            said = True
         info = store.get_run(run_id)
         if info.status != "queued":
             return False
@@ -147,14 +151,14 @@ def _wait_for_slot(store: RunStore, run_id: str, limit: int) -> bool:
 
 def work(run_id: str, store: RunStore | None = None) -> int:
     """The worker's body: wait for a slot, run the distillation, store every event, finish.
-    Returns the process exit code (0 done or cancelled, 1 failed, 2 nothing to do)."""
+    Returns the process exit code (0 done or cancelled, 1 failed, 2 not a queued run, 130 terminated)."""
     from .distill import run_distillation
 
     store = store or RunStore()
     info = store.get_run(run_id)
     if info.status != "queued":
         print(f"Run {run_id} is {info.status}; nothing to do.", file=sys.stderr, flush=True)
-        return 2
+        return 0 if info.status == "cancelled" else 2
     store.set_worker(run_id, os.getpid())
     beat = _Heartbeat(store, run_id)
     beat.start()
