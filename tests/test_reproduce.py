@@ -1,0 +1,219 @@
+"""The paper-reproduction harness: the paper's numbers, the verdicts, the table assembly
+from stored runs, and `python -m dfkd_core reproduce` end to end (quick) and on bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dfkd_core import reproduce
+from dfkd_core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO.parent / "shared" / "paper" / "zhou-chiam-2023-dfkd-regression.md"
+
+
+@pytest.mark.parametrize("table, dataset, method, mean, sd", [
+    (4, "cpusmall", "direct_dec", 0.1737, 0.0027),
+    (4, "compactiv", "random", 0.15534, 0.0077),
+    (4, "puma32h", "direct_1", 0.2495, 0.0045),
+    (3, "pole", "generator_dec", 0.2748, 0.0161),
+    (3, "indoorloc", "random", 0.105, 0.0051),
+    (3, "ctscan", "teacher", 0.1058, 0.0060),
+    (5, "mnist", "direct", 1.179, 0.132),
+    (5, "mnist", "teacher", 0.157, None),
+    (6, "protein", "random", 0.287, 0.001),
+    (6, "protein", "direct", 0.267, 0.005),
+], ids=lambda v: str(v))
+def test_paper_numbers_file_holds_the_papers_cells(table, dataset, method, mean, sd):
+    assert reproduce.paper_cell(table, dataset, method) == (mean, sd)
+
+
+def test_paper_numbers_file_has_every_cell_of_tables_3_and_4():
+    for table in (3, 4):
+        cells = reproduce.paper_numbers()["tables"][str(table)]["cells"]
+        assert sorted(cells) == sorted(reproduce.TABLES[table].paper_datasets)
+        for dataset, row in cells.items():
+            assert list(row) == [m.key for m in reproduce.TABLES[table].methods], dataset
+
+
+@pytest.mark.skipif(not PAPER.exists(), reason="the paper is not beside the repo")
+def test_paper_numbers_file_matches_every_number_printed_in_tables_3_and_4():
+    import re
+
+    text = PAPER.read_text(encoding="utf-8")
+    for table in (3, 4):
+        start = text.index(f"Table {table}: RMSE results")
+        rows = text[start:].splitlines()[3:10]
+        for line in rows:
+            name, *cols = line.split("\t")
+            dataset = {"Compactv": "compactiv"}.get(name, name.lower())
+            printed = [[float(x) for x in re.findall(r"[0-9.]+", re.sub(r"<[^>]+>", "", c))] for c in cols]
+            ours = [list(reproduce.paper_cell(table, dataset, m.key)) for m in reproduce.TABLES[table].methods]
+            assert ours == printed, (table, dataset)
+
+
+@pytest.mark.parametrize("ours, mean, sd, expected", [
+    (0.1737, 0.1737, 0.0027, "within"),
+    (0.1790, 0.1737, 0.0027, "within"),  # +1.96 sd
+    (0.1792, 0.1737, 0.0027, "worse"),  # +2.04 sd
+    (0.1682, 0.1737, 0.0027, "better"),  # -2.04 sd
+    (0.2600, 0.2500, None, "within"),  # no sd: ±5 % of the mean
+    (0.2700, 0.2500, None, "worse"),
+    (0.2300, 0.2500, None, "better"),
+    (0.1000, None, None, "n/a"),
+    (float("nan"), 0.1737, 0.0027, "n/a"),
+], ids=["equal", "just-inside", "just-above", "just-below", "no-sd-inside", "no-sd-above", "no-sd-below",
+        "no-paper-cell", "no-result"])
+def test_verdict_compares_with_the_papers_mean_plus_minus_two_sd(ours, mean, sd, expected):
+    assert reproduce.verdict(ours, mean, sd) == expected
+
+
+def test_each_table_runs_exactly_its_methods_and_nothing_else():
+    for number, spec in reproduce.TABLES.items():
+        members = set()
+        for _, samplers, alphas in spec.comparisons():
+            pairs = {(s, a) for s in samplers for a in alphas}
+            assert not pairs & members, number
+            members |= pairs
+        assert members == {(m.sampler, m.alpha) for m in spec.students}, number
+
+
+def test_plan_sets_split_seed_student_seed_hidden_units_and_titles():
+    comparisons = reproduce.plan(3, seeds=2, datasets=["toy2d"], epochs=5)
+    assert [c.title for c in comparisons] == ["Table 3 · toy2d · seed 0", "Table 3 · toy2d · seed 0 · random",
+                                             "Table 3 · toy2d · seed 1", "Table 3 · toy2d · seed 1 · random"]
+    first = comparisons[2].cfg
+    assert (first.split_seed, first.seeds, first.student_hidden, first.epochs, first.preset) == (1, (1,), 25, 5, "paper-tabular")
+    assert reproduce.parse_title(comparisons[3].title) == {"table": 3, "dataset": "toy2d", "seed": 1, "part": "random"}
+
+
+def test_table_5_uses_decreasing_alpha_for_generator_and_direct():
+    comparisons = reproduce.plan(5, seeds=1, datasets=["digits"], epochs=1)
+    assert [(c.cfg.samplers, c.cfg.alphas) for c in comparisons] == [(("generator", "direct"), ("decreasing",)),
+                                                                    (("gaussian",), ("0",))]
+    assert comparisons[0].cfg.preset == "paper-mnist"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(table=7), r"'table' parameter must be one of 3, 4, 5, 6\. Got 7"),
+    (dict(table=4, seeds=0), r"'seeds' parameter must be an int in \[1, 1000\]\. Got 0"),
+    (dict(table=4, datasets=["nope"]), r"'datasets' parameter must name registered datasets .* Got 'nope'"),
+    (dict(table=4, epochs=-1), r"'epochs' parameter must be an int in \[1, 1000000\]\. Got -1"),
+], ids=["table", "seeds", "dataset", "epochs"])
+def test_plan_rejects_bad_input_saying_what_was_expected(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        reproduce.plan(**kwargs)
+
+
+class FakeStore:
+    """Just what collect() reads: list_runs() and results(run_id)."""
+
+    def __init__(self, runs: list[dict], results: dict[str, list[dict]]):
+        self.runs, self._results = runs, results
+
+    def list_runs(self) -> pd.DataFrame:
+        return pd.DataFrame(self.runs)
+
+    def results(self, run_id: str) -> pd.DataFrame:
+        return pd.DataFrame(self._results[run_id])
+
+
+def _fake_table_6_store() -> FakeStore:
+    runs, results = [], {}
+    for seed, (direct, random) in enumerate([(0.260, 0.295), (0.270, 0.293)]):
+        for part, rows in (("", [("evolution", "decreasing", direct)]), ("random", [("gaussian", "0", random)])):
+            run_id = f"r{seed}{part}"
+            runs.append({"id": run_id, "status": "done", "title": reproduce.run_title(6, "protein", seed, part),
+                         "epochs": 100, "teacher_test_rmse": 0.25, "teacher_test_mae": 0.2})
+            results[run_id] = [{"sampler": s, "alpha": a, "test_rmse": v, "test_mae": v / 2,
+                                "other_selections": {"synthetic": [9, v + 0.01, v / 2], "last": [99, v, v]}}
+                               for s, a, v in rows]
+    runs.append({"id": "other", "status": "done", "title": "protein: direct", "epochs": 100,
+                 "teacher_test_rmse": 0.25, "teacher_test_mae": 0.2})
+    return FakeStore(runs, results)
+
+
+def test_summarize_gives_mean_sd_and_verdict_under_both_protocols():
+    cells = reproduce.summarize(reproduce.collect(_fake_table_6_store(), 6), 6).set_index("method")
+    assert list(cells.index) == ["teacher", "random", "direct"]
+    assert cells.loc["direct", "n"] == 2
+    assert cells.loc["direct", "ours_mean"] == pytest.approx(0.265)
+    assert cells.loc["direct", "ours_sd"] == pytest.approx(0.0070711, rel=1e-4)
+    assert cells.loc["direct", "synthetic_mean"] == pytest.approx(0.275)
+    assert cells.loc["direct", "verdict"] == "within"
+    assert cells.loc["direct", "synthetic_verdict"] == "within"
+    assert cells.loc["random", "verdict"] == "worse"  # 0.294 > 0.287 + 2 · 0.001
+
+
+def test_claims_check_the_papers_statements_on_our_numbers():
+    cells = reproduce.summarize(reproduce.collect(_fake_table_6_store(), 6), 6)
+    (claim,) = reproduce.claims(cells, 6)
+    assert claim["holds"] and claim["claim"] == "RMSE direct (DE) < random"
+
+
+def test_display_table_has_the_papers_layout():
+    cells = reproduce.summarize(reproduce.collect(_fake_table_6_store(), 6), 6)
+    frame = reproduce.display_table(cells, 6, "synthetic")
+    assert list(frame.columns) == ["teacher (SVR)", "random", "direct (DE)"]
+    assert frame.loc["protein", "direct (DE)"] == "0.2750 ± 0.0071 (paper 0.2670 ± 0.0050) within"
+
+
+def _cli(*args: str, timeout: float = 80) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "dfkd_core", "reproduce", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=timeout)
+
+
+def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_runs():
+    proc = _cli("--table", "4", "--quick", "--epochs", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.strip().splitlines()
+    assert any(line.startswith("Table 4 — test RMSE") for line in out)
+    rep = json.loads(out[-1])
+    assert {"table", "seeds", "epochs", "cells", "teacher_seconds", "student_seconds", "total_seconds", "device"} <= set(rep)
+    assert (rep["table"], rep["seeds"], rep["epochs"]) == (4, 1, 3)
+    cell = rep["cells"][0]
+    assert {"dataset", "method", "ours_mean", "ours_sd", "paper_mean", "paper_sd", "verdict", "n",
+            "synthetic_mean", "synthetic_verdict"} <= set(cell)
+    assert len({c["dataset"] for c in rep["cells"]}) == 2
+    assert len(rep["cells"]) == 12
+    assert "[4/4]" in proc.stderr and "elapsed" in proc.stderr
+
+    from dfkd_core.runstore import RunStore
+
+    runs = RunStore().list_runs()
+    assert sorted(runs["id"]) == sorted(rep["run_ids"])
+    assert set(runs["status"]) == {"done"}
+    assert all(t.startswith("Table 4 · ") for t in runs["title"])
+
+
+BAD_ARGUMENTS = [
+    (("--table", "7"), "'table' parameter must be one of 3, 4, 5, 6. Got '7'"),
+    (("--table", "4", "--seeds", "0"), "'seeds' parameter must be an int in [1, 1000]. Got 0"),
+    (("--table", "4", "--seeds", "many"), "'seeds' parameter must be an int. Got 'many'"),
+    (("--table", "4", "--datasets", "atlantis"), "Got 'atlantis' instead"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_ARGUMENTS, ids=["table-7", "seeds-0", "seeds-text", "unknown-dataset"])
+def test_bad_arguments_give_one_error_line_and_a_nonzero_exit(args, message, capsys):
+    from dfkd_core.cli import main
+
+    assert main(["reproduce", *args]) != 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], captured.err
+    assert captured.out == ""
+
+
+def test_bad_table_from_a_shell_prints_no_traceback():
+    proc = _cli("--table", "7", timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: The {BAD_ARGUMENTS[0][1]} instead."]
