@@ -586,8 +586,9 @@ def active_runs(store, table: int | None = None) -> pd.DataFrame:
     """Reproduction runs still queued or running (id, title, status, last_epoch, epochs)."""
     runs = store.list_runs()
     runs = runs[runs["status"].isin(["queued", "running"])]
-    keep = [bool((p := parse_title(t)) and (table is None or p["table"] == table)) for t in runs["title"]]
-    return runs[keep][["id", "title", "status", "last_epoch", "epochs"]].reset_index(drop=True)
+    keep = pd.Series([bool((p := parse_title(t)) and (table is None or p["table"] == table)) for t in runs["title"]],
+                     index=runs.index, dtype=bool)
+    return runs.loc[keep, ["id", "title", "status", "last_epoch", "epochs"]].reset_index(drop=True)
 
 
 def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] | None = None,

@@ -1,0 +1,63 @@
+"""AppTest of pages/paper.py: the paper's tables beside ours, from the run store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dfkd_core import reproduce
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "paper.py")
+
+
+def _page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=30)
+
+
+def test_paper_page_renders_on_an_empty_store():
+    at = _page().run()
+    assert not at.exception
+    assert any("No stored runs of Table 3" in i.value for i in at.info)
+
+
+def test_paper_page_shows_a_stored_quick_reproduction_beside_the_paper():
+    rep = reproduce.reproduce(4, seeds=1, datasets=["toy2d"], epochs=2, quick=True)
+    assert len(rep["run_ids"]) == 2
+    at = _page().run()
+    at.radio[0].set_value(4).run()
+    assert not at.exception
+    assert not at.error
+    frame = at.dataframe[0].value
+    assert list(frame.index) == ["toy2d"]
+    assert list(frame.columns) == [m.label for m in reproduce.TABLES[4].methods]
+    assert any("direct dec-α ≤ random" in m.value for m in at.markdown)
+
+
+def test_start_button_launches_the_reproduce_command(monkeypatch):
+    calls = []
+
+    def fake_start(table, **kwargs):
+        calls.append((table, kwargs))
+        return 4242, Path("/tmp/fake.log")
+
+    monkeypatch.setattr(reproduce, "start_reproduction", fake_start)
+    at = _page().run()
+    at.radio[0].set_value(6).run()
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    assert not at.exception
+    assert calls == [(6, {"seeds": None, "datasets": None, "epochs": None, "quick": True})]
+    assert any("4242" in s.value for s in at.success)
+
+
+def test_store_errors_reach_the_page_as_one_message_not_a_traceback(monkeypatch):
+    from dfkd_core.errors import DfkdError
+
+    def broken(*args, **kwargs):
+        raise DfkdError("The run store cannot be opened: disk full.")
+
+    monkeypatch.setattr(reproduce, "stored_reproductions", broken)
+    at = _page().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The run store cannot be opened: disk full."]
