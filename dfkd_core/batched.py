@@ -94,7 +94,9 @@ class _Group:
     k0: int
     k1: int
     steps: int = 0  # inner gradient steps per batch
-    x0: torch.Tensor | None = None  # direct: (Kg, m_g, d) the points being optimized
+    x0: torch.Tensor | None = None  # direct: (Kg, m_g, d + 1) the points being optimized (and a 1)
+    noise: torch.Tensor | None = None  # direct: (Kg, m_g, d) their prior draw
+    xa: torch.Tensor | None = None  # generator: (Kg, m_g, d + 1) its output (and a 1)
     z: torch.Tensor | None = None  # generator: (steps + 1, Kg, m_g, z_dim)
     y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) random targets of the objective
     nets: StackedGenerators | None = None
@@ -166,7 +168,9 @@ class BatchedEngine:
         self.grad_groups = [g for g in self.groups if g.kind in GRADIENT_SAMPLERS and g.steps > 0]
         self.phases = max([g.steps for g in self.grad_groups], default=0)
 
-        self.x = torch.empty(K, self.M, self.d, dtype=self.dtype, device=device)  # [x_g | x_p] per member
+        # [x_g | x_p] per member, with a constant-1 last column (biases live in the matrix products)
+        self.x = torch.ones(K, self.M, self.d + 1, dtype=self.dtype, device=device)
+        self.noise = torch.empty(K, self.M, self.d, dtype=self.dtype, device=device)  # the draws that land in x
         self.prior_is_identity = (self.prior.kind == "gaussian" and bool((self.prior.mean == 0).all())
                                   and bool((self.prior.std == 1).all()))
         # eq. 7 loss statistics: column 0 averages x_g rows, column 1 x_p rows
@@ -195,12 +199,14 @@ class BatchedEngine:
         n = k1 - k0
         if kind == "direct":
             g.steps = cfg.direct_steps
-            g.x0 = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
+            g.x0 = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
+            g.noise = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
         elif kind == "generator":
             g.steps = cfg.generator_steps
             nets = [sampler_objs[k].net for k in range(k0, k1)]
             g.nets = StackedGenerators(nets, dev, dt)
             g.z = torch.empty(g.steps + 1, n, m_g, g.nets.z_dim, dtype=dt, device=dev)
+            g.xa = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
         elif kind in QMC_SAMPLERS:
             g.samplers = [sampler_objs[k] for k in range(k0, k1)]
         if kind in GRADIENT_SAMPLERS and self.objective.y_rand != "none":
@@ -211,13 +217,13 @@ class BatchedEngine:
     def _draw_noise(self) -> list:
         """Every member's random numbers for one step, in the reference path's order."""
         shape, objective, dev = self.shape, self.objective, self.device
-        x, qmc = self.x, {}
+        x, qmc = self.noise, {}
         draw_y = objective.y_rand != "none"
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
             j = k - grp.k0
             if grp.kind == "direct":
-                torch.randn((m_g, *shape), generator=gen, out=grp.x0[j].view(m_g, *shape))
+                torch.randn((m_g, *shape), generator=gen, out=grp.noise[j].view(m_g, *shape))
                 if draw_y:
                     grp.y_rand[0, j].copy_(objective.draw_y_rand(m_g, gen, dev))
             elif grp.kind == "gaussian":
@@ -245,9 +251,11 @@ class BatchedEngine:
         return noise
 
     def _project(self, x: torch.Tensor) -> None:
+        """Re-apply the prior's constraints to augmented points x (Kg, n, d + 1) and reset the 1s."""
+        x[..., self.d].fill_(1.0)
         if self.prior.kind != "gaussian":
-            flat = x.view(-1, *self.shape)
-            flat.copy_(self.prior.project(flat))
+            inner = x[..., :self.d]
+            inner.copy_(self.prior.project(inner.reshape(-1, *self.shape)).reshape(inner.shape))
 
     def _objective_grad(self, x, t, s_pred, jac_t, jac_s, y_rand, scale: float = 1.0) -> torch.Tensor:
         """∂/∂x of scale·objective(x, T(x), S(x), y_rand) per point, from the partial
@@ -290,10 +298,10 @@ class BatchedEngine:
         cfg, x = self.cfg, grp.x0
         lr = cfg.direct_lr
         if cfg.direct_optimizer == "rmsprop":
-            if tau == 0:
-                state["v"] = torch.zeros_like(grad)
-            v = state["v"]
-            v.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
+            if tau == 0:  # fresh optimizer: v = 0·ρ + (1 − ρ)g²
+                v = state["v"] = torch.mul(grad, grad).mul_(1.0 - RMSPROP_ALPHA)
+            else:
+                v = state["v"].mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
             x.addcdiv_(grad, v.sqrt().add_(RMSPROP_EPS), value=-lr)
         elif cfg.direct_optimizer == "adam":
             b1, b2 = ADAM_BETAS
@@ -324,14 +332,15 @@ class BatchedEngine:
                     points.append(g.x0)
                 else:
                     gx, saved[id(g)] = g.nets.forward(g.z[tau])
-                    points.append(gx)
-            flat = [p.reshape(-1, d) for p in points]
+                    g.xa[..., :d].copy_(gx)
+                    points.append(g.xa)
+            flat = [p.view(-1, d + 1) for p in points]
             t_all, j_all = self.teacher.forward_grad(flat[0] if len(flat) == 1 else torch.cat(flat))
             offset = 0
             for g, x in zip(active, points):
                 n = g.size * g.m_g
                 t = t_all[offset:offset + n].view(g.size, g.m_g)
-                jac_t = j_all[offset:offset + n].view(g.size, g.m_g, d)
+                jac_t = j_all[offset:offset + n].view(g.size, g.m_g, d + 1)
                 offset += n
                 s_pred, s_act = st.forward(x, g.k0, g.k1)
                 jac_s = st.input_grad(s_act, g.k0, g.k1)
@@ -343,7 +352,7 @@ class BatchedEngine:
                 else:
                     # the generator's loss is the batch mean of the objective
                     grad = self._objective_grad(x, t, s_pred, jac_t, jac_s, y_rand, scale=1.0 / g.m_g)
-                    g.nets.backward(grad, saved[id(g)])
+                    g.nets.backward(grad[..., :d], saved[id(g)])
                     rmsprop_(g.nets.theta, g.nets.grad, g.nets.square_avg, self.cfg.generator_lr)
 
     def _fill_x(self, qmc: dict) -> None:
@@ -353,23 +362,23 @@ class BatchedEngine:
                 self.x[g.k0:g.k1, :g.m_g].copy_(g.x0)
             elif g.kind == "generator":
                 gx, _ = g.nets.forward(g.z[g.steps])
-                self.x[g.k0:g.k1, :g.m_g].copy_(gx)
+                self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(gx)
             elif g.kind in QMC_SAMPLERS:
                 u = torch.from_numpy(np.concatenate([qmc[k] for k in range(g.k0, g.k1)]))
                 xq = self.prior.from_unit_cube(u).reshape(g.size, g.m_g, self.d)
-                self.x[g.k0:g.k1, :g.m_g].copy_(xq)
+                self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(xq)
 
     def train_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`."""
         cfg, st = self.cfg, self.students
         qmc = self._draw_noise()
-        self._apply_prior(self.x)
+        self.x[..., :self.d].copy_(self._apply_prior(self.noise))
         for g in self.grad_groups:
             if g.kind == "direct":
-                self._apply_prior(g.x0)
+                g.x0[..., :self.d].copy_(self._apply_prior(g.noise))
         self._gradient_phase()
         self._fill_x(qmc)
-        t = self.teacher.forward(self.x.view(-1, self.d)).view(self.K, self.M)
+        t = self.teacher.forward(self.x.view(-1, self.d + 1)).view(self.K, self.M)
         s_pred, s_act = st.forward(self.x)
         diff = s_pred - t
         if cfg.student_loss == "logcosh":
@@ -383,7 +392,7 @@ class BatchedEngine:
         st.refresh()
         acc.baddbmm_(loss[:, None, :], self.stat_w)
         if keep:
-            return self.x.clone(), loss, t
+            return self.x[..., :self.d].clone(), loss, t
         return None
 
     # ------------------------------------------------------------------ epochs

@@ -27,7 +27,9 @@ CHUNK_ELEMENTS = 1 << 17  # activations per teacher chunk: 128 Ki floats = 512 K
 
 class FrozenMLP:
     """A fixed MLPRegressor (the teacher) in σ form: forward(x) and forward_grad(x) → (f, ∂f/∂x)
-    on flattened inputs (N, d), chunked over rows."""
+    on flattened inputs augmented with a constant-1 column, x (N, d + 1), so that the hidden
+    bias is part of the matrix product (no broadcast copy); chunked over rows. The last
+    column of ∂f/∂x (the derivative with respect to the constant) is not meaningful."""
 
     def __init__(self, module: nn.Module, chunk_rows: int | None = None) -> None:
         w1 = module.fc1.weight.detach()  # (H, d)
@@ -36,129 +38,132 @@ class FrozenMLP:
         b2 = module.fc2.bias.detach().reshape(())
         self.hidden, self.dim = w1.shape
         self.dtype, self.device = w1.dtype, w1.device
-        self.w1t2 = (2.0 * w1).t().contiguous()  # (d, H)
-        self.b1x2 = 2.0 * b1
+        self.w_aug = (2.0 * torch.cat([w1, b1[:, None]], 1)).t().contiguous()  # (d + 1, H)
         self.w2x2 = 2.0 * w2
         self.c = b2 - w2.sum()  # 0-dim
-        self.jac = (4.0 * w2[:, None] * w1).contiguous()  # (H, d)
+        self.jac = (4.0 * w2[:, None] * torch.cat([w1, b1[:, None]], 1)).contiguous()  # (H, d + 1)
         self.chunk = chunk_rows or max(16, CHUNK_ELEMENTS // self.hidden)
         self._s = torch.empty(self.chunk, self.hidden, dtype=self.dtype, device=self.device)
         self._q = torch.empty_like(self._s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """f(x) for x (N, d) → (N,)."""
+        """f(x) for x (N, d + 1) → (N,)."""
         n = x.shape[0]
         out = torch.empty(n, dtype=self.dtype, device=self.device)
         for i in range(0, n, self.chunk):
             j = min(n, i + self.chunk)
-            s = self._s[: j - i]
-            torch.addmm(self.b1x2, x[i:j], self.w1t2, out=s)
-            s.sigmoid_()
+            s = torch.mm(x[i:j], self.w_aug, out=self._s[: j - i]).sigmoid_()
             torch.addmv(self.c, s, self.w2x2, out=out[i:j])
         return out
 
     def forward_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f(x) (N,), ∂f/∂x (N, d)) for x (N, d)."""
+        """(f(x) (N,), ∂f/∂x (N, d + 1)) for x (N, d + 1)."""
         n = x.shape[0]
         out = torch.empty(n, dtype=self.dtype, device=self.device)
-        grad = torch.empty(n, self.dim, dtype=self.dtype, device=self.device)
+        grad = torch.empty(n, self.dim + 1, dtype=self.dtype, device=self.device)
         for i in range(0, n, self.chunk):
             j = min(n, i + self.chunk)
-            s, q = self._s[: j - i], self._q[: j - i]
-            torch.addmm(self.b1x2, x[i:j], self.w1t2, out=s)
-            s.sigmoid_()
+            s = torch.mm(x[i:j], self.w_aug, out=self._s[: j - i]).sigmoid_()
             torch.addmv(self.c, s, self.w2x2, out=out[i:j])
-            torch.addcmul(s, s, s, value=-1.0, out=q)
-            torch.mm(q, self.jac, out=grad[i:j])
+            torch.mm(torch.addcmul(s, s, s, value=-1.0, out=self._q[: j - i]), self.jac, out=grad[i:j])
         return out, grad
 
 
 class StackedMLPs:
     """K MLPRegressors d → h → 1 as one flat parameter vector `theta` (float, on the device)
-    laid out block by block — W₁ (K, h, d), b₁ (K, h), w₂ (K, h), b₂ (K,) — so an optimizer
-    step is a handful of elementwise ops on one tensor. Methods take a member range
-    [k0, k1) so groups of members can be evaluated on their own synthetic points."""
+    laid out block by block — A₁ = [W₁ | b₁] (K, h, d + 1), w₂ (K, h), b₂ (K,) — so an
+    optimizer step is a handful of elementwise ops on one tensor. Inputs carry a constant-1
+    last column (x (Kg, n, d + 1)), so b₁ is part of the batched matrix product and its
+    gradient comes out of the same product as W₁'s. Methods take a member range [k0, k1)
+    so groups of members can be evaluated on their own synthetic points."""
 
     def __init__(self, modules: list[nn.Module], device: torch.device, dtype: torch.dtype) -> None:
         first = modules[0]
         self.k = len(modules)
         self.h, self.d = first.fc1.weight.shape
         k, h, d = self.k, self.h, self.d
-        self.sizes = (k * h * d, k * h, k * h, k)
+        self.sizes = (k * h * (d + 1), k * h, k)
         self.theta = torch.empty(sum(self.sizes), dtype=dtype, device=device)
         self.grad = torch.zeros_like(self.theta)
-        self.w1, self.b1, self.w2, self.b2 = self.views(self.theta)
-        self.g_w1, self.g_b1, self.g_w2, self.g_b2 = self.views(self.grad)
+        self.a1, self.w2, self.b2 = self.views(self.theta)
+        self.g_a1, self.g_w2, self.g_b2 = self.views(self.grad)
         with torch.no_grad():
             for i, m in enumerate(modules):
-                self.w1[i].copy_(m.fc1.weight)
-                self.b1[i].copy_(m.fc1.bias)
+                self.a1[i, :, :d].copy_(m.fc1.weight)
+                self.a1[i, :, d].copy_(m.fc1.bias)
                 self.w2[i].copy_(m.fc2.weight.reshape(-1))
                 self.b2[i].copy_(m.fc2.bias.reshape(()))
         # member index of every entry of theta (for per-member masked copies)
-        self.owner = torch.cat([torch.arange(k, device=device).repeat_interleave(h * d),
-                                torch.arange(k, device=device).repeat_interleave(h),
-                                torch.arange(k, device=device).repeat_interleave(h),
-                                torch.arange(k, device=device)])
+        ar = torch.arange(k, device=device)
+        self.owner = torch.cat([ar.repeat_interleave(h * (d + 1)), ar.repeat_interleave(h), ar])
+        # σ-form constants, rewritten in place by refresh(); per-group views cached
+        self.a1x2 = torch.empty_like(self.a1)  # 2·A₁
+        self.w2x2 = torch.empty_like(self.w2)  # 2·w₂
+        self.w2x4 = torch.empty_like(self.w2)  # 4·w₂
+        self.c = torch.empty(k, 1, 1, dtype=dtype, device=device)  # b₂ − Σw₂
+        self.jac = torch.empty_like(self.a1)  # 4·w₂ ⊙ A₁
+        self._views: dict = {}
         self.refresh()
 
     def views(self, flat: torch.Tensor):
         k, h, d = self.k, self.h, self.d
-        a, b, c, e = self.sizes
-        return (flat[:a].view(k, h, d), flat[a:a + b].view(k, h), flat[a + b:a + b + c].view(k, h),
-                flat[a + b + c:].view(k))
+        a, b, _ = self.sizes
+        return flat[:a].view(k, h, d + 1), flat[a:a + b].view(k, h), flat[a + b:].view(k)
 
     def refresh(self) -> None:
         """Recompute the σ-form constants after the parameters changed."""
-        self.w2x2 = 2.0 * self.w2  # (K, h)
-        self.c = self.b2 - self.w2.sum(1)  # (K,)
-        self.jac = (2.0 * self.w2x2)[:, :, None] * self.w1  # (K, h, d): 4·w₂ ⊙ W₁
+        torch.mul(self.a1, 2.0, out=self.a1x2)
+        torch.mul(self.w2, 2.0, out=self.w2x2)
+        torch.mul(self.w2, 4.0, out=self.w2x4)
+        torch.sub(self.b2, self.w2.sum(1), out=self.c.view(-1))
+        torch.mul(self.a1, self.w2x4[:, :, None], out=self.jac)
+
+    def _group(self, k0: int, k1: int):
+        key = (k0, k1)
+        if key not in self._views:
+            self._views[key] = (self.a1x2[k0:k1].transpose(1, 2), self.c[k0:k1], self.w2x2[k0:k1, :, None],
+                                self.jac[k0:k1])
+        return self._views[key]
 
     def forward(self, x: torch.Tensor, k0: int = 0, k1: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (Kg, n, d) → (f (Kg, n), s (Kg, n, h)) for members [k0, k1)."""
-        k1 = self.k if k1 is None else k1
-        s = torch.baddbmm(self.b1[k0:k1, None, :], x, self.w1[k0:k1].transpose(1, 2), beta=2.0, alpha=2.0)
-        s.sigmoid_()
-        f = torch.baddbmm(self.c[k0:k1, None, None], s, self.w2x2[k0:k1, :, None]).squeeze(2)
-        return f, s
+        """x (Kg, n, d + 1) → (f (Kg, n), s (Kg, n, h)) for members [k0, k1)."""
+        a1x2t, c, w2x2, _ = self._group(k0, self.k if k1 is None else k1)
+        s = torch.bmm(x, a1x2t).sigmoid_()
+        return torch.baddbmm(c, s, w2x2).squeeze(2), s
 
     def input_grad(self, s: torch.Tensor, k0: int = 0, k1: int | None = None) -> torch.Tensor:
-        """∂f/∂x (Kg, n, d) from the σ activations of forward(); overwrites s."""
-        k1 = self.k if k1 is None else k1
-        q = s.addcmul_(s, s, value=-1.0)
-        return torch.bmm(q, self.jac[k0:k1])
+        """∂f/∂x (Kg, n, d + 1) from the σ activations of forward(); overwrites s."""
+        jac = self._group(k0, self.k if k1 is None else k1)[3]
+        return torch.bmm(s.addcmul_(s, s, value=-1.0), jac)
 
     def backward(self, x: torch.Tensor, s: torch.Tensor, g_out: torch.Tensor) -> None:
         """Write into self.grad the gradient of Σᵢ g_outᵢ·f(xᵢ) for all K members
-        (x (K, n, d), s from forward(x), g_out (K, n)); overwrites s."""
+        (x (K, n, d + 1), s from forward(x), g_out (K, n)); overwrites s."""
+        g_row = g_out[:, None, :]
         torch.sum(g_out, 1, out=self.g_b2)
-        u = torch.bmm(g_out[:, None, :], s).squeeze(1)  # Σ g·s
-        torch.mul(u, 2.0, out=self.g_w2).sub_(self.g_b2[:, None])  # Σ g·tanh = 2Σ g·s − Σ g
+        torch.bmm(g_row, s, out=self.g_w2[:, None, :])  # Σ g·s
+        self.g_w2.mul_(2.0).sub_(self.g_b2[:, None])  # Σ g·tanh = 2Σ g·s − Σ g
         q = s.addcmul_(s, s, value=-1.0)  # s(1 − s) = (1 − tanh²)/4
-        w2x4 = 2.0 * self.w2x2
-        if self.d <= self.h:
-            r = torch.bmm(q.transpose(1, 2), g_out[:, :, None] * x)  # (K, h, d)
-            gb = torch.bmm(g_out[:, None, :], q).squeeze(1)  # (K, h)
+        if self.d < self.h:
+            torch.bmm(q.transpose(1, 2), g_out[:, :, None] * x, out=self.g_a1)
         else:
-            qg = q.mul_(g_out[:, :, None])
-            r = torch.bmm(qg.transpose(1, 2), x)
-            gb = qg.sum(1)
-        torch.mul(r, w2x4[:, :, None], out=self.g_w1)
-        torch.mul(gb, w2x4, out=self.g_b1)
+            torch.bmm(q.mul_(g_out[:, :, None]).transpose(1, 2), x, out=self.g_a1)
+        self.g_a1.mul_(self.w2x4[:, :, None])
 
     def state_dict(self, k: int, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Member k's weights (from theta, or from a flat copy of it) in MLPRegressor's layout, on the CPU."""
-        w1, b1, w2, b2 = self.views(self.theta if flat is None else flat)
-        return {"fc1.weight": w1[k].detach().cpu().clone(), "fc1.bias": b1[k].detach().cpu().clone(),
+        a1, w2, b2 = self.views(self.theta if flat is None else flat)
+        d = self.d
+        return {"fc1.weight": a1[k, :, :d].detach().cpu().clone(), "fc1.bias": a1[k, :, d].detach().cpu().clone(),
                 "fc2.weight": w2[k].detach().cpu().clone().reshape(1, -1),
                 "fc2.bias": b2[k].detach().cpu().clone().reshape(1)}
 
     def predict_shared(self, flat: torch.Tensor, x: torch.Tensor, rows: int = 1 << 20) -> torch.Tensor:
         """Every member of a flat parameter vector (laid out like theta) on the same points
         x (n, d) → (K, n): one GEMM over all K·h hidden units per chunk of points."""
-        w1, b1, w2, b2 = self.views(flat)
+        a1, w2, b2 = self.views(flat)
         k, h, d = self.k, self.h, self.d
-        w1f, b1f = w1.reshape(k * h, d), b1.reshape(k * h)
+        w1f, b1f = a1[:, :, :d].reshape(k * h, d), a1[:, :, d].reshape(k * h)
         w2x2, c = 2.0 * w2, b2 - w2.sum(1)
         n = x.shape[0]
         out = torch.empty(k, n, dtype=flat.dtype, device=flat.device)

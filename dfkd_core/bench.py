@@ -1,0 +1,182 @@
+"""Benchmark of the distillation loop: the unbatched reference path against the batched
+engine for K = 1, 10, 50 students, side by side in one process on one device, with the
+achieved GFLOP/s of each next to a plain torch.matmul of the teacher's shapes.
+
+Setting (the paper's tabular runs, issue 5): direct sampler, α decreasing, student 50,
+m = 50, n_s = 10, 2000 epochs; seconds per 2000 epochs are extrapolated from `epochs`
+measured epochs after `warmup` epochs (validation included, as in a real run).
+
+FLOPs are counted analytically, matrix products only (2 per multiply-add; elementwise
+work such as tanh is not counted). For an MLP d → H → 1 and one point:
+    fwd(d, H)  = 2·H·d + 2·H          (hidden layer, output layer)
+    grad_x(d, H) = 2·H·d              (input gradient: back through the hidden layer)
+    grad_θ(d, H) = 2·H·d + 2·H        (parameter gradient)
+One training step of one student (teacher width H, student width h, |x_g| = m_g,
+|x_p| = m_p, τ inner steps of the direct sampler):
+    teacher: τ·m_g·(fwd + grad_x)(d, H) + (m_g + m_p)·fwd(d, H)
+    student: τ·m_g·(fwd + grad_x)(d, h) + (m_g + m_p)·(fwd + grad_θ)(d, h)
+Per epoch: n_s steps; validation is not counted. cpusmall (d 12): 4.31 MFLOP per step,
+86 GFLOP per 2000-epoch run; indoorloc (d 520): 177 MFLOP per step, 3.5 TFLOP per run.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from .config import DistillConfig, Member, preset_config
+from .device import describe_device
+from .distill import SYNTHETIC_PROBE_SIZE, RunContext, _run_reference, batch_sizes
+from .events import EpochMetrics
+from .objectives import build_objective
+from .schedules import parse_alpha
+
+DEFAULT_DATASETS = ("cpusmall", "indoorloc")
+DEFAULT_KS = (1, 10, 50)
+FULL_EPOCHS = 2000
+
+
+def mlp_flops(d: int, hidden: int) -> dict[str, int]:
+    """Matrix-product FLOPs per point of an MLP d → hidden → 1 (see the module docstring)."""
+    return {"fwd": 2 * hidden * d + 2 * hidden, "grad_x": 2 * hidden * d, "grad_theta": 2 * hidden * d + 2 * hidden}
+
+
+def step_flops(d: int, teacher_hidden: int, student_hidden: int, m_g: int, m_p: int, inner_steps: int) -> int:
+    """FLOPs of one training step of one student (module docstring formula)."""
+    t, s = mlp_flops(d, teacher_hidden), mlp_flops(d, student_hidden)
+    teacher = inner_steps * m_g * (t["fwd"] + t["grad_x"]) + (m_g + m_p) * t["fwd"]
+    student = inner_steps * m_g * (s["fwd"] + s["grad_x"]) + (m_g + m_p) * (s["fwd"] + s["grad_theta"])
+    return teacher + student
+
+
+def bench_config(dataset: str, device: torch.device) -> DistillConfig:
+    return preset_config("paper-tabular", dataset=dataset, samplers=("direct",), alphas=("decreasing",),
+                         student_hidden=50, epochs=FULL_EPOCHS, device=device.type)
+
+
+def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto") -> tuple[RunContext, str]:
+    """The run context of `cfg`; teacher_mode 'auto' uses the cached paper teacher when there
+    is one and else a randomly initialised MLP of the same shape (the loop's cost does not
+    depend on the weights), 'train' trains it when missing, 'random' always uses a random one."""
+    from .data import load_split
+    from .distill import prepare_run
+    from .models import MLPRegressor
+    from .teachers import TeacherInfo, TorchTeacher, _cache_path, default_teacher_arch
+
+    split = load_split(cfg.dataset, seed=cfg.split_seed)
+    arch = default_teacher_arch(split) if cfg.teacher == "auto" else cfg.teacher
+    if teacher_mode == "train" or (teacher_mode == "auto" and _cache_path(split, arch).exists()):
+        return prepare_run(cfg, device=device), "paper teacher"
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(12345)
+    module = MLPRegressor(split.input_shape, int(arch[3:])).to(device)
+    torch.set_rng_state(gen_state)
+    teacher = TorchTeacher(module, "mlp")
+    prior = split.prior.to(device)
+    probe_x = prior.sample(SYNTHETIC_PROBE_SIZE, torch.Generator(device=device).manual_seed(123_457))
+    with torch.no_grad():
+        probe_t = teacher.predict(probe_x)
+    teacher.queries = 0
+    run = RunContext(cfg, split, device, teacher, TeacherInfo(arch, float("nan"), float("nan"), float("nan"), False, 0.0),
+                     build_objective(cfg), split.x_val.to(device), split.y_val.to(device), split.x_test.to(device),
+                     split.y_test.to(device), probe_x, probe_t, frozenset([0, 50, 100, 500, FULL_EPOCHS - 1]))
+    return run, "random MLP (no cached teacher)"
+
+
+def time_engine(run: RunContext, members: list[Member], engine: str, warmup: int, epochs: int) -> float:
+    """Seconds per epoch of `engine` ('reference' or 'batched') over `epochs` epochs after `warmup`."""
+    stamps: dict[int, float] = {}
+    done = {"epochs": 0}
+    first = members[0].key
+
+    def on_event(event) -> None:
+        if isinstance(event, EpochMetrics) and event.member == first:
+            stamps[event.epoch] = time.perf_counter()
+            done["epochs"] = event.epoch + 1
+
+    def should_stop() -> bool:
+        return done["epochs"] >= warmup + epochs
+
+    start = time.perf_counter()
+    if engine == "batched":
+        from .batched import run_batched
+
+        run_batched(run, members, on_event, should_stop, start)
+    else:
+        _run_reference(run, members, on_event, should_stop, start)
+    t0 = stamps[warmup - 1] if warmup > 0 else start
+    return (stamps[warmup + epochs - 1] - t0) / epochs
+
+
+def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.float32, min_seconds: float = 0.3) -> float:
+    """GFLOP/s of plain torch.matmul on the teacher's shapes for n points: the forward
+    product (n, d) @ (d, H) and the input-gradient product (n, H) @ (H, d), alternated."""
+    a, w = torch.randn(n, d, device=device, dtype=dtype), torch.randn(d, hidden, device=device, dtype=dtype)
+    h, wt = torch.randn(n, hidden, device=device, dtype=dtype), torch.randn(hidden, d, device=device, dtype=dtype)
+
+    def once() -> None:
+        torch.matmul(a, w)
+        torch.matmul(h, wt)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(5):
+        once()
+    sync()
+    best = float("inf")
+    for _ in range(3):
+        reps, start = 0, time.perf_counter()
+        while True:
+            once()
+            reps += 1
+            if reps % 8 == 0:
+                sync()
+                if time.perf_counter() - start >= min_seconds / 3:
+                    break
+        best = min(best, (time.perf_counter() - start) / reps)
+    return 4.0 * n * d * hidden / best / 1e9
+
+
+def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: int = 5, device: str = "cpu",
+          teacher: str = "auto", progress: Callable[[str], None] | None = None) -> dict:
+    """Run the benchmark; returns one flat dict (the `bench --json` object)."""
+    say = progress or (lambda text: None)
+    dev = torch.device(device)
+    out: dict = {"threads": torch.get_num_threads(), "device": describe_device(dev), "epochs_measured": epochs,
+                 "warmup_epochs": warmup, "extrapolated_to_epochs": FULL_EPOCHS}
+    for ds in datasets:
+        cfg = bench_config(ds, dev)
+        run, teacher_kind = make_run(cfg, dev, teacher)
+        d = run.split.dim
+        m_g, m_p = batch_sizes(parse_alpha(cfg.alphas[0]), cfg.batch_size)
+        hidden = run.teacher.module.hidden
+        flops_epoch = cfg.batches_per_epoch * step_flops(d, hidden, cfg.student_hidden, m_g, m_p, cfg.direct_steps)
+        out[f"{ds}_teacher"] = teacher_kind
+        out[f"{ds}_gflop_per_run"] = flops_epoch * FULL_EPOCHS / 1e9
+
+        single = time_engine(run, [Member("direct", cfg.alphas[0], 0)], "reference", warmup, epochs)
+        out[f"single_{ds}_s"] = single * FULL_EPOCHS
+        out[f"single_{ds}_gflops"] = flops_epoch / single / 1e9
+        say(f"{ds}: reference, 1 student: {single * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} epochs")
+        for k in ks:
+            members = [Member("direct", cfg.alphas[0], seed) for seed in range(k)]
+            per_epoch = time_engine(run, members, "batched", warmup, epochs)
+            achieved = k * flops_epoch / per_epoch / 1e9
+            matmul = time_matmul(k * (m_g + m_p), d, hidden, dev)
+            out[f"batched_k{k}_{ds}_s"] = per_epoch * FULL_EPOCHS
+            out[f"speedup_k{k}_{ds}"] = k * single / per_epoch
+            out[f"batched_k{k}_{ds}_gflops"] = achieved
+            out[f"matmul_k{k}_{ds}_gflops"] = matmul
+            out[f"batched_k{k}_{ds}_fraction_of_matmul"] = achieved / matmul
+            say(f"{ds}: batched, {k} students: {per_epoch * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} epochs, "
+                f"speedup ×{k * single / per_epoch:.1f} vs {k} reference runs, {achieved:.1f} GFLOP/s "
+                f"({100 * achieved / matmul:.0f} % of torch.matmul on the same shapes: {matmul:.1f} GFLOP/s)")
+        if 1 in ks:
+            out[f"{ds}_fraction_of_matmul"] = out[f"batched_k1_{ds}_fraction_of_matmul"]
+        out[f"single_{ds}_fraction_of_matmul"] = out[f"single_{ds}_gflops"] / time_matmul(m_g + m_p, d, hidden, dev)
+    for key in ("single_cpusmall_s", "batched_k50_cpusmall_s", "speedup_k50_cpusmall", "indoorloc_fraction_of_matmul"):
+        out.setdefault(key, None)
+    return out

@@ -1,0 +1,47 @@
+"""`bench`: the reference loop against the batched engine (K = 1, 10, 50) on cpusmall and
+indoorloc, seconds per 2000 epochs, speedups and GFLOP/s next to torch.matmul (see dfkd_core.bench)."""
+from __future__ import annotations
+
+import json
+import sys
+
+HELP = "time the reference loop against the batched engine (seconds per 2000 epochs, speedups, GFLOP/s)"
+
+
+def configure(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--epochs", type=int, default=100, help="measured epochs per configuration (default 100)")
+    parser.add_argument("--warmup", type=int, default=5, help="epochs run before measuring (default 5)")
+    parser.add_argument("--datasets", default="cpusmall,indoorloc", help="comma-separated (default cpusmall,indoorloc)")
+    parser.add_argument("--ks", default="1,10,50", help="numbers of students trained at once (default 1,10,50)")
+    parser.add_argument("--device", default="cpu", help="'cpu' (default) or 'cuda'")
+    parser.add_argument("--teacher", default="auto", choices=("auto", "train", "random"),
+                        help="'auto': the cached paper teacher, else a random MLP of its shape (timing does not "
+                             "depend on the weights); 'train': train it when missing; 'random'")
+
+
+def run(args) -> int:
+    import torch
+
+    from ..bench import bench
+    from ..device import pick_device
+    from ..errors import ConfigError
+
+    if args.threads < 1:
+        raise ConfigError(f"The '--threads' parameter must be a positive integer. Got {args.threads} instead.")
+    if args.epochs < 1 or args.warmup < 1:
+        raise ConfigError(f"The '--epochs' and '--warmup' parameters must be at least 1. Got {args.epochs} and {args.warmup} instead.")
+    try:
+        ks = tuple(int(k) for k in args.ks.split(",") if k.strip())
+    except ValueError:
+        raise ConfigError(f"The '--ks' parameter must be comma-separated integers. Got {args.ks!r} instead.") from None
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    progress = None if args.json else (lambda text: print(text, flush=True))
+    result = bench(datasets, ks, epochs=args.epochs, warmup=args.warmup, device=str(device), teacher=args.teacher,
+                   progress=progress or (lambda text: print(text, file=sys.stderr, flush=True)))
+    if args.json:
+        print(json.dumps(result))
+    return 0
