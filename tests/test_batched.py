@@ -1,0 +1,200 @@
+"""The batched engine against the unbatched reference path (distill._run_reference): one
+epoch equal to float64 tolerance, routing, events, stored weights, statistical agreement
+of short runs, CUDA, and the bench harness."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dfkd_core import batched
+from dfkd_core.config import DistillConfig, Member
+from dfkd_core.data import load_split
+from dfkd_core.data.split import Split
+from dfkd_core.distill import RunContext, _run_reference
+from dfkd_core.events import EpochMetrics, MemberResult, Snapshot
+from dfkd_core.models import MLPRegressor
+from dfkd_core.objectives import build_objective
+from dfkd_core.teachers import BlackBoxTeacher, TeacherInfo, TorchTeacher, evaluate
+
+from conftest import REPO, needs_shared_data
+
+
+def make_run(cfg: DistillConfig, dtype=torch.float64, device="cpu", teacher_hidden: int = 64) -> RunContext:
+    """A RunContext on friedman1 in `dtype` with a seeded random MLP teacher (no training)."""
+    device = torch.device(device)
+    base = load_split("friedman1", seed=0)
+    move = lambda t: t.to(dtype)  # noqa: E731
+    prior = base.prior.to("cpu", dtype)
+    split = Split(base.name, base.kind, move(base.x_train), move(base.y_train), move(base.x_val), move(base.y_val),
+                  move(base.x_test), move(base.y_test), prior, base.seed)
+    torch.manual_seed(99)
+    module = MLPRegressor(split.input_shape, teacher_hidden).to(device, dtype)
+    with torch.no_grad():
+        module.fc2.weight.mul_(4.0)  # a teacher with some structure for the student to learn
+    teacher = TorchTeacher(module, "mlp")
+    probe_x = prior.to(device).sample(200, torch.Generator(device=device).manual_seed(1))
+    probe_t = teacher.predict(probe_x)
+    teacher.queries = 0
+    last = cfg.epochs - 1
+    return RunContext(cfg, split, device, teacher, TeacherInfo(f"mlp{teacher_hidden}", 0.0, 0.0, 0.0, True, 0.0),
+                      build_objective(cfg), split.x_val.to(device), split.y_val.to(device), split.x_test.to(device),
+                      split.y_test.to(device), probe_x, probe_t, frozenset([e for e in cfg.snapshot_epochs if e <= last] + [last]))
+
+
+def run_both(cfg: DistillConfig, dtype=torch.float64, device="cpu") -> tuple[list, list]:
+    """Events of the reference path and of the batched engine for cfg.members()."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # the reference builds its students in the default dtype
+    try:
+        out = []
+        for engine in (_run_reference, batched.run_batched):
+            events: list = []
+            engine(make_run(cfg, dtype, device), cfg.members(), events.append, None, time.perf_counter())
+            out.append(events)
+        return out[0], out[1]
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def assert_same_events(ref: list, bat: list, tol: float = 1e-9) -> None:
+    assert [(type(e).__name__, e.member) for e in ref] == [(type(e).__name__, e.member) for e in bat]
+    for a, b in zip(ref, bat):
+        if isinstance(a, EpochMetrics):
+            assert a.epoch == b.epoch and a.alpha == b.alpha
+            np.testing.assert_allclose([b.val_rmse, b.val_mae, b.loss_xg, b.loss_xp],
+                                       [a.val_rmse, a.val_mae, a.loss_xg, a.loss_xp], rtol=tol, atol=tol)
+        elif isinstance(a, Snapshot):
+            for name in ("x", "student_loss", "teacher_pred"):
+                np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6)
+        elif isinstance(a, MemberResult):
+            assert (a.best_epoch, a.teacher_queries) == (b.best_epoch, b.teacher_queries)
+            assert {k: v[0] for k, v in a.other_selections.items()} == {k: v[0] for k, v in b.other_selections.items()}
+            np.testing.assert_allclose([b.test_rmse, b.test_mae, b.best_val_rmse], [a.test_rmse, a.test_mae, a.best_val_rmse],
+                                       rtol=tol, atol=tol)
+            assert a.state_dict.keys() == b.state_dict.keys()
+            for key in a.state_dict:
+                torch.testing.assert_close(b.state_dict[key], a.state_dict[key], rtol=tol, atol=tol)
+
+
+def test_one_epoch_of_one_student_equals_the_reference_in_float64():
+    cfg = DistillConfig(samplers=("direct",), alphas=("decreasing",), seeds=(3,), epochs=1)
+    ref, bat = run_both(cfg)
+    assert len(ref) == 3  # metrics, snapshot, result
+    assert_same_events(ref, bat)
+
+
+def test_one_epoch_equals_the_reference_for_every_member_of_a_mixed_batch():
+    cfg = DistillConfig(samplers=("direct", "generator", "gaussian", "sobol", "lhs"),
+                        alphas=("decreasing", "0", "1", "constant:0.3"), seeds=(0, 1), epochs=1,
+                        batch_size=16, batches_per_epoch=3, generator_hidden=32)
+    ref, bat = run_both(cfg)
+    assert len([e for e in bat if isinstance(e, MemberResult)]) == 40
+    assert_same_events(ref, bat)
+
+
+def test_two_epochs_with_adam_inner_optimizer_and_logcosh_terms_equal_the_reference():
+    cfg = DistillConfig(samplers=("direct", "generator"), alphas=("decreasing",), seeds=(0,), epochs=2,
+                        batch_size=16, batches_per_epoch=3, generator_hidden=32, direct_optimizer="adam",
+                        discrepancy="logcosh", input_norm="l1", output_term="teacher_to_random", gamma=0.5,
+                        student_loss="logcosh", objective="custom")
+    ref, bat = run_both(cfg)
+    assert_same_events(ref, bat)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (dict(), True),
+    (dict(samplers=("direct", "evolution")), False),
+    (dict(student="cnn5"), False),
+    (dict(student="rbf10"), False),
+    (dict(student="mlp25", samplers=("gaussian", "halton", "generator")), True),
+], ids=["mlp-direct", "evolution", "cnn-student", "rbf-student", "mlp25-random-and-generator"])
+def test_supports_routes_only_mlp_runs_without_evolution_to_the_batched_engine(change, expected):
+    cfg = DistillConfig(**change)
+    assert batched.supports(make_run(cfg, torch.float32), cfg.members()) is expected
+
+
+def test_supports_sends_black_box_teachers_to_the_reference_path():
+    cfg = DistillConfig(samplers=("gaussian",))
+    run = make_run(cfg, torch.float32)
+    run.teacher = BlackBoxTeacher(lambda x: x.sum(1))
+    assert batched.supports(run, cfg.members()) is False
+
+
+def test_events_give_metrics_per_member_per_epoch_snapshots_and_one_result_each():
+    cfg = DistillConfig(samplers=("direct", "gaussian"), alphas=("decreasing", "0"), seeds=(0, 1), epochs=4,
+                        snapshot_epochs=(1,), eval_every=2, batch_size=16, batches_per_epoch=2)
+    events: list = []
+    batched.run_batched(make_run(cfg, torch.float32), cfg.members(), events.append, None, time.perf_counter())
+    keys = [m.key for m in cfg.members()]
+    metrics = [e for e in events if isinstance(e, EpochMetrics)]
+    assert [(e.epoch, e.member) for e in metrics] == [(ep, k) for ep in range(4) for k in keys]
+    assert [np.isnan(e.val_rmse) for e in metrics if e.member == keys[0]] == [False, True, False, False]
+    snaps = [e for e in events if isinstance(e, Snapshot)]
+    assert sorted({s.epoch for s in snaps}) == [1, 3] and len(snaps) == 2 * len(keys)
+    for s in snaps:
+        n = 32 if s.member.endswith("|0|0") or s.member.endswith("|0|1") else 16  # α ≡ 0 keeps its 2m x_p
+        assert s.x.shape == (n, 10) and s.x.dtype == np.float32 and s.student_loss.shape == s.teacher_pred.shape == (n,)
+    assert [r.member for r in events if isinstance(r, MemberResult)] == keys
+
+
+def test_saved_state_dict_loads_into_mlpregressor_and_reproduces_the_reported_test_rmse():
+    cfg = DistillConfig(samplers=("direct",), seeds=(0, 1), epochs=3, batch_size=16, batches_per_epoch=2)
+    run = make_run(cfg, torch.float32)
+    results, _ = batched.run_batched(run, cfg.members(), lambda e: None, None, time.perf_counter())
+    for result in results:
+        model = MLPRegressor(run.split.input_shape, cfg.student_hidden)
+        model.load_state_dict(result.state_dict)
+        rmse, mae = evaluate(model.eval(), run.x_test, run.y_test)
+        assert rmse == pytest.approx(result.test_rmse, rel=1e-5) and mae == pytest.approx(result.test_mae, rel=1e-5)
+
+
+def test_short_float32_runs_agree_statistically_with_the_reference_across_seeds():
+    cfg = DistillConfig(samplers=("direct",), alphas=("decreasing",), seeds=(0, 1, 2, 3, 4, 5), epochs=25,
+                        batch_size=25, batches_per_epoch=4)
+    scores = {}
+    for name, engine in (("reference", _run_reference), ("batched", batched.run_batched)):
+        results, _ = engine(make_run(cfg, torch.float32), cfg.members(), lambda e: None, None, time.perf_counter())
+        scores[name] = np.array([r.test_rmse for r in results])
+    ref, bat = scores["reference"], scores["batched"]
+    spread = np.sqrt((ref.var(ddof=1) + bat.var(ddof=1)) / len(ref))
+    assert abs(ref.mean() - bat.mean()) <= 3 * spread + 0.02 * ref.mean()
+    # the same seeds start from the same students: the runs stay close member by member
+    np.testing.assert_allclose(bat, ref, rtol=0.25)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_one_epoch_equals_the_reference_and_the_step_never_syncs():
+    cfg = DistillConfig(samplers=("direct", "generator", "gaussian"), alphas=("decreasing", "1"), seeds=(0, 1),
+                        epochs=1, batch_size=16, batches_per_epoch=3, generator_hidden=32)
+    ref, bat = run_both(cfg, torch.float64, "cuda")
+    assert_same_events(ref, bat)
+    engine = batched.BatchedEngine(make_run(cfg, torch.float32, "cuda"), cfg.members())
+    weights, _ = engine._loss_weights(0)
+    acc = torch.zeros(engine.K, 1, 2, device="cuda")
+    with torch.no_grad():
+        engine.train_step(weights, acc, False)  # warm-up (lazy init may sync)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            engine.train_step(weights, acc, False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@needs_shared_data
+def test_bench_json_smoke_prints_the_documented_keys():
+    cmd = [sys.executable, "-m", "dfkd_core", "bench", "--json", "--epochs", "5", "--warmup", "1",
+           "--datasets", "cpusmall", "--ks", "1,50", "--teacher", "random"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("threads", "device", "single_cpusmall_s", "batched_k50_cpusmall_s", "speedup_k50_cpusmall",
+                "indoorloc_fraction_of_matmul", "cpusmall_fraction_of_matmul"):
+        assert key in out
+    assert out["threads"] == 1 and out["single_cpusmall_s"] > 0 and out["speedup_k50_cpusmall"] > 0
