@@ -25,8 +25,18 @@ PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green,
 
 
 # ---------------------------------------------------------------------------- helpers
+# a sampler keeps its colour on every chart (the paper's Fig. 4 order: Gaussian blue, LHS orange,
+# generator green, direct red, differential evolution purple)
+SAMPLER_COLORS = {"gaussian": 0, "lhs": 1, "generator": 2, "direct": 3, "evolution": 4, "halton": 5, "sobol": 6}
+
+
 def color_for(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
+
+
+def sampler_color(name: str, fallback: int) -> str:
+    """The sampler's own colour, else the palette's `fallback`-th colour."""
+    return color_for(SAMPLER_COLORS[name]) if name in SAMPLER_COLORS else color_for(fallback)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -100,8 +110,9 @@ def epoch_curves(
     df = df[df[value].notna()].copy()
     df["group"] = group_labels(df)
     fig = go.Figure()
+    several = df["group"].nunique() > df["sampler"].nunique()  # α or run splits a sampler: colour per group
     for i, (group, part) in enumerate(df.groupby("group", sort=True)):
-        color = color_for(i)
+        color = color_for(i) if several else sampler_color(str(part["sampler"].iloc[0]), i)
         stats = part.groupby("epoch")[value].agg(["mean", "min", "max", "count"]).sort_index()
         epochs = stats.index.to_numpy()
         mean = stats["mean"].to_numpy()
@@ -179,7 +190,7 @@ def student_loss_boxplots(snapshots: pd.DataFrame, samplers: Sequence[str] | Non
         if part.empty:
             continue
         fig.add_trace(go.Box(x=part["epoch"].astype(str), y=part["student_loss"], name=sampler,
-                             marker_color=color_for(i), boxpoints="outliers"))
+                             marker_color=sampler_color(sampler, i), boxpoints="outliers"))
     fig.update_layout(title=title, boxmode="group", xaxis_title="epoch", yaxis_title="student loss",
                       legend_title_text="sampler", height=380, margin=dict(t=50, b=40, l=50, r=10))
     epochs = sorted(snapshots["epoch"].unique())
@@ -203,7 +214,7 @@ def projection_scatter(points: pd.DataFrame, method: str = "UMAP", epoch: int | 
         part = points[points["source"] == source]
         fig.add_trace(go.Scattergl(
             x=part["x"], y=part["y"], mode="markers", name=source,
-            marker=dict(color=color_for(i), size=7, line=dict(width=0.5, color="white")),
+            marker=dict(color=sampler_color(source, i), size=7, line=dict(width=0.5, color="white")),
             customdata=np.stack([part["nn_dist"].to_numpy(dtype=float)], axis=-1),
             hovertemplate=f"{source}<br>distance to nearest real point: %{{customdata[0]:.3f}}<extra></extra>",
         ))
@@ -255,7 +266,7 @@ def prediction_histograms(preds: pd.DataFrame, bins: int = 100, x_range: tuple[f
     size = max((hi - lo) / bins, 1e-6)
     for i, sampler in enumerate(samplers, start=1):
         values = preds.loc[preds["sampler"] == sampler, "teacher_pred"]
-        fig.add_trace(go.Histogram(x=values, name=sampler, marker_color=color_for(i - 1),
+        fig.add_trace(go.Histogram(x=values, name=sampler, marker_color=sampler_color(sampler, i - 1),
                                    xbins=dict(start=lo, end=hi + size, size=size)), row=i, col=1)
     fig.update_layout(title="Teacher predictions on synthetic batches", showlegend=False,
                       height=140 + 150 * len(samplers), margin=dict(t=60, b=40, l=50, r=10))
@@ -273,7 +284,7 @@ def result_bars(summary: pd.DataFrame, teacher_rmse: float | None = None, metric
         return _empty(title, "no results yet")
     fig = go.Figure(go.Bar(x=summary["group"], y=summary[f"{metric}_mean"],
                            error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0)),
-                           marker_color=[color_for(i) for i in range(len(summary))], name="student"))
+                           marker_color=[sampler_color(str(g), i) for i, g in enumerate(summary["group"])], name="student"))
     if teacher_rmse is not None and np.isfinite(teacher_rmse):
         fig.add_hline(y=teacher_rmse, line_dash="dash", line_color="black",
                       annotation_text=f"teacher {teacher_rmse:.4f}", annotation_position="top left")

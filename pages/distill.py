@@ -31,6 +31,24 @@ if unknown:
 alpha_options = list(dict.fromkeys([*dashboard.ALPHA_CHOICES, *st.session_state["cfg_alphas"]]))
 
 
+def form_values() -> dict:
+    return {name[4:]: value for name, value in st.session_state.items() if name.startswith("cfg_")}
+
+
+def start_run() -> None:
+    try:
+        st.session_state["run_id"] = dashboard.submit(dashboard.config_from_widgets(form_values()))
+    except DfkdError as exc:
+        st.session_state["distill_error"] = str(exc)
+
+
+def stop_run() -> None:
+    try:
+        dashboard.stop(st.session_state["run_id"])
+    except DfkdError as exc:
+        st.session_state["distill_error"] = str(exc)
+
+
 def apply_preset() -> None:
     for name, value in dashboard.preset_values(st.session_state["preset_choice"]).items():
         st.session_state[f"cfg_{name}"] = value
@@ -83,24 +101,15 @@ with st.container(border=True):
                     else:
                         st.number_input(spec.label, key=spec.key, format="%g", step=None, help=spec.help)
 
-    values = {name[4:]: value for name, value in st.session_state.items() if name.startswith("cfg_")}
     start_col, stop_col, _ = st.columns([1, 1, 4])
-    start_clicked = start_col.button("Start", type="primary", icon=":material/play_arrow:", width="stretch")
-    stop_clicked = stop_col.button("Stop", icon=":material/stop:", width="stretch", disabled=not st.session_state.get("run_id"))
+    start_col.button("Start", type="primary", icon=":material/play_arrow:", width="stretch", key="distill_start",
+                     on_click=start_run)
+    stop_col.button("Stop", icon=":material/stop:", width="stretch", key="distill_stop", on_click=stop_run,
+                    disabled=not st.session_state.get("run_id"))
+    if "distill_error" in st.session_state:
+        st.error(st.session_state.pop("distill_error"))
 
-if start_clicked:
-    try:
-        cfg = dashboard.config_from_widgets(values)
-        st.session_state["run_id"] = dashboard.submit(cfg)
-    except DfkdError as exc:
-        st.error(str(exc))
-if stop_clicked and st.session_state.get("run_id"):
-    try:
-        dashboard.stop(st.session_state["run_id"])
-        st.toast("Stop requested: the run ends within one epoch.")
-    except DfkdError as exc:
-        st.error(str(exc))
-
+values = form_values()
 try:  # the URL always describes what the form holds (and the run in view): share it to reproduce
     shown = dashboard.config_from_widgets(values, validate=False)
     st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id")))
