@@ -144,7 +144,8 @@ def _wait_for_slot(store: RunStore, run_id: str, limit: int) -> bool:
             store.cancel_if_queued(run_id)
             return False
         if time.monotonic() - last_recover >= RECOVER_EVERY_S:
-            store.mark_interrupted()  # a dead worker ahead must not block the queue forever
+            for other in store.mark_interrupted():  # a dead worker ahead must not block the queue forever
+                print(f"Run {other}: {store.get_run(other).error}", file=sys.stderr, flush=True)
             last_recover = time.monotonic()
         time.sleep(QUEUE_POLL_S)
 
@@ -197,6 +198,9 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             traceback.print_exc()
             store.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc} (traceback in worker.log)".replace("\n", " "))
             return 1
+        if not store.has_run(run_id):
+            print(f"Run {run_id} was deleted while it ran.", file=sys.stderr, flush=True)
+            return 0
         store.finish(run_id, result)
         print(f"Run {run_id} {'cancelled' if result.cancelled else 'done'} after {result.seconds:.1f} s.",
               file=sys.stderr, flush=True)

@@ -69,7 +69,6 @@ _RUN_COLUMNS: dict[str, str] = {
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs ({run_columns});
-CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL, member TEXT NOT NULL, epoch INTEGER NOT NULL,
     val_rmse REAL, val_mae REAL, loss_xg REAL, loss_xp REAL, alpha REAL, seconds REAL,
@@ -158,7 +157,8 @@ class RunStore:
         self.db_path = self.home / "runs.db"
         self.runs_dir = self.home / "runs"
         self.flush_interval = flush_interval
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffer
+        self._flush_lock = threading.Lock()  # one flush at a time
         self._buffer: list[tuple[Any, ...]] = []
         self._last_flush = -math.inf  # the first epoch of a run is written at once
         self._init_db()
@@ -211,16 +211,25 @@ class RunStore:
             raise self._error(exc) from None
         try:
             conn.execute("PRAGMA journal_mode=WAL")  # persistent; falls back quietly where WAL is impossible
-            columns = ", ".join(f"{name} {kind}" for name, kind in _RUN_COLUMNS.items())
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA.format(run_columns=columns) + "COMMIT;")
-            have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
-            for name, kind in _RUN_COLUMNS.items():
-                if name not in have:  # a store written by an older version
-                    kind = re.sub(r"PRIMARY KEY|NOT NULL", "", kind).strip()
-                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                return  # already complete: opening the store takes no write lock
+            conn.execute("BEGIN IMMEDIATE")  # one transaction: two processes opening a new store at once is fine
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                columns = ", ".join(f"{name} {kind}" for name, kind in _RUN_COLUMNS.items())
+                for statement in _SCHEMA.format(run_columns=columns).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+                for name, kind in _RUN_COLUMNS.items():
+                    if name not in have:  # a store written by an older version
+                        kind = re.sub(r"PRIMARY KEY|NOT NULL", "", kind).strip()
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                conn.execute("CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at)")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise self._error(exc) from None
         finally:
             conn.close()
@@ -242,11 +251,11 @@ class RunStore:
     # ------------------------------------------------------------------ writing
     def create_run(self, cfg: DistillConfig, title: str | None = None) -> str:
         """Store a new run as 'queued' and return its id."""
-        now = time.time()
         run_id = new_run_id()
         if title is None:
             title = _default_title(cfg)
         with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
             while conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 run_id = new_run_id()
             conn.execute(
@@ -267,8 +276,8 @@ class RunStore:
             if due:
                 self.flush()
         elif isinstance(event, RunStarted):
-            now = time.time()
             with self._connect(write=True) as conn:
+                now = time.time()  # taken under the write lock: timestamps follow commit order
                 self._require(conn, run_id)
                 conn.execute(
                     "UPDATE runs SET device = ?, engine = ?, teacher_kind = ?, teacher_test_rmse = ?, teacher_test_mae = ?,"
@@ -279,6 +288,8 @@ class RunStore:
                 )
         elif isinstance(event, Snapshot):
             self.flush()
+            if not self.has_run(run_id):  # deleted while its worker was running
+                return
             folder = self.run_dir(run_id) / "snapshots"
             folder.mkdir(exist_ok=True)
             name = f"{member_filename(event.member)}-e{int(event.epoch):06d}.npz"
@@ -289,7 +300,8 @@ class RunStore:
                              (run_id, event.member, int(event.epoch), f"snapshots/{name}"))
         elif isinstance(event, MemberResult):
             self.flush()
-            self._write_result(run_id, event)
+            if self.has_run(run_id):
+                self._write_result(run_id, event)
         else:
             raise TypeError(f"The 'event' parameter must be a RunStarted, EpochMetrics, Snapshot or MemberResult. "
                             f"Got {type(event).__name__} instead.")
@@ -314,17 +326,22 @@ class RunStore:
 
     def flush(self) -> None:
         """Write buffered epoch metrics now (one transaction); also refreshes the heartbeat of their runs."""
+        with self._flush_lock:  # a flush in another thread is committed before this one returns
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             rows, self._buffer = self._buffer, []
             self._last_flush = time.monotonic()
         if not rows:
             return
-        now = time.time()
         try:
             with self._connect(write=True) as conn:
-                conn.executemany(
+                now = time.time()  # taken under the write lock: timestamps follow commit order
+                conn.executemany(  # rows of a run deleted meanwhile are dropped
                     "INSERT OR REPLACE INTO metrics (run_id, member, epoch, val_rmse, val_mae, loss_xg, loss_xp, alpha,"
-                    " seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    " seconds) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)",
+                    [row + (row[0],) for row in rows])
                 for run_id in {r[0] for r in rows}:
                     conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
         except BaseException:
@@ -358,8 +375,8 @@ class RunStore:
                      "teacher_test_rmse": _num(result.teacher_test_rmse), "teacher_test_mae": _num(result.teacher_test_mae)}
         else:
             status, extra = _check_status(result_or_status), {}
-        now = time.time()
         with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
             self._require(conn, run_id)
             sets = ", ".join(f"{k} = COALESCE({k}, ?)" for k in extra)
             conn.execute(
@@ -369,8 +386,8 @@ class RunStore:
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
         """Set a run's status (and error message; None clears it)."""
         status = _check_status(status)
-        now = time.time()
         with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
             self._require(conn, run_id)
             conn.execute(
                 "UPDATE runs SET status = ?, error = ?, updated_at = ?,"
@@ -380,8 +397,8 @@ class RunStore:
 
     def set_worker(self, run_id: str, pid: int) -> None:
         """Remember which process works on a run (for mark_interrupted) and beat once."""
-        now = time.time()
         with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
             self._require(conn, run_id)
             conn.execute("UPDATE runs SET pid = ?, pid_start = ?, host = ?, heartbeat = ?, updated_at = ? WHERE id = ?",
                          (int(pid), _process_start(pid), socket.gethostname(), now, now, run_id))
@@ -394,8 +411,8 @@ class RunStore:
     def claim(self, run_id: str, max_runs: int) -> bool:
         """Atomically move a queued run to 'running' if fewer than `max_runs` runs are running
         and it is among the first queued runs (FIFO by created_at). True if it may start now."""
-        now = time.time()
         with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
             row = self._require(conn, run_id)
             if row["status"] != "queued" or row["stop_requested"]:
                 return False
@@ -411,8 +428,8 @@ class RunStore:
 
     def cancel_if_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started yet; False if it is no longer queued."""
-        now = time.time()
         with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
             self._require(conn, run_id)
             cur = conn.execute("UPDATE runs SET status = 'cancelled', stop_requested = 1, updated_at = ?, finished_at = ?"
                                " WHERE id = ? AND status = 'queued'", (now, now, run_id))
@@ -425,10 +442,15 @@ class RunStore:
             conn.execute("UPDATE runs SET stop_requested = 1, updated_at = ? WHERE id = ?", (time.time(), run_id))
 
     def stop_requested(self, run_id: str) -> bool:
-        """Whether a stop was requested for the run (False for an unknown run)."""
+        """Whether the run's worker should stop: a stop was requested, or the run was deleted."""
         with self._connect() as conn:
             row = conn.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return bool(row and row[0])
+        return row is None or bool(row[0])
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether the store holds this run."""
+        with self._connect() as conn:
+            return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
 
     def mark_interrupted(self, stale_after: float = STALE_AFTER_S) -> list[str]:
         """Runs whose worker is gone become 'interrupted', keeping everything logged.
@@ -464,7 +486,8 @@ class RunStore:
         return marked
 
     def delete_run(self, run_id: str, *, force: bool = False) -> None:
-        """Remove a run's rows and files. An active (queued/running) run needs force=True."""
+        """Remove a run's rows and files. An active (queued/running) run needs force=True;
+        its worker then stops at the next epoch and writes nothing more."""
         with self._connect(write=True) as conn:
             row = self._require(conn, run_id)
             if row["status"] in ACTIVE_STATUSES and not force:

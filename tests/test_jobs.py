@@ -159,7 +159,7 @@ def test_with_max_runs_one_the_second_run_waits_queued_until_the_first_ends(stor
     wait_for(lambda: ended(store, second), 60, "the second run to end")
     first_info, second_info = store.get_run(first), store.get_run(second)
     assert (first_info.status, second_info.status) == ("cancelled", "done"), log_of(store, second)
-    assert second_info.started_at >= first_info.finished_at
+    assert second_info.started_at >= first_info.finished_at, (first_info, second_info, log_of(store, first), log_of(store, second))
 
 
 def test_stopping_a_queued_run_ends_its_waiting_worker(store, monkeypatch):

@@ -304,6 +304,18 @@ def test_deleting_a_run_removes_its_rows_and_files_and_leaves_other_runs_intact(
     assert store.load_snapshot(keep, MEMBER, 0)["x"].shape == (2, 3)
 
 
+def test_force_deleting_an_active_run_tells_its_worker_to_stop_and_drops_later_events(store):
+    run_id = store.create_run(CFG)
+    store.set_status(run_id, "running")
+    store.delete_run(run_id, force=True)
+    assert store.stop_requested(run_id)
+    store.record(run_id, metric(0))
+    store.record(run_id, member_result(state_dict={"w": torch.ones(1)}))
+    with sqlite3.connect(home_dir() / "runs.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+
+
 # ---------------------------------------------------------------------- stop flag, queue, recovery
 def test_stopping_a_queued_run_cancels_it_at_once(store):
     run_id = store.create_run(CFG)
