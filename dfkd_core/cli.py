@@ -8,6 +8,7 @@ import pkgutil
 import sys
 
 from . import commands
+from .device import apply_thread_policy
 from .errors import DfkdError
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_thread_policy()  # a command's own --threads flag may change it afterwards
         return int(args._run(args) or 0)
     except DfkdError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,3 +24,17 @@ def describe_device(device: torch.device | None = None) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"GPU: {torch.cuda.get_device_name(index)} (cuda:{index})"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def apply_thread_policy() -> int:
+    """torch threads for CLI runs and workers: DFKD_THREADS, default 1. The paper's networks
+    are tiny, so one thread per run is fastest and lets runs share a small machine."""
+    raw = os.environ.get("DFKD_THREADS", "1")
+    try:
+        threads = max(1, int(raw))
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"DFKD_THREADS must be a positive integer. Got {raw!r} instead.") from None
+    torch.set_num_threads(threads)
+    return threads
