@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
     st.Page("pages/mnist.py", title="MNIST digits", icon=":material/image:"),
     st.Page("pages/blackbox.py", title="Black-box teacher", icon=":material/deployed_code:"),
+    st.Page("pages/paper.py", title="Paper tables", icon=":material/table_chart:"),
     st.Page("pages/datasets.py", title="Datasets", icon=":material/table_view:"),
 ]
 
