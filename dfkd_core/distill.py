@@ -15,7 +15,7 @@ from torch import nn
 from .config import DistillConfig, Member
 from .data.split import Split
 from .device import describe_device, pick_device
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 from .events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted, Snapshot
 from .objectives import Objective, build_objective, log_cosh
 from .samplers import SAMPLERS, SamplerContext
@@ -191,14 +191,10 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
     cfg.validate()
     device = device or pick_device(None if cfg.device == "auto" else cfg.device)
     split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
-    if split.kind == "composition" and cfg.teacher in ("auto", "svr"):
-        pass
     teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
     for name in cfg.samplers:
         if SAMPLERS.get(name).needs_gradients and not teacher.differentiable:
-            if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):
-                from .errors import ModelError
-
+            if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
                 raise ModelError(f"The {name!r} sampler needs the teacher's gradients, but the {teacher.kind} "
                                  f"teacher of {cfg.dataset!r} is a black box; use 'evolution' or a random sampler.")
     objective = build_objective(cfg)
