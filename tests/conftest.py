@@ -49,3 +49,13 @@ def shared_data() -> Path:
     if not shared_data_available():
         pytest.skip("../shared/data is not beside the repo")
     return SHARED_DATA
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/*.json from this run instead of comparing with them")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return bool(request.config.getoption("--update-golden"))
