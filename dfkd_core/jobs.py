@@ -14,7 +14,7 @@ from typing import Callable
 from .config import DistillConfig
 from .errors import ConfigError, DfkdError
 from .events import Event
-from .runstore import RunStore
+from .runstore import RunStore, pid_alive
 
 DEFAULT_MAX_RUNS = 2  # runs distilling at the same time, unless DFKD_MAX_RUNS says otherwise
 QUEUE_POLL_S = 0.25  # how often a queued worker asks whether it may start
@@ -160,6 +160,9 @@ def work(run_id: str, store: RunStore | None = None) -> int:
     if info.status != "queued":
         print(f"Run {run_id} is {info.status}; nothing to do.", file=sys.stderr, flush=True)
         return 0 if info.status == "cancelled" else 2
+    if info.pid not in (None, os.getpid(), os.getppid()) and pid_alive(info.pid, info.pid_start):
+        print(f"Run {run_id} already has a worker (pid {info.pid}); nothing to do.", file=sys.stderr, flush=True)
+        return 2
     store.set_worker(run_id, os.getpid())
     beat = _Heartbeat(store, run_id)
     beat.start()

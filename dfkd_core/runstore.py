@@ -470,7 +470,7 @@ class RunStore:
                 if row["status"] == "running" or now - row["created_at"] > stale_after:
                     orphans[row["id"]] = "no worker process ever started for it"
                 continue
-            if row["host"] in (None, host) and not _pid_alive(row["pid"], row["pid_start"]):
+            if row["host"] in (None, host) and not pid_alive(row["pid"], row["pid_start"]):
                 orphans[row["id"]] = f"its worker process (pid {row['pid']}) ended without finishing the run"
             elif now - beat > stale_after:
                 orphans[row["id"]] = f"its worker sent no heartbeat for {now - beat:.0f} s"
@@ -679,7 +679,7 @@ def _process_start(pid: int) -> str | None:
     return stat[19] if stat and len(stat) > 19 else None
 
 
-def _pid_alive(pid: int, start: str | None = None) -> bool:
+def pid_alive(pid: int, start: str | None = None) -> bool:
     """Whether process `pid` exists, is not a zombie, and (if known) started at `start`."""
     try:
         os.kill(pid, 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -181,3 +183,22 @@ def test_an_engine_error_fails_the_run_with_its_message(store):
     info = store.get_run(run_id)
     assert info.status == "failed" and "no-such-dataset" in info.error
     assert "Traceback" not in info.error
+
+
+def test_a_second_worker_for_a_run_that_has_a_live_worker_does_nothing(store):
+    run_id = store.create_run(QUICK)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.set_worker(run_id, other.pid)
+        assert jobs.work(run_id, store) == 2
+        info = store.get_run(run_id)
+        assert (info.status, info.pid) == ("queued", other.pid)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_worker_for_a_finished_run_does_nothing(store):
+    run_id = store.create_run(QUICK)
+    store.finish(run_id, "done")
+    assert jobs.work(run_id, store) == 2
