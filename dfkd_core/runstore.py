@@ -1,13 +1,5 @@
-"""RunStore: the one source of truth for runs — an SQLite database (WAL) at
-home_dir()/runs.db plus artifact files (snapshots, weights, logs) under home_dir()/runs/<id>/.
-
-Several processes use it at once (a worker writes while the Streamlit server reads):
-every call opens its own short-lived connection, and writes are short transactions.
-
-Tables: runs (one row per run: status, config JSON, teacher numbers, worker pid and
-heartbeat, stop flag), metrics (run, member, epoch), snapshots (run, member, epoch →
-.npz with x, student_loss, teacher_pred), results (run, member → test numbers, weights .pt).
-"""
+"""RunStore: the one source of truth for runs — an SQLite database (WAL) at home_dir()/runs.db
+plus artifact files (snapshots, weights, worker log) under home_dir()/runs/<id>/."""
 from __future__ import annotations
 
 import contextlib
@@ -144,6 +136,12 @@ def member_filename(member: str) -> str:
 
 class RunStore:
     """Runs, their metrics, snapshots, results and weights, under one home folder.
+
+    Tables: runs (one row per run: status, config JSON, teacher numbers, worker pid and
+    heartbeat, stop flag), metrics (run, member, epoch), snapshots (run, member, epoch →
+    .npz with x, student_loss, teacher_pred), results (run, member → test numbers, .pt weights).
+    Several processes use it at once (a worker writes while the Streamlit server reads):
+    every call opens its own short-lived connection, and writes are short transactions.
 
     Safe to use from several threads and processes; create one per process (or per page run).
     Epoch metrics are buffered in memory and written in batches (at least every
