@@ -139,13 +139,22 @@ def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | N
     try:
         base = preset_config(params["preset"]) if params.get("preset") in PRESETS else DEFAULT
         merged = {**base.to_query(), **params}
-        return DistillConfig.from_query(merged), None
+        cfg = DistillConfig.from_query({k: v for k, v in merged.items() if k != "alphas"})
+        if "alphas" in merged:  # ';'-separated when a custom spec holds commas (see query_for)
+            text = str(merged["alphas"])
+            alphas = text.split(";") if ";" in text else text.split(",")
+            cfg = cfg.replace(alphas=tuple(a.strip() for a in alphas if a.strip()))
+        return cfg, None
     except DfkdError as exc:
         return DEFAULT, f"The link's settings could not be used ({exc}); showing the defaults."
 
 
 def query_for(cfg: DistillConfig, run_id: str | None = None) -> dict[str, str]:
+    """cfg.to_query() for the URL, plus the run in view. α specs are joined with ';' when one
+    of them holds a comma ('custom:0:1,1000:0'), which DistillConfig.to_query's ',' would split."""
     q = cfg.to_query()
+    if any("," in a for a in cfg.alphas):
+        q["alphas"] = ";".join(cfg.alphas)
     if run_id:
         q["run"] = run_id
     return q
@@ -482,7 +491,7 @@ def compare_metrics(run_ids: Sequence[str]) -> tuple[pd.DataFrame, dict[str, flo
     frames, teachers = [], {}
     for run_id in run_ids:
         info = s.get_run(run_id)
-        label = f"{run_id[-6:]} {info.dataset}"
+        label = run_id
         m = s.metrics(run_id)
         m["run"] = label
         frames.append(m)

@@ -298,3 +298,34 @@ def test_a_tiny_blackbox_protein_run_keeps_the_simplex_and_counts_teacher_querie
     queries = at.dataframe[-1].value.set_index("sampler")["teacher_queries"]
     assert queries["evolution"] > queries["gaussian"] > 0
     assert list(at.dataframe[-2].value["sampler"]) == ["evolution", "gaussian"]
+
+
+# ------------------------------------------------------------------ helpers behind the pages
+def test_result_summary_is_mean_and_sd_over_seeds_for_both_selections():
+    import pandas as pd
+
+    rmse = {"direct": [0.20, 0.22, 0.24], "gaussian": [0.30, 0.31, 0.35]}
+    rows = [dict(member=f"{s}|decreasing|{seed}", sampler=s, alpha="decreasing", seed=seed, test_rmse=v, test_mae=v / 2,
+                 best_epoch=seed, best_val_rmse=v, other_selections={"last": [9, v + 0.1, v], "synthetic": ["3", str(v + 0.2), "0"]},
+                 teacher_queries=0, weights=None)
+            for s, vs in rmse.items() for seed, v in enumerate(vs)]
+    table, numbers = dashboard.result_summary(pd.DataFrame(rows))
+    assert list(table["sampler"]) == ["direct", "gaussian"]
+    m, sd = np.mean(rmse["direct"]), np.std(rmse["direct"], ddof=1)
+    assert table.loc[0, "test_rmse (validation-selected, paper)"] == f"{m:.4f} ± {sd:.4f}"
+    assert table.loc[0, "test_rmse (last-selected, data-free)"] == f"{m + 0.1:.4f} ± {sd:.4f}"
+    assert table.loc[0, "test_rmse (synthetic-selected, data-free)"] == f"{m + 0.2:.4f} ± {sd:.4f}"
+    assert numbers.loc[1, "test_rmse_mean"] == pytest.approx(np.mean(rmse["gaussian"]))
+    assert "teacher queries" not in table
+
+
+def test_a_config_round_trips_through_the_url():
+    cfg = DistillConfig(samplers=("gaussian", "direct"), alphas=("custom:0:1,100:0", "0"), seeds=(0, 1), lr=2e-3, epochs=300)
+    back, error = dashboard.config_from_query(dashboard.query_for(cfg, run_id="abc"))
+    assert error is None and back == cfg
+
+
+def test_digit_images_are_shown_in_the_unit_range():
+    img = dashboard.as_image(np.arange(64, dtype=float).reshape(1, 8, 8) - 10)
+    assert img.shape == (8, 8) and img.min() == 0 and img.max() == 1
+    assert dashboard.as_image(np.full((1, 28, 28), 0.5)).shape == (28, 28)
