@@ -50,6 +50,18 @@ def sidebar() -> None:
         st.markdown("**Datasets available:** " + (", ".join(available) or "none"))
 
 
+def ensure_routed() -> None:
+    """Pages call this first. Streamlit runs a page script on its own (its legacy `pages/`
+    folder mode) when a fresh server's first visitor opens a deep link such as /runs, until
+    some run calls st.navigation; route such a run through run() so the frame and the page
+    list are ours, and stop the bare run."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        run()
+        st.stop()
+
+
 def run() -> None:
     st.set_page_config(page_title="DFKD Lab", page_icon=":material/science:", layout="wide")
     recovered = recover_once()

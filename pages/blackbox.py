@@ -4,9 +4,11 @@ only be queried, distilled with differential evolution ('evolution') vs random s
 many points were sent to the teacher, and test RMSE per sampler (Table 6)."""
 import streamlit as st
 
+import app
 from dfkd_core import dashboard, figures
 from dfkd_core.errors import DfkdError
 
+app.ensure_routed()
 st.title("Black-box teacher")
 st.caption("SVR teacher (RBF kernel), RBF-network student (100 Gaussian units), eq. 9 with ε 0.05, "
            "differential evolution (best2bin, 25 generations) — the 'paper-protein' preset.")

@@ -1,10 +1,12 @@
 """Datasets page: the catalogue of registered datasets and which are available here."""
 import streamlit as st
 
+import app
 from dfkd_core import dashboard
 from dfkd_core.errors import DfkdError
 from dfkd_core.paths import data_dir
 
+app.ensure_routed()
 st.title("Datasets")
 st.caption(f"Built-in datasets are always available; file datasets are read from `{data_dir()}` "
            "(set DFKD_DATA_DIR) and can be fetched with `python -m dfkd_core datasets download NAME`.")

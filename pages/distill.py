@@ -3,9 +3,11 @@ and watch it live (validation RMSE, loss on x_g, student-loss boxplots, real vs 
 points), then compare test RMSE per sampler with the teacher's."""
 import streamlit as st
 
+import app
 from dfkd_core import dashboard, figures
 from dfkd_core.errors import DfkdError
 
+app.ensure_routed()
 st.title("Distill")
 
 # ------------------------------------------------------------------ settings (URL ⇄ widgets)

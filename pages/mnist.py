@@ -3,9 +3,11 @@ prediction (Fig. 8), histograms of the teacher's predictions on a synthetic batc
 and test MAE per sampler (Table 5); runs the 'paper-mnist' preset on digits or MNIST."""
 import streamlit as st
 
+import app
 from dfkd_core import dashboard, figures
 from dfkd_core.errors import DfkdError
 
+app.ensure_routed()
 st.title("MNIST digits")
 st.caption("CNN teacher (f=10) → CNN student (f=5), log-cosh loss, eq. 8 (β 1e-6, γ 1, ε 1e-6) with random "
            "target digits; the paper trains 1000 epochs — fewer here by default.")

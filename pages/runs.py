@@ -2,10 +2,12 @@
 final metrics), export metrics, figures and student weights, delete runs."""
 import streamlit as st
 
+import app
 from dfkd_core import dashboard, figures
 from dfkd_core.errors import DfkdError
 from dfkd_core.runstore import STATUSES
 
+app.ensure_routed()
 st.title("Runs")
 if "runs_flash" in st.session_state:
     st.success(st.session_state.pop("runs_flash"))

@@ -106,6 +106,10 @@ def test_start_shows_the_curve_growing_and_stop_cancels_the_run(server, tmp_path
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            # a deep link as a fresh server's first request still gets the app's frame and page list
+            page.goto(f"{server}/datasets")
+            expect(page.get_by_text("Device:")).to_be_visible(timeout=60_000)
+            expect(page.get_by_test_id("stSidebarNav").get_by_text("Distill")).to_be_visible()
             page.goto(server)
             epochs = page.get_by_label("Epochs", exact=True)
             epochs.fill(str(EPOCHS))
