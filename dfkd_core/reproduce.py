@@ -312,68 +312,206 @@ def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, 
     return arch, {"test_rmse": info.test_rmse, "test_mae": info.test_mae, "cached": not trained}
 
 
-def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
-              quick: bool = False, store=None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run a reproduction: teachers first (trained or loaded from the cache), then every
-    comparison through run_distillation, each stored as one run. Returns the report
-    (see `report`) with the run ids and the teacher / student seconds."""
-    from .device import describe_device, pick_device
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """--workers' default: one worker process per CPU core."""
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def check_workers(workers: Any) -> int:
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"The 'workers' parameter must be an int in [1, {MAX_WORKERS}]. Got {workers!r} instead.")
+    return workers
+
+
+def _batched_teacher_arch(split, quick: bool) -> str | None:
+    """The architecture teacher_batch trains for this split (tabular MLP teachers), else None."""
+    if split.kind != "tabular":
+        return None
+    return quick_teacher_arch(split) if quick else "mlp500"
+
+
+def train_dataset_teachers(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]:
+    """Train the missing MLP teachers of one tabular dataset, all its seeds stacked in one model
+    (teacher_batch), into the cache where get_teacher finds them. Other kinds of teacher
+    (CNN, SVR) are left to prepare_teacher. Returns {'trained': [seeds], 'seconds': s}."""
+    from .data import load_split
+    from .teacher_batch import missing_teachers, train_teachers_batched
+
+    start = time.perf_counter()
+    splits = [load_split(dataset, seed=s) for s in seeds]
+    arch = _batched_teacher_arch(splits[0], quick)
+    if arch is None:
+        return {"trained": [], "seconds": 0.0}
+    todo = missing_teachers(splits, arch)
+    by_shape: dict[tuple, list] = {}
+    for s in todo:
+        by_shape.setdefault(tuple(s.x_train.shape), []).append(s)
+    for group in by_shape.values():
+        if quick:
+            train_teachers_batched(group, arch, max_epochs=QUICK_TEACHER_EPOCHS, patience=3)
+        else:
+            train_teachers_batched(group, arch)
+    return {"trained": [s.seed for s in todo], "seconds": time.perf_counter() - start}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+_WORKER_STORES: dict[str, Any] = {}
+
+
+def _worker_store(home: str):
+    from .runstore import RunStore
+
+    if home not in _WORKER_STORES:
+        _WORKER_STORES[home] = RunStore(home)
+    return _WORKER_STORES[home]
+
+
+def run_comparison(c: Comparison, teacher: str, store) -> dict[str, Any]:
+    """One comparison through run_distillation, stored as one run in `store`; returns
+    {'run_id', 'title', 'members': [(sampler, alpha, member, test_rmse, test_mae)], 'engine',
+    'seconds', 'cancelled'}. Runs in the calling process (a worker or the main one)."""
     from .distill import run_distillation
+
+    t0 = time.perf_counter()
+    cfg = c.cfg.replace(teacher=teacher)
+    run_id = store.create_run(cfg, title=c.title)
+    store.set_worker(run_id, os.getpid())
+    last_check = [0.0]
+
+    def should_stop() -> bool:  # the page's Stop, read at most once a second
+        now = time.monotonic()
+        if now - last_check[0] < 1.0:
+            return False
+        last_check[0] = now
+        return store.stop_requested(run_id)
+
+    try:
+        result = run_distillation(cfg, on_event=lambda event: store.record(run_id, event), should_stop=should_stop)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.finish(run_id, status, error=f"{type(exc).__name__}: {exc}")
+        raise
+    store.finish(run_id, result)
+    return {"run_id": run_id, "title": c.title, "engine": result.engine, "cancelled": bool(result.cancelled),
+            "members": [(m.sampler, m.alpha, m.member, float(m.test_rmse), float(m.test_mae)) for m in result.members],
+            "seconds": time.perf_counter() - t0}
+
+
+def _comparison_task(c: Comparison, teacher: str, home: str) -> dict[str, Any]:
+    return run_comparison(c, teacher, _worker_store(home))
+
+
+def _teacher_task(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]:
+    return train_dataset_teachers(dataset, seeds, quick)
+
+
+def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
+              quick: bool = False, store=None, log: Callable[[str], None] | None = None,
+              workers: int | None = None) -> dict[str, Any]:
+    """Run a reproduction: teachers first (the missing MLP teachers of each dataset trained
+    all seeds at once by teacher_batch, the rest trained or loaded by get_teacher), then every
+    comparison through run_distillation, each stored as one run. With workers > 1, the
+    per-dataset teacher batches and the comparisons run in that many worker processes ('spawn',
+    one torch thread each), each storing its own run in the run store (SQLite WAL).
+    Returns the report (see `report`) with the run ids and the teacher / student seconds."""
+    from .device import describe_device, pick_device
     from .runstore import RunStore
 
     log = log or (lambda line: None)
+    workers = check_workers(workers)
     start = time.perf_counter()
     comparisons = plan(table, seeds, datasets, epochs, quick)
     store = store or RunStore()
     device = pick_device()
-    teachers: dict[tuple[str, int], str] = {}
+    seeds_of: dict[str, list[int]] = {}
     for c in comparisons:
-        key = (c.dataset, c.seed)
-        if key in teachers:
-            continue
-        t0 = time.perf_counter()
-        teachers[key], info = prepare_teacher(c.dataset, c.seed, quick, device)
-        state = "cached" if info["cached"] else f"trained in {time.perf_counter() - t0:.1f} s"
-        log(f"teacher {c.dataset} seed {c.seed}: {state}, test RMSE {info['test_rmse']:.4f} "
-            f"MAE {info['test_mae']:.4f} (elapsed {time.perf_counter() - start:.1f} s)")
-    teacher_seconds = time.perf_counter() - start
-    run_ids: list[str] = []
-    metric = get_table(table).metric
-    for i, c in enumerate(comparisons, 1):
-        t0 = time.perf_counter()
-        cfg = c.cfg.replace(teacher=teachers[(c.dataset, c.seed)])
-        run_id = store.create_run(cfg, title=c.title)
-        run_ids.append(run_id)
-        store.set_worker(run_id, os.getpid())
-        last_check = [0.0]
+        if c.seed not in seeds_of.setdefault(c.dataset, []):
+            seeds_of[c.dataset].append(c.seed)
+    pool = None
+    used_workers = workers if workers > 1 and device.type == "cpu" else 1  # GPU runs: one process
+    if used_workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        def should_stop(run_id=run_id) -> bool:  # the page's Stop, read at most once a second
-            now = time.monotonic()
-            if now - last_check[0] < 1.0:
-                return False
-            last_check[0] = now
-            return store.stop_requested(run_id)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init)
+    try:
+        # teachers: per dataset, every missing seed in one stacked model
+        if pool is not None and len(seeds_of) > 1:
+            futures = {pool.submit(_teacher_task, d, s, quick): d for d, s in seeds_of.items()}
+            batches = {futures[f]: f.result() for f in _as_completed(futures)}
+        else:
+            batches = {d: train_dataset_teachers(d, s, quick) for d, s in seeds_of.items()}
+        for dataset, batch in batches.items():
+            if batch["trained"]:
+                log(f"teachers {dataset}: {len(batch['trained'])} trained together in {batch['seconds']:.1f} s "
+                    f"(seeds {', '.join(map(str, batch['trained']))}; elapsed {time.perf_counter() - start:.1f} s)")
+        teachers: dict[tuple[str, int], str] = {}
+        for dataset, seed_list in seeds_of.items():
+            for seed in seed_list:
+                t0 = time.perf_counter()
+                teachers[(dataset, seed)], info = prepare_teacher(dataset, seed, quick, device)
+                fresh = seed in batches[dataset]["trained"]
+                state = "trained (batched)" if fresh else \
+                    "cached" if info["cached"] else f"trained in {time.perf_counter() - t0:.1f} s"
+                log(f"teacher {dataset} seed {seed}: {state}, test RMSE {info['test_rmse']:.4f} "
+                    f"MAE {info['test_mae']:.4f} (elapsed {time.perf_counter() - start:.1f} s)")
+        teacher_seconds = time.perf_counter() - start
 
-        try:
-            result = run_distillation(cfg, on_event=lambda event, run_id=run_id: store.record(run_id, event),
-                                      should_stop=should_stop)
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            store.finish(run_id, status, error=f"{type(exc).__name__}: {exc}")
-            raise
-        store.finish(run_id, result)
-        parts = ", ".join(
-            f"{(get_table(table).method_of(m.sampler, m.alpha) or Method(m.member, m.member)).label} "
-            f"{(m.test_rmse if metric == 'rmse' else m.test_mae):.4f}" for m in result.members)
-        log(f"[{i}/{len(comparisons)}] {c.title}: {parts} ({time.perf_counter() - t0:.1f} s, {result.engine}; "
-            f"elapsed {time.perf_counter() - start:.1f} s)")
-        if result.cancelled:
-            raise DfkdError(f"The reproduction was stopped during {c.title!r}.")
+        spec = get_table(table)
+        metric = spec.metric
+        run_ids: list[str | None] = [None] * len(comparisons)
+        done = 0
+
+        def finished(i: int, out: dict[str, Any]) -> None:
+            nonlocal done
+            done += 1
+            run_ids[i] = out["run_id"]
+            parts = ", ".join(
+                f"{(spec.method_of(sampler, alpha) or Method(member, member)).label} "
+                f"{(rmse if metric == 'rmse' else mae):.4f}" for sampler, alpha, member, rmse, mae in out["members"])
+            log(f"[{done}/{len(comparisons)}] {out['title']}: {parts} ({out['seconds']:.1f} s, {out['engine']}; "
+                f"elapsed {time.perf_counter() - start:.1f} s)")
+            if out["cancelled"]:
+                raise DfkdError(f"The reproduction was stopped during {out['title']!r}.")
+
+        if pool is None:
+            for i, c in enumerate(comparisons):
+                finished(i, run_comparison(c, teachers[(c.dataset, c.seed)], store))
+        else:
+            futures = {pool.submit(_comparison_task, c, teachers[(c.dataset, c.seed)], str(store.home)): i
+                       for i, c in enumerate(comparisons)}
+            for f in _as_completed(futures):
+                finished(futures[f], f.result())
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     total = time.perf_counter() - start
     n_seeds = len({c.seed for c in comparisons})
-    return report(store, table, run_ids, seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
+    return report(store, table, [r for r in run_ids if r], seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
                   teacher_seconds=teacher_seconds, student_seconds=total - teacher_seconds,
-                  total_seconds=total, device=describe_device(device), quick=quick)
+                  total_seconds=total, device=describe_device(device), quick=quick, workers=used_workers)
+
+
+def _as_completed(futures):
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)
 
 
 # ---------------------------------------------------------------- assembling tables from the store

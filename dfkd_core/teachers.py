@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -228,6 +229,23 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
     tmp.replace(path)
     info = TeacherInfo(arch, rmse, mae, val_rmse, False, time.perf_counter() - start, str(path))
     return TorchTeacher(module, _split_arch(arch)[0]), info
+
+
+def store_trained_teacher(split: Split, arch: str, module: nn.Module, val_rmse: float,
+                          device: torch.device | str = "cpu") -> TeacherInfo:
+    """Write a teacher trained elsewhere (e.g. teacher_batch's stacked training) into the cache
+    exactly where get_teacher(split, arch) loads it, with its test RMSE / MAE on this split,
+    in get_teacher's blob format. Returns its TeacherInfo (cached=False)."""
+    device = torch.device(device)
+    path = _cache_path(split, arch)
+    module = module.to(device).eval()
+    rmse, mae = evaluate(module, split.x_test.to(device), split.y_test.to(device))
+    blob = {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "arch": arch,
+            "test_rmse": rmse, "test_mae": mae, "val_rmse": val_rmse}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one writer per process: no torn files
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return TeacherInfo(arch, rmse, mae, val_rmse, False, 0.0, str(path))
 
 
 def load_teacher_file(path: str | Path, split: Split, device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:

@@ -170,8 +170,8 @@ def _cli(*args: str, timeout: float = 80) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, timeout=timeout)
 
 
-def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_runs():
-    proc = _cli("--table", "4", "--quick", "--epochs", "3", "--json")
+def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_runs(tmp_path):
+    proc = _cli("--table", "4", "--quick", "--epochs", "3", "--workers", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.strip().splitlines()
     assert any(line.startswith("Table 4 — test RMSE") for line in out)
@@ -191,6 +191,15 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
     assert sorted(runs["id"]) == sorted(rep["run_ids"])
     assert set(runs["status"]) == {"done"}
     assert all(t.startswith("Table 4 · ") for t in runs["title"])
+    assert rep["workers"] == 2
+
+    # the same reproduction in one process (teachers now cached): the same seeds give the same cells
+    one = reproduce.reproduce(4, quick=True, epochs=3, workers=1, store=RunStore(tmp_path / "one-process"))
+    assert one["workers"] == 1
+    assert [(c["dataset"], c["method"]) for c in one["cells"]] == [(c["dataset"], c["method"]) for c in rep["cells"]]
+    for a, b in zip(one["cells"], rep["cells"]):
+        assert a["ours_mean"] == pytest.approx(b["ours_mean"], rel=1e-9, abs=1e-12), (a["dataset"], a["method"])
+        assert a["synthetic_mean"] == pytest.approx(b["synthetic_mean"], rel=1e-9, abs=1e-12), (a["dataset"], a["method"])
 
 
 BAD_ARGUMENTS = [
@@ -198,10 +207,12 @@ BAD_ARGUMENTS = [
     (("--table", "4", "--seeds", "0"), "'seeds' parameter must be an int in [1, 1000]. Got 0"),
     (("--table", "4", "--seeds", "many"), "'seeds' parameter must be an int. Got 'many'"),
     (("--table", "4", "--datasets", "atlantis"), "Got 'atlantis' instead"),
+    (("--table", "4", "--workers", "0"), "'workers' parameter must be an int in [1, 64]. Got 0"),
+    (("--table", "4", "--workers", "two"), "'workers' parameter must be an int. Got 'two'"),
 ]
 
 
-@pytest.mark.parametrize("args, message", BAD_ARGUMENTS, ids=["table-7", "seeds-0", "seeds-text", "unknown-dataset"])
+@pytest.mark.parametrize("args, message", BAD_ARGUMENTS, ids=["table-7", "seeds-0", "seeds-text", "unknown-dataset", "workers-0", "workers-text"])
 def test_bad_arguments_give_one_error_line_and_a_nonzero_exit(args, message, capsys):
     from dfkd_core.cli import main
 
@@ -217,3 +228,50 @@ def test_bad_table_from_a_shell_prints_no_traceback():
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: The {BAD_ARGUMENTS[0][1]} instead."]
+
+
+# ---------------------------------------------------------------- batched teachers
+def _count_epochs(calls: list):
+    return lambda epoch, *rest: calls.append(epoch)
+
+
+def test_batched_teachers_match_one_at_a_time_and_get_teacher_loads_them_cached(tmp_path, monkeypatch):
+    import torch
+
+    from dfkd_core.data import load_split
+    from dfkd_core.teacher_batch import train_teachers_batched
+    from dfkd_core.teachers import evaluate, get_teacher, train_torch_teacher
+
+    monkeypatch.setenv("DFKD_TEACHER_DIR", str(tmp_path / "teachers"))  # capped teachers: never the session's cache
+    splits = [load_split("friedman1", seed=s) for s in (0, 1, 2)]
+    infos = train_teachers_batched(splits, "mlp500", max_epochs=2)
+    for split, info in zip(splits, infos):
+        single, single_val = train_torch_teacher(split, "mlp500", split.seed, torch.device("cpu"), max_epochs=2)
+        single_rmse, _ = evaluate(single, split.x_test, split.y_test)
+        assert info.test_rmse == pytest.approx(single_rmse, rel=0.15), split.seed
+        assert info.val_rmse == pytest.approx(single_val, rel=1e-3), split.seed  # same init, order, RMSprop
+        teacher, loaded = get_teacher(split, "mlp500")
+        assert loaded.cached and loaded.path == info.path
+        assert (loaded.test_rmse, loaded.test_mae, loaded.val_rmse) == (info.test_rmse, info.test_mae, info.val_rmse)
+        assert evaluate(teacher.predict, split.x_test, split.y_test)[0] == pytest.approx(info.test_rmse, rel=1e-6)
+        for name, p in single.state_dict().items():
+            assert torch.allclose(p, teacher.module.state_dict()[name], atol=1e-4), (split.seed, name)
+
+
+def test_batched_teachers_stop_early_per_seed_like_one_at_a_time():
+    import torch
+
+    from dfkd_core.data import load_split
+    from dfkd_core.teacher_batch import train_stacked
+    from dfkd_core.teachers import train_torch_teacher
+
+    splits = [load_split("friedman1", seed=s) for s in (0, 1, 2, 3)]
+    results = train_stacked(splits, "mlp10", max_epochs=60, patience=1, lr=1e-2)  # stops after 4-7 epochs
+    for split, res in [(splits[0], results[0]), (splits[3], results[3])]:  # one-at-a-time is the slow part
+        calls: list[int] = []
+        _, val = train_torch_teacher(split, "mlp10", split.seed, torch.device("cpu"), max_epochs=60, patience=1,
+                                     lr=1e-2, progress=_count_epochs(calls))
+        assert res.epochs == len(calls), split.seed
+        assert res.val_rmse == pytest.approx(val, rel=1e-4), split.seed
+    assert len({r.epochs for r in results}) > 1  # each seed stopped on its own
+    assert all(r.epochs < 60 for r in results)

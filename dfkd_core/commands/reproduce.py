@@ -19,6 +19,8 @@ def configure(parser) -> None:
     parser.add_argument("--epochs", default=None, help="student epochs (default: the paper's; 20 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="a harness check: 20 epochs, one seed, two small datasets, a small quickly trained teacher")
+    parser.add_argument("--workers", default=None, help="worker processes running teachers and comparisons in "
+                                                        "parallel (default: the number of CPU cores)")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object")
 
 
@@ -39,6 +41,7 @@ def run(args) -> int:
     table = get_table(args.table).number
     seeds = _int("seeds", args.seeds)
     epochs = _int("epochs", args.epochs)
+    workers = _int("workers", args.workers)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets is not None else None
     if datasets is not None and not datasets:
         from ..errors import ConfigError
@@ -48,7 +51,8 @@ def run(args) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log)
+    rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log,
+                    workers=workers)
     print(format_report(rep), flush=True)
     if args.json:
         print(json.dumps(rep), flush=True)
