@@ -277,14 +277,15 @@ def prediction_histograms(preds: pd.DataFrame, bins: int = 100, x_range: tuple[f
 
 # ---------------------------------------------------------------------------- results
 def result_bars(summary: pd.DataFrame, teacher_rmse: float | None = None, metric: str = "test_rmse") -> go.Figure:
-    """Test metric per group (mean ± sd over seeds) as bars with error bars, beside the teacher.
+    """Test metric per group (mean ± sd over seeds) as dots with error bars, beside the teacher's line.
     `summary`: columns group, `<metric>_mean`, `<metric>_sd`."""
     title = f"Test {metric.split('_')[-1].upper()} per sampler"
     if summary is None or summary.empty:
         return _empty(title, "no results yet")
-    fig = go.Figure(go.Bar(x=summary["group"], y=summary[f"{metric}_mean"],
-                           error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0)),
-                           marker_color=[sampler_color(str(g), i) for i, g in enumerate(summary["group"])], name="student"))
+    # a dot with its ± sd bar: close numbers stay readable (bars from zero would hide the differences)
+    fig = go.Figure(go.Scatter(x=summary["group"], y=summary[f"{metric}_mean"], mode="markers", name="student",
+                               error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0)),
+                               marker=dict(size=12, color=[sampler_color(str(g), i) for i, g in enumerate(summary["group"])])))
     if teacher_rmse is not None and np.isfinite(teacher_rmse):
         fig.add_hline(y=teacher_rmse, line_dash="dash", line_color="black",
                       annotation_text=f"teacher {teacher_rmse:.4f}", annotation_position="top left")
