@@ -271,6 +271,8 @@ def prediction_histograms(preds: pd.DataFrame, bins: int = 100, x_range: tuple[f
     fig.update_layout(title="Teacher predictions on synthetic batches", showlegend=False,
                       height=140 + 150 * len(samplers), margin=dict(t=60, b=40, l=50, r=10))
     fig.update_xaxes(title_text="prediction by the teacher", row=len(samplers), col=1)
+    if x_range:
+        fig.update_xaxes(range=[lo, hi])
     fig.update_yaxes(title_text="samples")
     return fig
 
