@@ -38,7 +38,7 @@ import torch
 from .config import Member
 from .distill import RunContext, batch_sizes, member_seed, stream_seed
 from .events import EpochMetrics, EventCallback, MemberResult, Snapshot
-from .fastmlp import FrozenMLP, StackedGenerators, StackedMLPs, rmsprop_
+from .fastmlp import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_
 from .models import MLPRegressor
 from .objectives import log_cosh
 from .samplers import SAMPLERS, SamplerContext
@@ -50,6 +50,11 @@ QMC_SAMPLERS = ("lhs", "halton", "sobol")
 GRADIENT_SAMPLERS = ("direct", "generator")
 KNOWN_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "l2sq_input", "l1_input",
                "student_sq", "teacher_to_random")
+LINEAR_TERMS = ("neg_squared_discrepancy", "l2sq_input", "l1_input", "student_sq")  # the fast path's objectives
+# The fast path wins at small K (cpusmall, one thread, AMD EPYC: K=1 0.94 → 0.74 ms/step, K=10
+# 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
+# dominate there and MKL's batched GEMM falls back to per-member loops for some layouts).
+FUSED_MAX_MEMBERS = 16
 RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
@@ -192,6 +197,64 @@ class BatchedEngine:
         self.best_epoch = {name: torch.full((K,), -1, dtype=torch.long, device=device)
                            for name in ("validation", "synthetic")}
         self.best_theta = {name: self.students.theta.clone() for name in ("validation", "synthetic")}
+        self.fused = self._make_fused()
+
+    def _make_fused(self) -> FusedTeacherStudents | None:
+        """The fast path (fastmlp.FusedTeacherStudents) when every member (at most
+        FUSED_MAX_MEMBERS) uses the direct sampler with the same |x_g|, RMSprop inside, and an
+        objective linear in (T, S)."""
+        terms = [(name, w) for name, w in self.objective.terms if w != 0.0]
+        if (self.K > FUSED_MAX_MEMBERS or len(self.groups) != 1 or self.groups[0].kind != "direct"
+                or self.cfg.direct_optimizer != "rmsprop"
+                or self.objective.y_rand != "none" or any(name not in LINEAR_TERMS for name, _ in terms)):
+            return None
+        coef = {name: 0.0 for name in LINEAR_TERMS}
+        for name, w in terms:
+            coef[name] += w
+        self.l1 = coef["l1_input"]
+        g = self.groups[0]
+        g.noise = self.noise[:, :g.m_g]  # x₀ is drawn straight into the student batch's noise
+        self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
+        self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
+        self.den_x = torch.empty_like(self.v_x)
+        return FusedTeacherStudents(self.teacher, self.students, self.M,
+                                    (coef["neg_squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
+
+    def _fused_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
+        """train_step on the fast path: the same random numbers and arithmetic, fewer ops."""
+        cfg, st, fu, g, d = self.cfg, self.students, self.fused, self.groups[0], self.d
+        self._draw_noise()
+        self.x[..., :d].copy_(self._apply_prior(self.noise))
+        out = fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
+        xg, xg_d, v, den = self.xg, self.xg_d, self.v_x, self.den_x
+        lr = cfg.direct_lr
+        for tau in range(g.steps):
+            if tau:
+                fu.forward(xg)
+            grad = fu.objective_grad(xg, self.l1).transpose(1, 2)[..., :d]
+            if tau == 0:  # Algorithm 2's fresh RMSprop: v = (1 − ρ)g²
+                torch.mul(grad, grad, out=v).mul_(1.0 - RMSPROP_ALPHA)
+            else:
+                v.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
+            xg_d.addcdiv_(grad, torch.sqrt(v, out=den).add_(RMSPROP_EPS), value=-lr)
+            if self.prior.kind != "gaussian":
+                self._project(xg)
+        if g.steps:
+            fu.forward(xg)
+        t, s_pred = out[:, 0], out[:, 1]
+        diff = torch.sub(s_pred, t)
+        if cfg.student_loss == "logcosh":
+            loss = log_cosh(diff)
+            g_out = torch.tanh(diff).mul_(weights)
+        else:
+            loss = diff.square()
+            g_out = diff.mul_(weights).mul_(2.0)
+        acc.baddbmm_(loss[:, None, :], self.stat_w)
+        kept = (self.x[..., :d].clone(), loss, t.clone()) if keep else None
+        st.backward(self.x, fu.a[..., fu.hidden:], g_out)
+        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS)
+        fu.refresh()
+        return kept
 
     def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler_objs: dict) -> _Group:
         cfg, dev, dt = self.cfg, self.device, self.dtype
@@ -370,6 +433,8 @@ class BatchedEngine:
 
     def train_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`."""
+        if self.fused is not None:
+            return self._fused_step(weights, acc, keep)
         cfg, st = self.cfg, self.students
         qmc = self._draw_noise()
         self.x[..., :self.d].copy_(self._apply_prior(self.noise))

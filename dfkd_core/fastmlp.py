@@ -249,3 +249,97 @@ class StackedGenerators:
         g_pre = g_a.mul_(s.addcmul_(s, s, value=-1.0)).mul_(4.0)
         torch.bmm(g_pre.transpose(1, 2), z, out=self.gg1)
         torch.sum(g_pre, 1, out=self.gc1)
+
+
+class FusedTeacherStudents:
+    """The direct-sampler fast path: the frozen teacher and K stacked students evaluated side
+    by side on each member's own points, in row-major buffers that the whole step reuses.
+
+    Every evaluation of a set of rows (points x with a constant-1 column, X (K, M, d + 1))
+    is four ops whatever K is:
+        A[..., :H]  = X @ 2[W₁ | b₁]ᵀ_T          one bmm; the teacher's matrix is expanded, not copied
+        A[..., H:]  = X @ 2[W₁ | b₁]ᵀ_S          one baddbmm (β = 0) into the same buffer
+        A           = σ(A)                        one σ over teacher and student units together
+        Oᵀ          = c + Vᵀ @ Aᵀ                 one baddbmm: Oᵀ[:, 0] = T(x), Oᵀ[:, 1] = S(x)
+    (Vᵀ is block diagonal: the teacher's 2w₂ in row 0, the student's in row 1; c holds
+    b₂ − Σw₂ of each. The output product is taken transposed, 2 × n, because MKL's batched
+    GEMM with 1 or 2 output columns is 5× slower than with 2 output rows.) The input gradient of an objective that is linear in (T, S) — the
+    squared discrepancy, γ·S², plus β‖x‖² or β|x| — is then
+        Dᵀ = Mobjᵀ @ Oᵀ                           (∂L/∂T, ∂L/∂S) per point, one bmm
+        Q  = A − A²                               one addcmul over teacher and student units
+        Gᵀ = 2β·Xᵀ + D_T ⊙ (4w₂_T ⊙ A₁_T)ᵀ Q_Tᵀ + D_S ⊙ 4(w₂_S ⊙ A₁_S)ᵀ Q_Sᵀ
+    — two bmm and three small elementwise ops on (d + 1) × n: the per-point factors D are
+    applied after the products, not to the (n × H) activations. The products are taken
+    transposed (d + 1 rows of output), which MKL runs 2–3× faster than Q @ J when d is small. The student evaluations on x_p made on the first inner step are the ones the
+    student step needs (the student only changes in the student step), so after the direct
+    steps only x_g is evaluated again."""
+
+    def __init__(self, teacher: FrozenMLP, students: StackedMLPs, rows: int, coef: tuple[float, float, float]) -> None:
+        k, h, dd = students.k, students.h, students.d + 1
+        hid, dev, dt = teacher.hidden, students.theta.device, students.theta.dtype
+        self.st, self.hidden = students, hid
+        self.w_t = teacher.w_aug.expand(k, dd, hid)  # 2[W₁ | b₁]ᵀ of the teacher, shared by all members
+        self.jac_t = teacher.jac.t().contiguous().expand(k, dd, hid)  # (4w₂ ⊙ [W₁ | b₁])ᵀ
+        self.vt = torch.zeros(k, 2, hid + h, dtype=dt, device=dev)
+        self.vt[:, 0, :hid] = teacher.w2x2
+        self.vt_s = self.vt[:, 1, hid:]  # the students' 2w₂, rewritten by refresh()
+        self.c = torch.empty(k, 2, 1, dtype=dt, device=dev)
+        self.c[:, 0, 0] = teacher.c
+        self.c_s = self.c[:, 1, 0]  # the students' b₂ − Σw₂
+        self.jac_s = torch.empty_like(students.a1)  # w₂ ⊙ A₁ (the 4 is the baddbmm's α)
+        w_disc, w_ssq, self.beta_l2 = coef[0], coef[1], coef[2]
+        # Dᵀ = mobjᵀ @ Oᵀ: ∂L/∂T = −2w(T − S), ∂L/∂S = 2w(T − S) + 2γS
+        mobj_t = torch.tensor([[-2.0 * w_disc, 2.0 * w_disc], [2.0 * w_disc, -2.0 * w_disc + 2.0 * w_ssq]], dtype=dt, device=dev)
+        self.mobj_t = mobj_t.expand(k, 2, 2)
+        self.a = torch.empty(k, rows, hid + h, dtype=dt, device=dev)
+        self.ot = torch.empty(k, 2, rows, dtype=dt, device=dev)
+        self._cache: dict = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the students' σ-form constants after their parameters changed (the ones
+        forward, objective_grad and StackedMLPs.backward use; not StackedMLPs.refresh's others)."""
+        st, hid = self.st, self.hidden
+        torch.mul(st.w2, 2.0, out=self.vt_s)
+        torch.mul(st.w2, 4.0, out=st.w2x4)
+        torch.sub(st.b2, st.w2.sum(1), out=self.c_s)
+        torch.mul(st.a1, st.w2[:, :, None], out=self.jac_s)
+
+    def _views(self, n: int):
+        if n not in self._cache:
+            hid, a = self.hidden, self.a[:, :n]
+            k, h = self.st.k, self.st.h
+            dt, dev = a.dtype, a.device
+            self._cache[n] = dict(
+                a=a, a_t=a[..., :hid], a_s=a[..., hid:], a_tr=a.transpose(1, 2), ot=self.ot[..., :n],
+                dt=torch.empty(k, 2, n, 1, dtype=dt, device=dev),
+                q=torch.empty(k, n, hid + h, dtype=dt, device=dev),
+                gt=torch.empty(k, self.st.d + 1, n, dtype=dt, device=dev),
+                gs=torch.empty(k, self.st.d + 1, n, dtype=dt, device=dev))
+        return self._cache[n]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher and students on the first n rows of every member, x (K, n, d + 1) →
+        Oᵀ (K, 2, n) = (T, S) (a view of the shared buffer; the activations stay in self.a)."""
+        v = self._views(x.shape[1])
+        torch.bmm(x, self.w_t, out=v["a_t"])
+        v["a_s"].baddbmm_(x, self.st.a1.transpose(1, 2), beta=0.0, alpha=2.0)
+        v["a"].sigmoid_()
+        return torch.baddbmm(self.c, self.vt, v["a_tr"], out=v["ot"])
+
+    def objective_grad(self, x: torch.Tensor, l1: float = 0.0) -> torch.Tensor:
+        """∂/∂x of the linear objective at the points of the last forward(x), transposed:
+        (K, d + 1, n) (the last row, for the constant column, is not meaningful)."""
+        v = self._views(x.shape[1])
+        d_t, q, gt, gs = v["dt"][..., 0], v["q"], v["gt"], v["gs"]
+        torch.bmm(self.mobj_t, v["ot"], out=d_t)  # (K, 2, n): ∂L/∂T, ∂L/∂S
+        torch.addcmul(v["a"], v["a"], v["a"], value=-1.0, out=q)
+        hid = self.hidden
+        torch.bmm(self.jac_t, q[..., :hid].transpose(1, 2), out=gt)
+        torch.bmm(self.jac_s.transpose(1, 2), q[..., hid:].transpose(1, 2), out=gs)
+        gt.mul_(d_t[:, 0:1]).addcmul_(gs, d_t[:, 1:2], value=4.0)
+        if self.beta_l2:
+            gt.add_(x.transpose(1, 2), alpha=2.0 * self.beta_l2)
+        if l1:
+            gt.add_(x.transpose(1, 2).sign(), alpha=l1)
+        return gt

@@ -107,6 +107,14 @@ def test_two_epochs_with_adam_inner_optimizer_and_logcosh_terms_equal_the_refere
     assert_same_events(ref, bat)
 
 
+def test_fused_direct_fast_path_equals_the_reference_for_several_members_with_an_l1_input_term():
+    cfg = DistillConfig(samplers=("direct",), alphas=("constant:0.3",), seeds=(0, 1, 2), epochs=2,
+                        batch_size=16, batches_per_epoch=3, input_norm="l1", beta=1e-3)
+    assert batched.BatchedEngine(make_run(cfg, torch.float64), cfg.members()).fused is not None
+    ref, bat = run_both(cfg)
+    assert_same_events(ref, bat)
+
+
 @pytest.mark.parametrize("change, expected", [
     (dict(), True),
     (dict(samplers=("direct", "evolution")), False),
