@@ -346,17 +346,38 @@ def train_dataset_teachers(dataset: str, seeds: list[int], quick: bool) -> dict[
     splits = [load_split(dataset, seed=s) for s in seeds]
     arch = _batched_teacher_arch(splits[0], quick)
     if arch is None:
-        return {"trained": [], "seconds": 0.0}
+        return {"trained": [], "epochs": [], "seconds": 0.0}
     todo = missing_teachers(splits, arch)
     by_shape: dict[tuple, list] = {}
     for s in todo:
         by_shape.setdefault(tuple(s.x_train.shape), []).append(s)
+    epochs: dict[int, int] = {}
     for group in by_shape.values():
         if quick:
-            train_teachers_batched(group, arch, max_epochs=QUICK_TEACHER_EPOCHS, patience=3)
+            infos = train_teachers_batched(group, arch, max_epochs=QUICK_TEACHER_EPOCHS, patience=3)
         else:
-            train_teachers_batched(group, arch)
-    return {"trained": [s.seed for s in todo], "seconds": time.perf_counter() - start}
+            infos = train_teachers_batched(group, arch)
+        epochs.update({s.seed: info.extra["epochs"] for s, info in zip(group, infos)})
+    return {"trained": [s.seed for s in todo], "epochs": [epochs[s.seed] for s in todo],
+            "seconds": time.perf_counter() - start}
+
+
+def teacher_tasks(seeds_of: dict[str, list[int]], workers: int) -> list[tuple[str, list[int]]]:
+    """(dataset, seeds) batches of teacher training for `workers` processes, longest first.
+    A seed's cost is taken as ∝ features + 90 (cpusmall, 12 features: ~0.07 s per teacher-epoch
+    stacked; indoorloc, 520: ~0.4 s); a dataset whose seeds together cost more than a worker's
+    fair share (indoorloc's GEMMs) is split into chunks so that the workers finish together."""
+    from .data import get_dataset
+
+    per_seed = {d: get_dataset(d).features + 90 for d in seeds_of}
+    share = sum(per_seed[d] * len(s) for d, s in seeds_of.items()) / max(1, workers)
+    tasks = []
+    for dataset, seeds in seeds_of.items():
+        most = max(1, int(share // per_seed[dataset]))
+        chunks = -(-len(seeds) // most) if workers > 1 else 1
+        size = -(-len(seeds) // chunks)
+        tasks += [(dataset, seeds[i:i + size]) for i in range(0, len(seeds), size)]
+    return sorted(tasks, key=lambda t: -per_seed[t[0]] * len(t[1]))
 
 
 def _worker_init() -> None:
@@ -447,22 +468,25 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
                                    initializer=_worker_init)
     try:
         # teachers: per dataset, every missing seed in one stacked model
-        if pool is not None and len(seeds_of) > 1:
-            futures = {pool.submit(_teacher_task, d, s, quick): d for d, s in seeds_of.items()}
-            batches = {futures[f]: f.result() for f in _as_completed(futures)}
+        tasks = teacher_tasks(seeds_of, used_workers)
+        if pool is not None and len(tasks) > 1:
+            futures = {pool.submit(_teacher_task, d, s, quick): d for d, s in tasks}
+            batches = ((futures[f], f.result()) for f in _as_completed(futures))
         else:
-            batches = {d: train_dataset_teachers(d, s, quick) for d, s in seeds_of.items()}
-        for dataset, batch in batches.items():
+            batches = ((d, train_dataset_teachers(d, s, quick)) for d, s in tasks)
+        fresh: set[tuple[str, int]] = set()
+        for dataset, batch in batches:
+            fresh |= {(dataset, seed) for seed in batch["trained"]}
             if batch["trained"]:
                 log(f"teachers {dataset}: {len(batch['trained'])} trained together in {batch['seconds']:.1f} s "
-                    f"(seeds {', '.join(map(str, batch['trained']))}; elapsed {time.perf_counter() - start:.1f} s)")
+                    f"(seeds {', '.join(map(str, batch['trained']))}; epochs {', '.join(map(str, batch['epochs']))}; "
+                    f"elapsed {time.perf_counter() - start:.1f} s)")
         teachers: dict[tuple[str, int], str] = {}
         for dataset, seed_list in seeds_of.items():
             for seed in seed_list:
                 t0 = time.perf_counter()
                 teachers[(dataset, seed)], info = prepare_teacher(dataset, seed, quick, device)
-                fresh = seed in batches[dataset]["trained"]
-                state = "trained (batched)" if fresh else \
+                state = "trained (batched)" if (dataset, seed) in fresh else \
                     "cached" if info["cached"] else f"trained in {time.perf_counter() - t0:.1f} s"
                 log(f"teacher {dataset} seed {seed}: {state}, test RMSE {info['test_rmse']:.4f} "
                     f"MAE {info['test_mae']:.4f} (elapsed {time.perf_counter() - start:.1f} s)")
@@ -489,8 +513,10 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
             for i, c in enumerate(comparisons):
                 finished(i, run_comparison(c, teachers[(c.dataset, c.seed)], store))
         else:
-            futures = {pool.submit(_comparison_task, c, teachers[(c.dataset, c.seed)], str(store.home)): i
-                       for i, c in enumerate(comparisons)}
+            # the long comparisons (gradient methods) first, random sampling last: less idle time at the end
+            order = sorted(range(len(comparisons)), key=lambda i: comparisons[i].part == "random")
+            futures = {pool.submit(_comparison_task, comparisons[i], teachers[(comparisons[i].dataset, comparisons[i].seed)],
+                                   str(store.home)): i for i in order}
             for f in _as_completed(futures):
                 finished(futures[f], f.result())
     except BaseException:

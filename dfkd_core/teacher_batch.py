@@ -45,6 +45,11 @@ class BatchedResult:
     epochs: int
 
 
+def _tanh(z: torch.Tensor) -> torch.Tensor:
+    """tanh in place (torch's own, so the trajectories equal train_torch_teacher's up to summation order)."""
+    return z.tanh_()
+
+
 def _init_module(split: Split, hidden: int) -> MLPRegressor:
     """The initial MLP of train_torch_teacher for this split (same seed, same draws), without
     touching the caller's global RNG state."""
@@ -113,12 +118,12 @@ def train_stacked(splits: list[Split], arch: str = "mlp500", *, max_epochs: int 
             xb = xp[:, i:i + batch_size]
             yb = yp[:, i:i + batch_size]
             B = xb.shape[1]
-            h = torch.baddbmm(b1, xb, W1).tanh_()  # (A, B, H)
+            h = _tanh(torch.baddbmm(b1, xb, W1))  # (A, B, H)
             out = torch.baddbmm(b2, h, W2)  # (A, B, 1)
             dout = (out - yb).mul_(2.0 / B)  # d mean((out - y)^2) / d out
             gW2 = torch.bmm(h.transpose(1, 2), dout)
             gb2 = dout.sum(1, keepdim=True)
-            dz = torch.bmm(dout, W2.transpose(1, 2)).mul_(1.0 - h * h)
+            dz = (dout * W2.transpose(1, 2)).mul_(h.mul(h).neg_().add_(1.0))  # outer product, then tanh'
             gW1 = torch.bmm(xb.transpose(1, 2), dz)
             gb1 = dz.sum(1, keepdim=True)
             grads = [gW1, gb1, gW2, gb2]
@@ -135,13 +140,13 @@ def train_stacked(splits: list[Split], arch: str = "mlp500", *, max_epochs: int 
             if same_val:
                 xva = xv[active] if A < S else xv
                 yva = yv[active] if A < S else yv
-                pv = torch.baddbmm(b2, torch.baddbmm(b1, xva, W1).tanh_(), W2).squeeze(-1)
+                pv = torch.baddbmm(b2, _tanh(torch.baddbmm(b1, xva, W1)), W2).squeeze(-1)
                 rmses = (pv - yva).double().pow(2).mean(1).sqrt().tolist()
             else:
                 rmses = []
                 for r, j in enumerate(active):
                     xs = splits[j].x_val.reshape(splits[j].x_val.shape[0], -1).float()
-                    pv = torch.addmm(b2[r], torch.addmm(b1[r], xs, W1[r]).tanh_(), W2[r]).squeeze(-1)
+                    pv = torch.addmm(b2[r], _tanh(torch.addmm(b1[r], xs, W1[r])), W2[r]).squeeze(-1)
                     rmses.append(float((pv - splits[j].y_val.float()).double().pow(2).mean().sqrt()))
         keep = []
         for r, j in enumerate(active):
