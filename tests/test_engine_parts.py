@@ -172,3 +172,15 @@ def test_a_file_that_is_not_a_model_is_refused_with_a_clear_message(tmp_path):
     bogus.write_text("this is not a model")
     with pytest.raises(ModelError, match="is not a DFKD Lab model"):
         load_teacher_file(bogus, tabular_split())
+
+
+def test_fast_svr_predictor_equals_sklearns_predict():
+    from sklearn.svm import SVR
+
+    from dfkd_core.teachers import fast_svr_predict
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 20)), rng.random(300)
+    model = SVR(kernel="rbf", C=1.0, epsilon=0.05, gamma="scale").fit(x, y)
+    probe = rng.random((77, 20))
+    np.testing.assert_allclose(fast_svr_predict(model)(probe), model.predict(probe), rtol=1e-9, atol=1e-12)
