@@ -245,13 +245,8 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
         except Exception:  # a damaged cache entry is retrained, not fatal
             path.unlink(missing_ok=True)
     module, val_rmse = train_torch_teacher(split, arch, split.seed, device, progress=progress)
-    rmse, mae = evaluate(module, split.x_test.to(device), split.y_test.to(device))
-    blob = {"state_dict": {k: v.cpu() for k, v in module.state_dict().items()}, "arch": arch,
-            "test_rmse": rmse, "test_mae": mae, "val_rmse": val_rmse}
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
-    info = TeacherInfo(arch, rmse, mae, val_rmse, False, time.perf_counter() - start, str(path))
+    info = store_trained_teacher(split, arch, module, val_rmse, device)
+    info.seconds = time.perf_counter() - start
     return TorchTeacher(module, _split_arch(arch)[0]), info
 
 
