@@ -38,7 +38,7 @@ import torch
 from .config import Member
 from .distill import RunContext, batch_sizes, member_seed, stream_seed
 from .events import EpochMetrics, EventCallback, MemberResult, Snapshot
-from .fastmlp import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_
+from .fastmlp import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 from .models import MLPRegressor
 from .objectives import log_cosh
 from .samplers import SAMPLERS, SamplerContext
@@ -217,6 +217,9 @@ class BatchedEngine:
         self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
         self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
         self.den_x = torch.empty_like(self.v_x)
+        like = self.v_x  # the step's scalar operands as 0-dim tensors (see fastmlp.scalar)
+        self.c_rho, self.c_one_minus_rho = scalar(RMSPROP_ALPHA, like), scalar(1.0 - RMSPROP_ALPHA, like)
+        self.c_eps, self.c_two = scalar(RMSPROP_EPS, like), scalar(2.0, like)
         return FusedTeacherStudents(self.teacher, self.students, self.M,
                                     (coef["neg_squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
 
@@ -227,16 +230,16 @@ class BatchedEngine:
         self.x[..., :d].copy_(self._apply_prior(self.noise))
         out = fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
         xg, xg_d, v, den = self.xg, self.xg_d, self.v_x, self.den_x
-        lr = cfg.direct_lr
+        lr, rho, one_minus_rho, eps = cfg.direct_lr, self.c_rho, self.c_one_minus_rho, self.c_eps
         for tau in range(g.steps):
             if tau:
                 fu.forward(xg)
             grad = fu.objective_grad(xg, self.l1).transpose(1, 2)[..., :d]
             if tau == 0:  # Algorithm 2's fresh RMSprop: v = (1 − ρ)g²
-                torch.mul(grad, grad, out=v).mul_(1.0 - RMSPROP_ALPHA)
+                torch.mul(grad, grad, out=v).mul_(one_minus_rho)
             else:
-                v.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
-            xg_d.addcdiv_(grad, torch.sqrt(v, out=den).add_(RMSPROP_EPS), value=-lr)
+                v.mul_(rho).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
+            xg_d.addcdiv_(grad, torch.sqrt(v, out=den).add_(eps), value=-lr)
             if self.prior.kind != "gaussian":
                 self._project(xg)
         if g.steps:
@@ -248,7 +251,7 @@ class BatchedEngine:
             g_out = torch.tanh(diff).mul_(weights)
         else:
             loss = diff.square()
-            g_out = diff.mul_(weights).mul_(2.0)
+            g_out = diff.mul_(weights).mul_(self.c_two)
         acc.baddbmm_(loss[:, None, :], self.stat_w)
         kept = (self.x[..., :d].clone(), loss, t.clone()) if keep else None
         st.backward(self.x, fu.a[..., fu.hidden:], g_out)

@@ -24,6 +24,20 @@ from torch import nn
 
 CHUNK_ELEMENTS = 1 << 17  # activations per teacher chunk: 128 Ki floats = 512 KiB (float32), fits L2
 
+_SCALARS: dict = {}
+
+
+def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """`value` as a 0-dim tensor of like's dtype and device, made once and cached. In-place ops
+    given a Python float (x.mul_(0.99)) wrap it as a float64 number and, on float32 tensors,
+    convert it with an aten::_to_copy on every call; a 0-dim tensor of the right dtype does
+    the same arithmetic without it (and never syncs: it is read like any other operand)."""
+    key = (value, like.dtype, like.device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return t
+
 
 class FrozenMLP:
     """A fixed MLPRegressor (the teacher) in σ form: forward(x) and forward_grad(x) → (f, ∂f/∂x)
@@ -142,7 +156,7 @@ class StackedMLPs:
         g_row = g_out[:, None, :]
         torch.sum(g_out, 1, out=self.g_b2)
         torch.bmm(g_row, s, out=self.g_w2[:, None, :])  # Σ g·s
-        self.g_w2.mul_(2.0).sub_(self.g_b2[:, None])  # Σ g·tanh = 2Σ g·s − Σ g
+        self.g_w2.add_(self.g_w2).sub_(self.g_b2[:, None])  # Σ g·tanh = 2Σ g·s − Σ g (x + x = 2x exactly)
         q = s.addcmul_(s, s, value=-1.0)  # s(1 − s) = (1 − tanh²)/4
         if self.d < self.h:
             torch.bmm(q.transpose(1, 2), g_out[:, :, None] * x, out=self.g_a1)
@@ -182,8 +196,8 @@ def rmsprop_(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, 
     g += wd·p; v = ρv + (1 − ρ)g²; p −= lr·g/(√v + eps). `grad` is overwritten when wd > 0."""
     if weight_decay:
         grad.add_(param, alpha=weight_decay)
-    square_avg.mul_(alpha).addcmul_(grad, grad, value=1.0 - alpha)
-    param.addcdiv_(grad, square_avg.sqrt().add_(eps), value=-lr)
+    square_avg.mul_(scalar(alpha, param)).addcmul_(grad, grad, value=1.0 - alpha)
+    param.addcdiv_(grad, square_avg.sqrt().add_(scalar(eps, param)), value=-lr)
 
 
 class StackedGenerators:
@@ -300,8 +314,8 @@ class FusedTeacherStudents:
         """Recompute the students' σ-form constants after their parameters changed (the ones
         forward, objective_grad and StackedMLPs.backward use; not StackedMLPs.refresh's others)."""
         st, hid = self.st, self.hidden
-        torch.mul(st.w2, 2.0, out=self.vt_s)
-        torch.mul(st.w2, 4.0, out=st.w2x4)
+        torch.add(st.w2, st.w2, out=self.vt_s)  # 2w₂ and 4w₂ by additions: exact, and no scalar operand
+        torch.add(self.vt_s, self.vt_s, out=st.w2x4)
         torch.sub(st.b2, st.w2.sum(1), out=self.c_s)
         torch.mul(st.a1, st.w2[:, :, None], out=self.jac_s)
 
