@@ -144,9 +144,13 @@ def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | N
             text = str(merged["alphas"])
             alphas = text.split(";") if ";" in text else text.split(",")
             cfg = cfg.replace(alphas=tuple(a.strip() for a in alphas if a.strip()))
-        return cfg, None
     except DfkdError as exc:
         return DEFAULT, f"The link's settings could not be used ({exc}); showing the defaults."
+    try:
+        cfg.validate()
+    except DfkdError as exc:  # keep what the link says, so the user sees and fixes the bad value
+        return cfg, f"The link's settings are not valid: {exc} Fix it before pressing Start."
+    return cfg, None
 
 
 def query_for(cfg: DistillConfig, run_id: str | None = None) -> dict[str, str]:
@@ -226,7 +230,7 @@ def check_dataset(name: str) -> None:
         raise ConfigError(f"The 'dataset' parameter must be one of {', '.join(map(repr, items))}. Got {name!r} instead.")
     if not items[name]["available"]:
         raise ConfigError(f"The dataset {name!r} is not available here: {items[name]['note']}. "
-                          f"Fetch it with `python -m dfkd_core datasets download {name}`.")
+                          f"Fetch it with `python -m dfkd_core datasets --download {name}`.")
 
 
 def dataset_note(name: str) -> str:

@@ -30,6 +30,9 @@ PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green,
 SAMPLER_COLORS = {"gaussian": 0, "lhs": 1, "generator": 2, "direct": 3, "evolution": 4, "halton": 5, "sobol": 6}
 
 
+# log axes labelled at powers of ten only (plotly's default minor labels "2, 5" read as 2 and 5)
+LOG_AXIS = dict(type="log", dtick=1, exponentformat="power")
+
 def color_for(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
@@ -105,7 +108,7 @@ def epoch_curves(
     the seeds' min to max. `teacher_rmse`: a horizontal line across the epochs.
     Rows where `value` is NaN (epochs not validated) are left out."""
     if metrics is None or metrics.empty or value not in metrics or metrics[value].notna().sum() == 0:
-        return _empty(title, "waiting for the first epoch…")
+        return _empty(title, "waiting for the first epoch… (a new dataset or split seed first trains its teacher)")
     df = split_members(metrics)
     df = df[df[value].notna()].copy()
     df["group"] = group_labels(df)
@@ -139,7 +142,7 @@ def epoch_curves(
                       xaxis_title="epoch", yaxis_title=yaxis_title, legend_title_text="sampler",
                       margin=dict(t=50, b=40, l=50, r=10), height=380)
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(**LOG_AXIS)
     return fig
 
 
@@ -191,8 +194,9 @@ def student_loss_boxplots(snapshots: pd.DataFrame, samplers: Sequence[str] | Non
             continue
         fig.add_trace(go.Box(x=part["epoch"].astype(str), y=part["student_loss"], name=sampler,
                              marker_color=sampler_color(sampler, i), boxpoints="outliers"))
-    fig.update_layout(title=title, boxmode="group", xaxis_title="epoch", yaxis_title="student loss",
+    fig.update_layout(title=title, boxmode="group", xaxis_title="epoch", yaxis_title="student loss (log scale)",
                       legend_title_text="sampler", height=380, margin=dict(t=50, b=40, l=50, r=10))
+    fig.update_yaxes(**LOG_AXIS)  # epoch 0's losses are orders of magnitude above later ones
     epochs = sorted(snapshots["epoch"].unique())
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(e) for e in epochs])
     return fig

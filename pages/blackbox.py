@@ -22,7 +22,7 @@ epochs = c2.number_input("Epochs", value=100, step=50, key="bb_epochs")
 samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.BLACKBOX_SAMPLERS), key="bb_samplers",
                           help="Gradient samplers (direct, generator) cannot query a black box.")
 if dataset not in dashboard.available_datasets():
-    st.warning(f"{dataset} is not in the data directory: `python -m dfkd_core datasets download {dataset}` fetches it.")
+    st.warning(f"{dataset} is not in the data directory: `python -m dfkd_core datasets --download {dataset}` fetches it.")
 
 
 

@@ -9,7 +9,7 @@ from dfkd_core.paths import data_dir
 app.ensure_routed()
 st.title("Datasets")
 st.caption(f"Built-in datasets are always available; file datasets are read from `{data_dir()}` "
-           "(set DFKD_DATA_DIR) and can be fetched with `python -m dfkd_core datasets download NAME`.")
+           "(set DFKD_DATA_DIR) and can be fetched with `python -m dfkd_core datasets --download NAME`.")
 try:
     table = dashboard.catalog_table()
 except DfkdError as exc:

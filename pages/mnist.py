@@ -23,7 +23,7 @@ note = dashboard.dataset_note(dataset)
 if note:
     st.info(note)
 if "mnist" not in available:
-    st.caption("MNIST is not in the data directory: `python -m dfkd_core datasets download mnist` fetches it.")
+    st.caption("MNIST is not in the data directory: `python -m dfkd_core datasets --download mnist` fetches it.")
 
 
 

@@ -133,7 +133,8 @@ def test_a_preset_sets_every_field_to_its_values():
     ({"bogus": "1", "lr": "x"}, "'lr' parameter must be of type float"),
     ({"student_loss": "huber"}, "'student_loss' parameter must be one of"),
     ({"samplers": "gaussian,nope"}, "No sampler 'nope' registered"),
-], ids=["int-not-a-number", "float-not-a-number", "unknown-choice", "unknown-sampler"])
+    ({"epochs": "-5"}, "The 'epochs' parameter must be an int in [1, 1000000]. Got -5 instead."),
+], ids=["int-not-a-number", "float-not-a-number", "unknown-choice", "unknown-sampler", "negative-epochs"])
 def test_bad_values_in_the_url_show_an_error_not_an_exception(query, message):
     at = start_app(query=query)
     assert any(message in e for e in errors(at)), errors(at)
