@@ -198,6 +198,25 @@ class BatchedEngine:
                            for name in ("validation", "synthetic")}
         self.best_theta = {name: self.students.theta.clone() for name in ("validation", "synthetic")}
         self.fused = self._make_fused()
+        self._draws = self._draw_plan()
+
+    def _draw_plan(self) -> list | None:
+        """When every member only draws standard normal noise into fixed buffers (direct
+        without y_rand, gaussian, α ≡ 0), the (generator, view) pairs of one step in the
+        reference order, made once: view.normal_(generator=gen) is what torch.randn(out=view)
+        does after its (no-op) resize. None otherwise (_draw_noise's general loop)."""
+        if self.objective.y_rand != "none" or any(g.kind not in ("direct", "gaussian", "none") for g in self.groups):
+            return None
+        plan = []
+        for k in range(self.K):
+            gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
+            if grp.kind == "direct":
+                plan.append((gen, grp.noise[k - grp.k0].view(m_g, *self.shape)))
+            elif grp.kind == "gaussian":
+                plan.append((gen, self.noise[k, :m_g].view(m_g, *self.shape)))
+            if m_p:
+                plan.append((gen, self.noise[k, m_g:].view(m_p, *self.shape)))
+        return plan
 
     def _make_fused(self) -> FusedTeacherStudents | None:
         """The fast path (fastmlp.FusedTeacherStudents) when every member (at most
@@ -282,6 +301,10 @@ class BatchedEngine:
     # ------------------------------------------------------------------ one step
     def _draw_noise(self) -> list:
         """Every member's random numbers for one step, in the reference path's order."""
+        if self._draws is not None:
+            for gen, out in self._draws:
+                out.normal_(generator=gen)
+            return {}
         shape, objective, dev = self.shape, self.objective, self.device
         x, qmc = self.noise, {}
         draw_y = objective.y_rand != "none"
