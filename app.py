@@ -62,6 +62,33 @@ def ensure_routed() -> None:
         st.stop()
 
 
+def start_stop_controls(prefix: str, make_config) -> None:
+    """Start/Stop buttons of a case-study page (keys `<prefix>_start`, `<prefix>_stop`): Start
+    submits make_config() and shows the new run (`<prefix>_run`, `<prefix>_view`); errors
+    appear as st.error, never as a traceback."""
+    run_key, view_key, error_key = f"{prefix}_run", f"{prefix}_view", f"{prefix}_error"
+
+    def start() -> None:
+        try:
+            st.session_state[run_key] = dashboard.submit(make_config())
+            st.session_state[view_key] = st.session_state[run_key]
+        except DfkdError as exc:
+            st.session_state[error_key] = str(exc)
+
+    def stop() -> None:
+        try:
+            dashboard.stop(st.session_state[run_key])
+        except DfkdError as exc:
+            st.session_state[error_key] = str(exc)
+
+    b1, b2, _ = st.columns([1, 1, 4])
+    b1.button("Start", type="primary", icon=":material/play_arrow:", key=f"{prefix}_start", width="stretch", on_click=start)
+    b2.button("Stop", icon=":material/stop:", key=f"{prefix}_stop", width="stretch", on_click=stop,
+              disabled=run_key not in st.session_state)
+    if error_key in st.session_state:
+        st.error(st.session_state.pop(error_key))
+
+
 def run() -> None:
     st.set_page_config(page_title="DFKD Lab", page_icon=":material/science:", layout="wide")
     recovered = recover_once()

@@ -6,7 +6,6 @@ import streamlit as st
 
 import app
 from dfkd_core import dashboard, figures
-from dfkd_core.errors import DfkdError
 
 app.ensure_routed()
 st.title("Black-box teacher")
@@ -24,30 +23,8 @@ samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(da
 if dataset not in dashboard.available_datasets():
     st.warning(f"{dataset} is not in the data directory: `python -m dfkd_core datasets --download {dataset}` fetches it.")
 
-
-
-def start_run() -> None:
-    try:
-        st.session_state["bb_run"] = dashboard.submit(dashboard.blackbox_config(
-            st.session_state["bb_dataset"], st.session_state["bb_epochs"], st.session_state["bb_samplers"]))
-        st.session_state["bb_view"] = st.session_state["bb_run"]
-    except DfkdError as exc:
-        st.session_state["bb_error"] = str(exc)
-
-
-def stop_run() -> None:
-    try:
-        dashboard.stop(st.session_state["bb_run"])
-    except DfkdError as exc:
-        st.session_state["bb_error"] = str(exc)
-
-
-b1, b2, _ = st.columns([1, 1, 4])
-b1.button("Start", type="primary", icon=":material/play_arrow:", key="bb_start", width="stretch", on_click=start_run)
-b2.button("Stop", icon=":material/stop:", key="bb_stop", width="stretch", on_click=stop_run,
-          disabled="bb_run" not in st.session_state)
-if "bb_error" in st.session_state:
-    st.error(st.session_state.pop("bb_error"))
+app.start_stop_controls("bb", lambda: dashboard.blackbox_config(
+    st.session_state["bb_dataset"], st.session_state["bb_epochs"], st.session_state["bb_samplers"]))
 
 runs = dashboard.case_study_runs(names, preset="paper-protein")
 if runs.empty:

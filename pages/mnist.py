@@ -5,7 +5,6 @@ import streamlit as st
 
 import app
 from dfkd_core import dashboard, figures
-from dfkd_core.errors import DfkdError
 
 app.ensure_routed()
 st.title("MNIST digits")
@@ -25,30 +24,8 @@ if note:
 if "mnist" not in available:
     st.caption("MNIST is not in the data directory: `python -m dfkd_core datasets --download mnist` fetches it.")
 
-
-
-def start_run() -> None:
-    try:
-        st.session_state["mnist_run"] = dashboard.submit(dashboard.mnist_config(
-            st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]))
-        st.session_state["mnist_view"] = st.session_state["mnist_run"]
-    except DfkdError as exc:
-        st.session_state["mnist_error"] = str(exc)
-
-
-def stop_run() -> None:
-    try:
-        dashboard.stop(st.session_state["mnist_run"])
-    except DfkdError as exc:
-        st.session_state["mnist_error"] = str(exc)
-
-
-b1, b2, _ = st.columns([1, 1, 4])
-b1.button("Start", type="primary", icon=":material/play_arrow:", key="mnist_start", width="stretch", on_click=start_run)
-b2.button("Stop", icon=":material/stop:", key="mnist_stop", width="stretch", on_click=stop_run,
-          disabled="mnist_run" not in st.session_state)
-if "mnist_error" in st.session_state:
-    st.error(st.session_state.pop("mnist_error"))
+app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
+    st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]))
 
 runs = dashboard.case_study_runs(["digits", "mnist"])
 if runs.empty:
