@@ -192,11 +192,14 @@ class BatchedEngine:
         self.teacher_queries = [0] * K
 
         # selections (on the device): 'validation' and 'synthetic' best-so-far; 'last' is theta
-        self.best = {name: torch.full((K,), float("inf"), dtype=torch.float64, device=device)
-                     for name in ("validation", "synthetic")}
-        self.best_epoch = {name: torch.full((K,), -1, dtype=torch.long, device=device)
-                           for name in ("validation", "synthetic")}
-        self.best_theta = {name: self.students.theta.clone() for name in ("validation", "synthetic")}
+        # stacked (row 0 validation, row 1 synthetic) so that validate() updates both at once
+        self._best = torch.full((2, K), float("inf"), dtype=torch.float64, device=device)
+        self._best_epoch = torch.full((2, K), -1, dtype=torch.long, device=device)
+        self._best_theta = self.students.theta.repeat(2, 1)
+        names = ("validation", "synthetic")
+        self.best = {name: self._best[i] for i, name in enumerate(names)}
+        self.best_epoch = {name: self._best_epoch[i] for i, name in enumerate(names)}
+        self.best_theta = {name: self._best_theta[i] for i, name in enumerate(names)}
         self.fused = self._make_fused()
         self._draws = self._draw_plan()
 
@@ -511,17 +514,38 @@ class BatchedEngine:
         err = (self.predict(flat, x) - y.to(self.device)[None, :]).double()
         return err.pow(2).mean(1).sqrt(), err.abs().mean(1)
 
+    def _validation_setup(self) -> None:
+        """Validation points and probe points concatenated once (as fastmlp.StackedMLPs.augment
+        takes them), their targets, and the (n, 2) matrix whose product with squared errors
+        gives both mean squared errors (column 0: validation rows, column 1: probe rows)."""
+        run, dev = self.ctx, self.device
+        xv, xp = run.x_val.reshape(run.x_val.shape[0], -1), run.probe_x.reshape(run.probe_x.shape[0], -1)
+        nv, npr = xv.shape[0], xp.shape[0]
+        self._val_x = self.students.augment(torch.cat([xv.to(dev, self.dtype), xp.to(dev, self.dtype)]))
+        self._val_y = torch.cat([run.y_val.to(dev, self.dtype).reshape(-1), run.probe_t.to(dev, self.dtype).reshape(-1)])
+        mean = torch.zeros(nv + npr, 2, dtype=torch.float64, device=dev)
+        mean[:nv, 0], mean[nv:, 1] = 1.0 / nv, 1.0 / npr
+        self._val_mean = mean
+        self._val_err = torch.empty(2 * self.K, nv + npr, dtype=torch.float64, device=dev)  # [err² ; |err|]
+
     def validate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        run, theta, owner = self.ctx, self.students.theta, self.students.owner
-        rmse, mae = self._metrics(theta, run.x_val, run.y_val)
-        probe = (self.predict(theta, run.probe_x) - run.probe_t[None, :]).pow(2).mean(1).sqrt().double()
-        for name, value in (("validation", rmse), ("synthetic", probe)):
-            better = (value < self.best[name]) | (self.best_epoch[name] < 0)
-            self.best[name] = torch.where(better, value, self.best[name])
-            self.best_epoch[name] = torch.where(better, torch.full_like(self.best_epoch[name], epoch),
-                                                self.best_epoch[name])
-            self.best_theta[name] = torch.where(better[owner], theta, self.best_theta[name])
-        return rmse, mae
+        """RMSE and MAE on the validation set and RMSE against the teacher on the synthetic
+        probe, in one pass over both point sets; the two best-so-far selections are updated
+        together (rows of self._best: 0 validation, 1 synthetic)."""
+        if not hasattr(self, "_val_x"):
+            self._validation_setup()
+        K, theta = self.K, self.students.theta
+        err = torch.sub(self.students.predict_aug(theta, self._val_x), self._val_y).double()
+        e = self._val_err
+        torch.square(err, out=e[:K])
+        torch.abs(err, out=e[K:])
+        means = torch.mm(e, self._val_mean)  # (2K, 2): [MSE_val, MSE_probe ; MAE_val, ·]
+        values = means[:K].t().sqrt()  # (2, K): RMSE on validation, RMSE on the probe
+        better = (values < self._best) | (self._best_epoch < 0)
+        torch.where(better, values, self._best, out=self._best)
+        self._best_epoch.masked_fill_(better, epoch)
+        torch.where(better[:, self.students.owner], theta, self._best_theta, out=self._best_theta)
+        return values[0], means[K:, 0]
 
     def run(self, emit: EventCallback, should_stop: Callable[[], bool] | None,
             start: float) -> tuple[list[MemberResult], bool]:
