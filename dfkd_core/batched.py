@@ -242,21 +242,33 @@ class BatchedEngine:
         like = self.v_x  # the step's scalar operands as 0-dim tensors (see fastmlp.scalar)
         self.c_rho, self.c_one_minus_rho = scalar(RMSPROP_ALPHA, like), scalar(1.0 - RMSPROP_ALPHA, like)
         self.c_eps, self.c_two = scalar(RMSPROP_EPS, like), scalar(2.0, like)
-        return FusedTeacherStudents(self.teacher, self.students, self.M,
-                                    (coef["neg_squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
+        fu = FusedTeacherStudents(self.teacher, self.students, self.M,
+                                  (coef["neg_squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
+        # the step's views and buffers, made once
+        self.x_d = self.x[..., :self.d]
+        self.grad_x = fu._views(g.m_g)["gt"].transpose(1, 2)[..., :self.d]
+        out = fu._views(self.M)["ot"]
+        self.out_t, self.out_s = out[:, 0], out[:, 1]
+        self.diff = torch.empty(self.K, self.M, dtype=self.dtype, device=self.device)
+        self.loss = torch.empty_like(self.diff)
+        self.g_out = self.diff if self.cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
+        self._bw_cache: dict = {}
+        return fu
 
     def _fused_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """train_step on the fast path: the same random numbers and arithmetic, fewer ops."""
         cfg, st, fu, g, d = self.cfg, self.students, self.fused, self.groups[0], self.d
         self._draw_noise()
-        self.x[..., :d].copy_(self._apply_prior(self.noise))
-        out = fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
+        x_d = self.x_d
+        x_d.copy_(self._apply_prior(self.noise))
+        fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
         xg, xg_d, v, den = self.xg, self.xg_d, self.v_x, self.den_x
         lr, rho, one_minus_rho, eps = cfg.direct_lr, self.c_rho, self.c_one_minus_rho, self.c_eps
+        grad = self.grad_x  # a view of the buffer objective_grad writes
         for tau in range(g.steps):
             if tau:
                 fu.forward(xg)
-            grad = fu.objective_grad(xg, self.l1).transpose(1, 2)[..., :d]
+            fu.objective_grad(xg, self.l1)
             if tau == 0:  # Algorithm 2's fresh RMSprop: v = (1 − ρ)g²
                 torch.mul(grad, grad, out=v).mul_(one_minus_rho)
             else:
@@ -266,17 +278,17 @@ class BatchedEngine:
                 self._project(xg)
         if g.steps:
             fu.forward(xg)
-        t, s_pred = out[:, 0], out[:, 1]
-        diff = torch.sub(s_pred, t)
+        t, s_pred, diff = self.out_t, self.out_s, self.diff
+        torch.sub(s_pred, t, out=diff)
         if cfg.student_loss == "logcosh":
             loss = log_cosh(diff)
-            g_out = torch.tanh(diff).mul_(weights)
+            torch.tanh(diff, out=self.g_out).mul_(weights)
         else:
-            loss = diff.square()
-            g_out = diff.mul_(weights).mul_(self.c_two)
+            loss = torch.square(diff, out=self.loss)
+            diff.mul_(weights).mul_(self.c_two)  # g_out is diff's buffer here
         acc.baddbmm_(loss[:, None, :], self.stat_w)
-        kept = (self.x[..., :d].clone(), loss, t.clone()) if keep else None
-        st.backward(self.x, fu.a[..., fu.hidden:], g_out)
+        kept = (x_d.clone(), loss.clone(), t.clone()) if keep else None
+        st.backward(self.x, fu.a[..., fu.hidden:], self.g_out, self._bw_cache)
         rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS)
         fu.refresh()
         return kept

@@ -150,19 +150,27 @@ class StackedMLPs:
         jac = self._group(k0, self.k if k1 is None else k1)[3]
         return torch.bmm(s.addcmul_(s, s, value=-1.0), jac)
 
-    def backward(self, x: torch.Tensor, s: torch.Tensor, g_out: torch.Tensor) -> None:
+    def backward(self, x: torch.Tensor, s: torch.Tensor, g_out: torch.Tensor, cache: dict | None = None) -> None:
         """Write into self.grad the gradient of Σᵢ g_outᵢ·f(xᵢ) for all K members
-        (x (K, n, d + 1), s from forward(x), g_out (K, n)); overwrites s."""
-        g_row = g_out[:, None, :]
+        (x (K, n, d + 1), s from forward(x), g_out (K, n)); overwrites s. A caller that passes
+        the same x, s and g_out tensors on every call may pass a dict `cache` in which the
+        views (and a scratch buffer) are kept between calls."""
+        v = cache
+        if not v:
+            v = dict(g_row=g_out[:, None, :], g_w2=self.g_w2[:, None, :], g_b2=self.g_b2[:, None],
+                     q_t=s.transpose(1, 2), g_col=g_out[:, :, None], w2x4=self.w2x4[:, :, None],
+                     gx=torch.empty_like(x) if self.d < self.h else None)
+            if cache is not None:
+                cache.update(v)
         torch.sum(g_out, 1, out=self.g_b2)
-        torch.bmm(g_row, s, out=self.g_w2[:, None, :])  # Σ g·s
-        self.g_w2.add_(self.g_w2).sub_(self.g_b2[:, None])  # Σ g·tanh = 2Σ g·s − Σ g (x + x = 2x exactly)
-        q = s.addcmul_(s, s, value=-1.0)  # s(1 − s) = (1 − tanh²)/4
+        torch.bmm(v["g_row"], s, out=v["g_w2"])  # Σ g·s
+        self.g_w2.add_(self.g_w2).sub_(v["g_b2"])  # Σ g·tanh = 2Σ g·s − Σ g (x + x = 2x exactly)
+        s.addcmul_(s, s, value=-1.0)  # q = s(1 − s) = (1 − tanh²)/4, in place
         if self.d < self.h:
-            torch.bmm(q.transpose(1, 2), g_out[:, :, None] * x, out=self.g_a1)
+            torch.bmm(v["q_t"], torch.mul(v["g_col"], x, out=v["gx"]), out=self.g_a1)
         else:
-            torch.bmm(q.mul_(g_out[:, :, None]).transpose(1, 2), x, out=self.g_a1)
-        self.g_a1.mul_(self.w2x4[:, :, None])
+            torch.bmm(s.mul_(v["g_col"]).transpose(1, 2), x, out=self.g_a1)
+        self.g_a1.mul_(v["w2x4"])
 
     def state_dict(self, k: int, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Member k's weights (from theta, or from a flat copy of it) in MLPRegressor's layout, on the CPU."""
@@ -320,6 +328,9 @@ class FusedTeacherStudents:
         self.a = torch.empty(k, rows, hid + h, dtype=dt, device=dev)
         self.ot = torch.empty(k, 2, rows, dtype=dt, device=dev)
         self._cache: dict = {}
+        self.a1_t = students.a1.transpose(1, 2)
+        self.jac_s_t = self.jac_s.transpose(1, 2)
+        self.w2_col = students.w2[:, :, None]
         self.refresh()
 
     def refresh(self) -> None:
@@ -329,7 +340,7 @@ class FusedTeacherStudents:
         torch.add(st.w2, st.w2, out=self.vt_s)  # 2w₂ and 4w₂ by additions: exact, and no scalar operand
         torch.add(self.vt_s, self.vt_s, out=st.w2x4)
         torch.sub(st.b2, st.w2.sum(1), out=self.c_s)
-        torch.mul(st.a1, st.w2[:, :, None], out=self.jac_s)
+        torch.mul(st.a1, self.w2_col, out=self.jac_s)
 
     def _views(self, n: int):
         if n not in self._cache:
@@ -341,15 +352,25 @@ class FusedTeacherStudents:
                 dt=torch.empty(k, 2, n, 1, dtype=dt, device=dev),
                 q=torch.empty(k, n, hid + h, dtype=dt, device=dev),
                 gt=torch.empty(k, self.st.d + 1, n, dtype=dt, device=dev),
-                gs=torch.empty(k, self.st.d + 1, n, dtype=dt, device=dev))
+                gs=torch.empty(k, self.st.d + 1, n, dtype=dt, device=dev), x=None)
+            v = self._cache[n]
+            v["d_t"] = v["dt"][..., 0]
+            v["d_tt"], v["d_ts"] = v["d_t"][:, 0:1], v["d_t"][:, 1:2]
+            v["q_tt"], v["q_st"] = v["q"][..., :hid].transpose(1, 2), v["q"][..., hid:].transpose(1, 2)
         return self._cache[n]
+
+    def _x_t(self, v: dict, x: torch.Tensor) -> torch.Tensor:
+        """x.transpose(1, 2), kept while the same x comes back."""
+        if v["x"] is not x:
+            v["x"], v["x_t"] = x, x.transpose(1, 2)
+        return v["x_t"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Teacher and students on the first n rows of every member, x (K, n, d + 1) →
         Oᵀ (K, 2, n) = (T, S) (a view of the shared buffer; the activations stay in self.a)."""
         v = self._views(x.shape[1])
         torch.bmm(x, self.w_t, out=v["a_t"])
-        v["a_s"].baddbmm_(x, self.st.a1.transpose(1, 2), beta=0.0, alpha=2.0)
+        v["a_s"].baddbmm_(x, self.a1_t, beta=0.0, alpha=2.0)
         v["a"].sigmoid_()
         return torch.baddbmm(self.c, self.vt, v["a_tr"], out=v["ot"])
 
@@ -357,15 +378,16 @@ class FusedTeacherStudents:
         """∂/∂x of the linear objective at the points of the last forward(x), transposed:
         (K, d + 1, n) (the last row, for the constant column, is not meaningful)."""
         v = self._views(x.shape[1])
-        d_t, q, gt, gs = v["dt"][..., 0], v["q"], v["gt"], v["gs"]
-        torch.bmm(self.mobj_t, v["ot"], out=d_t)  # (K, 2, n): ∂L/∂T, ∂L/∂S
+        q, gt, gs = v["q"], v["gt"], v["gs"]
+        torch.bmm(self.mobj_t, v["ot"], out=v["d_t"])  # (K, 2, n): ∂L/∂T, ∂L/∂S
         torch.addcmul(v["a"], v["a"], v["a"], value=-1.0, out=q)
-        hid = self.hidden
-        torch.bmm(self.jac_t, q[..., :hid].transpose(1, 2), out=gt)
-        torch.bmm(self.jac_s.transpose(1, 2), q[..., hid:].transpose(1, 2), out=gs)
-        gt.mul_(d_t[:, 0:1]).addcmul_(gs, d_t[:, 1:2], value=4.0)
-        if self.beta_l2:
-            gt.add_(x.transpose(1, 2), alpha=2.0 * self.beta_l2)
-        if l1:
-            gt.add_(x.transpose(1, 2).sign(), alpha=l1)
+        torch.bmm(self.jac_t, v["q_tt"], out=gt)
+        torch.bmm(self.jac_s_t, v["q_st"], out=gs)
+        gt.mul_(v["d_tt"]).addcmul_(gs, v["d_ts"], value=4.0)
+        if self.beta_l2 or l1:
+            x_t = self._x_t(v, x)
+            if self.beta_l2:
+                gt.add_(x_t, alpha=2.0 * self.beta_l2)
+            if l1:
+                gt.add_(x_t.sign(), alpha=l1)
         return gt
