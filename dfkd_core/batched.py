@@ -251,6 +251,9 @@ class BatchedEngine:
         self.out_t, self.out_s = out[:, 0], out[:, 1]
         self.diff = torch.empty(self.K, self.M, dtype=self.dtype, device=self.device)
         self.loss = torch.empty_like(self.diff)
+        self.loss_row = self.loss[:, None, :]
+        self.s_act = fu._views(self.M)["a_s"]  # the students' σ activations on [x_g | x_p]
+        self.den_theta = torch.empty_like(self.students.theta)  # RMSprop's √v + eps
         self.g_out = self.diff if self.cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
         self._bw_cache: dict = {}
         return fu
@@ -286,10 +289,11 @@ class BatchedEngine:
         else:
             loss = torch.square(diff, out=self.loss)
             diff.mul_(weights).mul_(self.c_two)  # g_out is diff's buffer here
-        acc.baddbmm_(loss[:, None, :], self.stat_w)
+        acc.baddbmm_(self.loss_row if loss is self.loss else loss[:, None, :], self.stat_w)
         kept = (x_d.clone(), loss.clone(), t.clone()) if keep else None
-        st.backward(self.x, fu.a[..., fu.hidden:], self.g_out, self._bw_cache)
-        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS)
+        st.backward(self.x, self.s_act, self.g_out, self._bw_cache)
+        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS,
+                 self.den_theta)
         fu.refresh()
         return kept
 

@@ -211,13 +211,15 @@ class StackedMLPs:
 
 
 def rmsprop_(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, lr: float,
-             weight_decay: float = 0.0, alpha: float = 0.99, eps: float = 1e-8) -> None:
+             weight_decay: float = 0.0, alpha: float = 0.99, eps: float = 1e-8,
+             scratch: torch.Tensor | None = None) -> None:
     """One torch.optim.RMSprop step (not centered, no momentum), elementwise, in place:
-    g += wd·p; v = ρv + (1 − ρ)g²; p −= lr·g/(√v + eps). `grad` is overwritten when wd > 0."""
+    g += wd·p; v = ρv + (1 − ρ)g²; p −= lr·g/(√v + eps). `grad` is overwritten when wd > 0;
+    √v + eps goes to `scratch` (shaped like param) when given."""
     if weight_decay:
         grad.add_(param, alpha=weight_decay)
     square_avg.mul_(scalar(alpha, param)).addcmul_(grad, grad, value=1.0 - alpha)
-    param.addcdiv_(grad, square_avg.sqrt().add_(scalar(eps, param)), value=-lr)
+    param.addcdiv_(grad, torch.sqrt(square_avg, out=scratch).add_(scalar(eps, param)), value=-lr)
 
 
 class StackedGenerators:
