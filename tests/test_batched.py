@@ -115,6 +115,17 @@ def test_fused_direct_fast_path_equals_the_reference_for_several_members_with_an
     assert_same_events(ref, bat)
 
 
+@pytest.mark.parametrize("student_loss", ["mse", "logcosh"])
+def test_fused_fast_path_reusing_its_buffers_equals_the_reference_with_weight_decay(student_loss):
+    # two epochs with snapshots: the step's preallocated diff/loss/g_out buffers must not leak between steps
+    cfg = DistillConfig(samplers=("direct",), alphas=("decreasing", "0.5"), seeds=(3, 4), epochs=2,
+                        student_loss=student_loss, weight_decay=1e-4)
+    assert batched.BatchedEngine(make_run(cfg, torch.float64), cfg.members()).fused is not None
+    ref, bat = run_both(cfg)
+    assert sum(isinstance(e, Snapshot) for e in ref) > 0
+    assert_same_events(ref, bat)
+
+
 @pytest.mark.parametrize("change, expected", [
     (dict(), True),
     (dict(samplers=("direct", "evolution")), False),
