@@ -647,13 +647,18 @@ def claims(cells: pd.DataFrame, table: int, protocol: str = "validation") -> lis
     def lower(a: str, b: str) -> list[bool]:
         return [means[(d, a)] <= means[(d, b)] for d in datasets if (d, a) in means and (d, b) in means]
 
+    def as_often(hits: list[bool], paper_misses: int, paper_total: int = 7) -> bool:
+        """At least the paper's rate: as many exceptions as the paper had, scaled to our
+        dataset count and rounded (6 datasets allow 1 miss where the paper had 1 of 7; 1 allows 0)."""
+        return bool(hits) and len(hits) - sum(hits) <= round(len(hits) * paper_misses / paper_total)
+
     if table in (3, 4):
         hits = lower("direct_dec", "random")
         out.append({"claim": "direct dec-α ≤ random", "paper": "6 of 7 datasets",
-                    "ours": f"{sum(hits)} of {len(hits)} datasets", "holds": bool(hits) and sum(hits) >= len(hits) - 1})
+                    "ours": f"{sum(hits)} of {len(hits)} datasets", "holds": as_often(hits, 1)})
         hits = lower("direct_dec", "generator_dec")
         out.append({"claim": "direct dec-α ≤ generator dec-α", "paper": "5 of 7 datasets",
-                    "ours": f"{sum(hits)} of {len(hits)} datasets", "holds": bool(hits) and sum(hits) >= len(hits) - 2})
+                    "ours": f"{sum(hits)} of {len(hits)} datasets", "holds": as_often(hits, 2)})
     elif table == 5:
         d = datasets[0] if datasets else None
         keys = [(d, m) for m in ("direct", "generator", "random")]
