@@ -51,7 +51,7 @@ GRADIENT_SAMPLERS = ("direct", "generator")
 KNOWN_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "l2sq_input", "l1_input",
                "student_sq", "teacher_to_random")
 LINEAR_TERMS = ("neg_squared_discrepancy", "l2sq_input", "l1_input", "student_sq")  # the fast path's objectives
-# The fast path wins at small K (cpusmall, one thread, AMD EPYC: K=1 0.94 → 0.74 ms/step, K=10
+# The fast path wins at small K (cpusmall, one thread, AMD EPYC, first version: K=1 0.94 → 0.74 ms/step, K=10
 # 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
 # dominate there and MKL's batched GEMM falls back to per-member loops for some layouts).
 FUSED_MAX_MEMBERS = 16
