@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dfkd_core import dashboard
+from dfkd_core import dashboard, figures
 from dfkd_core.device import describe_device
 from dfkd_core.errors import DfkdError
 from dfkd_core.paths import data_dir, home_dir
@@ -87,6 +87,37 @@ def start_stop_controls(prefix: str, make_config) -> None:
               disabled=run_key not in st.session_state)
     if error_key in st.session_state:
         st.error(st.session_state.pop(error_key))
+
+
+def run_picker(runs, key: str, empty: str) -> str:
+    """Select one of `runs` (the store's DataFrame; shown as 'id · title'); stops the page with
+    `empty` as a hint when there is none."""
+    if runs.empty:
+        st.info(empty)
+        st.stop()
+    titles = dict(zip(runs["id"], runs["title"].fillna("")))
+    return st.selectbox("Run", list(runs["id"]), key=key, format_func=lambda i: f"{i} · {titles.get(i, '')}")
+
+
+def run_header(view) -> None:
+    """Status line, progress bar and error of the run in view (a dashboard.RunView)."""
+    st.markdown(dashboard.run_status_line(view))
+    st.progress(view.progress, text=view.caption)
+    if view.run.error:
+        st.error(view.run.error)
+
+
+def results_section(view, teacher_label: str, key: str) -> bool:
+    """Test RMSE per sampler (mean ± sd over seeds) beside the teacher's; False while there are no results."""
+    if view.results.empty:
+        return False
+    st.subheader("Test RMSE per sampler")
+    table, numbers = dashboard.result_summary(view.results)
+    c1, c2 = st.columns([1, 3])
+    c1.metric(teacher_label, dashboard.teacher_row(view))
+    c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key=key)
+    st.dataframe(table, hide_index=True)
+    return True
 
 
 def run() -> None:

@@ -27,21 +27,14 @@ app.start_stop_controls("bb", lambda: dashboard.blackbox_config(
     st.session_state["bb_dataset"], st.session_state["bb_epochs"], st.session_state["bb_samplers"]))
 
 runs = dashboard.case_study_runs(names, preset="paper-protein")
-if runs.empty:
-    st.info("No black-box runs yet: press **Start**.")
-    st.stop()
-titles = dict(zip(runs["id"], runs["title"].fillna("")))
-run_id = st.selectbox("Run", list(runs["id"]), key="bb_view", format_func=lambda i: f"{i} · {titles.get(i, '')}")
+run_id = app.run_picker(runs, "bb_view", "No black-box runs yet: press **Start**.")
 polling = dashboard.load_view(run_id).active
 
 
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
     view = dashboard.load_view(run_id)
-    st.markdown(dashboard.run_status_line(view))
-    st.progress(view.progress, text=view.caption)
-    if view.run.error:
-        st.error(view.run.error)
+    app.run_header(view)
     st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_rmse), key="bb_rmse")
     if view.snapshot_epochs:
         epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs, value=view.snapshot_epochs[-1], key="bb_epoch")
@@ -54,12 +47,6 @@ def live() -> None:
 live()
 
 view = dashboard.load_view(run_id)
-if not view.results.empty:
-    st.subheader("Test RMSE per sampler")
-    table, numbers = dashboard.result_summary(view.results)
-    c1, c2 = st.columns([1, 3])
-    c1.metric("Teacher (SVR) test RMSE", dashboard.teacher_row(view))
-    c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key="bb_bars")
-    st.dataframe(table, hide_index=True)
+if app.results_section(view, "Teacher (SVR) test RMSE", "bb_bars"):
     st.markdown("**Teacher queries** (points sent to the black box, per student)")
     st.dataframe(dashboard.teacher_queries(view), hide_index=True)

@@ -191,12 +191,6 @@ def synthetic_points() -> None:
 synthetic_points()
 
 view = dashboard.load_view(run_id)
-if not view.results.empty:
-    st.subheader("Test RMSE per sampler")
-    table, numbers = dashboard.result_summary(view.results)
-    c1, c2 = st.columns([1, 3])
-    c1.metric("Teacher test RMSE", dashboard.teacher_row(view))
-    c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key="result_bars")
-    st.dataframe(table, hide_index=True)
+if app.results_section(view, "Teacher test RMSE", "result_bars"):
     st.caption("Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
                "real validation data); the data-free columns select without it.")

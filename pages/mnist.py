@@ -28,22 +28,14 @@ app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
     st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]))
 
 runs = dashboard.case_study_runs(["digits", "mnist"])
-if runs.empty:
-    st.info("No digit runs yet: press **Start**.")
-    st.stop()
-ids = list(runs["id"])
-titles = dict(zip(runs["id"], runs["title"].fillna("")))
-run_id = st.selectbox("Run", ids, key="mnist_view", format_func=lambda i: f"{i} · {titles.get(i, '')}")
+run_id = app.run_picker(runs, "mnist_view", "No digit runs yet: press **Start**.")
 polling = dashboard.load_view(run_id).active
 
 
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
     view = dashboard.load_view(run_id)
-    st.markdown(dashboard.run_status_line(view))
-    st.progress(view.progress, text=view.caption)
-    if view.run.error:
-        st.error(view.run.error)
+    app.run_header(view)
     if view.run.note:
         st.info(view.run.note)
     st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
