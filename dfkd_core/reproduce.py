@@ -71,6 +71,9 @@ class TableSpec:
     quick_real: tuple[str, ...] = ()  # --quick: real datasets used when their files are present
     quick_builtin: tuple[str, ...] = ()  # --quick: built-ins that fill up to `quick_count`
     quick_count: int = 1
+    # one comparison per method: for tables whose students train on the reference path (CNN
+    # and SVR teachers), where batching members gains nothing and separate runs keep workers busy
+    one_run_per_method: bool = False
 
     @property
     def students(self) -> tuple[Method, ...]:
@@ -84,7 +87,10 @@ class TableSpec:
 
     def comparisons(self) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
         """(title suffix, samplers, alphas) per comparison: the product of each holds exactly
-        the table's student columns (random sampling alone in its own comparison)."""
+        the table's student columns (random sampling alone in its own comparison), or one
+        method per comparison (title suffix = the method's key) when one_run_per_method."""
+        if self.one_run_per_method:
+            return [(m.key, (m.sampler,), (m.alpha,)) for m in self.students]
         random = [m for m in self.students if m.alpha == "0"]
         rest = [m for m in self.students if m.alpha != "0"]
         samplers = tuple(dict.fromkeys(m.sampler for m in rest))
@@ -116,13 +122,13 @@ TABLES: dict[int, TableSpec] = {
         Method("random", "random", "gaussian", "0"),
         Method("generator", "generator", "generator", "decreasing"),
         Method("direct", "direct", "direct", "decreasing"),
-    ), ("mnist",), 5, quick_real=("mnist",), quick_builtin=("digits",)),
+    ), ("mnist",), 5, quick_real=("mnist",), quick_builtin=("digits",), one_run_per_method=True),
     # black-box SVR teacher: direct optimization by differential evolution
     6: TableSpec(6, "rmse", "paper-protein", (
         Method("teacher", "teacher (SVR)"),
         Method("random", "random", "gaussian", "0"),
         Method("direct", "direct (DE)", "evolution", "decreasing"),
-    ), ("protein",), 5, quick_real=("protein",)),
+    ), ("protein",), 5, quick_real=("protein",), one_run_per_method=True),
 }
 
 
@@ -514,7 +520,7 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
                 finished(i, run_comparison(c, teachers[(c.dataset, c.seed)], store))
         else:
             # the long comparisons (gradient methods) first, random sampling last: less idle time at the end
-            order = sorted(range(len(comparisons)), key=lambda i: comparisons[i].part == "random")
+            order = sorted(range(len(comparisons)), key=lambda i: _only_random(comparisons[i]))
             futures = {pool.submit(_comparison_task, comparisons[i], teachers[(comparisons[i].dataset, comparisons[i].seed)],
                                    str(store.home)): i for i in order}
             for f in _as_completed(futures):
@@ -532,6 +538,13 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
     return report(store, table, [r for r in run_ids if r], seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
                   teacher_seconds=teacher_seconds, student_seconds=total - teacher_seconds,
                   total_seconds=total, device=describe_device(device), quick=quick, workers=used_workers)
+
+
+def _only_random(c: Comparison) -> bool:
+    """True when every student of the comparison samples at random (the short ones, run last)."""
+    from .samplers import SAMPLERS
+
+    return not any(SAMPLERS.get(name).searches for name in c.cfg.samplers)
 
 
 def _as_completed(futures):

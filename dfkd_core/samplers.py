@@ -40,6 +40,7 @@ class Sampler:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False  # needs a differentiable teacher
+    searches: ClassVar[bool] = False  # looks for points with teacher queries (inner steps), not only draws them
 
     def __init__(self, ctx: SamplerContext) -> None:
         if self.needs_gradients and not ctx.teacher.differentiable:
@@ -124,6 +125,7 @@ class GeneratorSampler(Sampler):
     RMSprop updates of φ on L_G = mean objective(G(z)) (eq. 3), then a fresh batch G(z)."""
 
     name = "generator"
+    searches = True
     description = "an adversarially trained generator network (Kang & Kang, eq. 3)"
     needs_gradients = True
 
@@ -173,6 +175,7 @@ class DirectOptimizationSampler(Sampler):
     With RMSprop's defaults the first step moves every coordinate by ≈ 10·η·sign(∂L/∂x)."""
 
     name = "direct"
+    searches = True
     description = "direct optimization of prior samples toward large teacher–student disagreement (Alg. 2)"
     needs_gradients = True
 
@@ -199,6 +202,7 @@ class EvolutionSampler(Sampler):
     no polishing; points are projected onto the prior's constraints (e.g. the simplex)."""
 
     name = "evolution"
+    searches = True
     description = "differential evolution of prior samples; queries a black-box teacher only"
 
     def sample(self, student: nn.Module, n: int) -> torch.Tensor:
