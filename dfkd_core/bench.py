@@ -15,7 +15,13 @@ One training step of one student (teacher width H, student width h, |x_g| = m_g,
 |x_p| = m_p, τ inner steps of the direct sampler):
     teacher: τ·m_g·(fwd + grad_x)(d, H) + (m_g + m_p)·fwd(d, H)
     student: τ·m_g·(fwd + grad_x)(d, h) + (m_g + m_p)·(fwd + grad_θ)(d, h)
-Per epoch: n_s steps; validation is not counted. cpusmall (d 12): 4.31 MFLOP per step,
+Per epoch: n_s steps; validation is not counted.
+
+The elementwise floor: on a CPU the loop is bound by the logistic function over the hidden
+units (teacher H plus student h) of every evaluated row, (m_g + m_p) + τ·m_g rows per step,
+not by the products. `bench` times torch.sigmoid_ alone over that many elements per step in
+the same run and reports it per 2000 epochs (`sigmoid_floor_k…`): no implementation built
+from torch ops gets below it without evaluating fewer activations. cpusmall (d 12): 4.31 MFLOP per step,
 86 GFLOP per 2000-epoch run; indoorloc (d 520): 177 MFLOP per step, 3.5 TFLOP per run.
 """
 from __future__ import annotations
@@ -140,6 +146,26 @@ def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.f
     return 4.0 * n * d * hidden / best / 1e9
 
 
+def time_sigmoid(k: int, rows: int, units: int, device: torch.device, dtype=torch.float32,
+                 min_seconds: float = 0.3) -> float:
+    """Seconds per call of torch.sigmoid_ over a (k, rows, units) tensor (best of 3 timings)."""
+    a = torch.empty(k, rows, units, device=device, dtype=dtype).uniform_(-4.0, 4.0)
+    for _ in range(3):
+        a.sigmoid_()
+    best = float("inf")
+    for _ in range(3):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        reps, start = 0, time.perf_counter()
+        while reps < 2 or time.perf_counter() - start < min_seconds / 3:
+            a.sigmoid_()
+            reps += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        best = min(best, (time.perf_counter() - start) / reps)
+    return best
+
+
 def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: int = 5, device: str = "cpu",
           teacher: str = "auto", progress: Callable[[str], None] | None = None) -> dict:
     """Run the benchmark; returns one flat dict (the `bench --json` object)."""
@@ -171,9 +197,13 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
             out[f"batched_k{k}_{ds}_gflops"] = achieved
             out[f"matmul_k{k}_{ds}_gflops"] = matmul
             out[f"batched_k{k}_{ds}_fraction_of_matmul"] = achieved / matmul
+            rows = m_g + m_p + cfg.direct_steps * m_g  # rows whose hidden units go through σ, per step
+            floor = time_sigmoid(k, rows, hidden + cfg.student_hidden, dev) * cfg.batches_per_epoch * FULL_EPOCHS
+            out[f"sigmoid_floor_k{k}_{ds}_s"] = floor
             say(f"{ds}: batched, {k} students: {per_epoch * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} epochs, "
                 f"speedup ×{k * single / per_epoch:.1f} vs {k} reference runs, {achieved:.1f} GFLOP/s "
-                f"({100 * achieved / matmul:.0f} % of torch.matmul on the same shapes: {matmul:.1f} GFLOP/s)")
+                f"({100 * achieved / matmul:.0f} % of torch.matmul on the same shapes: {matmul:.1f} GFLOP/s); "
+                f"σ over its activations alone: {floor:.1f} s ({100 * floor / (per_epoch * FULL_EPOCHS):.0f} %)")
         if 1 in ks:
             out[f"{ds}_fraction_of_matmul"] = out[f"batched_k1_{ds}_fraction_of_matmul"]
         out[f"single_{ds}_fraction_of_matmul"] = out[f"single_{ds}_gflops"] / time_matmul(m_g + m_p, d, hidden, dev)
