@@ -118,13 +118,18 @@ class DistillConfig:
         return cls.from_dict(data)
 
     def to_query(self) -> dict[str, str]:
-        """Fields that differ from the defaults, as strings (tuples comma-joined): for a URL."""
+        """Fields that differ from the defaults, as strings, for a URL: tuples joined with ',',
+        or with ';' when an item holds a comma (a custom α spec 'custom:0:1,1000:0')."""
         default = DistillConfig()
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
-                out[f.name] = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                if isinstance(value, tuple):
+                    items = [str(v) for v in value]
+                    out[f.name] = (";" if any("," in i for i in items) else ",").join(items)
+                else:
+                    out[f.name] = str(value)
         return out
 
     @classmethod
@@ -179,11 +184,12 @@ class DistillConfig:
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Turn JSON / query-string values into the field's type (lists → tuples, '1,2' → (1, 2))."""
+    """Turn JSON / query-string values into the field's type (lists → tuples, '1,2' → (1, 2),
+    'a;b,c' → ('a', 'b,c'): a string holding ';' is split there only, as to_query writes it)."""
     default = f.default
     try:
         if isinstance(default, tuple):
-            items = value.split(",") if isinstance(value, str) else list(value)
+            items = value.split(";" if ";" in value else ",") if isinstance(value, str) else list(value)
             items = [i.strip() if isinstance(i, str) else i for i in items if not (isinstance(i, str) and not i.strip())]
             if f.name in ("seeds", "snapshot_epochs"):
                 return tuple(int(i) for i in items)

@@ -139,11 +139,7 @@ def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | N
     try:
         base = preset_config(params["preset"]) if params.get("preset") in PRESETS else DEFAULT
         merged = {**base.to_query(), **params}
-        cfg = DistillConfig.from_query({k: v for k, v in merged.items() if k != "alphas"})
-        if "alphas" in merged:  # ';'-separated when a custom spec holds commas (see query_for)
-            text = str(merged["alphas"])
-            alphas = text.split(";") if ";" in text else text.split(",")
-            cfg = cfg.replace(alphas=tuple(a.strip() for a in alphas if a.strip()))
+        cfg = DistillConfig.from_query(merged)
     except DfkdError as exc:
         return DEFAULT, f"The link's settings could not be used ({exc}); showing the defaults."
     try:
@@ -154,11 +150,8 @@ def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | N
 
 
 def query_for(cfg: DistillConfig, run_id: str | None = None) -> dict[str, str]:
-    """cfg.to_query() for the URL, plus the run in view. α specs are joined with ';' when one
-    of them holds a comma ('custom:0:1,1000:0'), which DistillConfig.to_query's ',' would split."""
+    """cfg.to_query() for the URL, plus the run in view."""
     q = cfg.to_query()
-    if any("," in a for a in cfg.alphas):
-        q["alphas"] = ";".join(cfg.alphas)
     if run_id:
         q["run"] = run_id
     return q

@@ -110,6 +110,9 @@ def test_config_round_trips_through_json_and_the_url_query():
     cfg = DistillConfig(dataset="cpusmall", samplers=("direct", "generator"), seeds=(1, 2), direct_lr=0.05)
     assert DistillConfig.from_json(cfg.to_json()) == cfg
     assert DistillConfig.from_query(cfg.to_query()) == cfg
+    custom = cfg.replace(alphas=("custom:0:1,1000:0", "decreasing"))  # a spec that holds a comma
+    assert custom.to_query()["alphas"] == "custom:0:1,1000:0;decreasing"
+    assert DistillConfig.from_query(custom.to_query()) == custom
 
 
 def test_unknown_config_keys_are_named_in_the_error():
