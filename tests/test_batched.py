@@ -115,6 +115,26 @@ def test_fused_direct_fast_path_equals_the_reference_for_several_members_with_an
     assert_same_events(ref, bat)
 
 
+@pytest.mark.parametrize("alpha, steps", [("decreasing", 1), ("1", 3), ("decreasing", 0)])
+def test_fused_generator_fast_path_equals_the_reference(alpha, steps):
+    cfg = DistillConfig(samplers=("generator",), alphas=(alpha,), seeds=(0, 1), epochs=2, batch_size=16,
+                        batches_per_epoch=3, generator_hidden=32, generator_steps=steps, input_norm="l1", beta=1e-3)
+    assert batched.BatchedEngine(make_run(cfg, torch.float64), cfg.members()).fused is not None
+    ref, bat = run_both(cfg)
+    assert_same_events(ref, bat)
+
+
+def test_a_mixed_comparison_is_split_into_fast_path_models_and_one_for_the_rest():
+    members = [Member("direct", "decreasing", 0), Member("generator", "decreasing", 0), Member("gaussian", "0", 0),
+               Member("direct", "decreasing", 1), Member("direct", "1", 0)]
+    cfg = DistillConfig(epochs=1)
+    assert batched.engine_parts(make_run(cfg), members) == [[0, 3], [1], [4], [2]]
+    # Adam inside the direct sampler has no fast path: those members share the mixed model
+    adam = cfg.replace(direct_optimizer="adam")
+    assert batched.engine_parts(make_run(adam), members) == [[1], [0, 2, 3, 4]]
+    assert batched.engine_parts(make_run(cfg), members[2:3]) == [[0]]
+
+
 @pytest.mark.parametrize("student_loss", ["mse", "logcosh"])
 def test_fused_fast_path_reusing_its_buffers_equals_the_reference_with_weight_decay(student_loss):
     # two epochs with snapshots: the step's preallocated diff/loss/g_out buffers must not leak between steps
