@@ -519,8 +519,9 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
             for i, c in enumerate(comparisons):
                 finished(i, run_comparison(c, teachers[(c.dataset, c.seed)], store))
         else:
-            # the long comparisons (gradient methods) first, random sampling last: less idle time at the end
-            order = sorted(range(len(comparisons)), key=lambda i: _only_random(comparisons[i]))
+            # seed by seed, so a reproduction stopped early leaves whole seeds of every cell; within
+            # a seed the long comparisons (searching samplers) first, random sampling last
+            order = sorted(range(len(comparisons)), key=lambda i: (comparisons[i].seed, _only_random(comparisons[i])))
             futures = {pool.submit(_comparison_task, comparisons[i], teachers[(comparisons[i].dataset, comparisons[i].seed)],
                                    str(store.home)): i for i in order}
             for f in _as_completed(futures):
@@ -675,12 +676,13 @@ def claims(cells: pd.DataFrame, table: int, protocol: str = "validation") -> lis
     elif table == 5:
         d = datasets[0] if datasets else None
         keys = [(d, m) for m in ("direct", "generator", "random")]
-        ok = all(k in means for k in keys) and means[keys[0]] < means[keys[1]] < means[keys[2]]
+        ok = None if not all(k in means for k in keys) else bool(means[keys[0]] < means[keys[1]] < means[keys[2]])
         out.append({"claim": "MAE direct < generator < random", "paper": "1.179 < 2.422 < 2.872",
                     "ours": " < ".join(f"{means[k]:.3f}" for k in keys if k in means), "holds": ok})
     elif table == 6:
         d = datasets[0] if datasets else None
-        ok = (d, "direct") in means and (d, "random") in means and means[(d, "direct")] < means[(d, "random")]
+        have = (d, "direct") in means and (d, "random") in means
+        ok = bool(means[(d, "direct")] < means[(d, "random")]) if have else None
         out.append({"claim": "RMSE direct (DE) < random", "paper": "0.267 < 0.287",
                     "ours": " < ".join(f"{means[(d, m)]:.3f}" for m in ("direct", "random") if (d, m) in means),
                     "holds": ok})
@@ -694,9 +696,17 @@ def _json_number(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def report(store, table: int, run_ids: list[str], **extra: Any) -> dict[str, Any]:
-    """The JSON report of a reproduction: cells with both protocols side by side and the claims."""
-    long = collect(store, table, run_ids=run_ids)
+def report(store, table: int, run_ids: list[str] | None, epochs: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON report of a reproduction: cells with both protocols side by side and the claims
+    (run_ids None: every finished stored run of the table, with `epochs` if given)."""
+    long = collect(store, table, run_ids=run_ids, epochs=epochs if run_ids is None else None)
+    if run_ids is None:
+        run_ids = sorted(set(long["run_id"]))
+        extra.setdefault("seeds", int(long["seed"].nunique()))
+        if epochs is None and not long.empty:
+            extra.setdefault("epochs", ", ".join(str(e) for e in sorted(set(long["epochs"]))))
+    if epochs is not None:
+        extra["epochs"] = epochs
     cells = summarize(long, table)
     out_cells = []
     for row in cells.itertuples(index=False):
@@ -730,8 +740,8 @@ def format_report(rep: dict[str, Any]) -> str:
     lines.append("")
     for protocol, items in rep.get("claims", {}).items():
         for item in items:
-            lines.append(f"claim ({protocol}): {item['claim']}: paper {item['paper']}; ours {item['ours']} "
-                         f"→ {'holds' if item['holds'] else 'does not hold'}")
+            outcome = {True: "holds", False: "does not hold", None: "not decided (cells missing)"}[item["holds"]]
+            lines.append(f"claim ({protocol}): {item['claim']}: paper {item['paper']}; ours {item['ours']} → {outcome}")
     if "total_seconds" in rep:
         lines.append(f"time: {rep['total_seconds']:.1f} s total = {rep['teacher_seconds']:.1f} s teachers + "
                      f"{rep['student_seconds']:.1f} s students on {rep.get('device')}")

@@ -34,7 +34,7 @@ def tables_section(store: RunStore, table: int) -> None:
         with tab:
             st.dataframe(reproduce.display_table(cells, table, protocol), use_container_width=True)
             for claim in reproduce.claims(cells, table, protocol):
-                mark = "✅" if claim["holds"] else "❌"
+                mark = {True: "✅", False: "❌", None: "⏳ not decided yet (cells missing):"}[claim["holds"]]
                 st.markdown(f"{mark} **{claim['claim']}** — paper: {claim['paper']}; ours: {claim['ours']}")
 
 

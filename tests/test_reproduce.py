@@ -196,6 +196,13 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
     assert all(t.startswith("Table 4 · ") for t in runs["title"])
     assert rep["workers"] == 2
 
+    # --from-store trains nothing and prints the same cells from the stored runs
+    stored = _cli("--table", "4", "--from-store", "--json")
+    assert stored.returncode == 0, stored.stderr
+    again = json.loads(stored.stdout.strip().splitlines()[-1])
+    assert (again["seeds"], again["epochs"], again["cells"]) == (1, "3", rep["cells"])
+    assert "elapsed" not in stored.stderr
+
     # the same reproduction in one process (teachers now cached): the same seeds give the same cells
     one = reproduce.reproduce(4, quick=True, epochs=3, workers=1, store=RunStore(tmp_path / "one-process"))
     assert one["workers"] == 1
@@ -205,7 +212,16 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
         assert a["synthetic_mean"] == pytest.approx(b["synthetic_mean"], rel=1e-9, abs=1e-12), (a["dataset"], a["method"])
 
 
+def test_claims_with_missing_cells_are_not_decided_rather_than_failed():
+    cells = pd.DataFrame([{"dataset": "protein", "method": "direct", "ours_mean": 0.25, "synthetic_mean": 0.25}])
+    (claim,) = reproduce.claims(cells, 6)
+    assert claim["holds"] is None
+    rep = {"table": 6, "cells": [], "claims": {"validation": [claim]}}
+    assert "not decided (cells missing)" in reproduce.format_report(rep)
+
+
 BAD_ARGUMENTS = [
+    (("--table", "3", "--from-store"), "No finished runs of Table 3 are stored; run it first."),
     (("--table", "7"), "'table' parameter must be one of 3, 4, 5, 6. Got '7'"),
     (("--table", "4", "--seeds", "0"), "'seeds' parameter must be an int in [1, 1000]. Got 0"),
     (("--table", "4", "--seeds", "many"), "'seeds' parameter must be an int. Got 'many'"),

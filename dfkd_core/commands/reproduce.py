@@ -21,6 +21,9 @@ def configure(parser) -> None:
                         help="a harness check: 20 epochs, one seed, two small datasets, a small quickly trained teacher")
     parser.add_argument("--workers", default=None, help="worker processes running teachers and comparisons in "
                                                         "parallel (default: the number of CPU cores)")
+    parser.add_argument("--from-store", action="store_true",
+                        help="train nothing: print the table from the runs already stored (e.g. of a reproduction "
+                             "that was stopped; with --epochs, only runs of that many epochs)")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object")
 
 
@@ -51,8 +54,19 @@ def run(args) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log,
-                    workers=workers)
+    if args.from_store:
+        from ..reproduce import report
+        from ..runstore import RunStore
+
+        rep = report(RunStore(), table, None, epochs=epochs)
+        if not rep["cells"]:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"No finished runs of Table {table} are stored"
+                              f"{f' with {epochs} epochs' if epochs else ''}; run it first.")
+    else:
+        rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log,
+                        workers=workers)
     print(format_report(rep), flush=True)
     if args.json:
         print(json.dumps(rep), flush=True)
