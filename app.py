@@ -4,6 +4,8 @@
 Run with `streamlit run app.py`; `run()` is what a test starts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dfkd_core import dashboard, figures
@@ -11,13 +13,14 @@ from dfkd_core.device import describe_device
 from dfkd_core.errors import DfkdError
 from dfkd_core.paths import data_dir, home_dir
 
+PAGE_DIR = Path(__file__).resolve().parent / "pages"  # absolute: a page script run on its own routes too
 PAGES = [
-    st.Page("pages/distill.py", title="Distill", icon=":material/science:", default=True),
-    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
-    st.Page("pages/mnist.py", title="MNIST digits", icon=":material/image:"),
-    st.Page("pages/blackbox.py", title="Black-box teacher", icon=":material/deployed_code:"),
-    st.Page("pages/paper.py", title="Paper tables", icon=":material/table_chart:"),
-    st.Page("pages/datasets.py", title="Datasets", icon=":material/table_view:"),
+    st.Page(PAGE_DIR / "distill.py", title="Distill", icon=":material/science:", default=True),
+    st.Page(PAGE_DIR / "runs.py", title="Runs", icon=":material/history:"),
+    st.Page(PAGE_DIR / "mnist.py", title="MNIST digits", icon=":material/image:"),
+    st.Page(PAGE_DIR / "blackbox.py", title="Black-box teacher", icon=":material/deployed_code:"),
+    st.Page(PAGE_DIR / "paper.py", title="Paper tables", icon=":material/table_chart:"),
+    st.Page(PAGE_DIR / "datasets.py", title="Datasets", icon=":material/table_view:"),
 ]
 
 
