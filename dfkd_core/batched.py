@@ -1,5 +1,6 @@
-"""The batched engine: every student of a comparison (seeds × samplers × α schedules) that
-shares a dataset, an MLP teacher and an MLP student shape is trained as one stacked model.
+"""The batched engine: the students of a comparison (seeds × samplers × α schedules) that
+share a dataset, an MLP teacher and an MLP student shape are trained as stacked models —
+on a CPU one per sampler group that has a fused fast path (engine_parts), else one for all.
 
 One training step of Algorithm 1 for all K students at once:
 
