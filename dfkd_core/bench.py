@@ -15,14 +15,17 @@ One training step of one student (teacher width H, student width h, |x_g| = m_g,
 |x_p| = m_p, τ inner steps of the direct sampler):
     teacher: τ·m_g·(fwd + grad_x)(d, H) + (m_g + m_p)·fwd(d, H)
     student: τ·m_g·(fwd + grad_x)(d, h) + (m_g + m_p)·(fwd + grad_θ)(d, h)
-Per epoch: n_s steps; validation is not counted.
+Per epoch: n_s steps; validation is not counted. cpusmall (d 12): 4.31 MFLOP per step,
+86 GFLOP per 2000-epoch run; indoorloc (d 520): 177 MFLOP per step, 3.5 TFLOP per run.
 
 The elementwise floor: on a CPU the loop is bound by the logistic function over the hidden
 units (teacher H plus student h) of every evaluated row, (m_g + m_p) + τ·m_g rows per step,
 not by the products. `bench` times torch.sigmoid_ alone over that many elements per step in
 the same run and reports it per 2000 epochs (`sigmoid_floor_k…`): no implementation built
-from torch ops gets below it without evaluating fewer activations. cpusmall (d 12): 4.31 MFLOP per step,
-86 GFLOP per 2000-epoch run; indoorloc (d 520): 177 MFLOP per step, 3.5 TFLOP per run.
+from torch ops gets below it without evaluating fewer activations.
+
+A Table 4 comparison (generator and direct at α dec and 1) is also timed both ways: as one
+mixed stacked model and split into one fast-path model per sampler group (batched.engine_parts).
 """
 from __future__ import annotations
 
@@ -113,6 +116,26 @@ def time_engine(run: RunContext, members: list[Member], engine: str, warmup: int
         _run_reference(run, members, on_event, should_stop, start)
     t0 = stamps[warmup - 1] if warmup > 0 else start
     return (stamps[warmup + epochs - 1] - t0) / epochs
+
+
+TABLE_COMPARISON = tuple(Member(sampler, alpha, 0) for sampler in ("generator", "direct") for alpha in ("decreasing", "1"))
+
+
+def time_comparison(run: RunContext, members: list[Member], split: bool, warmup: int, epochs: int) -> float:
+    """Seconds per epoch of one comparison trained as one mixed stacked model (split False) or
+    as batched.engine_parts splits it (one model per fast-path sampler group)."""
+    from .batched import BatchedEngine, engine_parts
+
+    parts = engine_parts(run, members) if split else [list(range(len(members)))]
+    with torch.no_grad():
+        engines = [BatchedEngine(run, [members[i] for i in part]) for part in parts]
+        start = time.perf_counter()
+        for epoch in range(warmup + epochs):
+            if epoch == warmup:
+                start = time.perf_counter()
+            for engine in engines:
+                engine.run_epoch(epoch, start)
+    return (time.perf_counter() - start) / epochs
 
 
 def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.float32, min_seconds: float = 0.3) -> float:
@@ -206,6 +229,15 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
                 f"σ over its activations alone: {floor:.1f} s ({100 * floor / (per_epoch * FULL_EPOCHS):.0f} %)")
         if 1 in ks:
             out[f"{ds}_fraction_of_matmul"] = out[f"batched_k1_{ds}_fraction_of_matmul"]
+        # a Table 4 comparison (generator and direct, α dec and 1): one mixed model vs fast-path models
+        members = list(TABLE_COMPARISON)
+        mixed = time_comparison(run, members, False, warmup, epochs)
+        split = time_comparison(run, members, True, warmup, epochs)
+        out[f"comparison_mixed_{ds}_s"] = mixed * FULL_EPOCHS
+        out[f"comparison_split_{ds}_s"] = split * FULL_EPOCHS
+        out[f"comparison_speedup_{ds}"] = mixed / split
+        say(f"{ds}: a Table 4 comparison (generator and direct × α dec, 1): one mixed model {mixed * FULL_EPOCHS:.1f} s, "
+            f"one model per fast-path group {split * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} epochs (×{mixed / split:.2f})")
         out[f"single_{ds}_fraction_of_matmul"] = out[f"single_{ds}_gflops"] / time_matmul(m_g + m_p, d, hidden, dev)
     for key in ("single_cpusmall_s", "batched_k50_cpusmall_s", "speedup_k50_cpusmall", "indoorloc_fraction_of_matmul"):
         out.setdefault(key, None)

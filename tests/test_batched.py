@@ -234,6 +234,7 @@ def test_bench_json_smoke_prints_the_documented_keys():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("threads", "device", "single_cpusmall_s", "batched_k50_cpusmall_s", "speedup_k50_cpusmall",
-                "indoorloc_fraction_of_matmul", "cpusmall_fraction_of_matmul"):
+                "indoorloc_fraction_of_matmul", "cpusmall_fraction_of_matmul", "sigmoid_floor_k50_cpusmall_s",
+                "comparison_mixed_cpusmall_s", "comparison_split_cpusmall_s", "comparison_speedup_cpusmall"):
         assert key in out
     assert out["threads"] == 1 and out["single_cpusmall_s"] > 0 and out["speedup_k50_cpusmall"] > 0
