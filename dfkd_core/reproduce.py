@@ -502,16 +502,21 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
         metric = spec.metric
         run_ids: list[str | None] = [None] * len(comparisons)
         done = 0
+        durations: dict[tuple[str, str], list[float]] = {}  # (dataset, part) -> seconds of finished comparisons
 
         def finished(i: int, out: dict[str, Any]) -> None:
             nonlocal done
             done += 1
             run_ids[i] = out["run_id"]
+            c = comparisons[i]
+            durations.setdefault((c.dataset, c.part), []).append(out["seconds"])
             parts = ", ".join(
                 f"{(spec.method_of(sampler, alpha) or Method(member, member)).label} "
                 f"{(rmse if metric == 'rmse' else mae):.4f}" for sampler, alpha, member, rmse, mae in out["members"])
+            left = remaining_seconds([comparisons[j] for j in range(len(comparisons)) if run_ids[j] is None],
+                                     durations, used_workers)
             log(f"[{done}/{len(comparisons)}] {out['title']}: {parts} ({out['seconds']:.1f} s, {out['engine']}; "
-                f"elapsed {time.perf_counter() - start:.1f} s)")
+                f"elapsed {time.perf_counter() - start:.1f} s" + (f", about {left / 60:.0f} min left" if left else "") + ")")
             if out["cancelled"]:
                 raise DfkdError(f"The reproduction was stopped during {out['title']!r}.")
 
@@ -539,6 +544,17 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
     return report(store, table, [r for r in run_ids if r], seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
                   teacher_seconds=teacher_seconds, student_seconds=total - teacher_seconds,
                   total_seconds=total, device=describe_device(device), quick=quick, workers=used_workers)
+
+
+def remaining_seconds(todo: list[Comparison], durations: dict[tuple[str, str], list[float]],
+                      workers: int) -> float | None:
+    """Wall seconds the comparisons still to run will take: each as long as the mean of the
+    finished ones of its (dataset, part), shared by the workers (one in flight counts whole).
+    None until every kind still to run has finished once (after the first seed)."""
+    if not todo or any((c.dataset, c.part) not in durations for c in todo):
+        return None
+    total = sum(float(np.mean(durations[(c.dataset, c.part)])) for c in todo)
+    return total / max(1, min(workers, len(todo)))
 
 
 def _only_random(c: Comparison) -> bool:

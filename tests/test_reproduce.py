@@ -212,6 +212,15 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
         assert a["synthetic_mean"] == pytest.approx(b["synthetic_mean"], rel=1e-9, abs=1e-12), (a["dataset"], a["method"])
 
 
+def test_time_left_is_estimated_from_finished_comparisons_of_the_same_kind_once_each_kind_ran():
+    todo = reproduce.plan(4, seeds=3, datasets=["toy2d"], epochs=5)[2:]  # seeds 1, 2: main and random each
+    assert reproduce.remaining_seconds(todo, {("toy2d", ""): [100.0]}, 2) is None  # random not seen yet
+    durations = {("toy2d", ""): [100.0, 120.0], ("toy2d", "random"): [10.0]}
+    assert reproduce.remaining_seconds(todo, durations, 2) == pytest.approx((2 * 110.0 + 2 * 10.0) / 2)
+    assert reproduce.remaining_seconds(todo[:1], durations, 2) == pytest.approx(110.0)
+    assert reproduce.remaining_seconds([], durations, 2) is None
+
+
 def test_claims_with_missing_cells_are_not_decided_rather_than_failed():
     cells = pd.DataFrame([{"dataset": "protein", "method": "direct", "ours_mean": 0.25, "synthetic_mean": 0.25}])
     (claim,) = reproduce.claims(cells, 6)
