@@ -126,9 +126,10 @@ def _fusable(run: RunContext, kind: str, size: int) -> bool:
 def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
     """How `members` (caller's indices) are split into stacked models: each (sampler, |x_g|)
     group that can take the fast path gets its own, the rest share one. On a CPU separate
-    fast-path models are quicker than one mixed model (cpusmall, generator and direct at
-    α = dec and 1, one thread: 7.2 vs 9.3 ms per step for the four); on a GPU, whose loop
-    is bound by kernel launches, one model for all is kept."""
+    fast-path models are quicker than one mixed model (`bench`'s comparison_speedup_*:
+    cpusmall, generator and direct at α dec and 1, one thread: ×1.1–1.2 per epoch; indoorloc,
+    bound by the teacher's products: ×1.0); on a GPU, whose loop is bound by kernel
+    launches, one model for all is kept."""
     if run.device.type != "cpu":
         return [list(range(len(members)))]
     groups: dict[tuple[str, int], list[int]] = {}

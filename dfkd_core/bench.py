@@ -121,21 +121,24 @@ def time_engine(run: RunContext, members: list[Member], engine: str, warmup: int
 TABLE_COMPARISON = tuple(Member(sampler, alpha, 0) for sampler in ("generator", "direct") for alpha in ("decreasing", "1"))
 
 
-def time_comparison(run: RunContext, members: list[Member], split: bool, warmup: int, epochs: int) -> float:
-    """Seconds per epoch of one comparison trained as one mixed stacked model (split False) or
-    as batched.engine_parts splits it (one model per fast-path sampler group)."""
+def time_comparison(run: RunContext, members: list[Member], warmup: int, epochs: int) -> tuple[float, float]:
+    """Seconds per epoch of one comparison trained (a) as one mixed stacked model and (b) as
+    batched.engine_parts splits it (one model per fast-path sampler group), epoch by epoch
+    alternately, so that a change in the machine's load falls on both alike."""
     from .batched import BatchedEngine, engine_parts
 
-    parts = engine_parts(run, members) if split else [list(range(len(members)))]
     with torch.no_grad():
-        engines = [BatchedEngine(run, [members[i] for i in part]) for part in parts]
-        start = time.perf_counter()
+        mixed = [BatchedEngine(run, members)]
+        split = [BatchedEngine(run, [members[i] for i in part]) for part in engine_parts(run, members)]
+        seconds = [0.0, 0.0]
         for epoch in range(warmup + epochs):
-            if epoch == warmup:
+            for which, engines in enumerate((mixed, split)):
                 start = time.perf_counter()
-            for engine in engines:
-                engine.run_epoch(epoch, start)
-    return (time.perf_counter() - start) / epochs
+                for engine in engines:
+                    engine.run_epoch(epoch, start)
+                if epoch >= warmup:
+                    seconds[which] += time.perf_counter() - start
+    return seconds[0] / epochs, seconds[1] / epochs
 
 
 def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.float32, min_seconds: float = 0.3) -> float:
@@ -231,8 +234,7 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
             out[f"{ds}_fraction_of_matmul"] = out[f"batched_k1_{ds}_fraction_of_matmul"]
         # a Table 4 comparison (generator and direct, α dec and 1): one mixed model vs fast-path models
         members = list(TABLE_COMPARISON)
-        mixed = time_comparison(run, members, False, warmup, epochs)
-        split = time_comparison(run, members, True, warmup, epochs)
+        mixed, split = time_comparison(run, members, warmup, epochs)
         out[f"comparison_mixed_{ds}_s"] = mixed * FULL_EPOCHS
         out[f"comparison_split_{ds}_s"] = split * FULL_EPOCHS
         out[f"comparison_speedup_{ds}"] = mixed / split
