@@ -128,7 +128,7 @@ def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
     group that can take the fast path gets its own, the rest share one. On a CPU separate
     fast-path models are quicker than one mixed model (`bench`'s comparison_speedup_*:
     cpusmall, generator and direct at α dec and 1, one thread: ×1.1–1.2 per epoch; indoorloc,
-    bound by the teacher's products: ×1.0); on a GPU, whose loop is bound by kernel
+    bound by the teacher's products: ×0.95–1.0); on a GPU, whose loop is bound by kernel
     launches, one model for all is kept."""
     if run.device.type != "cpu":
         return [list(range(len(members)))]
