@@ -667,6 +667,16 @@ def display_table(cells: pd.DataFrame, table: int, protocol: str = "validation")
     return frame
 
 
+def markdown_table(rep: dict[str, Any], protocol: str = "validation") -> str:
+    """A report's table in the paper's layout as Markdown (for a README or a lab notebook):
+    per cell ours mean ± sd, the paper's in parentheses, and the verdict."""
+    cells = pd.DataFrame(rep["cells"], columns=CELL_COLUMNS)
+    frame = display_table(cells, rep["table"], protocol).fillna("")
+    lines = ["| dataset | " + " | ".join(frame.columns) + " |", "|---" * (len(frame.columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in frame.iterrows()]
+    return "\n".join(lines)
+
+
 def claims(cells: pd.DataFrame, table: int, protocol: str = "validation") -> list[dict[str, Any]]:
     """The paper's claims about the table, checked on our numbers (lower is better)."""
     col = "ours_mean" if protocol == "validation" else "synthetic_mean"

@@ -202,6 +202,9 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
     again = json.loads(stored.stdout.strip().splitlines()[-1])
     assert (again["seeds"], again["epochs"], again["cells"]) == (1, "3", rep["cells"])
     assert "elapsed" not in stored.stderr
+    markdown = _cli("--table", "4", "--from-store", "--markdown").stdout
+    assert "| dataset | teacher | random | generator dec-α | generator α=1 | direct dec-α | direct α=1 |" in markdown
+    assert markdown.count("|---|---|---|---|---|---|---|") == 2  # the paper's selection and the data-free one
 
     # the same reproduction in one process (teachers now cached): the same seeds give the same cells
     one = reproduce.reproduce(4, quick=True, epochs=3, workers=1, store=RunStore(tmp_path / "one-process"))

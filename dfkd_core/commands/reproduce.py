@@ -24,6 +24,8 @@ def configure(parser) -> None:
     parser.add_argument("--from-store", action="store_true",
                         help="train nothing: print the table from the runs already stored (e.g. of a reproduction "
                              "that was stopped; with --epochs, only runs of that many epochs)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the table in the paper's layout as Markdown, under each selection protocol")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object")
 
 
@@ -68,6 +70,11 @@ def run(args) -> int:
         rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log,
                         workers=workers)
     print(format_report(rep), flush=True)
+    if args.markdown:
+        from ..reproduce import PROTOCOLS, markdown_table
+
+        for protocol in PROTOCOLS:
+            print(f"\n{protocol} selection:\n\n{markdown_table(rep, protocol)}", flush=True)
     if args.json:
         print(json.dumps(rep), flush=True)
     return 0
