@@ -228,6 +228,8 @@ def test_claims_with_missing_cells_are_not_decided_rather_than_failed():
     cells = pd.DataFrame([{"dataset": "protein", "method": "direct", "ours_mean": 0.25, "synthetic_mean": 0.25}])
     (claim,) = reproduce.claims(cells, 6)
     assert claim["holds"] is None
+    only_direct = pd.DataFrame([{"dataset": "pole", "method": "direct_dec", "ours_mean": 0.2, "synthetic_mean": 0.2}])
+    assert [c["holds"] for c in reproduce.claims(only_direct, 4)] == [None, None]
     rep = {"table": 6, "cells": [], "claims": {"validation": [claim]}}
     assert "not decided (cells missing)" in reproduce.format_report(rep)
 
