@@ -277,12 +277,12 @@ class BatchedEngine:
         """The fast path (fastmlp.FusedTeacherStudents) when every member (at most
         FUSED_MAX_MEMBERS) uses the same gradient sampler with the same |x_g| — direct with
         RMSprop inside, or generator — and an objective linear in (T, S)."""
-        terms = [(name, w) for name, w in self.objective.terms if w != 0.0]
         if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].kind, self.K):
             return None
         coef = {name: 0.0 for name in LINEAR_TERMS}
-        for name, w in terms:
-            coef[name] += w
+        for name, w in self.objective.terms:
+            if w != 0.0:
+                coef[name] += w
         self.l1 = coef["l1_input"]
         g = self.groups[0]
         if g.kind == "direct":

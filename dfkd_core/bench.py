@@ -141,21 +141,15 @@ def time_comparison(run: RunContext, members: list[Member], warmup: int, epochs:
     return seconds[0] / epochs, seconds[1] / epochs
 
 
-def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.float32, min_seconds: float = 0.3) -> float:
-    """GFLOP/s of plain torch.matmul on the teacher's shapes for n points: the forward
-    product (n, d) @ (d, H) and the input-gradient product (n, H) @ (H, d), alternated."""
-    a, w = torch.randn(n, d, device=device, dtype=dtype), torch.randn(d, hidden, device=device, dtype=dtype)
-    h, wt = torch.randn(n, hidden, device=device, dtype=dtype), torch.randn(hidden, d, device=device, dtype=dtype)
-
-    def once() -> None:
-        torch.matmul(a, w)
-        torch.matmul(h, wt)
+def best_seconds(once: Callable[[], None], device: torch.device, warmup: int = 5, min_seconds: float = 0.3) -> float:
+    """Seconds per call of `once` (best of 3 timings of at least min_seconds / 3 each; on a GPU
+    synchronized every 8 calls and at the end of each timing)."""
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    for _ in range(5):
+    for _ in range(warmup):
         once()
     sync()
     best = float("inf")
@@ -169,27 +163,27 @@ def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.f
                 if time.perf_counter() - start >= min_seconds / 3:
                     break
         best = min(best, (time.perf_counter() - start) / reps)
-    return 4.0 * n * d * hidden / best / 1e9
+    return best
+
+
+def time_matmul(n: int, d: int, hidden: int, device: torch.device, dtype=torch.float32, min_seconds: float = 0.3) -> float:
+    """GFLOP/s of plain torch.matmul on the teacher's shapes for n points: the forward
+    product (n, d) @ (d, H) and the input-gradient product (n, H) @ (H, d), alternated."""
+    a, w = torch.randn(n, d, device=device, dtype=dtype), torch.randn(d, hidden, device=device, dtype=dtype)
+    h, wt = torch.randn(n, hidden, device=device, dtype=dtype), torch.randn(hidden, d, device=device, dtype=dtype)
+
+    def once() -> None:
+        torch.matmul(a, w)
+        torch.matmul(h, wt)
+
+    return 4.0 * n * d * hidden / best_seconds(once, device, min_seconds=min_seconds) / 1e9
 
 
 def time_sigmoid(k: int, rows: int, units: int, device: torch.device, dtype=torch.float32,
                  min_seconds: float = 0.3) -> float:
-    """Seconds per call of torch.sigmoid_ over a (k, rows, units) tensor (best of 3 timings)."""
+    """Seconds per call of torch.sigmoid_ over a (k, rows, units) tensor."""
     a = torch.empty(k, rows, units, device=device, dtype=dtype).uniform_(-4.0, 4.0)
-    for _ in range(3):
-        a.sigmoid_()
-    best = float("inf")
-    for _ in range(3):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        reps, start = 0, time.perf_counter()
-        while reps < 2 or time.perf_counter() - start < min_seconds / 3:
-            a.sigmoid_()
-            reps += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-        best = min(best, (time.perf_counter() - start) / reps)
-    return best
+    return best_seconds(a.sigmoid_, device, warmup=3, min_seconds=min_seconds)
 
 
 def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: int = 5, device: str = "cpu",
