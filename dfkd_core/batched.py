@@ -41,7 +41,7 @@ from .distill import RunContext, batch_sizes, member_seed, stream_seed
 from .events import EpochMetrics, EventCallback, MemberResult, Snapshot
 from .fastmlp import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 from .models import MLPRegressor
-from .objectives import log_cosh
+from .objectives import Objective, log_cosh, sampler_objective
 from .samplers import SAMPLERS, SamplerContext
 from .schedules import parse_alpha
 from .teachers import TorchTeacher, build_model, default_student_arch
@@ -150,7 +150,8 @@ class _Group:
     m_g: int
     k0: int
     k1: int
-    steps: int = 0  # inner gradient steps per batch
+    steps: int = 0  # direct: inner gradient steps per batch; generator: updates per epoch (on its first batch)
+    objective: Objective | None = None  # the objective this sampler minimises (objectives.sampler_objective)
     x0: torch.Tensor | None = None  # direct: (Kg, m_g, d + 1) the points being optimized (and a 1)
     noise: torch.Tensor | None = None  # direct: (Kg, m_g, d) their prior draw
     xa: torch.Tensor | None = None  # generator: (Kg, m_g, d + 1) its output (and a 1)
@@ -206,7 +207,8 @@ class BatchedEngine:
             gen = torch.Generator(device=device).manual_seed(stream_seed(mem))
             self.gens.append(gen)
             if self.kinds[k] in QMC_SAMPLERS + ("generator",):
-                ctx = SamplerContext(run.teacher, self.prior, run.objective, cfg, device, gen,
+                objective = sampler_objective(run.objective, cfg, self.kinds[k], self.m_g[k])
+                ctx = SamplerContext(run.teacher, self.prior, objective, cfg, device, gen,
                                      np.random.default_rng(stream_seed(mem)))
                 sampler_objs[k] = SAMPLERS.get(self.kinds[k])(ctx)
         self.students = StackedMLPs(students, device, self.dtype)
@@ -223,7 +225,6 @@ class BatchedEngine:
             k = j
         self.group_of = [g for g in self.groups for _ in range(g.size)]
         self.grad_groups = [g for g in self.groups if g.kind in GRADIENT_SAMPLERS and g.steps > 0]
-        self.phases = max([g.steps for g in self.grad_groups], default=0)
 
         # [x_g | x_p] per member, with a constant-1 last column (biases live in the matrix products)
         self.x = torch.ones(K, self.M, self.d + 1, dtype=self.dtype, device=device)
@@ -239,8 +240,8 @@ class BatchedEngine:
                 stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
         self.stat_w = torch.as_tensor(stat, dtype=self.dtype, device=device)
         # teacher queries per member per epoch, as the reference path counts them
-        self.queries_per_epoch = [cfg.batches_per_epoch * (self.group_of[k].steps * self.m_g[k] + self.M)
-                                  for k in range(K)]
+        self.queries_per_epoch = [cfg.batches_per_epoch * self.M + self.m_g[k] * self.group_of[k].steps
+                                  * (cfg.batches_per_epoch if self.kinds[k] == "direct" else 1) for k in range(K)]
         self.teacher_queries = [0] * K
 
         # selections (on the device): 'validation' and 'synthetic' best-so-far; 'last' is theta
@@ -252,6 +253,7 @@ class BatchedEngine:
         self.best = {name: self._best[i] for i, name in enumerate(names)}
         self.best_epoch = {name: self._best_epoch[i] for i, name in enumerate(names)}
         self.best_theta = {name: self._best_theta[i] for i, name in enumerate(names)}
+        self.step = 0  # the batch of the epoch being trained (generators learn on batch 0)
         self.fused = self._make_fused()
         self._draws = self._draw_plan()
 
@@ -280,7 +282,7 @@ class BatchedEngine:
         if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].kind, self.K):
             return None
         coef = {name: 0.0 for name in LINEAR_TERMS}
-        for name, w in self.objective.terms:
+        for name, w in self.groups[0].objective.terms:
             if w != 0.0:
                 coef[name] += w
         self.l1 = coef["l1_input"]
@@ -318,28 +320,24 @@ class BatchedEngine:
         return self._fused_student_step(weights, acc, keep)
 
     def _fused_generator_phase(self) -> None:
-        """The generators' inner steps on the fast path, leaving T and S of [x_g | x_p] in the
-        fused buffers: x_p is evaluated once with the first x_g (neither network changes
-        before the student step), later x_g's alone."""
+        """The generators' updates (on the epoch's first batch) and fresh x_g on the fast path,
+        leaving T and S of [x_g | x_p] in the fused buffers: x_p is evaluated once, with the
+        first x_g (neither network changes before the student step), later x_g's alone."""
         cfg, fu, g = self.cfg, self.fused, self.groups[0]
         nets, scale = g.nets, 1.0 / g.m_g  # the generator's loss is the batch mean of the objective
         self._draw_noise()
         self.x_d.copy_(self._apply_prior(self.noise))  # x_p (the x_g rows are overwritten next)
-        gx, saved = nets.forward(g.z[0])
-        self.xg_d.copy_(gx)
-        fu.forward(self.x)
-        for tau in range(g.steps):
-            if tau:
-                gx, saved = nets.forward(g.z[tau])
-                self.xg_d.copy_(gx)
-                fu.forward(self.xg)
+        rounds = self._inner_steps(g)
+        for tau in range(rounds):
+            gx, saved = nets.forward(g.z[tau])
+            self.xg_d.copy_(gx)
+            fu.forward(self.xg if tau else self.x)
             fu.objective_grad(self.xg, self.l1)
             nets.backward(self.grad_x * scale, saved)
-            rmsprop_(nets.theta, nets.grad, nets.square_avg, cfg.generator_lr)
-        if g.steps:
-            gx, _ = nets.forward(g.z[g.steps])
-            self.xg_d.copy_(gx)
-            fu.forward(self.xg)
+            rmsprop_(nets.theta, nets.grad, nets.square_avg, cfg.generator_lr, cfg.generator_weight_decay)
+        gx, _ = nets.forward(g.z[g.steps])
+        self.xg_d.copy_(gx)
+        fu.forward(self.xg if rounds else self.x)
 
     def _fused_direct_phase(self) -> None:
         """Algorithm 2 on the fast path, leaving T and S of [x_g | x_p] in the fused buffers."""
@@ -386,7 +384,7 @@ class BatchedEngine:
 
     def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler_objs: dict) -> _Group:
         cfg, dev, dt = self.cfg, self.device, self.dtype
-        g = _Group(kind, m_g, k0, k1)
+        g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g))
         n = k1 - k0
         if kind == "direct":
             g.steps = cfg.direct_steps
@@ -424,7 +422,7 @@ class BatchedEngine:
             elif grp.kind == "gaussian":
                 torch.randn((m_g, *shape), generator=gen, out=x[k, :m_g].view(m_g, *shape))
             elif grp.kind == "generator":
-                for t in range(grp.steps):
+                for t in range(grp.steps if self.step == 0 else 0):
                     torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[t, j])
                     if draw_y:
                         grp.y_rand[t, j].copy_(objective.draw_y_rand(m_g, gen, dev))
@@ -452,7 +450,8 @@ class BatchedEngine:
             inner = x[..., :self.d]
             inner.copy_(self.prior.project(inner.reshape(-1, *self.shape)).reshape(inner.shape))
 
-    def _objective_grad(self, x, t, s_pred, jac_t, jac_s, y_rand, scale: float = 1.0) -> torch.Tensor:
+    def _objective_grad(self, objective: Objective, x, t, s_pred, jac_t, jac_s, y_rand,
+                        scale: float = 1.0) -> torch.Tensor:
         """∂/∂x of scale·objective(x, T(x), S(x), y_rand) per point, from the partial
         derivatives of the terms and the networks' input gradients; x (Kg, n, d)."""
         d_t = d_s = None
@@ -461,7 +460,7 @@ class BatchedEngine:
         def add(acc, value, coef):
             return value * coef if acc is None else acc.add_(value, alpha=coef)
 
-        for name, w in self.objective.terms:
+        for name, w in objective.terms:
             if w == 0.0:
                 continue
             w = w * scale
@@ -512,6 +511,11 @@ class BatchedEngine:
             x.add_(grad, alpha=-lr)
         self._project(x)
 
+    def _inner_steps(self, g: _Group) -> int:
+        """Gradient steps group g takes before this batch: direct on every batch, a generator
+        on the epoch's first."""
+        return g.steps if g.kind == "direct" or self.step == 0 else 0
+
     def _gradient_phase(self) -> None:
         """The inner steps of the gradient samplers, one teacher call per step τ for all of them."""
         if not self.grad_groups:
@@ -519,8 +523,8 @@ class BatchedEngine:
         st, d = self.students, self.d
         states = {id(g): {} for g in self.grad_groups}
         saved = {}
-        for tau in range(self.phases):
-            active = [g for g in self.grad_groups if tau < g.steps]
+        for tau in range(max(self._inner_steps(g) for g in self.grad_groups)):
+            active = [g for g in self.grad_groups if tau < self._inner_steps(g)]
             points = []
             for g in active:
                 if g.kind == "direct":
@@ -542,13 +546,14 @@ class BatchedEngine:
                 y_rand = None if g.y_rand is None else g.y_rand[tau if g.kind == "generator" else 0]
                 if g.kind == "direct":
                     # per-sample objectives summed: each point's gradient is its own
-                    grad = self._objective_grad(x, t, s_pred, jac_t, jac_s, y_rand)
+                    grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, y_rand)
                     self._direct_update(g, tau, grad, states[id(g)])
                 else:
                     # the generator's loss is the batch mean of the objective
-                    grad = self._objective_grad(x, t, s_pred, jac_t, jac_s, y_rand, scale=1.0 / g.m_g)
+                    grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, y_rand, scale=1.0 / g.m_g)
                     g.nets.backward(grad[..., :d], saved[id(g)])
-                    rmsprop_(g.nets.theta, g.nets.grad, g.nets.square_avg, self.cfg.generator_lr)
+                    rmsprop_(g.nets.theta, g.nets.grad, g.nets.square_avg, self.cfg.generator_lr,
+                             self.cfg.generator_weight_decay)
 
     def _fill_x(self, qmc: dict) -> None:
         """Place every group's x_g in the student batch (x_p is already there)."""
@@ -659,6 +664,7 @@ class BatchedEngine:
         snap_epoch = epoch in self.ctx.snapshot_epochs
         kept = None
         for step in range(cfg.batches_per_epoch):
+            self.step = step
             kept = self.train_step(weights, acc, snap_epoch and step == cfg.batches_per_epoch - 1) or kept
         for k in range(K):
             self.teacher_queries[k] += self.queries_per_epoch[k]

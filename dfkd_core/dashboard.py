@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {  # the values DistillConfig.validate acc
     "student_loss": ("mse", "logcosh"),
     "discrepancy": ("mse", "logcosh"),
     "input_norm": ("l2sq", "l1"),
+    "input_norm_scope": ("sample", "batch"),
     "output_term": ("student_sq", "teacher_to_random", "none"),
     "y_rand": ("none", "digits", "unit"),
     "direct_optimizer": ("rmsprop", "adam", "sgd"),
@@ -38,9 +39,9 @@ CHOICES: dict[str, tuple[str, ...]] = {  # the values DistillConfig.validate acc
 SECTIONS = (  # the "Advanced" expander's groups, in DistillConfig's order
     ("Teacher and student", ("split_seed", "teacher", "student")),
     ("Algorithm 1", ("batch_size", "batches_per_epoch", "lr", "weight_decay", "student_loss")),
-    ("Synthetic-data objective", ("objective", "discrepancy", "epsilon", "beta", "input_norm", "gamma", "output_term", "y_rand")),
+    ("Synthetic-data objective", ("objective", "discrepancy", "epsilon", "beta", "input_norm", "input_norm_scope", "gamma", "output_term", "y_rand")),
     ("Direct sampler (Algorithm 2)", ("direct_optimizer", "direct_lr", "direct_steps")),
-    ("Generator sampler", ("generator_z_dim", "generator_hidden", "generator_lr", "generator_steps")),
+    ("Generator sampler", ("generator_z_dim", "generator_hidden", "generator_lr", "generator_weight_decay", "generator_steps")),
     ("Evolution sampler", ("de_strategy", "de_generations", "de_mutation", "de_recombination")),
     ("Evaluation and output", ("eval_every", "snapshot_epochs", "selection", "device", "engine")),
 )

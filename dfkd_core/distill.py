@@ -17,7 +17,7 @@ from .data.split import Split
 from .device import describe_device, pick_device
 from .errors import ConfigError, ModelError
 from .events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted, Snapshot
-from .objectives import Objective, build_objective, log_cosh
+from .objectives import Objective, build_objective, log_cosh, sampler_objective
 from .samplers import SAMPLERS, SamplerContext
 from .schedules import AlphaSchedule, parse_alpha
 from .teachers import Teacher, TeacherInfo, build_model, default_student_arch, evaluate, get_teacher
@@ -101,7 +101,8 @@ class StudentTrainer:
         self.generator = torch.Generator(device=device).manual_seed(stream_seed(member))
         prior = split.prior.to(device)
         self.prior = prior
-        sampler_ctx = SamplerContext(run.teacher, prior, run.objective, cfg, device, self.generator,
+        objective = sampler_objective(run.objective, cfg, member.sampler, self.m_g)
+        sampler_ctx = SamplerContext(run.teacher, prior, objective, cfg, device, self.generator,
                                      np.random.default_rng(stream_seed(member)))
         self.sampler = SAMPLERS.get(member.sampler)(sampler_ctx) if self.m_g else None
         self.selections = {name: Selection(name) for name in ("validation", "last", "synthetic")}
@@ -116,6 +117,8 @@ class StudentTrainer:
         loss_p = torch.zeros((), device=run.device)
         queries_before = run.teacher.queries
         snapshot = None
+        if self.sampler is not None:
+            self.sampler.begin_epoch()
         for step in range(cfg.batches_per_epoch):
             parts = []
             if self.m_g:

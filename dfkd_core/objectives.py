@@ -110,6 +110,23 @@ def build_objective(cfg) -> Objective:
     return Objective(tuple(terms), y_rand)
 
 
+INPUT_NORM_TERMS = ("l2sq_input", "l1_input")
+
+
+def sampler_objective(objective: Objective, cfg, sampler: str, n: int) -> Objective:
+    """The objective a sampler minimises over its batches of n points. With
+    cfg.input_norm_scope 'sample' (eqs. 3 and 5 as written) that is `objective` itself. With
+    'batch' the input-norm weight β applies to the whole batch, as in the paper's code: its
+    generator adds β·Σ_batch‖x‖² to the batch-mean loss (a weight n·β per point), and its
+    direct optimizer takes the batch-mean loss with RMSprop weight decay β (the gradient
+    of (n·β/2)‖x‖² per point; rescaling a loss leaves RMSprop's steps unchanged up to its ε)."""
+    if cfg.input_norm_scope != "batch":
+        return objective
+    factor = n / 2.0 if sampler == "direct" else float(n)
+    terms = tuple((name, w * factor if name in INPUT_NORM_TERMS else w) for name, w in objective.terms)
+    return Objective(terms, objective.y_rand)
+
+
 # Field values of DistillConfig that make each equation of the paper.
 OBJECTIVE_PRESETS: dict[str, dict] = {
     # eq. 3 (generator) and eq. 5 (direct): −(T − S)² + β‖x‖² + γ·S(x)², β = γ = 1e-5

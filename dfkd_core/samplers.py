@@ -48,6 +48,9 @@ class Sampler:
                              f"{ctx.teacher.kind} teacher is a black box; use 'evolution' or a random sampler.")
         self.ctx = ctx
 
+    def begin_epoch(self) -> None:
+        """Called before each epoch's n_s batches (a sampler that learns per epoch starts here)."""
+
     def sample(self, student: nn.Module, n: int) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -121,8 +124,10 @@ class SobolSampler(_QMCSampler):
 
 @register_sampler
 class GeneratorSampler(Sampler):
-    """Kang & Kang's adversarial generator G_φ(z): before each student batch, `generator_steps`
-    RMSprop updates of φ on L_G = mean objective(G(z)) (eq. 3), then a fresh batch G(z)."""
+    """Kang & Kang's adversarial generator G_φ(z): once per epoch, before the epoch's first
+    batch, `generator_steps` RMSprop updates of φ on L_G = mean objective(G(z)) (eq. 3, weight
+    decay `generator_weight_decay`); every batch is a fresh G(z). (The paper's code: one update
+    per epoch for the tabular data; "rounds per epoch" for MNIST in its text.)"""
 
     name = "generator"
     searches = True
@@ -134,8 +139,12 @@ class GeneratorSampler(Sampler):
         cfg = ctx.cfg
         self.net = Generator(ctx.prior, cfg.generator_z_dim, cfg.generator_hidden).to(ctx.device)
         self.params = list(self.net.parameters())
-        self.opt = torch.optim.RMSprop(self.params, lr=cfg.generator_lr)
+        self.opt = torch.optim.RMSprop(self.params, lr=cfg.generator_lr, weight_decay=cfg.generator_weight_decay)
         self.last_objective: torch.Tensor | None = None  # detached, for tests and plots
+        self.rounds_due = cfg.generator_steps  # updates to make before the next batch
+
+    def begin_epoch(self) -> None:
+        self.rounds_due = self.ctx.cfg.generator_steps
 
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.net.z_dim, generator=self.ctx.generator, device=self.ctx.device)
@@ -153,8 +162,9 @@ class GeneratorSampler(Sampler):
         return self.last_objective
 
     def sample(self, student: nn.Module, n: int) -> torch.Tensor:
-        for _ in range(self.ctx.cfg.generator_steps):
+        for _ in range(self.rounds_due):
             self.train_step(student, n)
+        self.rounds_due = 0
         with torch.no_grad():
             return self.net(self._z(n))
 

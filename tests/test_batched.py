@@ -124,6 +124,27 @@ def test_fused_generator_fast_path_equals_the_reference(alpha, steps):
     assert_same_events(ref, bat)
 
 
+@pytest.mark.parametrize("samplers", [("direct", "generator"), ("generator",), ("direct",)])
+def test_per_batch_input_norm_and_generator_weight_decay_equal_the_reference(samplers):
+    # the paper-code settings: β per batch (n·β per point for the generator, n·β/2 for direct),
+    # generator weight decay, several generator updates on each epoch's first batch
+    cfg = DistillConfig(samplers=samplers, alphas=("decreasing", "1"), seeds=(0,), epochs=2, batch_size=16,
+                        batches_per_epoch=3, generator_hidden=32, generator_steps=2, generator_weight_decay=1e-2,
+                        input_norm_scope="batch", beta=1e-2)
+    ref, bat = run_both(cfg)
+    assert_same_events(ref, bat)
+
+
+def test_a_generator_updates_generator_steps_times_per_epoch_not_per_batch():
+    cfg = DistillConfig(samplers=("generator",), alphas=("decreasing",), seeds=(0,), epochs=2, batch_size=16,
+                        batches_per_epoch=4, generator_hidden=32, generator_steps=3)
+    ref, bat = run_both(cfg)
+    m_g, batch = 16, 32  # |x_g| and |x_g| + |x_p|
+    for events in (ref, bat):
+        (result,) = [e for e in events if isinstance(e, MemberResult)]
+        assert result.teacher_queries == 2 * (3 * m_g + 4 * batch)
+
+
 def test_a_mixed_comparison_is_split_into_fast_path_models_and_one_for_the_rest():
     members = [Member("direct", "decreasing", 0), Member("generator", "decreasing", 0), Member("gaussian", "0", 0),
                Member("direct", "decreasing", 1), Member("direct", "1", 0)]

@@ -11,6 +11,7 @@ from scipy.stats import qmc
 
 from dfkd_core.config import DistillConfig
 from dfkd_core.errors import ModelError
+from dfkd_core.objectives import build_objective, sampler_objective
 from dfkd_core.samplers import SAMPLERS, DirectOptimizationSampler, EvolutionSampler, GeneratorSampler
 
 from engine_helpers import context, random_mlp, simplex_prior, svr_like_teacher, tabular_split, torch_teacher
@@ -65,6 +66,40 @@ def test_paper_direct_first_step_moves_every_coordinate_by_about_one():
     step = (x_g - start).abs()
     assert step.max() <= 1 + 1e-5  # 10·η with η = 0.1; less only where |∂L/∂x| is near RMSprop's eps
     assert (step > 0.99).float().mean() > 0.95
+
+
+def test_direct_with_per_batch_input_norm_is_the_paper_codes_weight_decay_on_the_batch_mean_loss():
+    # the paper's code: x ← RMSprop(lr 0.1, weight_decay β) on mean(−(T − S)² + γS²), 2 steps. Its
+    # gradients are 1/n of ours, so RMSprop's ε is taken 1/n too here: the steps are then the same
+    # (with ε = 1e-8 they differ only where |∂L/∂x| is itself near ε, a few points in a hundred)
+    split = tabular_split()
+    teacher, student = torch_teacher(), random_mlp(5, 50, seed=7)
+    beta, gamma, n = 0.05, 1e-5, 40
+    cfg = DistillConfig(direct_steps=2, beta=beta, gamma=gamma, input_norm_scope="batch")
+    x = split.prior.sample(n, torch.Generator().manual_seed(2)).requires_grad_(True)
+    opt = torch.optim.RMSprop([x], lr=0.1, weight_decay=beta, eps=1e-8 / n)
+    for _ in range(2):
+        s = student(x).reshape(-1)
+        loss = torch.mean(-(teacher.predict(x) - s) ** 2 + gamma * s ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ctx = context(teacher, split.prior, cfg, seed=2)
+    ctx.objective = sampler_objective(build_objective(cfg), cfg, "direct", n)
+    x_g = DirectOptimizationSampler(ctx).sample(student, n)
+    torch.testing.assert_close(x_g, x.detach(), rtol=1e-4, atol=1e-4)
+    per_sample = context(teacher, split.prior, cfg.replace(input_norm_scope="sample"), seed=2)
+    assert not torch.allclose(DirectOptimizationSampler(per_sample).sample(student, n), x.detach(), atol=1e-3)
+
+
+def test_per_batch_input_norm_weighs_n_beta_per_generator_point_and_n_beta_over_2_per_direct_point():
+    cfg = DistillConfig(beta=1e-5, input_norm_scope="batch")
+    objective = build_objective(cfg)
+    weight = lambda obj: dict(obj.terms)["l2sq_input"]  # noqa: E731
+    assert weight(sampler_objective(objective, cfg, "generator", 100)) == pytest.approx(1e-3)
+    assert weight(sampler_objective(objective, cfg, "direct", 100)) == pytest.approx(5e-4)
+    per_sample = cfg.replace(input_norm_scope="sample")
+    assert sampler_objective(objective, per_sample, "generator", 100) is objective
 
 
 def test_generator_objective_falls_over_its_own_steps_against_a_fixed_student():
