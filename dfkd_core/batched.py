@@ -13,8 +13,9 @@ One training step of Algorithm 1 for all K students at once:
 2. x_g     — gradient samplers run their inner steps together: for step τ the points of
              every 'direct' and 'generator' member still iterating go through ONE teacher
              call (forward + input gradient); each sampler group then takes its own update
-             (direct: the fresh optimizer of Algorithm 2 in closed form, RMSprop by default;
-             generator: back-propagation into K stacked generators and their RMSprop).
+             (direct: the fresh optimizer of Algorithm 2 in closed form, RMSprop by default,
+             on every batch; generator: back-propagation into K stacked generators and their
+             RMSprop, on the epoch's first batch only, as the paper's code does).
              Random samplers ('gaussian', 'lhs', 'halton', 'sobol') need no inner steps.
 3. student — ONE teacher call on the K·2m points [x_g | x_p]; per-sample loss weights carry
              eq. 7 (α/|x_g| on x_g, (1 − α)/|x_p| on x_p); hand-written gradients for the K
