@@ -235,8 +235,9 @@ def _check_choice(cfg: DistillConfig, name: str, choices: Iterable[str]) -> None
 # The paper's experiments as overrides of the defaults above.
 PRESETS: dict[str, dict[str, Any]] = {
     # Tables 3-4 (sections 3.4, 4.1): MLP teacher 500, students 25/50, eq. 5, direct RMSprop lr 0.1 × 2 steps;
-    # where the text is silent, as the paper's code (zhoutianxun/data_free_KD_regression, run_experiment.py and
-    # trainer.py) does: one generator update per epoch, generator weight decay 1e-5, β per batch (input_norm_scope)
+    # where the text is silent or differs from the paper's code (zhoutianxun/data_free_KD_regression,
+    # run_experiment.py and trainer.py), as the code does: one generator update per epoch, generator weight
+    # decay 1e-5, β per batch (input_norm_scope 'batch'; eqs. 3 and 5 read β per point)
     "paper-tabular": dict(
         epochs=2000, batch_size=50, batches_per_epoch=10, lr=1e-3, weight_decay=1e-5, student_loss="mse",
         objective="eq5", discrepancy="mse", epsilon=1.0, beta=1e-5, input_norm="l2sq", gamma=1e-5,

@@ -119,7 +119,8 @@ def sampler_objective(objective: Objective, cfg, sampler: str, n: int) -> Object
     'batch' the input-norm weight β applies to the whole batch, as in the paper's code: its
     generator adds β·Σ_batch‖x‖² to the batch-mean loss (a weight n·β per point), and its
     direct optimizer takes the batch-mean loss with RMSprop weight decay β (the gradient
-    of (n·β/2)‖x‖² per point; rescaling a loss leaves RMSprop's steps unchanged up to its ε)."""
+    of (n·β/2)‖x‖² per point; rescaling a loss leaves RMSprop's steps unchanged up to its ε).
+    Other samplers (evolution) take n·β per point, like the generator."""
     if cfg.input_norm_scope != "batch":
         return objective
     factor = n / 2.0 if sampler == "direct" else float(n)
