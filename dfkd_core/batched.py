@@ -241,8 +241,8 @@ class BatchedEngine:
                 stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
         self.stat_w = torch.as_tensor(stat, dtype=self.dtype, device=device)
         # teacher queries per member per epoch, as the reference path counts them
-        self.queries_per_epoch = [cfg.batches_per_epoch * self.M + self.m_g[k] * self.group_of[k].steps
-                                  * (cfg.batches_per_epoch if self.kinds[k] == "direct" else 1) for k in range(K)]
+        self.queries_per_epoch = [cfg.batches_per_epoch * self.M + self.m_g[k] * self._steps_per_epoch(self.group_of[k])
+                                  for k in range(K)]
         self.teacher_queries = [0] * K
 
         # selections (on the device): 'validation' and 'synthetic' best-so-far; 'last' is theta
@@ -423,7 +423,7 @@ class BatchedEngine:
             elif grp.kind == "gaussian":
                 torch.randn((m_g, *shape), generator=gen, out=x[k, :m_g].view(m_g, *shape))
             elif grp.kind == "generator":
-                for t in range(grp.steps if self.step == 0 else 0):
+                for t in range(self._inner_steps(grp)):
                     torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[t, j])
                     if draw_y:
                         grp.y_rand[t, j].copy_(objective.draw_y_rand(m_g, gen, dev))
@@ -511,6 +511,10 @@ class BatchedEngine:
         else:
             x.add_(grad, alpha=-lr)
         self._project(x)
+
+    def _steps_per_epoch(self, g: _Group) -> int:
+        """Teacher-gradient steps of group g in one epoch (what _inner_steps adds up to)."""
+        return g.steps * (self.cfg.batches_per_epoch if g.kind == "direct" else 1)
 
     def _inner_steps(self, g: _Group) -> int:
         """Gradient steps group g takes before this batch: direct on every batch, a generator
