@@ -26,6 +26,10 @@ from torch ops gets below it without evaluating fewer activations.
 
 A Table 4 comparison (generator and direct at α dec and 1) is also timed both ways: as one
 mixed stacked model and split into one fast-path model per sampler group (batched.engine_parts).
+
+`--datasets mnist` times the other loop, the reference path with the paper's CNN (preset
+paper-mnist: 20 direct steps per batch, 20 generator rounds per epoch), in seconds per epoch,
+with the CNN's activations channels-first and channels-last, alternately, in the same run.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from .schedules import parse_alpha
 DEFAULT_DATASETS = ("cpusmall", "indoorloc")
 DEFAULT_KS = (1, 10, 50)
 FULL_EPOCHS = 2000
+CNN_EPOCHS = 3  # measured epochs per MNIST timing (one direct epoch is several seconds on a CPU)
 
 
 def mlp_flops(d: int, hidden: int) -> dict[str, int]:
@@ -70,7 +75,7 @@ def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto
     depend on the weights), 'train' trains it when missing, 'random' always uses a random one."""
     from .data import load_split
     from .distill import prepare_run
-    from .models import MLPRegressor
+    from .models import DigitCNN, MLPRegressor
     from .teachers import TeacherInfo, TorchTeacher, _cache_path, default_teacher_arch
 
     split = load_split(cfg.dataset, seed=cfg.split_seed)
@@ -79,9 +84,10 @@ def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto
         return prepare_run(cfg, device=device), "paper teacher"
     gen_state = torch.get_rng_state()
     torch.manual_seed(12345)
-    module = MLPRegressor(split.input_shape, int(arch[3:])).to(device)
+    family, width = arch[:3], int(arch[3:])
+    module = (DigitCNN if family == "cnn" else MLPRegressor)(split.input_shape, width).to(device).eval()
     torch.set_rng_state(gen_state)
-    teacher = TorchTeacher(module, "mlp")
+    teacher = TorchTeacher(module, family)
     prior = split.prior.to(device)
     probe_x = prior.sample(SYNTHETIC_PROBE_SIZE, torch.Generator(device=device).manual_seed(123_457))
     with torch.no_grad():
@@ -90,7 +96,7 @@ def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto
     run = RunContext(cfg, split, device, teacher, TeacherInfo(arch, float("nan"), float("nan"), float("nan"), False, 0.0),
                      build_objective(cfg), split.x_val.to(device), split.y_val.to(device), split.x_test.to(device),
                      split.y_test.to(device), probe_x, probe_t, frozenset([0, 50, 100, 500, FULL_EPOCHS - 1]))
-    return run, "random MLP (no cached teacher)"
+    return run, f"random {family.upper()} (no cached teacher)"
 
 
 def time_engine(run: RunContext, members: list[Member], engine: str, warmup: int, epochs: int) -> float:
@@ -186,6 +192,37 @@ def time_sigmoid(k: int, rows: int, units: int, device: torch.device, dtype=torc
     return best_seconds(a.sigmoid_, device, warmup=3, min_seconds=min_seconds)
 
 
+def time_cnn_layouts(device: torch.device, epochs: int, warmup: int, teacher: str,
+                     say: Callable[[str], None]) -> dict:
+    """Seconds per epoch of the MNIST reference loop (paper-mnist, direct and generator) with
+    DigitCNN's activations channels-first and channels-last, each timed twice, alternately."""
+    from .models import DigitCNN
+
+    epochs, warmup = min(epochs, CNN_EPOCHS), 1
+    out: dict = {"mnist_epochs_measured": epochs}
+    saved = DigitCNN.channels_last
+    try:
+        for sampler in ("direct", "generator"):
+            timings: dict[bool, list[float]] = {False: [], True: []}
+            for channels_last in (False, True, False, True):
+                DigitCNN.channels_last = channels_last  # read when the teacher and student are built
+                cfg = preset_config("paper-mnist", dataset="mnist", samplers=(sampler,), alphas=("decreasing",),
+                                    device=device.type)
+                run, teacher_kind = make_run(cfg, device, teacher)
+                out["mnist_teacher"] = teacher_kind
+                timings[channels_last].append(time_engine(run, [Member(sampler, "decreasing", 0)], "reference",
+                                                          warmup, epochs))
+            first, last = min(timings[False]), min(timings[True])
+            out[f"mnist_{sampler}_channels_first_s_per_epoch"] = first
+            out[f"mnist_{sampler}_channels_last_s_per_epoch"] = last
+            out[f"mnist_{sampler}_channels_last_speedup"] = first / last
+            say(f"mnist ({teacher_kind}), {sampler}, reference loop: channels-first {first:.2f} s per epoch, "
+                f"channels-last {last:.2f} s (×{first / last:.2f}; best of 2 each, {epochs} epochs after {warmup})")
+    finally:
+        DigitCNN.channels_last = saved
+    return out
+
+
 def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: int = 5, device: str = "cpu",
           teacher: str = "auto", progress: Callable[[str], None] | None = None) -> dict:
     """Run the benchmark; returns one flat dict (the `bench --json` object)."""
@@ -194,6 +231,9 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
     out: dict = {"threads": torch.get_num_threads(), "device": describe_device(dev), "epochs_measured": epochs,
                  "warmup_epochs": warmup, "extrapolated_to_epochs": FULL_EPOCHS}
     for ds in datasets:
+        if ds == "mnist":
+            out.update(time_cnn_layouts(dev, epochs, warmup, teacher, say))
+            continue
         cfg = bench_config(ds, dev)
         run, teacher_kind = make_run(cfg, dev, teacher)
         d = run.split.dim

@@ -127,6 +127,28 @@ def test_digit_cnn_maps_images_to_one_positive_prediction_each(shape):
     assert out.shape == (4,) and torch.all(out > 0)  # softplus output
 
 
+def test_digit_cnn_channels_last_is_the_same_function_and_gradient(monkeypatch):
+    """The layout is a speed choice only: the same weights give the same predictions and input
+    gradients (float64) channels-first and channels-last, and its state_dict loads either way."""
+    x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
+    outputs = []
+    state = None
+    for channels_last in (False, True):
+        monkeypatch.setattr(DigitCNN, "channels_last", channels_last)
+        torch.manual_seed(3)
+        model = DigitCNN((1, 28, 28), filters=5).double().eval()
+        if state is None:
+            state = model.state_dict()
+        model.load_state_dict(state)
+        assert model.features[2].weight.is_contiguous(memory_format=model.memory_format)  # 5 input channels
+        xi = x.clone().requires_grad_(True)
+        y = model(xi)
+        (g,) = torch.autograd.grad(y.sum(), xi)
+        outputs.append((y.detach(), g))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-10, atol=1e-12)
+
+
 def test_student_cnn_is_smaller_than_teacher_cnn():
     assert count_parameters(DigitCNN((1, 28, 28), 5)) < count_parameters(DigitCNN((1, 28, 28), 10))
 

@@ -13,7 +13,7 @@ def configure(parser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--epochs", type=int, default=100, help="measured epochs per configuration (default 100)")
     parser.add_argument("--warmup", type=int, default=5, help="epochs run before measuring (default 5)")
-    parser.add_argument("--datasets", default="cpusmall,indoorloc", help="comma-separated (default cpusmall,indoorloc)")
+    parser.add_argument("--datasets", default="cpusmall,indoorloc", help="comma-separated (default cpusmall,indoorloc; 'mnist' times the CNN loop's two memory layouts)")
     parser.add_argument("--ks", default="1,10,50", help="numbers of students trained at once (default 1,10,50)")
     parser.add_argument("--device", default="cpu", help="'cpu' (default) or 'cuda'")
     parser.add_argument("--teacher", default="auto", choices=("auto", "train", "random"),
