@@ -6,6 +6,8 @@ through the engine into the run store, and assembling our numbers beside the pap
     verdict()           ours vs the paper: 'within' mean ± 2 sd, 'better' or 'worse'
     plan()              the comparisons (one DistillConfig each) of a reproduction
     reproduce()         teachers first (cached), then every comparison, each one stored run
+                        (resume=True: a comparison already stored as a finished run of the
+                        same configuration is reused, not trained again)
     collect() / summarize() / display_table() / format_report()
                         store results → long rows → cells (both selection protocols) → tables
 
@@ -46,6 +48,7 @@ NO_SD_TOLERANCE = 0.05  # where the paper gives no sd (Tables 5, 6 teachers): 'w
 QUICK_EPOCHS = 20  # --quick: epochs per student
 QUICK_TEACHER_EPOCHS = 8  # --quick: epochs of its small teacher
 QUICK_TEACHER_HIDDEN = 100  # --quick: the teacher is an MLP of this width (its own cache key: never the paper's)
+QUICK_TEACHER_ARCHS = {"tabular": f"mlp{QUICK_TEACHER_HIDDEN}", "image": "cnn4", "composition": "svr"}
 TITLE_RE = re.compile(r"^Table (?P<table>\d+) · (?P<dataset>[\w.-]+) · seed (?P<seed>\d+)(?: · (?P<part>\w+))?$")
 
 
@@ -289,7 +292,17 @@ def plan(table: int, seeds: int | None = None, datasets: list[str] | None = None
 def quick_teacher_arch(split) -> str:
     """--quick's teacher: a narrower network trained for a few epochs, cached under its own
     architecture key so the paper's teacher (mlp500 / cnn10) is never replaced by it."""
-    return {"tabular": f"mlp{QUICK_TEACHER_HIDDEN}", "image": "cnn4", "composition": "svr"}[split.kind]
+    return QUICK_TEACHER_ARCHS[split.kind]
+
+
+def teacher_setting(dataset: str, quick: bool) -> str:
+    """The DistillConfig.teacher a comparison of `dataset` runs with (what prepare_teacher returns):
+    'auto' (the paper's teacher), or with --quick the small teacher's architecture ('auto' for
+    the SVR of composition data, which is quick already)."""
+    from .data.catalog import get_dataset
+
+    kind = get_dataset(dataset).kind
+    return "auto" if not quick or kind == "composition" else QUICK_TEACHER_ARCHS[kind]
 
 
 def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, dict[str, Any]]:
@@ -300,10 +313,10 @@ def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, 
     from .teachers import _cache_path, build_model, evaluate, get_teacher, train_torch_teacher
 
     split = load_split(dataset, seed=seed)
-    if not quick or split.kind == "composition":
+    arch = teacher_setting(dataset, quick)
+    if arch == "auto":
         _, info = get_teacher(split, "auto", device)
         return "auto", {"test_rmse": info.test_rmse, "test_mae": info.test_mae, "cached": info.cached}
-    arch = quick_teacher_arch(split)
     path = _cache_path(split, arch)
     trained = not path.exists()
     if trained:
@@ -442,15 +455,39 @@ def _teacher_task(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]
     return train_dataset_teachers(dataset, seeds, quick)
 
 
+def stored_comparisons(store, comparisons: list[Comparison], quick: bool) -> dict[int, str]:
+    """{index in comparisons: run id} of the comparisons already stored as finished ('done')
+    runs with the same title and the same configuration, teacher included (the newest such run
+    of each)."""
+    wanted: dict[str, list[int]] = {}
+    for i, c in enumerate(comparisons):
+        wanted.setdefault(c.title, []).append(i)
+    found: dict[int, str] = {}
+    runs = store.list_runs(status="done")  # newest first
+    for run_id, title in zip(runs["id"], runs["title"]):
+        todo = [i for i in wanted.get(title, []) if i not in found]
+        if not todo:
+            continue
+        stored = store.get_run(run_id).config_dict
+        for i in todo:
+            c = comparisons[i]
+            if json.loads(c.cfg.replace(teacher=teacher_setting(c.dataset, quick)).to_json()) == stored:
+                found[i] = run_id
+    return found
+
+
 def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
               quick: bool = False, store=None, log: Callable[[str], None] | None = None,
-              workers: int | None = None) -> dict[str, Any]:
+              workers: int | None = None, resume: bool = False) -> dict[str, Any]:
     """Run a reproduction: teachers first (the missing MLP teachers of each dataset trained
     all seeds at once by teacher_batch, the rest trained or loaded by get_teacher), then every
     comparison through run_distillation, each stored as one run. With workers > 1, the
     per-dataset teacher batches and the comparisons run in that many worker processes ('spawn',
-    one torch thread each), each storing its own run in the run store (SQLite WAL).
-    Returns the report (see `report`) with the run ids and the teacher / student seconds."""
+    one torch thread each), each storing its own run in the run store (SQLite WAL). With
+    resume, comparisons already stored as finished runs of the same configuration (a stopped
+    reproduction, or one with fewer seeds) are reused: runs are seeded, so training them
+    again would give the same numbers. Returns the report (see `report`) with the run ids,
+    the teacher / student seconds (of this call's training only) and how many runs were reused."""
     from .device import describe_device, pick_device
     from .runstore import RunStore
 
@@ -460,8 +497,13 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
     comparisons = plan(table, seeds, datasets, epochs, quick)
     store = store or RunStore()
     device = pick_device()
-    seeds_of: dict[str, list[int]] = {}
-    for c in comparisons:
+    reused = stored_comparisons(store, comparisons, quick) if resume else {}
+    for i in sorted(reused):
+        log(f"reused stored run {reused[i]}: {comparisons[i].title}")
+    seeds_of: dict[str, list[int]] = {}  # the teachers the comparisons still to run need
+    for i, c in enumerate(comparisons):
+        if i in reused:
+            continue
         if c.seed not in seeds_of.setdefault(c.dataset, []):
             seeds_of[c.dataset].append(c.seed)
     pool = None
@@ -500,8 +542,9 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
 
         spec = get_table(table)
         metric = spec.metric
-        run_ids: list[str | None] = [None] * len(comparisons)
-        done = 0
+        run_ids: list[str | None] = [reused.get(i) for i in range(len(comparisons))]
+        todo = [i for i in range(len(comparisons)) if i not in reused]
+        done = len(reused)
         durations: dict[tuple[str, str], list[float]] = {}  # (dataset, part) -> seconds of finished comparisons
 
         def finished(i: int, out: dict[str, Any]) -> None:
@@ -521,12 +564,13 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
                 raise DfkdError(f"The reproduction was stopped during {out['title']!r}.")
 
         if pool is None:
-            for i, c in enumerate(comparisons):
+            for i in todo:
+                c = comparisons[i]
                 finished(i, run_comparison(c, teachers[(c.dataset, c.seed)], store))
         else:
             # seed by seed, so a reproduction stopped early leaves whole seeds of every cell; within
             # a seed the long comparisons (searching samplers) first, random sampling last
-            order = sorted(range(len(comparisons)), key=lambda i: (comparisons[i].seed, _only_random(comparisons[i])))
+            order = sorted(todo, key=lambda i: (comparisons[i].seed, _only_random(comparisons[i])))
             futures = {pool.submit(_comparison_task, comparisons[i], teachers[(comparisons[i].dataset, comparisons[i].seed)],
                                    str(store.home)): i for i in order}
             for f in _as_completed(futures):
@@ -543,7 +587,8 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
     n_seeds = len({c.seed for c in comparisons})
     return report(store, table, [r for r in run_ids if r], seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
                   teacher_seconds=teacher_seconds, student_seconds=total - teacher_seconds,
-                  total_seconds=total, device=describe_device(device), quick=quick, workers=used_workers)
+                  total_seconds=total, device=describe_device(device), quick=quick, workers=used_workers,
+                  reused_runs=len(reused))
 
 
 def remaining_seconds(todo: list[Comparison], durations: dict[tuple[str, str], list[float]],
@@ -773,7 +818,8 @@ def format_report(rep: dict[str, Any]) -> str:
             lines.append(f"claim ({protocol}): {item['claim']}: paper {item['paper']}; ours {item['ours']} → {outcome}")
     if "total_seconds" in rep:
         lines.append(f"time: {rep['total_seconds']:.1f} s total = {rep['teacher_seconds']:.1f} s teachers + "
-                     f"{rep['student_seconds']:.1f} s students on {rep.get('device')}")
+                     f"{rep['student_seconds']:.1f} s students on {rep.get('device')}"
+                     + (f" ({rep['reused_runs']} stored run(s) reused, not timed)" if rep.get("reused_runs") else ""))
     return "\n".join(lines)
 
 
@@ -813,7 +859,7 @@ def active_runs(store, table: int | None = None) -> pd.DataFrame:
 
 
 def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] | None = None,
-                      epochs: int | None = None, quick: bool = False) -> list[str]:
+                      epochs: int | None = None, quick: bool = False, resume: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "dfkd_core", "reproduce", "--table", str(get_table(table).number)]
     if seeds is not None:
         cmd += ["--seeds", str(int(seeds))]
@@ -823,17 +869,19 @@ def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] 
         cmd += ["--epochs", str(int(epochs))]
     if quick:
         cmd.append("--quick")
+    if resume:
+        cmd.append("--resume")
     return cmd + ["--json"]
 
 
 def start_reproduction(table: int, seeds: int | None = None, datasets: list[str] | None = None,
-                       epochs: int | None = None, quick: bool = False) -> tuple[int, Path]:
+                       epochs: int | None = None, quick: bool = False, resume: bool = False) -> tuple[int, Path]:
     """Start `python -m dfkd_core reproduce …` detached (its own session: a page rerun or a
     closed tab does not stop it), logging to DFKD_HOME/reproduce/<time>-table<N>.log.
     Returns (pid, log path)."""
     from .paths import home_dir
 
-    cmd = reproduce_command(table, seeds, datasets, epochs, quick)
+    cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume)
     folder = home_dir() / "reproduce"
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-table{get_table(table).number}.log"

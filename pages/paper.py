@@ -46,10 +46,12 @@ def start_section(table: int) -> None:
         seeds = st.number_input("Seeds", min_value=1, max_value=100, value=spec.default_seeds, step=1)
         epochs = st.number_input("Epochs (0 = the paper's)", min_value=0, max_value=100_000, value=0, step=100)
         datasets = st.text_input("Datasets (comma-separated; empty = the table's datasets that are present)")
+        resume = st.checkbox("Reuse finished runs of the same settings (continue a stopped reproduction)", value=True,
+                             help="Runs are seeded: training a stored comparison again would give the same numbers.")
         if st.form_submit_button("Start reproduction", type="primary"):
             names = [d.strip() for d in datasets.split(",") if d.strip()] or None
             pid, log = reproduce.start_reproduction(table, seeds=None if quick else int(seeds), datasets=names,
-                                                    epochs=int(epochs) or None, quick=quick)
+                                                    epochs=int(epochs) or None, quick=quick, resume=resume)
             st.success(f"Started (process {pid}); its log: {log}")
 
 

@@ -47,8 +47,12 @@ def test_start_button_launches_the_reproduce_command(monkeypatch):
     at.checkbox[0].check()
     at.button[0].click().run()
     assert not at.exception
-    assert calls == [(6, {"seeds": None, "datasets": None, "epochs": None, "quick": True})]
+    assert calls == [(6, {"seeds": None, "datasets": None, "epochs": None, "quick": True, "resume": True})]
     assert any("4242" in s.value for s in at.success)
+    at.checkbox[1].uncheck()  # train every comparison again rather than reuse the stored ones
+    at.button[0].click().run()
+    assert calls[-1] == (6, {"seeds": None, "datasets": None, "epochs": None, "quick": True, "resume": False})
+    assert reproduce.reproduce_command(6, quick=True, resume=True)[-2:] == ["--resume", "--json"]
 
 
 def test_store_errors_reach_the_page_as_one_message_not_a_traceback(monkeypatch):

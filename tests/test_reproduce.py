@@ -214,6 +214,19 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
         assert a["ours_mean"] == pytest.approx(b["ours_mean"], rel=1e-9, abs=1e-12), (a["dataset"], a["method"])
         assert a["synthetic_mean"] == pytest.approx(b["synthetic_mean"], rel=1e-9, abs=1e-12), (a["dataset"], a["method"])
 
+    # resuming it trains nothing: every comparison is a finished stored run of the same settings
+    store = RunStore(tmp_path / "one-process")
+    logged: list[str] = []
+    resumed = reproduce.reproduce(4, quick=True, epochs=3, workers=1, store=store, resume=True, log=logged.append)
+    assert resumed["reused_runs"] == 4 and sorted(resumed["run_ids"]) == sorted(one["run_ids"])
+    assert resumed["cells"] == one["cells"] and len(store.list_runs()) == 4
+    assert sum(line.startswith("reused stored run") for line in logged) == 4 and "(4 stored run(s) reused" in \
+        reproduce.format_report(resumed)
+    # other settings (here the epochs) are not the same comparison: trained anew, the old runs kept
+    other = reproduce.reproduce(4, quick=True, epochs=2, workers=1, store=store, resume=True)
+    assert other["reused_runs"] == 0 and not set(other["run_ids"]) & set(one["run_ids"])
+    assert len(store.list_runs()) == 8
+
 
 def test_time_left_is_estimated_from_finished_comparisons_of_the_same_kind_once_each_kind_ran():
     todo = reproduce.plan(4, seeds=3, datasets=["toy2d"], epochs=5)[2:]  # seeds 1, 2: main and random each

@@ -21,6 +21,9 @@ def configure(parser) -> None:
                         help="a harness check: 20 epochs, one seed, two small datasets, a small quickly trained teacher")
     parser.add_argument("--workers", default=None, help="worker processes running teachers and comparisons in "
                                                         "parallel (default: the number of CPU cores)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse comparisons already stored as finished runs of the same settings (continue a "
+                             "stopped reproduction, or add seeds to one) instead of training them again")
     parser.add_argument("--from-store", action="store_true",
                         help="train nothing: print the table from the runs already stored (e.g. of a reproduction "
                              "that was stopped; with --epochs, only runs of that many epochs)")
@@ -68,7 +71,7 @@ def run(args) -> int:
                               f"{f' with {epochs} epochs' if epochs else ''}; run it first.")
     else:
         rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log,
-                        workers=workers)
+                        workers=workers, resume=args.resume)
     print(format_report(rep), flush=True)
     if args.markdown:
         from ..reproduce import PROTOCOLS, markdown_table
