@@ -27,7 +27,7 @@ from torch ops gets below it without evaluating fewer activations.
 A Table 4 comparison (generator and direct at α dec and 1) is also timed both ways: as one
 mixed stacked model and split into one fast-path model per sampler group (batched.engine_parts).
 
-`--datasets mnist` times the other loop, the reference path with the paper's CNN (preset
+`--datasets mnist` (any image dataset) times the other loop, the reference path with the paper's CNN (preset
 paper-mnist: 20 direct steps per batch, 20 generator rounds per epoch), in seconds per epoch,
 with the CNN's activations channels-first and channels-last, alternately, in the same run.
 """
@@ -39,6 +39,7 @@ from typing import Callable
 import torch
 
 from .config import DistillConfig, Member, preset_config
+from .data.catalog import get_dataset
 from .device import describe_device
 from .distill import SYNTHETIC_PROBE_SIZE, RunContext, _run_reference, batch_sizes
 from .events import EpochMetrics
@@ -192,31 +193,32 @@ def time_sigmoid(k: int, rows: int, units: int, device: torch.device, dtype=torc
     return best_seconds(a.sigmoid_, device, warmup=3, min_seconds=min_seconds)
 
 
-def time_cnn_layouts(device: torch.device, epochs: int, warmup: int, teacher: str,
+def time_cnn_layouts(dataset: str, device: torch.device, epochs: int, teacher: str,
                      say: Callable[[str], None]) -> dict:
-    """Seconds per epoch of the MNIST reference loop (paper-mnist, direct and generator) with
-    DigitCNN's activations channels-first and channels-last, each timed twice, alternately."""
+    """Seconds per epoch of an image dataset's reference loop (preset paper-mnist, direct and
+    generator) with DigitCNN's activations channels-first and channels-last, each timed twice,
+    alternately (at most CNN_EPOCHS measured epochs after one warm-up epoch)."""
     from .models import DigitCNN
 
     epochs, warmup = min(epochs, CNN_EPOCHS), 1
-    out: dict = {"mnist_epochs_measured": epochs}
+    out: dict = {f"{dataset}_epochs_measured": epochs}
     saved = DigitCNN.channels_last
     try:
         for sampler in ("direct", "generator"):
             timings: dict[bool, list[float]] = {False: [], True: []}
             for channels_last in (False, True, False, True):
                 DigitCNN.channels_last = channels_last  # read when the teacher and student are built
-                cfg = preset_config("paper-mnist", dataset="mnist", samplers=(sampler,), alphas=("decreasing",),
+                cfg = preset_config("paper-mnist", dataset=dataset, samplers=(sampler,), alphas=("decreasing",),
                                     device=device.type)
                 run, teacher_kind = make_run(cfg, device, teacher)
-                out["mnist_teacher"] = teacher_kind
+                out[f"{dataset}_teacher"] = teacher_kind
                 timings[channels_last].append(time_engine(run, [Member(sampler, "decreasing", 0)], "reference",
                                                           warmup, epochs))
             first, last = min(timings[False]), min(timings[True])
-            out[f"mnist_{sampler}_channels_first_s_per_epoch"] = first
-            out[f"mnist_{sampler}_channels_last_s_per_epoch"] = last
-            out[f"mnist_{sampler}_channels_last_speedup"] = first / last
-            say(f"mnist ({teacher_kind}), {sampler}, reference loop: channels-first {first:.2f} s per epoch, "
+            out[f"{dataset}_{sampler}_channels_first_s_per_epoch"] = first
+            out[f"{dataset}_{sampler}_channels_last_s_per_epoch"] = last
+            out[f"{dataset}_{sampler}_channels_last_speedup"] = first / last
+            say(f"{dataset} ({teacher_kind}), {sampler}, reference loop: channels-first {first:.2f} s per epoch, "
                 f"channels-last {last:.2f} s (×{first / last:.2f}; best of 2 each, {epochs} epochs after {warmup})")
     finally:
         DigitCNN.channels_last = saved
@@ -231,8 +233,8 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
     out: dict = {"threads": torch.get_num_threads(), "device": describe_device(dev), "epochs_measured": epochs,
                  "warmup_epochs": warmup, "extrapolated_to_epochs": FULL_EPOCHS}
     for ds in datasets:
-        if ds == "mnist":
-            out.update(time_cnn_layouts(dev, epochs, warmup, teacher, say))
+        if get_dataset(ds).kind == "image":  # the CNN's loop: its two memory layouts
+            out.update(time_cnn_layouts(ds, dev, epochs, teacher, say))
             continue
         cfg = bench_config(ds, dev)
         run, teacher_kind = make_run(cfg, dev, teacher)

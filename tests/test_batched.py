@@ -259,3 +259,18 @@ def test_bench_json_smoke_prints_the_documented_keys():
                 "comparison_mixed_cpusmall_s", "comparison_split_cpusmall_s", "comparison_speedup_cpusmall"):
         assert key in out
     assert out["threads"] == 1 and out["single_cpusmall_s"] > 0 and out["speedup_k50_cpusmall"] > 0
+
+
+def test_bench_times_the_cnn_loop_in_both_memory_layouts_and_restores_the_default(tmp_path):
+    """`bench --datasets digits` (an image dataset): the CNN reference loop, channels-first and
+    channels-last, in seconds per epoch (8×8 digits and a random CNN teacher: seconds)."""
+    from dfkd_core.bench import bench
+    from dfkd_core.models import DigitCNN
+
+    out = bench(datasets=("digits",), epochs=1, teacher="random")
+    for sampler in ("direct", "generator"):
+        assert out[f"digits_{sampler}_channels_first_s_per_epoch"] > 0
+        assert out[f"digits_{sampler}_channels_last_s_per_epoch"] > 0
+        assert out[f"digits_{sampler}_channels_last_speedup"] > 0
+    assert out["digits_teacher"] == "random CNN (no cached teacher)" and out["digits_epochs_measured"] == 1
+    assert DigitCNN.channels_last is True
