@@ -21,8 +21,10 @@ Per epoch: n_s steps; validation is not counted. cpusmall (d 12): 4.31 MFLOP per
 The elementwise floor: on a CPU the loop is bound by the logistic function over the hidden
 units (teacher H plus student h) of every evaluated row, (m_g + m_p) + τ·m_g rows per step,
 not by the products. `bench` times torch.sigmoid_ alone over that many elements per step in
-the same run and reports it per 2000 epochs (`sigmoid_floor_k…`): no implementation built
-from torch ops gets below it without evaluating fewer activations.
+the same run and reports it per 2000 epochs (`sigmoid_floor_k…`): no loop that evaluates σ
+with torch.sigmoid gets below it without evaluating fewer activations (oneDNN's fused
+linear + logistic, torch.ops.mkldnn._linear_pointwise, was ~25 % faster per element in a
+one-off timing; it is not used).
 
 A Table 4 comparison (generator and direct at α dec and 1) is also timed both ways: as one
 mixed stacked model and split into one fast-path model per sampler group (batched.engine_parts).
