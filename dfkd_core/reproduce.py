@@ -48,6 +48,8 @@ NO_SD_TOLERANCE = 0.05  # where the paper gives no sd (Tables 5, 6 teachers): 'w
 QUICK_EPOCHS = 20  # --quick: epochs per student
 QUICK_TEACHER_EPOCHS = 8  # --quick: epochs of its small teacher
 QUICK_TEACHER_HIDDEN = 100  # --quick: the teacher is an MLP of this width (its own cache key: never the paper's)
+# --quick's teachers by data kind: narrower networks trained for a few epochs, cached under their own
+# architecture keys so the paper's teachers (mlp500 / cnn10) are never replaced by them
 QUICK_TEACHER_ARCHS = {"tabular": f"mlp{QUICK_TEACHER_HIDDEN}", "image": "cnn4", "composition": "svr"}
 TITLE_RE = re.compile(r"^Table (?P<table>\d+) · (?P<dataset>[\w.-]+) · seed (?P<seed>\d+)(?: · (?P<part>\w+))?$")
 
@@ -289,12 +291,6 @@ def plan(table: int, seeds: int | None = None, datasets: list[str] | None = None
 
 
 # ---------------------------------------------------------------- running
-def quick_teacher_arch(split) -> str:
-    """--quick's teacher: a narrower network trained for a few epochs, cached under its own
-    architecture key so the paper's teacher (mlp500 / cnn10) is never replaced by it."""
-    return QUICK_TEACHER_ARCHS[split.kind]
-
-
 def teacher_setting(dataset: str, quick: bool) -> str:
     """The DistillConfig.teacher a comparison of `dataset` runs with (what prepare_teacher returns):
     'auto' (the paper's teacher), or with --quick the small teacher's architecture ('auto' for
@@ -351,7 +347,7 @@ def _batched_teacher_arch(split, quick: bool) -> str | None:
     """The architecture teacher_batch trains for this split (tabular MLP teachers), else None."""
     if split.kind != "tabular":
         return None
-    return quick_teacher_arch(split) if quick else "mlp500"
+    return QUICK_TEACHER_ARCHS["tabular"] if quick else "mlp500"
 
 
 def train_dataset_teachers(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]:
