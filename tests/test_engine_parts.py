@@ -209,3 +209,15 @@ def test_fast_svr_predictor_equals_sklearns_predict():
     model = SVR(kernel="rbf", C=1.0, epsilon=0.05, gamma="scale").fit(x, y)
     probe = rng.random((77, 20))
     np.testing.assert_allclose(fast_svr_predict(model)(probe), model.predict(probe), rtol=1e-9, atol=1e-12)
+
+
+def test_image_teachers_of_a_former_training_recipe_are_retrained_not_reused(monkeypatch):
+    from dfkd_core import teachers
+    from dfkd_core.data import load_split
+
+    digits, table = load_split("digits", seed=0), tabular_split()
+    before = teachers._cache_path(digits, "cnn10"), teachers._cache_path(table, "mlp32")
+    monkeypatch.setattr(teachers, "IMAGE_TEACHER_RECIPE", "another-recipe")
+    after = teachers._cache_path(digits, "cnn10"), teachers._cache_path(table, "mlp32")
+    assert before[0] != after[0] and before[0].parent == after[0].parent
+    assert before[1] == after[1]  # tabular teachers (Tables 3-4 caches) keep their key
