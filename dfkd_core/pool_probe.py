@@ -17,6 +17,7 @@ from .distill import StudentTrainer, prepare_run
 from .errors import ConfigError
 from .samplers import Sampler
 
+MAX_POOL = 200_000  # 630 MB of 28×28 float32 images
 STUDENT_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "student_sq")
 
 
@@ -59,6 +60,8 @@ def run_pool_probe(cfg: DistillConfig, pool_size: int, *, data_dir=None,
                           f"Got {len(members)} students instead.")
     if pool_size < cfg.batch_size:
         raise ConfigError(f"The 'pool' parameter must be at least the batch size ({cfg.batch_size}). Got {pool_size} instead.")
+    if pool_size > MAX_POOL:
+        raise ConfigError(f"The 'pool' parameter must be at most {MAX_POOL} (the pool is kept in memory). Got {pool_size} instead.")
     start = time.perf_counter()
     run = prepare_run(cfg.replace(engine="reference"), data_dir=data_dir)
     trainer = StudentTrainer(members[0], run)

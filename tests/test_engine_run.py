@@ -173,6 +173,7 @@ def test_the_pool_probe_trains_one_student_on_a_fixed_pool_of_the_samplers_point
     (dict(samplers=("direct", "gaussian")), 200, "trains one student"),
     (dict(alphas=("0",)), 200, "needs an α schedule above 0"),
     ({}, 10, "must be at least the batch size"),
+    ({}, 10**9, "must be at most 200000"),
 ])
 def test_the_pool_probe_refuses_what_it_cannot_probe(changes, pool, message):
     from dfkd_core.pool_probe import run_pool_probe
