@@ -13,6 +13,7 @@ from .registry import Registry
 
 TermFn = Callable[["TermInputs"], torch.Tensor]
 TERMS: Registry[TermFn] = Registry("objective term")
+STUDENT_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "student_sq")  # the terms that look at S(x)
 
 
 @dataclass
@@ -68,8 +69,8 @@ def teacher_to_random(t: TermInputs) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Objective:
-    """L_G(x) = Σ weight_k · term_k(x), per sample. `needs_student` is False when no term
-    looks at S(x) (then a black-box sampler saves a student evaluation)."""
+    """L_G(x) = Σ weight_k · term_k(x), per sample. `student_weight` is the total weight of
+    the terms that look at S(x) (eq. 8 weighs the student by ε = 1e-6 only)."""
 
     terms: tuple[tuple[str, float], ...]
     y_rand: str = "none"  # 'none', 'digits' (integers 0–9) or 'unit' (uniform [0, 1])
@@ -91,6 +92,10 @@ class Objective:
         if self.y_rand == "unit":
             return torch.rand(n, generator=generator, device=device, dtype=dtype)
         return None
+
+    @property
+    def student_weight(self) -> float:
+        return sum(abs(w) for name, w in self.terms if name in STUDENT_TERMS)
 
     def describe(self) -> str:
         return " + ".join(f"{w:g}·{name}" for name, w in self.terms if w != 0.0)

@@ -18,7 +18,6 @@ from .errors import ConfigError
 from .samplers import Sampler
 
 MAX_POOL = 200_000  # 630 MB of 28×28 float32 images
-STUDENT_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "student_sq")
 
 
 class PoolSampler(Sampler):
@@ -67,7 +66,6 @@ def run_pool_probe(cfg: DistillConfig, pool_size: int, *, data_dir=None,
     trainer = StudentTrainer(members[0], run)
     if trainer.sampler is None:
         raise ConfigError("With α = 0 no synthetic point x_g is used: the pool probe needs an α schedule above 0.")
-    student_weight = sum(w for name, w in run.objective.terms if name in STUDENT_TERMS)
     trainer.student.eval()
     pool_start, parts, drawn = time.perf_counter(), [], 0
     while drawn < pool_size:
@@ -76,7 +74,8 @@ def run_pool_probe(cfg: DistillConfig, pool_size: int, *, data_dir=None,
         parts.append(batch.detach())
         drawn += batch.shape[0]
     pool_seconds = time.perf_counter() - pool_start
-    result = PoolProbeResult(members[0].sampler, members[0].alpha, pool_size, pool_seconds, student_weight)
+    result = PoolProbeResult(members[0].sampler, members[0].alpha, pool_size, pool_seconds,
+                             run.objective.student_weight)
     trainer.sampler = PoolSampler(torch.cat(parts), trainer.generator)
     for epoch in range(cfg.epochs):
         trainer.train_epoch(epoch)
