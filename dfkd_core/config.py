@@ -43,6 +43,15 @@ class DistillConfig:
     teacher: str = "auto"  # 'auto': the dataset's paper teacher (MLP 500 / CNN f=10 / SVR)
     student: str = "auto"  # 'auto': MLP with `student_hidden` units / CNN f=5 / RBF network
     student_hidden: int = 50  # paper: 25 or 50 tanh units (Tables 3-4)
+    # --- the user's own teacher and data (dfkd_core/user_models.py, data/user.py); '' = the product's own
+    teacher_file: str = ""  # TorchScript / state_dict / skops file (stored under DFKD_HOME), or an http(s):// endpoint
+    teacher_activation: str = ""  # hidden activation of a state_dict teacher: 'tanh', 'relu', 'sigmoid', ...
+    teacher_timeout: float = 10.0  # HTTP teacher: seconds per request (each failed request is retried twice)
+    teacher_query_budget: int = 0  # HTTP teacher: most points ever sent (0 = no limit)
+    data_file: str = ""  # a CSV / Parquet table (stored under DFKD_HOME) for the prior, validation and test
+    target: str = ""  # data_file's target column
+    nan_policy: str = "refuse"  # data_file rows with missing values: 'refuse' or 'drop'
+    input_spec: str = ""  # a JSON input spec instead of data: strictly data-free (selection 'synthetic')
     # --- the comparison: every combination of these is one student, trained side by side
     samplers: tuple[str, ...] = ("direct",)  # registered sampler names
     alphas: tuple[str, ...] = ("decreasing",)  # α schedule specs: 'decreasing', '0', '1', 'constant:0.3', 'cosine', ...
@@ -183,6 +192,9 @@ class DistillConfig:
             parse_alpha(alpha)
         for sampler in self.samplers:
             SAMPLERS.get(sampler)
+        from .user_models import validate_user_fields
+
+        validate_user_fields(self)
         return self
 
 
