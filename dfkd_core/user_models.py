@@ -199,6 +199,11 @@ def _load_skops(path: Path):
         raise ModelError(f"The skops file {str(path)!r} cannot be loaded ({_first_line(exc)}).") from None
     if not callable(getattr(model, "predict", None)):
         raise ModelError(f"The skops file {str(path)!r} must hold a regressor with predict(). Got {type(model).__name__} instead.")
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:  # fitted on a DataFrame: give it one with the same columns
+        import pandas as pd
+
+        return lambda x: model.predict(pd.DataFrame(np.asarray(x).reshape(len(x), -1), columns=list(names)))
     return lambda x: model.predict(x)
 
 
