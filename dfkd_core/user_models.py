@@ -4,7 +4,9 @@ wrapped so that the teacher sees inputs in its own units while the engine works 
 from __future__ import annotations
 
 import json
+import pickle  # only for pickle.UnpicklingError: nothing here is ever unpickled
 import time
+import warnings
 import urllib.error
 import urllib.request
 import zipfile
@@ -153,7 +155,7 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
     """(kind, model): an nn.Module for 'torchscript' / 'state_dict', a numpy function
     (n, d) → (n,) for 'skops' / 'http'. Raises ModelError with a one-line reason."""
     kind = teacher_source_kind(source)
-    name = repr(str(source))
+    name = repr(original_name(source))
     if kind == "http":
         return kind, HttpModel(str(source), timeout=timeout, retries=retries, query_budget=query_budget)
     if kind == "torchscript":
@@ -165,8 +167,13 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
     if kind == "skops":
         return kind, _load_skops(Path(source))
     try:
-        blob = torch.load(str(source), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, truncated zip, plain text ...
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on pickle protocols
+            blob = torch.load(str(source), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never here
+        raise ModelError(f"The teacher file {name} is not a TorchScript archive, a state_dict or a skops file: it holds "
+                         "pickled Python objects (files holding pickled objects are refused, never loaded).") from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, plain text ...
         raise ModelError(f"The teacher file {name} is not a TorchScript archive, a state_dict or a skops file "
                          f"(files holding pickled objects are refused, never loaded): {_first_line(exc)}") from None
     if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):  # `teach`'s format: arch + state_dict
@@ -323,15 +330,16 @@ def user_teacher_for(kind: str, model, split: Split, source: str | Path,
     """Wrap a loaded user model for this split, probe it, and measure it on the split's test rows."""
     dim = split.dim
     if isinstance(model, LinearStack) and model.in_features != dim:
-        raise ModelError(f"The teacher {str(source)!r} takes {model.in_features} inputs (its first layer), "
+        raise ModelError(f"The teacher {original_name(source)!r} takes {model.in_features} inputs (its first layer), "
                          f"but the data has {dim} features. They must match.")
     x_mean = np.asarray(split.extra.get("x_mean", np.zeros(dim)), dtype=np.float64)
     x_std = np.asarray(split.extra.get("x_std", np.ones(dim)), dtype=np.float64)
     teacher = wrap_user_model(kind, model, split, x_mean, x_std, split.y_mean, split.y_std)
     if isinstance(teacher, TorchTeacher):
         teacher.module.to(device)
-    check_teacher(teacher, split.x_val[:PROBE_SIZE].to(device) if len(split.x_val) else split.prior.sample(PROBE_SIZE).to(device),
-                  dim, repr(str(source)))
+    probe = split.prior.sample(PROBE_SIZE, torch.Generator(device=split.prior.mean.device).manual_seed(5)).to(device)
+    label = repr(original_name(source)) if kind != "http" else str(source)
+    check_teacher(teacher, probe, dim, label)
     rmse, mae = evaluate(teacher.predict, split.x_test.to(device), split.y_test.to(device))
     val, _ = evaluate(teacher.predict, split.x_val.to(device), split.y_val.to(device))
     teacher.queries = 0
