@@ -246,6 +246,10 @@ def submit(cfg: DistillConfig, title: str | None = None) -> str:
     from . import jobs
 
     cfg.validate()
+    if cfg.data_file or cfg.input_spec:  # the user's own data: stored files, not a registered dataset
+        from .user_models import store_user_inputs
+
+        return jobs.submit(store_user_inputs(cfg), title=title)
     check_dataset(cfg.dataset)
     return jobs.submit(cfg, title=title)
 
@@ -392,6 +396,8 @@ def projection(view: RunView, epoch: int, method: str = "auto"):
     from .projection import project_dataset
 
     cfg = view.run.config
+    if cfg.data_file or cfg.input_spec:  # issue 13: the projection is fitted on a registered dataset's rows
+        raise ConfigError("Real vs synthetic points are not available for a run on your own data or input spec.")
     return project_dataset(cfg.dataset, cfg.split_seed, synthetic_batches(view, epoch), method)
 
 

@@ -485,3 +485,44 @@ def spec_split_probe(spec) -> Split:
     prior = spec_prior(spec)
     z = prior.sample(PROBE_SIZE, torch.Generator().manual_seed(5))
     return Split("probe", "tabular", z, torch.zeros(len(z)), z, torch.zeros(len(z)), z, torch.zeros(len(z)), prior)
+
+
+# ---------------------------------------------------------------- the dashboard's "Your model" section
+def store_upload(name: str, data: bytes, role: str) -> str:
+    """An uploaded file stored under DFKD_HOME/user_files (content-addressed, its name kept)."""
+    import tempfile
+
+    if not data:
+        raise ModelError(f"The uploaded {role} file {name!r} is empty.")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(name).name
+        path.write_bytes(data)
+        return store_user_file(path, role)
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The header of a stored CSV / Parquet file (for the target picker)."""
+    import pandas as pd
+
+    try:
+        if Path(path).suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        return [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
+    except Exception as exc:  # noqa: BLE001
+        from .errors import DatasetError
+
+        raise DatasetError(f"The data file {original_name(path)!r} cannot be read as a table: {_first_line(exc)}") from None
+
+
+def user_run_config(base, *, teacher_file: str = "", teacher_activation: str = "", data_file: str = "", target: str = "",
+                    nan_policy: str = "refuse", input_spec: str = ""):
+    """The form's config turned into a run on the user's teacher and data (or input spec), validated."""
+    changes = dict(dataset=USER_DATASET, teacher_file=teacher_file, teacher_activation=teacher_activation,
+                   data_file=data_file, target=target, nan_policy=nan_policy, input_spec=input_spec)
+    if input_spec and base.selection == "validation":
+        changes["selection"] = "synthetic"
+    if not (data_file or input_spec):
+        raise ConfigError("Upload a data file (CSV or Parquet) or give an input spec. Got neither.")
+    return base.replace(**changes).validate()

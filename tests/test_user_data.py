@@ -174,3 +174,17 @@ def test_a_data_error_is_a_dataset_error(tmp_path):
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
     with pytest.raises(DatasetError, match="at least 10 complete rows"):
         read_table(tmp_path / "a.csv", "y")
+
+
+def test_the_dashboard_turns_uploads_into_a_validated_user_run(csv, ts_teacher):
+    from dfkd_core.config import DistillConfig
+    from dfkd_core.user_models import store_upload, table_columns, user_run_config
+
+    data = store_upload("plant.csv", csv.read_bytes(), "data")
+    assert table_columns(data) == ["load", "speed", "temp", "ratio", "y"]
+    cfg = user_run_config(DistillConfig(epochs=3), teacher_file=store_upload("T.pt", ts_teacher.read_bytes(), "teacher"),
+                          data_file=data, target="y")
+    assert cfg.dataset == "user" and cfg.epochs == 3 and {r["original"] for r in list_user_files()} == {"plant.csv", "T.pt"}
+    spec_cfg = user_run_config(DistillConfig(), teacher_file=cfg.teacher_file,
+                               input_spec=store_upload("spec.json", json.dumps({"features": [{"name": "a", "min": 0, "max": 1}]}).encode(), "spec"))
+    assert spec_cfg.selection == "synthetic"
