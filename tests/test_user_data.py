@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,13 @@ def test_the_dashboard_turns_uploads_into_a_validated_user_run(csv, ts_teacher):
     spec_cfg = user_run_config(DistillConfig(), teacher_file=cfg.teacher_file,
                                input_spec=store_upload("spec.json", json.dumps({"features": [{"name": "a", "min": 0, "max": 1}]}).encode(), "spec"))
     assert spec_cfg.selection == "synthetic"
+
+
+def test_without_a_teacher_file_the_products_own_teacher_is_trained_on_the_users_table(csv):
+    result = run_distillation(fast_config(data_file=str(csv), target="y", teacher="mlp20", samplers=("gaussian",)))
+    from dfkd_core.teachers import get_teacher
+
+    split = table_split(read_table(csv, "y"), 0, name=f"user-{Path(result.config['data_file']).stem}")
+    _, info = get_teacher(split, "mlp20")  # the cache entry the run trained, keyed by the stored file's hash
+    assert info.cached and info.test_rmse == pytest.approx(result.teacher_test_rmse, rel=1e-6)
+    assert result.teacher_test_rmse < float(split.y_test.std())  # better than predicting the mean
