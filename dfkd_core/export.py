@@ -125,6 +125,9 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
         "test_rmse_raw": student_rmse_raw, "test_mae_raw": student_mae_raw,
     }
     teacher_card = dict(teacher_info or {})
+    for key in ("test_rmse", "test_mae"):  # the engine's errors are standardized; these are in the target's units
+        if isinstance(teacher_card.get(key), float):
+            teacher_card[f"{key}_raw"] = teacher_card[key] * y_std
     if teacher_fn is not None:
         try:
             teacher_card["latency_seconds"] = {f"batch_{b}": _latency(teacher_fn, probe[b], repeats=3) for b in LATENCY_BATCHES}

@@ -77,6 +77,7 @@ def test_the_card_says_what_the_distillation_bought(tmp_path, csv, ts_teacher):
     assert card["student"]["parameters"] == 4 * 5 + 5 + 5 + 1
     assert card["teacher"]["parameters"] == sum(p.numel() for p in torch.jit.load(str(ts_teacher)).parameters())
     assert card["teacher"]["file_bytes"] == ts_teacher.stat().st_size
+    assert card["teacher"]["test_rmse_raw"] == pytest.approx(result.teacher_test_rmse * run.split.y_std)
     for who in ("student", "teacher"):
         assert set(card[who]["latency_seconds"]) == {"batch_1", "batch_1000"}
         assert all(v > 0 for v in card[who]["latency_seconds"].values())
