@@ -273,7 +273,9 @@ def run_exists(run_id: str | None) -> bool:
 
 
 def runs_table(status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
-    df = store().list_runs(status=status or None, dataset=dataset or None)
+    s = store()
+    s.mark_interrupted()  # runs whose worker is gone are listed as interrupted, not running
+    df = s.list_runs(status=status or None, dataset=dataset or None)
     cols = ["id", "created_at", "status", "dataset", "title", "epochs", "last_epoch", "members", "best_test_rmse",
             "best_test_mae", "teacher_test_rmse", "device", "error"]
     return df[[c for c in cols if c in df]]
@@ -330,7 +332,10 @@ class RunView:
 
 
 def load_view(run_id: str) -> RunView:
+    from . import jobs
+
     s = store()
+    jobs.watch(run_id, s)  # every poll: a run whose worker is gone becomes 'interrupted'
     run = s.get_run(run_id)
     metrics = s.metrics(run_id)
     epochs = run.config.epochs if run.config else int(run.config_dict.get("epochs", 0) or 0)
