@@ -46,11 +46,15 @@ def max_runs() -> int:
 def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None) -> str:
     """Validate `cfg`, store it as a queued run and start its worker process; return the run id.
 
-    A ConfigError from cfg.validate() reaches the caller with its message. The worker runs in
+    A ConfigError from cfg.validate() (or a DatasetError for a data file that differs from its
+    published checksum) reaches the caller with its message. The worker runs in
     its own session (a Streamlit rerun or a closed browser tab does not stop it) and logs to
     runs/<id>/worker.log; it waits in 'queued' while DFKD_MAX_RUNS runs are running."""
+    from .data.catalog import verify_dataset
+
     cfg.validate()
     max_runs()
+    verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
     store = store or RunStore()
     run_id = store.create_run(cfg, title=title)
     env = dict(os.environ)
