@@ -581,11 +581,16 @@ class RunStore:
                 raise StoreError(f"Run {run_id!r} has no snapshot of member {member!r} at epoch {epoch} "
                                  f"(have epochs: {', '.join(map(str, have)) or 'none'}).")
         path = self.runs_dir / run_id / row[0]
-        try:
+        what = f"The snapshot of run {run_id!r}, member {member!r} at epoch {epoch} ({path})"
+        if not path.is_file():
+            raise StoreError(f"{what} is missing; the run's other records are intact, and it can be deleted.")
+        try:  # allow_pickle=False: a planted pickle is refused, never executed
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"The snapshot file {path} cannot be read ({exc}).") from None
+        except Exception as exc:  # BadZipFile, EOFError, ValueError, OSError … for a damaged file
+            reason = "not an .npz of arrays" if isinstance(exc, ValueError) and "pickle" in str(exc) else f"{type(exc).__name__}: {exc}"
+            raise StoreError(f"{what} is damaged ({reason}); the run's other records are intact, "
+                             "and it can be deleted.") from None
 
     def results(self, run_id: str) -> pd.DataFrame:
         """Final numbers per member: member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,
@@ -613,10 +618,15 @@ class RunStore:
                 raise StoreError(f"Run {run_id!r} has no saved weights for member {member!r} "
                                  f"(have: {', '.join(have) or 'none'}).")
         path = self.runs_dir / run_id / row[0]
+        what = f"The weights of run {run_id!r}, member {member!r} ({path})"
+        if not path.is_file():
+            raise StoreError(f"{what} are missing; the run's other records are intact, and it can be deleted.")
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises a variety of types for bad files
-            raise StoreError(f"The weights file {path} cannot be loaded ({type(exc).__name__}: {exc}).") from None
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            raise StoreError(f"{what} are damaged ({reason}); the run's other records are intact, "
+                             "and it can be deleted.") from None
 
     def integrity_check(self) -> str:
         """SQLite's PRAGMA integrity_check: 'ok' or the problems found."""
