@@ -194,6 +194,9 @@ class RunStore:
             conn.close()
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
+        if "disk is full" in str(exc):
+            return StoreError(f"The run store {self.db_path} cannot be written: the disk is full ({exc}). "
+                              "Free some space, then start the run again.")
         if "not a database" in str(exc) or "malformed" in str(exc):
             return StoreError(
                 f"The run store {self.db_path} is not a readable SQLite database ({exc}). "
@@ -361,8 +364,15 @@ class RunStore:
 
     def finish(self, run_id: str, result_or_status: DistillResult | str, error: str | None = None) -> None:
         """End a run: a DistillResult gives 'done' (or 'cancelled' if it was cancelled) and stores
-        any member results not recorded yet; a status string sets that status (with `error`)."""
-        self.flush()
+        any member results not recorded yet; a status string sets that status (with `error`),
+        even when buffered metrics can no longer be written (a full disk): those are dropped."""
+        try:
+            self.flush()
+        except StoreError:
+            if isinstance(result_or_status, DistillResult):
+                raise
+            with self._lock:
+                self._buffer.clear()
         if isinstance(result_or_status, DistillResult):
             result = result_or_status
             status = "cancelled" if result.cancelled else "done"

@@ -457,3 +457,27 @@ def test_a_verified_hash_is_reused_until_the_file_changes(cut_cpusmall, monkeypa
 def test_the_published_files_pass_the_check_and_load():
     assert set(catalog.verify_dataset("cpusmall").values()) == {"ok"}
     assert catalog.load_dataset("cpusmall").X.shape == (8192, 12)
+
+
+def test_a_full_run_store_fails_the_run_with_the_reason(store, monkeypatch):
+    """SQLite's own 'database or disk is full' (a page limit set on every connection) while the
+    worker writes its metrics: the run ends failed and says so, the runs before it are intact."""
+    other = finished_run(store, with_weights=False)
+    run_id = store.create_run(QUICK.replace(epochs=400))  # more metric rows than the free space of a page
+    open_connection = RunStore._open
+    with store._connect() as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+
+    def full_connection(self):
+        conn = open_connection(self)
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return conn
+
+    monkeypatch.setattr(RunStore, "_open", full_connection)
+    assert jobs.work(run_id, store) == 1
+    monkeypatch.undo()
+    info = store.get_run(run_id)
+    assert info.status == "failed"
+    assert info.error.startswith(f"The run store {store.db_path} cannot be written: the disk is full")
+    assert store.get_run(other).status == "done" and len(store.metrics(other)) == 3
+    assert_nothing_lost(store, 2)
