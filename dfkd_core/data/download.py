@@ -8,6 +8,9 @@ Environment:
                           keel/compactiv.dat at http://127.0.0.1:8000/keel/compactiv.dat).
                           A mirror serves the files as the data dir holds them, so nothing
                           is extracted from a zip.
+  DFKD_ACCEPT_CHECKSUM_MISMATCH=1
+                          use a data file that differs from its published sha256 (a warning
+                          is logged); without it such a file is refused (catalog.verify_file).
 """
 from __future__ import annotations
 
