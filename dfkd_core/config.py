@@ -448,10 +448,20 @@ def _check_names(cfg: DistillConfig) -> None:
         kind = DATASETS.get(cfg.dataset).kind
         for name in ("teacher", "student"):
             value = getattr(cfg, name)
-            if isinstance(value, str) and value.startswith("cnn") and kind != "image":
+            if isinstance(value, str) and value.startswith("cnn") and kind != "image" and _is_arch(value):
                 problems.append(f"The {name!r} parameter can be a CNN only for image data. Got {value!r} for {cfg.dataset!r} ({kind}).")
     if problems:
         raise ConfigErrors(problems)
+
+
+def _is_arch(value: str) -> bool:
+    from .limits import parse_arch
+
+    try:
+        parse_arch(value)
+    except ConfigError:
+        return False
+    return True
 
 
 # The paper's experiments as overrides of the defaults above.
