@@ -10,7 +10,7 @@ Budgets (environment variables, read at each check):
 - DFKD_MAX_WORK (default 1e16): the most arithmetic one run may need, in floating-point
   operations (≈ FLOPs per epoch × epochs, plus training the teacher). 1e16 is about three
   days of one CPU core; the paper's MNIST comparison (direct + generator, 1000 epochs)
-  needs ~3e14.
+  needs ~6e14, a Table 3 comparison on Friedman #1 ~1e11.
 
 Caps on sizes (whatever the budgets): 'mlp<units>' and 'rbf<units>' models at most
 10 000 units, 'cnn<filters>' at most 256 filters (see ARCH_CAPS); the int settings'
