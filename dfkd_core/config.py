@@ -1,6 +1,8 @@
 """DistillConfig: every hyperparameter of a distillation run with the paper's defaults,
-and the presets that reproduce the paper's experiments. The UI, the CLI and the run
-store all use this one object; `asdict(cfg)` is what is stored and what goes in the URL."""
+the presets that reproduce the paper's experiments, and the one place where settings are
+read and checked (parse_config / read_config: CLI flags, config files, URLs, the form).
+The UI, the CLI and the run store all use this one object; `asdict(cfg)` is what is stored
+and what goes in the URL."""
 from __future__ import annotations
 
 import dataclasses
