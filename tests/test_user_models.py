@@ -13,7 +13,7 @@ from user_helpers import FEATURES, RawReLUTeacher, ServedTeacher, fast_config, f
 
 from dfkd_core.data.user import read_table, table_split
 from dfkd_core.distill import prepare_run, run_distillation
-from dfkd_core.errors import ModelError
+from dfkd_core.errors import DfkdError, ModelError
 from dfkd_core.user_models import HttpModel, load_user_model, load_user_teacher, teacher_source_kind
 
 
@@ -123,7 +123,7 @@ def test_skops_regressor_is_a_black_box_distilled_with_evolution(tmp_path, csv):
 @pytest.mark.parametrize("sampler", ["direct", "generator"])
 def test_gradient_samplers_are_refused_for_a_skops_teacher_with_the_reason(tmp_path, csv, sampler):
     path, _ = _skops_model(tmp_path, csv)
-    with pytest.raises(ModelError, match=f"'{sampler}' sampler.*need the teacher's gradients.*black box.*evolution"):
+    with pytest.raises(DfkdError, match=f"'{sampler}' sampler.*need the teacher's gradients.*black box.*evolution"):
         fast_config(teacher_file=str(path), data_file=str(csv), target="y", samplers=(sampler,)).validate()
 
 
