@@ -21,7 +21,9 @@ from .errors import ConfigError, DfkdError
 DEFAULT = DistillConfig()
 ALPHA_CHOICES = ("decreasing", "0", "1", "constant:0.3", "cosine", "increasing")
 MAIN_FIELDS = ("dataset", "student_hidden", "samplers", "alphas", "seeds", "epochs")  # drawn outside "Advanced"
-HIDDEN_FIELDS = ("preset",)
+HIDDEN_FIELDS = ("preset",  # set by the "Your model" section's uploads (issue 13), not by the form's widgets:
+                 "teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file", "target",
+                 "nan_policy", "input_spec")
 CHOICES: dict[str, tuple[str, ...]] = {  # the values DistillConfig.validate accepts
     "student_loss": ("mse", "logcosh"),
     "discrepancy": ("mse", "logcosh"),
