@@ -18,6 +18,7 @@ PAGES = [
     st.Page(PAGE_DIR / "distill.py", title="Distill", icon=":material/science:", default=True),
     st.Page(PAGE_DIR / "runs.py", title="Runs", icon=":material/history:"),
     st.Page(PAGE_DIR / "mnist.py", title="MNIST digits", icon=":material/image:"),
+    st.Page(PAGE_DIR / "playground.py", title="Sampler playground", icon=":material/scatter_plot:"),
     st.Page(PAGE_DIR / "blackbox.py", title="Black-box teacher", icon=":material/deployed_code:"),
     st.Page(PAGE_DIR / "paper.py", title="Paper tables", icon=":material/table_chart:"),
     st.Page(PAGE_DIR / "datasets.py", title="Datasets", icon=":material/table_view:"),

@@ -504,6 +504,12 @@ class Playground:
         x1, x2, _ = plane_grid(self.cfg.grid_size)
         return x1, x2
 
+    def error_scale(self) -> float:
+        """A fixed top of the |T − S| colour scale: the untrained student's 99th-percentile error inside the
+        real-data region (farther out it saturates), so a heatmap that fades means a student that improved."""
+        return max(float(np.percentile(lane.frames[0].error.ravel()[lane.inside.numpy()], 99))
+                   for lane in self.lanes.values()) or 1.0
+
     def step(self, epochs: int = 1) -> dict[str, Frame]:
         """Step every lane `epochs` epochs; returns the newest frame of each."""
         for _ in range(epochs):
@@ -526,3 +532,26 @@ class Playground:
         frames = self.lanes[name].frames
         return {key: np.array([getattr(f, key) for f in frames])
                 for key in ("epoch", "region_rmse", "canvas_rmse", "loss_before", "loss_after")}
+
+
+def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[str, dict[str, float]]:
+    """Per sampler of cfg: the median and the largest ms of one playground step (sampling, student
+    update, |T − S| on the grid and the guarantees) over `steps` steps after `warmup`, and the median
+    ms to build its canvas figure. The `bench --playground` line; the target is ≤ 100 ms a step."""
+    from . import figures
+
+    state = Playground.create(cfg)
+    state.step(warmup)
+    region = state.function.region.outline()
+    out = {}
+    for name, lane in state.lanes.items():
+        step_ms, figure_ms = [], []
+        for _ in range(steps):
+            frame = lane.step()
+            step_ms.append(1000 * frame.seconds)
+            start = time.perf_counter()
+            figures.playground_canvas(frame, state.axes(), region, name, 1.0, PLANE).to_json()
+            figure_ms.append(1000 * (time.perf_counter() - start))
+        out[name] = {"step_ms_median": float(np.median(step_ms)), "step_ms_max": float(np.max(step_ms)),
+                     "figure_ms_median": float(np.median(figure_ms))}
+    return out

@@ -19,6 +19,8 @@ def configure(parser) -> None:
     parser.add_argument("--teacher", default="auto", choices=("auto", "train", "random"),
                         help="'auto': the cached paper teacher, else a random MLP of its shape (timing does not "
                              "depend on the weights); 'train': train it when missing; 'random'")
+    parser.add_argument("--playground", action="store_true",
+                        help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
 
 def run(args) -> int:
@@ -37,6 +39,8 @@ def run(args) -> int:
     except ValueError:
         raise ConfigError(f"The '--ks' parameter must be comma-separated integers. Got {args.ks!r} instead.") from None
     torch.set_num_threads(args.threads)
+    if args.playground:
+        return run_playground(args)
     device = pick_device(args.device)
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     progress = None if args.json else (lambda text: print(text, flush=True))
@@ -44,4 +48,21 @@ def run(args) -> int:
                    progress=progress or (lambda text: print(text, file=sys.stderr, flush=True)))
     if args.json:
         print(json.dumps(result))
+    return 0
+
+
+def run_playground(args) -> int:
+    """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
+    from ..playground import PlaygroundConfig, time_steps
+    from ..samplers import SAMPLERS
+
+    result = {}
+    for name in SAMPLERS.names():
+        result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=args.epochs, warmup=args.warmup))
+        if not args.json:
+            r = result[name]
+            print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "
+                  f"canvas figure {r['figure_ms_median']:5.1f} ms", flush=True)
+    if args.json:
+        print(json.dumps({"playground": result, "threads": args.threads}))
     return 0
