@@ -16,6 +16,7 @@
     figures      plotly figures of the paper's Figs. 4-9 from stored runs
     projection   UMAP / PCA of real vs synthetic points
     reproduce    the paper's Tables 3-6 from one command
+    playground   samplers on a function of two inputs, one step at a time (the playground page)
     bench        side-by-side timings of the reference and batched engines
     cli          `python -m dfkd_core <command>`; one module per command in commands/
     errors       DfkdError → ConfigError, DatasetError, ModelError, RegistryError

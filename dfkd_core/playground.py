@@ -244,9 +244,9 @@ SAMPLER_STORIES = {
         r"\min_{x_g}\; -(T(x_g) - S_\theta(x_g))^2 + \beta\lVert x_g\rVert^2 + \gamma\, S_\theta(x_g)^2",
         "eq. 5, Algorithm 2 (section 3.2.3)"),
     "generator": SamplerStory(
-        "A network G(z) turns noise into points and is trained, one update per epoch, to emit points where "
+        "A network x_g = G_φ(z) turns noise z into points and is trained, one update per epoch, to emit points where "
         "the student is wrong; its points need not start anywhere, and tend to collapse into a few clusters.",
-        r"L_G(z) = \mathbb{E}_{x_g \sim G_\phi(z)}\big[-(T(x_g) - S_\theta(x_g))^2 + \beta\lVert x_g\rVert^2"
+        r"\min_\phi\; \mathbb{E}_z\big[-(T(x_g) - S_\theta(x_g))^2 + \beta\lVert x_g\rVert^2"
         r" + \gamma\, S_\theta(x_g)^2\big]",
         "eq. 3 (section 3.2.2, after Kang & Kang)"),
     "evolution": SamplerStory(

@@ -63,7 +63,7 @@ def reset() -> None:
 def step() -> None:
     st.session_state["pg_follow"] = True
     if "pg_state" in st.session_state:
-        st.session_state["pg_state"].step()
+        st.session_state["pg_state"].step(st.session_state.get("pg_speed", 1))
 
 
 def toggle_play() -> None:
@@ -89,11 +89,14 @@ if "pg_state" not in st.session_state:
 state: playground.Playground = st.session_state["pg_state"]
 playing = st.session_state.get("pg_playing", False)
 
-b1, b2, b3, info = st.columns([1, 1, 1, 5])
+b1, b2, b3, b4, info = st.columns([1, 1, 1, 1.4, 4])
 b1.button("Step", icon=":material/skip_next:", key="pg_step", width="stretch", on_click=step, disabled=playing)
 b2.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
           type="primary", key="pg_play", width="stretch", on_click=toggle_play)
 b3.button("Reset", icon=":material/restart_alt:", key="pg_reset", width="stretch", on_click=reset)
+b4.select_slider("Epochs per step", [1, 2, 5, 10, 20], value=1, key="pg_speed", label_visibility="collapsed",
+                 format_func=lambda n: f"{n} epoch{'s' if n > 1 else ''} per step",
+                 help="How many epochs Step (and each frame of Play) runs; every epoch is kept for the slider.")
 teacher = state.teacher
 info.caption(
     f"Teacher: tanh MLP 2 → {playground.TEACHER_HIDDEN} → 1 of ${playground.FUNCTIONS.get(cfg.function).formula}$, "
@@ -106,7 +109,7 @@ info.caption(
 @st.fragment(run_every=0.3 if playing else None)
 def canvases() -> None:
     if st.session_state.get("pg_playing", False):
-        state.step()
+        state.step(st.session_state.get("pg_speed", 1))
     epochs = state.epochs_run
     if st.session_state.get("pg_follow", True) or st.session_state.get("pg_epoch", 0) > epochs:
         st.session_state["pg_epoch"] = epochs
@@ -141,16 +144,16 @@ def guarantees_panel(name: str, frame) -> None:
             return
         a, b = st.columns(2)
         if frame.baseline:
-            a.metric(f"(a) mean student loss, {frame.baseline} → x_g", f"{frame.loss_after:.3g}",
+            a.metric(f"(a) student loss, {frame.baseline.split()[0]} → x_g", f"{frame.loss_after:.3g}",
                      delta=f"{frame.loss_after - frame.loss_before:+.3g} from {frame.loss_before:.3g}",
                      help="Guarantee (a): the searched points should have a higher student loss (T − S)² than "
                           "where they started (or than a random batch), measured with the same student.")
         else:
-            a.metric("(a) mean student loss", "—", help=frame.bound_note)
+            a.metric("(a) student loss", "—", help=frame.bound_note)
         if frame.bound > 0:
             holds = frame.displacement <= frame.bound * (1 + 1e-6)
             b.metric("(b) largest move ≤ bound" if frame.starts is not None else "(b) largest ‖x_g‖ ≤ bound",
-                     f"{frame.displacement:.3g} {'≤' if holds else '>'} {frame.bound:.3g}",
+                     f"{frame.displacement:.4g} {'≤' if holds else '>'} {frame.bound:.4g}",
                      delta="holds" if holds else "exceeded", delta_color="normal" if holds else "inverse",
                      delta_arrow="off", help=frame.bound_note)
             st.caption(f"Bound: {frame.bound_note}.")

@@ -287,8 +287,8 @@ def test_steps_move_the_slider_draw_arrows_and_measure_the_guarantees():
     assert "generator x_g" in {t.get("name") for t in generator["data"]}
     assert direct["layout"]["title"]["text"] == "direct — epoch 3"
     labels = [m.label for m in at.metric]
-    assert "(a) mean student loss, start → x_g" in labels and "(b) largest move ≤ bound" in labels
-    assert "(a) mean student loss, random batch → x_g" in labels and "(b) largest ‖x_g‖ ≤ bound" in labels
+    assert "(a) student loss, start → x_g" in labels and "(b) largest move ≤ bound" in labels
+    assert "(a) student loss, random → x_g" in labels and "(b) largest ‖x_g‖ ≤ bound" in labels
     assert all("holds" in str(m.proto.delta) for m in at.metric if m.label.startswith("(b)"))
 
 
@@ -302,6 +302,13 @@ def test_slider_goes_back_then_step_follows_the_newest_again():
     assert canvases(at)[0]["data"][0]["z"] != heat_3
     at.button(key="pg_step").click().run()
     assert at.slider(key="pg_epoch").value == 4
+
+
+def test_epochs_per_step_runs_several_epochs_per_click():
+    at = start_page()
+    at.select_slider(key="pg_speed").set_value(5).run()
+    at.button(key="pg_step").click().run()
+    assert at.slider(key="pg_epoch").value == 5
 
 
 def test_play_steps_while_playing_and_pause_stops():
