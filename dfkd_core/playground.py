@@ -18,7 +18,7 @@ from .data.priors import Prior
 from .distill import batch_sizes, student_loss_per_sample
 from .errors import ConfigError
 from .models import MLPRegressor
-from .objectives import build_objective, sampler_objective
+from .objectives import Objective, build_objective, sampler_objective
 from .paths import teacher_dir
 from .registry import Registry
 from .samplers import SAMPLERS, Sampler, SamplerContext
@@ -452,7 +452,7 @@ class SamplerLane:
         ‖x‖² term, over the canvas grid and the batch (an estimate, not a certificate)."""
         probe = torch.cat([self.grid, x.reshape(-1, 2)]).requires_grad_(True)
         terms = tuple((n, w) for n, w in self.objective.terms if n != "l2sq_input")
-        value = type(self.objective)(terms, self.objective.y_rand)(probe, self.teacher.module(probe), self.student(probe)).sum()
+        value = Objective(terms, self.objective.y_rand)(probe, self.teacher.module(probe), self.student(probe)).sum()
         (grad,) = torch.autograd.grad(value, probe)
         return float(grad.abs().max())
 
