@@ -3,6 +3,7 @@
 
     data/        DatasetSpec registry, parsers, downloads → Split (train/val/test + Prior)
     teachers     Teacher: trained torch MLP/CNN (cached) or black box (SVR, callable)
+    shipped      teachers shipped in the package (weights, checksums, the commands that made them)
     models       MLP, the MNIST CNN, RBF network, Kang & Kang's generator
     samplers     Sampler registry: gaussian, lhs, halton, sobol, generator, direct, evolution
     objectives   the synthetic-data loss as registered terms (eqs. 3, 5, 8, 9 are presets)
