@@ -323,8 +323,8 @@ class PlaygroundConfig:
 class Frame:
     """What one sampler's canvas shows after `epoch` steps (epoch 0: before any step).
 
-    error: |T − S| on the grid (grid_size, grid_size); points: the last batch's x_g (or x_p when
-    α = 0) and random: its x_p; starts: where x_g's points began (direct: the prior draw;
+    error: |T − S| on the grid (grid_size, grid_size); points: the last batch's x_g (none when
+    α = 0) and random: its x_p (none when α = 1); starts: where x_g's points began (direct: the prior draw;
     evolution: the initial population), None for samplers that do not move points.
     Guarantee (a): mean student loss (T − S)² on the start points (`baseline` 'start'), or on a
     fresh prior draw for samplers without start points ('random batch'), against x_g, both with the
@@ -402,8 +402,8 @@ class SamplerLane:
             loss.backward()
             self.opt.step()
         self.epoch += 1
-        points = (x_g if x_g is not None else x_p).numpy().astype(np.float32)
-        random = x_p.numpy().astype(np.float32) if x_g is not None else np.empty((0, 2), np.float32)
+        points = x_g.numpy().astype(np.float32) if x_g is not None else np.empty((0, 2), np.float32)
+        random = x_p.numpy().astype(np.float32)
         starts = None if x_starts is None else x_starts.reshape(-1, 2).numpy().astype(np.float32)
         frame = self._frame(points, random, starts, *measured, time.perf_counter() - start_time)
         self.frames.append(frame)

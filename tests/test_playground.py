@@ -3,6 +3,7 @@ guarantee (b) against torch's own optimizers, the cached teacher, stepping the p
 and the page under AppTest (controls, a few steps, figures built)."""
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,13 @@ from dfkd_core.playground import (FUNCTIONS, PLANE, Playground, PlaygroundConfig
 from dfkd_core.samplers import SAMPLERS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def values(array) -> list:
+    """A plotly JSON array as a list (plotly encodes numpy arrays as base64 typed arrays)."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
 
 
 def nearest_cells(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,6 +341,17 @@ def test_reset_and_changing_a_control_start_over():
     assert not at.exception, at.exception
     assert not [s for s in at.slider if s.key == "pg_epoch"]
     assert canvases(at)[1]["layout"]["title"]["text"] == "evolution — epoch 0"
+
+
+def test_alpha_zero_shows_random_points_and_says_there_is_nothing_to_measure():
+    at = start_page()
+    at.slider(key="pg_alpha").set_value(0.0).run()
+    at.button(key="pg_step").click().run()
+    assert not at.exception and [m for m in at.metric] == []
+    assert any("nothing to measure" in c.value for c in at.caption)
+    names = [t.get("name") for t in canvases(at)[0]["data"]]
+    assert "random x_p" in names and "direct x_g" not in names
+    assert len(values(canvases(at)[0]["data"][names.index("random x_p")]["x"])) == 100  # α = 0: 2m random points
 
 
 def test_the_same_sampler_on_both_sides_shows_one_canvas():
