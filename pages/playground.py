@@ -152,10 +152,9 @@ def guarantees_panel(name: str, frame) -> None:
                       "where they started (or than a random batch), measured with the same student.")
         if frame.bound > 0:
             holds = frame.displacement <= frame.bound * (1 + 1e-6)
-            b.metric("(b) largest move ≤ bound" if frame.starts is not None else "(b) largest ‖x_g‖ ≤ bound",
-                     f"{frame.displacement:.4g} {'≤' if holds else '>'} {frame.bound:.4g}",
-                     delta="holds" if holds else "exceeded", delta_color="normal" if holds else "inverse",
-                     delta_arrow="off", help=frame.bound_note)
+            b.metric("(b) largest move" if frame.starts is not None else "(b) largest ‖x_g‖", f"{frame.displacement:.4g}",
+                     delta=f"≤ {frame.bound:.4g}: holds" if holds else f"> {frame.bound:.4g}: exceeded",
+                     delta_color="normal" if holds else "inverse", delta_arrow="off", help=frame.bound_note)
             st.caption(f"Bound: {frame.bound_note}.")
         else:
             b.metric("(b) largest move", f"{frame.displacement:.3g}", help=frame.bound_note)
