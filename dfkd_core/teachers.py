@@ -115,10 +115,9 @@ def build_model(arch: str, split: Split, generator: torch.Generator | None = Non
 
 
 def _split_arch(arch: str) -> tuple[str, int]:
-    for prefix in ("mlp", "cnn", "rbf"):
-        if arch.startswith(prefix) and arch[len(prefix):].isdigit() and int(arch[len(prefix):]) > 0:
-            return prefix, int(arch[len(prefix):])
-    raise ConfigError(f"The model must be one of 'mlp<units>', 'cnn<filters>', 'rbf<units>', 'svr'. Got {arch!r} instead.")
+    from .limits import parse_arch  # refuses sizes above limits.ARCH_CAPS
+
+    return parse_arch(arch)
 
 
 # ---------------------------------------------------------------- metrics
