@@ -310,9 +310,11 @@ class PlaygroundConfig:
         return self
 
     def distill_config(self) -> DistillConfig:
-        """The product's run config the samplers read (eq. 5 with this β and γ; the paper's generator)."""
+        """The product's run config the samplers read (eq. 5 with this β and γ; the paper's generator).
+        Its dataset is toy2d, a registered dataset of two inputs, only so that validate() sizes the models
+        for the plane: the playground's samplers never load it."""
         return DistillConfig(
-            dataset="playground", samplers=self.samplers, alphas=(str(float(self.alpha)),), seeds=(self.seed,),
+            dataset="toy2d", samplers=self.samplers, alphas=(str(float(self.alpha)),), seeds=(self.seed,),
             batch_size=self.batch_size, batches_per_epoch=self.batches_per_step, lr=self.student_lr,
             student_hidden=self.student_hidden, direct_steps=self.direct_steps, direct_lr=self.direct_lr,
             beta=self.beta, gamma=self.gamma, de_generations=self.de_generations, device="cpu", engine="reference")
