@@ -20,15 +20,18 @@ epochs = c2.number_input("Epochs", value=50, step=10, key="mnist_epochs", help="
 samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.MNIST_SAMPLERS), key="mnist_samplers")
 note = dashboard.dataset_note(dataset)
 if note:
-    st.info(note)
+    st.info(dashboard.plain(note))
 if "mnist" not in available:
     st.caption("MNIST is not in the data directory: `python -m dfkd_core datasets --download mnist` fetches it.")
 
-app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
-    st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]))
-
+controls = st.container()  # drawn once the run in view is known: Stop stops that run
 runs = dashboard.case_study_runs(["digits", "mnist"])
 run_id = app.run_picker(runs, "mnist_view", "No digit runs yet: press **Start**.")
+with controls:
+    app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
+        st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]), run_id)
+if run_id is None:
+    st.stop()
 polling = dashboard.load_view(run_id).active
 
 
@@ -37,7 +40,7 @@ def live() -> None:
     view = dashboard.load_view(run_id)
     app.run_header(view)
     if view.run.note:
-        st.info(view.run.note)
+        st.info(dashboard.plain(view.run.note))
     st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
                     key="mnist_mae_curve")
     epochs_have = view.snapshot_epochs
