@@ -110,8 +110,8 @@ def run_picker(runs, key: str, empty: str) -> str | None:
         st.info(empty)
         return None
     ids = list(runs["id"])
-    if st.session_state.get(key) not in ids:
-        st.session_state.pop(key, None)
+    if key in st.session_state and st.session_state[key] not in ids:
+        st.session_state[key] = ids[0]  # set, not dropped: the browser's select box shows the change too
     titles = dict(zip(runs["id"], runs["title"].fillna("")))
     return st.selectbox("Run", ids, key=key, format_func=lambda i: f"{i} · {titles.get(i, '')}")
 

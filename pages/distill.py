@@ -76,10 +76,11 @@ with st.container(border=True):
         st.number_input("Student hidden units", key="cfg_student_hidden", step=1, help=dashboard.field_spec("student_hidden").help)
         st.number_input("Epochs", key="cfg_epochs", step=50, help=dashboard.field_spec("epochs").help)
     with middle:
-        st.multiselect("Samplers (trained side by side)", samplers, key="cfg_samplers", help=dashboard.sampler_help())
+        st.multiselect("Samplers (trained side by side)", samplers, key="cfg_samplers", help=dashboard.sampler_help(),
+                       wrap=True)  # every chosen sampler shows (in a column the chips would scroll)
         st.text_input("Seeds", key="cfg_seeds", help="Comma-separated student seeds, e.g. 0,1,2: several seeds give a mean curve with a band.")
     with right:
-        st.multiselect("α schedules", alpha_options, key="cfg_alphas", help=dashboard.field_spec("alphas").help)
+        st.multiselect("α schedules", alpha_options, key="cfg_alphas", help=dashboard.field_spec("alphas").help, wrap=True)
         st.text_input("Add an α schedule", key="alpha_custom", on_change=add_alpha,
                       placeholder="constant:0.3 or custom:0:1,1000:0.5,2000:0")
         curves, alpha_errors = dashboard.alpha_curves(st.session_state["cfg_alphas"], st.session_state["cfg_epochs"])

@@ -17,7 +17,8 @@ c1, c2, c3 = st.columns([1, 1, 2])
 dataset = c1.radio("Dataset", choices, horizontal=True, key="mnist_dataset",
                    help="digits: scikit-learn's 8×8 digits (built in); mnist: 28×28 MNIST from the data directory.")
 epochs = c2.number_input("Epochs", value=50, step=10, key="mnist_epochs", help="The paper: 1000.")
-samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.MNIST_SAMPLERS), key="mnist_samplers")
+samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.MNIST_SAMPLERS), key="mnist_samplers",
+                          wrap=True)
 note = dashboard.dataset_note(dataset)
 if note:
     st.info(dashboard.plain(note))
@@ -47,7 +48,7 @@ def live() -> None:
     if not epochs_have:
         st.caption("Synthetic digits appear at the first snapshot (epoch 0).")
     else:
-        shown = st.multiselect("Digits at epochs", epochs_have, default=[epochs_have[-1]], key="mnist_epochs_shown")
+        shown = st.multiselect("Digits at epochs", epochs_have, default=[epochs_have[-1]], key="mnist_epochs_shown", wrap=True)
         st.plotly_chart(figures.digit_grid(dashboard.digit_items(view, shown)), key="mnist_grid")
         hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have, value=epochs_have[-1], key="mnist_hist_epoch")
         preds = dashboard.snapshot_frame(view, [hist_epoch])
