@@ -341,14 +341,15 @@ def test_every_chosen_sampler_shows_in_the_form(server, browser):
 def test_streamlits_script_stop_is_hidden_so_only_our_stop_stops_runs(server, browser):
     page = open_page(browser, server[0], "/")
     try:
-        display = page.evaluate("""() => {
+        page.wait_for_function("""() => {  // the rule arrives with the app's first script run, after the frame
             const widget = document.createElement('div');
             widget.setAttribute('data-testid', 'stStatusWidget');
             const stop = widget.appendChild(document.createElement('button'));
             document.body.appendChild(widget);
-            return getComputedStyle(stop).display;
-        }""")
-        assert display == "none"
+            const display = getComputedStyle(stop).display;
+            widget.remove();
+            return display === 'none';
+        }""", timeout=60_000)
     finally:
         page.close()
 
