@@ -1,16 +1,20 @@
 """DistillConfig: every hyperparameter of a distillation run with the paper's defaults,
-and the presets that reproduce the paper's experiments. The UI, the CLI and the run
-store all use this one object; `asdict(cfg)` is what is stored and what goes in the URL."""
+the presets that reproduce the paper's experiments, and the one place where settings are
+read and checked (parse_config / read_config: CLI flags, config files, URLs, the form).
+The UI, the CLI and the run store all use this one object; `asdict(cfg)` is what is stored
+and what goes in the URL."""
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+import numbers
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, ConfigErrors, DfkdError
 
 
 @dataclass(frozen=True)
@@ -102,22 +106,16 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"Unknown configuration key(s): {', '.join(unknown)}. Known keys: {', '.join(names)}.")
-        kwargs = {k: _coerce(names[k], v) for k, v in data.items()}
-        return cls(**kwargs)
+        """The config of `data` (JSON values or strings), types checked (see _coerce); every
+        value that cannot be read is reported at once (ConfigErrors)."""
+        values, problems = coerce_settings(data)
+        if problems:
+            raise ConfigErrors(problems)
+        return cls(**values)
 
     @classmethod
     def from_json(cls, text: str) -> "DistillConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"The configuration must be a JSON object. Got invalid JSON ({exc}).") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"The configuration must be a JSON object. Got {type(data).__name__} instead.")
-        return cls.from_dict(data)
+        return cls.from_dict(json_settings(text))
 
     def to_query(self) -> dict[str, str]:
         """Fields that differ from the defaults, as strings, for a URL: tuples joined with ',',
@@ -140,80 +138,245 @@ class DistillConfig:
         return cls.from_dict({k: v for k, v in query.items() if k in names})
 
     def validate(self) -> "DistillConfig":
-        """Check every value; raise ConfigError saying what was expected and what came in."""
-        _check_int(self, "epochs", 1, 1_000_000)
-        _check_int(self, "batch_size", 1, 100_000)
-        _check_int(self, "batches_per_epoch", 1, 10_000)
-        _check_int(self, "student_hidden", 1, 100_000)
-        _check_int(self, "direct_steps", 0, 10_000)
-        _check_int(self, "generator_steps", 0, 10_000)
-        _check_int(self, "generator_z_dim", 1, 100_000)
-        _check_int(self, "generator_hidden", 1, 100_000)
-        _check_int(self, "de_generations", 0, 100_000)
-        _check_int(self, "eval_every", 1, 1_000_000)
-        for name in ("lr", "direct_lr", "generator_lr"):
-            _check_float(self, name, 0.0, 10.0, open_low=True)
-        for name in ("weight_decay", "generator_weight_decay", "beta", "gamma", "epsilon"):
-            _check_float(self, name, 0.0, 1e6)
-        _check_float(self, "de_mutation", 0.0, 2.0)
-        _check_float(self, "de_recombination", 0.0, 1.0)
-        _check_choice(self, "student_loss", ("mse", "logcosh"))
-        _check_choice(self, "discrepancy", ("mse", "logcosh"))
-        _check_choice(self, "input_norm", ("l2sq", "l1"))
-        _check_choice(self, "input_norm_scope", ("sample", "batch"))
-        _check_choice(self, "output_term", ("student_sq", "teacher_to_random", "none"))
-        _check_choice(self, "y_rand", ("none", "digits", "unit"))
-        _check_choice(self, "direct_optimizer", ("rmsprop", "adam", "sgd"))
-        _check_choice(self, "selection", ("validation", "last", "synthetic"))
-        _check_choice(self, "engine", ("auto", "batched", "reference"))
-        _check_choice(self, "objective", ("eq3", "eq5", "eq8", "eq9", "custom"))
-        for name in ("samplers", "alphas", "seeds"):
-            value = getattr(self, name)
-            if not isinstance(value, tuple) or not value:
-                raise ConfigError(f"The {name!r} parameter must be a non-empty list. Got {value!r} instead.")
-        if len(self.members()) > 1000:
-            raise ConfigError(f"A comparison may hold at most 1000 students. Got {len(self.members())} instead.")
-        if any(not isinstance(e, int) or e < 0 for e in self.snapshot_epochs):
-            raise ConfigError(f"The 'snapshot_epochs' parameter must be non-negative integers. Got {self.snapshot_epochs!r} instead.")
-        # names that live in registries are checked where they are looked up (samplers, schedules, datasets)
-        from .schedules import parse_alpha
-        from .samplers import SAMPLERS
+        """Check every value and the run's memory and work (limits.py); raise ConfigErrors
+        listing every problem, each saying what was expected and what came in."""
+        problems = self.problems()
+        if problems:
+            raise ConfigErrors(problems)
+        from .limits import check_budget
 
-        for alpha in self.alphas:
-            parse_alpha(alpha)
-        for sampler in self.samplers:
-            SAMPLERS.get(sampler)
+        check_budget(self)
         return self
+
+    def problems(self) -> list[str]:
+        """What validate() refuses, one message per problem (the budget aside)."""
+        out: list[str] = []
+
+        def check(fn, *args) -> None:
+            try:
+                fn(self, *args)
+            except ConfigErrors as exc:
+                out.extend(exc.problems)
+            except DfkdError as exc:
+                out.append(str(exc))
+
+        for name, (low, high) in INT_RANGES.items():
+            check(_check_int, name, low, high)
+        for name, (low, high, open_low) in FLOAT_RANGES.items():
+            check(_check_float, name, low, high, open_low)
+        for name, choices in CHOICES.items():
+            check(_check_choice, name, choices)
+        for name in ("dataset", "teacher", "student", "device", "preset"):
+            check(_check_text, name)
+        for name in TUPLE_FIELDS:
+            check(_check_items, name)
+        check(_check_names)
+        return out
+
+
+# ---------------------------------------------------------------- reading values
+# The same rules for the CLI flags, `--set`, JSON config files, URLs and the dashboard's widgets:
+# - int fields take a JSON integer or a string of decimal digits ('12', '-3'); 1.5, 5.0, 1e3,
+#   '1e3', '2**70' and true are refused (1e3 is a float in JSON, so '1e3' is refused too);
+# - float fields take a JSON number or a string float() reads ('1e-3'); true/false are refused,
+#   'nan' and 'inf' are read and then refused by the ranges below;
+# - text fields take a string (a JSON number is refused), at most MAX_TEXT characters;
+# - list fields take a JSON list or a string split on ',' (on ';' when it holds one, as
+#   to_query writes): 'custom:0:1,1000:0' stays one α spec (see split_alphas).
+SEED_RANGE = (0, 2**32 - 1)  # numpy's and torch's seeds
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "split_seed": SEED_RANGE,
+    "student_hidden": (1, 10_000),
+    "epochs": (1, 1_000_000),
+    "batch_size": (1, 10_000),
+    "batches_per_epoch": (1, 10_000),
+    "direct_steps": (0, 10_000),
+    "generator_z_dim": (1, 10_000),
+    "generator_hidden": (1, 10_000),
+    "generator_steps": (0, 10_000),
+    "de_generations": (0, 10_000),
+    "eval_every": (1, 1_000_000),
+}
+FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {  # (low, high, low excluded)
+    "lr": (0.0, 10.0, True), "direct_lr": (0.0, 10.0, True), "generator_lr": (0.0, 10.0, True),
+    "weight_decay": (0.0, 1e6, False), "generator_weight_decay": (0.0, 1e6, False),
+    "beta": (0.0, 1e6, False), "gamma": (0.0, 1e6, False), "epsilon": (0.0, 1e6, False),
+    "de_mutation": (0.0, 2.0, False), "de_recombination": (0.0, 1.0, False),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "student_loss": ("mse", "logcosh"),
+    "discrepancy": ("mse", "logcosh"),
+    "input_norm": ("l2sq", "l1"),
+    "input_norm_scope": ("sample", "batch"),
+    "output_term": ("student_sq", "teacher_to_random", "none"),
+    "y_rand": ("none", "digits", "unit"),
+    "direct_optimizer": ("rmsprop", "adam", "sgd"),
+    "selection": ("validation", "last", "synthetic"),
+    "engine": ("auto", "batched", "reference"),
+    "objective": ("eq3", "eq5", "eq8", "eq9", "custom"),
+    # scipy.optimize.differential_evolution's strategies
+    "de_strategy": ("best1bin", "best1exp", "best2bin", "best2exp", "rand1bin", "rand1exp", "rand2bin", "rand2exp",
+                    "randtobest1bin", "randtobest1exp", "currenttobest1bin", "currenttobest1exp"),
+}
+TUPLE_FIELDS = ("samplers", "alphas", "seeds", "snapshot_epochs")
+MAX_TEXT = 1000  # characters of one text value (a custom α spec is the longest)
+MAX_ITEMS = 1000  # items of one list (a comparison holds at most 1000 students anyway)
+MAX_STUDENTS = 1000
+MAX_CONFIG_BYTES = 1_000_000  # a config file
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,2}")
+_KNOT = re.compile(r"[+-]?[0-9]+\s*:\s*[^:,;]*")  # 'epoch:alpha', the tail of a custom α spec
+
+
+def coerce_settings(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """({field: value} of every value of `data` that can be read, [one message per value that cannot])."""
+    fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
+    if not isinstance(data, Mapping):
+        return {}, [f"The configuration must be a JSON object. Got {type(data).__name__} instead."]
+    unknown = sorted(str(k) for k in data if k not in fields)
+    problems = []
+    if unknown:
+        problems.append(f"Unknown configuration key(s): {', '.join(k if k.isidentifier() and len(k) <= 40 else _shown(k, 40) for k in unknown[:10])}"
+                        f"{' …' if len(unknown) > 10 else ''}. Known keys: {', '.join(fields)}.")
+    values = {}
+    for name, raw in data.items():
+        if name in fields:
+            try:
+                values[name] = _coerce(fields[name], raw)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    return values, problems
+
+
+def read_config(data: Mapping[str, Any], base: DistillConfig | None = None) -> tuple[DistillConfig, list[str]]:
+    """The config of `data` over `base` (values that cannot be read keep base's) and every
+    problem at once: values that cannot be read, then what validate() refuses of the rest."""
+    values, problems = coerce_settings(data)
+    cfg = dataclasses.replace(base or DistillConfig(), **values)
+    problems += cfg.problems()
+    if not problems:
+        try:
+            cfg.validate()
+        except ConfigErrors as exc:
+            problems += exc.problems
+        except DfkdError as exc:
+            problems.append(str(exc))
+    return cfg, problems
+
+
+def parse_config(data: Mapping[str, Any], base: DistillConfig | None = None) -> DistillConfig:
+    """read_config, raising ConfigErrors with every problem: the one entry point where a run's settings come in."""
+    cfg, problems = read_config(data, base)
+    if problems:
+        raise ConfigErrors(problems)
+    return cfg
+
+
+def json_settings(text: str | bytes) -> dict[str, Any]:
+    """The JSON object of a config file, or ConfigError saying why not."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The configuration must be a JSON object. Got invalid JSON ({exc}).") from None
+    except RecursionError:
+        raise ConfigError("The configuration must be a JSON object. Got JSON nested too deeply.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"The configuration must be a JSON object. Got {type(data).__name__} instead.")
+    return data
+
+
+def parse_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """An int setting of a command (`--seed`, `--pool`, …), by the rules of the config's int
+    fields, in [low, high] when given (else its range is checked where it is used)."""
+    number = _as_int(name, value)
+    if low is not None and high is not None and not low <= number <= high:
+        raise ConfigError(f"The {name!r} parameter must be an int in [{low}, {high}]. Got {_shown(number)} instead.")
+    return number
+
+
+def split_alphas(text: str) -> list[str]:
+    """α specs of one string: split on ';' if it holds one, else on ',' keeping a custom spec's
+    knots together ('custom:0:1,1000:0,decreasing' → ['custom:0:1,1000:0', 'decreasing'])."""
+    if ";" in text:
+        return [i.strip() for i in text.split(";") if i.strip()]
+    out: list[str] = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        if out and out[-1].startswith("custom:") and _KNOT.fullmatch(item):
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    return out
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Turn JSON / query-string values into the field's type (lists → tuples, '1,2' → (1, 2),
-    'a;b,c' → ('a', 'b,c'): a string holding ';' is split there only, as to_query writes it)."""
-    default = f.default
-    try:
-        if isinstance(default, tuple):
-            items = value.split(";" if ";" in value else ",") if isinstance(value, str) else list(value)
-            items = [i.strip() if isinstance(i, str) else i for i in items if not (isinstance(i, str) and not i.strip())]
-            if f.name in ("seeds", "snapshot_epochs"):
-                return tuple(int(i) for i in items)
-            return tuple(str(i) for i in items)
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if isinstance(default, float):
+    """A JSON / query-string / widget value as the field's type, by the rules above."""
+    name, default = f.name, f.default
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT * 10:
+                raise ConfigError(f"The {name!r} parameter must be at most {MAX_TEXT * 10} characters. Got {_shown(value)} instead.")
+            items: list[Any] = split_alphas(value) if name == "alphas" else [i.strip() for i in value.split(";" if ";" in value else ",")]
+            items = [i for i in items if i]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise ConfigError(f"The {name!r} parameter must be a list or a comma-separated string. Got {_shown(value)} instead.")
+        if len(items) > MAX_ITEMS:
+            raise ConfigError(f"The {name!r} parameter must have at most {MAX_ITEMS} items. Got {len(items)} instead.")
+        if name in ("seeds", "snapshot_epochs"):
+            return tuple(_as_int(name, i) for i in items)
+        return tuple(_as_text(name, i) for i in items)
+    if isinstance(default, int):
+        return _as_int(name, value)
+    if isinstance(default, float):
+        return _as_float(name, value)
+    return _as_text(name, value)
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and len(value) <= 100 and _INT_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
+    raise ConfigError(f"The {name!r} parameter must be an integer (digits only). Got {_shown(value)} instead.")
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
             return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"The {f.name!r} parameter must be of type {type(default).__name__}. Got {value!r} instead.") from None
+        except OverflowError:
+            pass
+    elif isinstance(value, str) and len(value) <= 100:
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"The {name!r} parameter must be a number. Got {_shown(value)} instead.")
+
+
+def _as_text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"The {name!r} parameter must be a string. Got {_shown(value)} instead.")
+    if len(value) > MAX_TEXT:
+        raise ConfigError(f"The {name!r} parameter must be at most {MAX_TEXT} characters. Got {_shown(value)} instead.")
+    return value.strip()
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr(value), shortened: a message stays one short line whatever came in."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}… ({len(text)} characters)"
 
 
 def _check_int(cfg: DistillConfig, name: str, low: int, high: int) -> None:
     value = getattr(cfg, name)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"The {name!r} parameter must be an int in [{low}, {high}]. Got {value!r} instead.")
+        raise ConfigError(f"The {name!r} parameter must be an int in [{low}, {high}]. Got {_shown(value)} instead.")
 
 
 def _check_float(cfg: DistillConfig, name: str, low: float, high: float, open_low: bool = False) -> None:
@@ -222,14 +385,85 @@ def _check_float(cfg: DistillConfig, name: str, low: float, high: float, open_lo
     ok = ok and (low < value if open_low else low <= value) and value <= high
     if not ok:
         bracket = "(" if open_low else "["
-        raise ConfigError(f"The {name!r} parameter must be a float in {bracket}{low:g}, {high:g}]. Got {value!r} instead.")
+        raise ConfigError(f"The {name!r} parameter must be a float in {bracket}{low:g}, {high:g}]. Got {_shown(value)} instead.")
 
 
 def _check_choice(cfg: DistillConfig, name: str, choices: Iterable[str]) -> None:
     value = getattr(cfg, name)
     choices = tuple(choices)
     if value not in choices:
-        raise ConfigError(f"The {name!r} parameter must be one of {', '.join(map(repr, choices))}. Got {value!r} instead.")
+        raise ConfigError(f"The {name!r} parameter must be one of {', '.join(map(repr, choices))}. Got {_shown(value)} instead.")
+
+
+def _check_text(cfg: DistillConfig, name: str) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ConfigError(f"The {name!r} parameter must be a string of at most {MAX_TEXT} characters. Got {_shown(value)} instead.")
+    if name == "device" and not _DEVICE.fullmatch(value):
+        raise ConfigError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:<index>'. Got {_shown(value)} instead.")
+    if name == "preset" and value and value not in PRESETS:
+        raise ConfigError(f"The 'preset' parameter must be '' or one of {', '.join(map(repr, PRESETS))}. Got {_shown(value)} instead.")
+    if name in ("teacher", "student") and value != "auto" and not (name == "teacher" and value == "svr"):
+        from .limits import parse_arch
+
+        parse_arch(value, name)
+
+
+def _check_items(cfg: DistillConfig, name: str) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, tuple) or (not value and name != "snapshot_epochs"):
+        raise ConfigError(f"The {name!r} parameter must be a non-empty list. Got {_shown(value)} instead.")
+    if len(value) > MAX_ITEMS:
+        raise ConfigError(f"The {name!r} parameter must have at most {MAX_ITEMS} items. Got {len(value)} instead.")
+    if name in ("seeds", "snapshot_epochs"):
+        low, high = SEED_RANGE if name == "seeds" else (0, INT_RANGES["epochs"][1])
+        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high]
+        if bad:
+            raise ConfigError(f"The {name!r} parameter must hold ints in [{low}, {high}]. Got {_shown(bad[0])} instead.")
+    elif any(not isinstance(v, str) or not v or len(v) > MAX_TEXT for v in value):
+        raise ConfigError(f"The {name!r} parameter must hold names. Got {_shown(value)} instead.")
+    repeated = sorted({str(v) for v in value if value.count(v) > 1})
+    if repeated and name != "snapshot_epochs":
+        raise ConfigError(f"The {name!r} parameter must not repeat a value. Got {', '.join(repeated)} more than once.")
+
+
+def _check_names(cfg: DistillConfig) -> None:
+    """Names that live in registries, the size of the comparison, CNNs for images only."""
+    from .data import DATASETS
+    from .samplers import SAMPLERS
+    from .schedules import parse_alpha
+
+    problems = []
+    names = {k: v for k in ("samplers", "alphas") for v in [getattr(cfg, k)]
+             if isinstance(v, tuple) and all(isinstance(i, str) for i in v)}  # others are refused already
+    checks = [lambda: DATASETS.get(str(cfg.dataset))] + [lambda a=a: parse_alpha(a) for a in names.get("alphas", ())] \
+        + [lambda s=s: SAMPLERS.get(s) for s in names.get("samplers", ())]
+    for check in checks:
+        try:
+            check()
+        except DfkdError as exc:
+            problems.append(str(exc))
+    n = math.prod(len(v) if isinstance(v, tuple) else 1 for v in (cfg.samplers, cfg.alphas, cfg.seeds))
+    if n > MAX_STUDENTS:
+        problems.append(f"A comparison may hold at most {MAX_STUDENTS} students (samplers × alphas × seeds). Got {n} instead.")
+    if cfg.dataset in DATASETS.names():
+        kind = DATASETS.get(cfg.dataset).kind
+        for name in ("teacher", "student"):
+            value = getattr(cfg, name)
+            if isinstance(value, str) and value.startswith("cnn") and kind != "image" and _is_arch(value):
+                problems.append(f"The {name!r} parameter can be a CNN only for image data. Got {value!r} for {cfg.dataset!r} ({kind}).")
+    if problems:
+        raise ConfigErrors(problems)
+
+
+def _is_arch(value: str) -> bool:
+    from .limits import parse_arch
+
+    try:
+        parse_arch(value)
+    except ConfigError:
+        return False
+    return True
 
 
 # The paper's experiments as overrides of the defaults above.

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import PRESETS, DistillConfig, Member, preset_config
+from .config import PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
 from .errors import ConfigError, DfkdError
 
 DEFAULT = DistillConfig()
@@ -138,34 +138,31 @@ def preset_names() -> list[str]:
 
 def config_from_widgets(values: Mapping[str, Any], validate: bool = True) -> DistillConfig:
     """The DistillConfig of the form's values (unknown / missing keys use defaults).
-    Raises ConfigError with the offending parameter's message."""
+    Raises ConfigError listing every problem (config.parse_config: the URL's and the CLI's rules)."""
     data = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(DistillConfig)}}
     for name in ("samplers", "alphas"):
         if name in data and isinstance(data[name], (list, tuple)):
             data[name] = tuple(data[name])
             if not data[name]:
                 raise ConfigError(f"The {name!r} parameter must be a non-empty list. Got an empty selection instead.")
-    cfg = DistillConfig.from_dict(data)
-    if validate:
-        cfg.validate()
-        check_dataset(cfg.dataset)
+    if not validate:
+        return DistillConfig.from_dict(data)
+    cfg = parse_config(data)
+    check_dataset(cfg.dataset)
     return cfg
 
 
 def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | None]:
-    """The config a URL describes, and an error message if it could not be read (then defaults)."""
+    """The config a URL describes and a message listing every problem of it (None if none):
+    values that cannot be read keep the defaults, values out of range are kept so the form
+    shows them. Checked by config.read_config, as the CLI and the form are."""
     params = {k: (v[-1] if isinstance(v, list) else v) for k, v in params.items() if k != "run"}
-    try:
-        base = preset_config(params["preset"]) if params.get("preset") in PRESETS else DEFAULT
-        merged = {**base.to_query(), **params}
-        cfg = DistillConfig.from_query(merged)
-    except DfkdError as exc:
-        return DEFAULT, f"The link's settings could not be used ({exc}); showing the defaults."
-    try:
-        cfg.validate()
-    except DfkdError as exc:  # keep what the link says, so the user sees and fixes the bad value
-        return cfg, f"The link's settings are not valid: {exc} Fix it before pressing Start."
-    return cfg, None
+    names = {f.name for f in dataclasses.fields(DistillConfig)}
+    base = preset_config(params["preset"]) if params.get("preset") in PRESETS else DEFAULT
+    cfg, problems = read_config({k: v for k, v in params.items() if k in names}, base=base)
+    if not problems:
+        return cfg, None
+    return cfg, "The link's settings are not valid; fix them before pressing Start:\n" + "\n".join(f"- {p}" for p in problems)
 
 
 def query_for(cfg: DistillConfig, run_id: str | None = None) -> dict[str, str]:
@@ -311,7 +308,9 @@ def run_config(run_id: str | None) -> DistillConfig | None:
 
 
 def runs_table(status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
-    df = store().list_runs(status=status or None, dataset=dataset or None)
+    s = store()
+    s.mark_interrupted()  # runs whose worker is gone are listed as interrupted, not running
+    df = s.list_runs(status=status or None, dataset=dataset or None)
     cols = ["id", "created_at", "status", "dataset", "title", "epochs", "last_epoch", "members", "best_test_rmse",
             "best_test_mae", "teacher_test_rmse", "device", "error"]
     return df[[c for c in cols if c in df]]
@@ -368,7 +367,10 @@ class RunView:
 
 
 def load_view(run_id: str) -> RunView:
+    from . import jobs
+
     s = store()
+    jobs.watch(run_id, s)  # every poll: a run whose worker is gone becomes 'interrupted'
     run = s.get_run(run_id)
     metrics = s.metrics(run_id)
     epochs = run.config.epochs if run.config else int(run.config_dict.get("epochs", 0) or 0)

@@ -2,18 +2,34 @@
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    """`requested` ('cpu', 'cuda', 'cuda:1') or DFKD_DEVICE, else CUDA when available, else CPU."""
-    name = requested or os.environ.get("DFKD_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigError
+DEVICE_NAME = re.compile(r"cpu|cuda|cuda:[0-9]{1,2}")
 
-        raise ConfigError(f"The 'device' parameter must be 'cpu' or an available GPU. Got {name!r} instead (no CUDA here).")
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """`requested` ('cpu', 'cuda', 'cuda:1'; None or 'auto': DFKD_DEVICE, else CUDA when
+    available, else CPU); ConfigError for any other name or a GPU that is not here."""
+    from .errors import ConfigError
+
+    what = "The 'device' parameter"
+    name = requested if requested not in (None, "", "auto") else None
+    if name is None and os.environ.get("DFKD_DEVICE", "").strip() not in ("", "auto"):
+        what, name = "The DFKD_DEVICE environment variable", os.environ["DFKD_DEVICE"].strip()
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:40] + "…"
+        raise ConfigError(f"{what} must be 'auto', 'cpu', 'cuda' or 'cuda:<index>'. Got {shown} instead.")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            have = f"{count} GPU{'s' if count != 1 else ''} here" if count else "no CUDA here"
+            raise ConfigError(f"{what} must be 'cpu' or an available GPU. Got {name!r} instead ({have}).")
     return device
 
 
@@ -27,15 +43,18 @@ def describe_device(device: torch.device | None = None) -> str:
     return f"CPU ({n} thread{'' if n == 1 else 's'})"
 
 
+MAX_THREADS = 1024
+
+
 def apply_thread_policy() -> int:
     """torch threads for CLI runs and workers: DFKD_THREADS, default 1. The paper's networks
     are tiny, so one thread per run is fastest and lets runs share a small machine."""
-    raw = os.environ.get("DFKD_THREADS", "1")
-    try:
-        threads = max(1, int(raw))
-    except ValueError:
+    raw = os.environ.get("DFKD_THREADS", "1").strip() or "1"
+    if not (raw.isdigit() and raw.isascii() and 1 <= int(raw[:6]) <= MAX_THREADS and len(raw) <= 6):
         from .errors import ConfigError
 
-        raise ConfigError(f"DFKD_THREADS must be a positive integer. Got {raw!r} instead.") from None
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:30]) + "…"
+        raise ConfigError(f"The DFKD_THREADS environment variable must be an int in [1, {MAX_THREADS}]. Got {shown} instead.")
+    threads = int(raw)
     torch.set_num_threads(threads)
     return threads

@@ -11,6 +11,15 @@ class ConfigError(DfkdError, ValueError):
     "The 'epochs' parameter must be an int in [1, 100000]. Got -3 instead." """
 
 
+class ConfigErrors(ConfigError):
+    """Every problem of a configuration at once (a link or a config file with several bad
+    values): `problems` lists them, and the message puts one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
 class DatasetError(DfkdError):
     """A dataset that cannot be found, downloaded or parsed; names the file and the line."""
 

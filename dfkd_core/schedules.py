@@ -11,6 +11,9 @@ import numpy as np
 from .errors import ConfigError
 from .registry import Registry
 
+MAX_KNOTS = 100  # knots of a custom schedule
+MAX_SPEC = 1000  # characters of a spec
+
 # name -> factory(argument string or None) -> function (epoch, total_epochs) -> α
 SCHEDULES: Registry[Callable[[str | None], Callable[[int, int], float]]] = Registry("α schedule")
 
@@ -24,18 +27,21 @@ def _constant(arg: str | None) -> Callable[[int, int], float]:
 @SCHEDULES.register("decreasing")
 def _decreasing(arg: str | None) -> Callable[[int, int], float]:
     """α = 1 − (t + 1)/T (Kang & Kang; the paper's 'decreasing α')."""
+    _no_argument("decreasing", arg)
     return lambda epoch, total: 1.0 - (epoch + 1) / total
 
 
 @SCHEDULES.register("increasing")
 def _increasing(arg: str | None) -> Callable[[int, int], float]:
     """α = (t + 1)/T."""
+    _no_argument("increasing", arg)
     return lambda epoch, total: (epoch + 1) / total
 
 
 @SCHEDULES.register("cosine")
 def _cosine(arg: str | None) -> Callable[[int, int], float]:
     """α = ½(1 + cos(π t / T)): from 1 down to ~0, slowly at both ends."""
+    _no_argument("cosine", arg)
     return lambda epoch, total: 0.5 * (1.0 + math.cos(math.pi * epoch / total))
 
 
@@ -46,6 +52,8 @@ def _custom(arg: str | None) -> Callable[[int, int], float]:
         raise ConfigError("The custom α schedule must list knots 'epoch:alpha,...'. Got nothing instead.")
     try:
         knots = sorted((int(e), float(a)) for e, a in (item.split(":") for item in arg.split(",")))
+        if len(knots) > MAX_KNOTS or any(abs(e) > 10_000_000 for e, _ in knots):
+            raise ValueError
     except ValueError:
         raise ConfigError(f"The custom α schedule must list knots 'epoch:alpha,...'. Got {arg!r} instead.") from None
     for _, a in knots:
@@ -53,6 +61,11 @@ def _custom(arg: str | None) -> Callable[[int, int], float]:
             raise ConfigError(f"Every α of a custom schedule must lie in [0, 1]. Got {a!r} instead.")
     xs, ys = zip(*knots)
     return lambda epoch, total: float(np.interp(epoch, xs, ys))
+
+
+def _no_argument(name: str, arg: str | None) -> None:
+    if arg:
+        raise ConfigError(f"The {name} α schedule takes no argument. Got {name + ':' + arg!r} instead.")
 
 
 def _parse_unit_float(text: str, what: str) -> float:
@@ -81,6 +94,8 @@ class AlphaSchedule:
 def parse_alpha(spec: str) -> AlphaSchedule:
     """'0.5' or 'constant:0.5' → constant; 'decreasing'; 'custom:0:1,100:0'; unknown → ConfigError."""
     spec = str(spec).strip()
+    if len(spec) > MAX_SPEC:
+        raise ConfigError(f"An α schedule spec must be at most {MAX_SPEC} characters. Got {len(spec)} instead.")
     try:
         value = float(spec)
     except ValueError:

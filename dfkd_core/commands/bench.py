@@ -10,9 +10,9 @@ HELP = "time the reference loop against the batched engine (seconds per 2000 epo
 
 def configure(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--epochs", type=int, default=100, help="measured epochs per configuration (default 100)")
-    parser.add_argument("--warmup", type=int, default=5, help="epochs run before measuring (default 5)")
+    parser.add_argument("--threads", default="1", help="torch.set_num_threads (default 1)")
+    parser.add_argument("--epochs", default="100", help="measured epochs per configuration (default 100)")
+    parser.add_argument("--warmup", default="5", help="epochs run before measuring (default 5)")
     parser.add_argument("--datasets", default="cpusmall,indoorloc", help="comma-separated (default cpusmall,indoorloc; 'mnist' times the CNN loop's two memory layouts)")
     parser.add_argument("--ks", default="1,10,50", help="numbers of students trained at once (default 1,10,50)")
     parser.add_argument("--device", default="cpu", help="'cpu' (default) or 'cuda'")
@@ -25,22 +25,24 @@ def run(args) -> int:
     import torch
 
     from ..bench import bench
-    from ..device import pick_device
+    from ..config import MAX_STUDENTS, parse_int
+    from ..data import get_dataset
+    from ..device import MAX_THREADS, pick_device
     from ..errors import ConfigError
 
-    if args.threads < 1:
-        raise ConfigError(f"The '--threads' parameter must be a positive integer. Got {args.threads} instead.")
-    if args.epochs < 1 or args.warmup < 1:
-        raise ConfigError(f"The '--epochs' and '--warmup' parameters must be at least 1. Got {args.epochs} and {args.warmup} instead.")
-    try:
-        ks = tuple(int(k) for k in args.ks.split(",") if k.strip())
-    except ValueError:
-        raise ConfigError(f"The '--ks' parameter must be comma-separated integers. Got {args.ks!r} instead.") from None
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    threads = parse_int("threads", args.threads, 1, MAX_THREADS)
+    epochs = parse_int("epochs", args.epochs, 1, 100_000)
+    warmup = parse_int("warmup", args.warmup, 1, 100_000)
+    ks = tuple(parse_int("ks", k, 1, MAX_STUDENTS) for k in args.ks.split(",") if k.strip())
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    if not ks or not datasets:
+        raise ConfigError(f"The 'ks' and 'datasets' parameters must name at least one each. Got {args.ks!r} and {args.datasets!r} instead.")
+    for name in datasets:
+        get_dataset(name)
+    device = pick_device(args.device)
+    torch.set_num_threads(threads)
     progress = None if args.json else (lambda text: print(text, flush=True))
-    result = bench(datasets, ks, epochs=args.epochs, warmup=args.warmup, device=str(device), teacher=args.teacher,
+    result = bench(datasets, ks, epochs=epochs, warmup=warmup, device=str(device), teacher=args.teacher,
                    progress=progress or (lambda text: print(text, file=sys.stderr, flush=True)))
     if args.json:
         print(json.dumps(result))

@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", metavar="NAME", default=None,
                         help="download the files of dataset NAME that are missing (MNIST: the full training set too)")
     parser.add_argument("--load", metavar="NAME", default=None, help="load NAME by the paper's split protocol and print the split's sizes")
-    parser.add_argument("--seed", type=int, default=0, help="split seed for --load (default 0)")
+    parser.add_argument("--seed", default="0", help="split seed for --load (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +78,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _show_split(args: argparse.Namespace) -> int:
-    split = load_split(args.load, seed=args.seed, data_dir=args.data_dir, progress=stderr_progress)
+    from ..config import SEED_RANGE, parse_int
+
+    seed = parse_int("seed", args.seed, *SEED_RANGE)
+    get_dataset(args.load)
+    split = load_split(args.load, seed=seed, data_dir=args.data_dir, progress=stderr_progress)
     info = {
         "name": split.name, "kind": split.kind, "input_shape": list(split.input_shape),
         "train": len(split.y_train), "val": len(split.y_val), "test": len(split.y_test),

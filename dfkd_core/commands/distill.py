@@ -25,10 +25,10 @@ def configure(parser) -> None:
     parser.add_argument("--alpha", default=None,
                         help=f"α schedule(s): a number in [0, 1] or one of {', '.join(SCHEDULES.names())} "
                              "('constant:0.3', 'custom:0:1,1000:0')")
-    parser.add_argument("--student-hidden", type=int, default=None, help=f"student hidden units (default {d.student_hidden})")
-    parser.add_argument("--epochs", type=int, default=None, help=f"epochs t_max (default {d.epochs}, or the preset's)")
+    parser.add_argument("--student-hidden", default=None, help=f"student hidden units (default {d.student_hidden})")
+    parser.add_argument("--epochs", default=None, help=f"epochs t_max (default {d.epochs}, or the preset's)")
     parser.add_argument("--seed", default=None, help="student seed(s), comma-separated (default 0)")
-    parser.add_argument("--split-seed", type=int, default=None, help="seed of the data split and teacher (default 0)")
+    parser.add_argument("--split-seed", default=None, help="seed of the data split and teacher (default 0)")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
     parser.add_argument("--selection", default=None, choices=("validation", "last", "synthetic"),
                         help="how the reported student is chosen (default: validation, as the paper)")
@@ -42,26 +42,31 @@ def configure(parser) -> None:
 
 
 def config_from_args(args) -> DistillConfig:
-    """Preset (if any) < config file (if any) < the flags the user typed."""
+    """Preset (if any) < config file (if any) < the flags the user typed, read and checked by
+    config.parse_config like a URL or the dashboard's form (every problem reported at once)."""
+    from ..config import MAX_CONFIG_BYTES, json_settings, parse_config
     from ..errors import ConfigError
 
     merged: dict = preset_config(args.preset).to_dict() if args.preset else {}
     if args.config:
         try:
-            with open(args.config, encoding="utf-8") as fh:
-                merged.update(DistillConfig.from_json(fh.read()).to_dict())
+            with open(args.config, "rb") as fh:
+                text = fh.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"Cannot read the config file {args.config!r}: {exc.strerror}.") from None
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"The config file {args.config!r} must be at most {MAX_CONFIG_BYTES} bytes. Got more instead.")
+        merged.update(json_settings(text))
     flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed,
              "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
              "selection": args.selection, "engine": args.engine, "device": args.device}
     merged.update({k: v for k, v in flags.items() if v is not None})
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set takes KEY=VALUE. Got {item!r} instead.")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE. Got {item[:60]!r} instead.")
         merged[key.strip()] = value.strip()
-    return DistillConfig.from_dict(merged).validate()
+    return parse_config(merged)
 
 
 def run(args) -> int:

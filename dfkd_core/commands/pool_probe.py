@@ -12,20 +12,23 @@ def configure(parser) -> None:
     from .distill import configure as distill_flags
 
     distill_flags(parser)
-    parser.add_argument("--pool", type=int, default=20_000, help="points in the pool (default 20000)")
+    parser.add_argument("--pool", default="20000", help="points in the pool (default 20000)")
 
 
 def run(args) -> int:
     from ..pool_probe import run_pool_probe
     from .distill import config_from_args
 
+    from ..config import parse_int
+
     cfg = config_from_args(args)
+    pool = parse_int("pool", args.pool)  # run_pool_probe checks its range
 
     def on_epoch(epoch: int, rmse: float, mae: float) -> None:
         if not args.quiet:
             print(f"epoch {epoch + 1}/{cfg.epochs}: validation RMSE {rmse:.4f} MAE {mae:.4f}", file=sys.stderr, flush=True)
 
-    r = run_pool_probe(cfg, args.pool, on_epoch=on_epoch)
+    r = run_pool_probe(cfg, pool, on_epoch=on_epoch)
     if args.json:
         print(json.dumps(r.__dict__))
         return 0

@@ -33,14 +33,10 @@ def configure(parser) -> None:
 
 
 def _int(name: str, text: str | None) -> int | None:
-    from ..errors import ConfigError
+    """A flag's int by the config's rules (digits only); its range is checked by reproduce.plan."""
+    from ..config import parse_int
 
-    if text is None:
-        return None
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise ConfigError(f"The '{name}' parameter must be an int. Got {text!r} instead.") from None
+    return None if text is None else parse_int(name, text)
 
 
 def run(args) -> int:

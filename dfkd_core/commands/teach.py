@@ -11,7 +11,7 @@ def configure(parser) -> None:
     from ..data import DATASETS
 
     parser.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS.names())}")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    parser.add_argument("--split-seed", default="0", help="seed of the train/val/test split (default 0)")
     parser.add_argument("--arch", default="auto", help="'auto' (paper: mlp500 / cnn10 / svr), 'mlp<h>', 'cnn<f>', 'svr'")
     parser.add_argument("--retrain", action="store_true", help="ignore the cached teacher")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
@@ -19,19 +19,26 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from ..data import load_split
+    from ..config import SEED_RANGE, parse_int
+    from ..data import get_dataset, load_split
     from ..device import describe_device, pick_device
+    from ..limits import check_model, parse_arch
     from ..teachers import get_teacher
 
-    device = pick_device(None if args.device == "auto" else args.device)
-    split = load_split(args.dataset, seed=args.split_seed)
+    split_seed = parse_int("split_seed", args.split_seed, *SEED_RANGE)
+    spec = get_dataset(args.dataset)
+    if args.arch not in ("auto", "svr"):
+        parse_arch(args.arch, "arch")
+        check_model(args.arch, tuple(spec.input_shape), "arch")
+    device = pick_device(args.device)
+    split = load_split(args.dataset, seed=split_seed)
 
     def progress(epoch: int, rmse: float) -> None:
         print(f"\rteacher epoch {epoch + 1}: val RMSE {rmse:.4f}", end="", file=sys.stderr, flush=True)
 
     _, info = get_teacher(split, args.arch, device, retrain=args.retrain, progress=progress)
     print("", file=sys.stderr)
-    out = {"dataset": args.dataset, "split_seed": args.split_seed, "arch": info.arch, "test_rmse": info.test_rmse,
+    out = {"dataset": args.dataset, "split_seed": split_seed, "arch": info.arch, "test_rmse": info.test_rmse,
            "test_mae": info.test_mae, "val_rmse": info.val_rmse, "cached": info.cached, "seconds": round(info.seconds, 3),
            "device": describe_device(device), "path": info.path}
     if args.json:
