@@ -188,6 +188,13 @@ def test_opening_a_run_fills_the_form_with_its_settings_so_start_repeats_it():
     assert at.session_state["run_id"] == run_id
 
 
+def test_a_link_with_several_bad_values_reports_each_of_them():
+    at = start_app(query={"epochs": "abc", "lr": "x", "student_loss": "huber"})
+    shown_errors = "\n".join(errors(at))
+    for name in ("epochs", "lr", "student_loss"):
+        assert f"'{name}' parameter" in shown_errors, shown_errors
+
+
 def test_every_line_of_a_links_errors_is_shown(monkeypatch):
     lines = ["The 'epochs' parameter must be of type int. Got 'abc' instead.",
              "The 'lr' parameter must be of type float. Got 'x' instead."]
