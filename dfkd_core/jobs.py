@@ -2,7 +2,10 @@
 process per run (`python -m dfkd_core worker RUN_ID`), queued FIFO up to DFKD_MAX_RUNS at once."""
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +24,7 @@ QUEUE_POLL_S = 0.25  # how often a queued worker asks whether it may start
 HEARTBEAT_S = 1.0  # how often a worker says it is alive
 STOP_CHECK_S = 0.25  # the stop flag is read from the database at most this often
 RECOVER_EVERY_S = 5.0  # a queued worker clears orphaned runs ahead of it this often
+STOP_STALE_S = 15.0  # Stop terminates a worker of this host whose heartbeat is older than this (hung)
 
 _children: dict[str, subprocess.Popen] = {}  # run id -> worker started by this process (reaped when done)
 
@@ -42,11 +46,15 @@ def max_runs() -> int:
 def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None) -> str:
     """Validate `cfg`, store it as a queued run and start its worker process; return the run id.
 
-    A ConfigError from cfg.validate() reaches the caller with its message. The worker runs in
+    A ConfigError from cfg.validate() (or a DatasetError for a data file that differs from its
+    published checksum) reaches the caller with its message. The worker runs in
     its own session (a Streamlit rerun or a closed browser tab does not stop it) and logs to
     runs/<id>/worker.log; it waits in 'queued' while DFKD_MAX_RUNS runs are running."""
+    from .data.catalog import verify_dataset
+
     cfg.validate()
     max_runs()
+    verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
     store = store or RunStore()
     run_id = store.create_run(cfg, title=title)
     env = dict(os.environ)
@@ -72,10 +80,30 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
 
 def stop(run_id: str, store: RunStore | None = None) -> None:
     """Stop a run: a queued run is cancelled at once; a running one stops within one epoch
-    and ends 'cancelled' with everything logged so far."""
+    and ends 'cancelled' with everything logged so far. A run whose worker is gone ends
+    'interrupted' at once; a worker of this host that has not beaten for STOP_STALE_S seconds
+    (hung) is terminated and its run ends 'interrupted'."""
     store = store or RunStore()
     store.request_stop(run_id)
-    store.cancel_if_queued(run_id)
+    if store.cancel_if_queued(run_id) or store.check_worker(run_id):
+        return
+    info = store.get_run(run_id)
+    if not info.active or info.pid is None or info.host not in (None, socket.gethostname()):
+        return
+    silent = time.time() - (info.heartbeat or info.created_at)
+    if silent > STOP_STALE_S and pid_alive(info.pid, info.pid_start):
+        try:
+            os.kill(info.pid, signal.SIGTERM)  # the worker's handler ends the run 'interrupted'
+        except OSError:
+            pass
+        store.check_worker(run_id, stale_after=STOP_STALE_S)  # in case it cannot write any more
+
+
+def watch(run_id: str, store: RunStore | None = None) -> bool:
+    """For pages that poll a run: mark it 'interrupted' if its worker is gone (dead process
+    of this host, or no heartbeat for runstore.STALE_AFTER_S); True when it was."""
+    _reap()
+    return (store or RunStore()).check_worker(run_id)
 
 
 def recover(store: RunStore | None = None) -> list[str]:
@@ -192,23 +220,49 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id))
         except DfkdError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            store.finish(run_id, "failed", error=str(exc))
-            return 1
+            return _fail(store, run_id, str(exc))
+        except OSError as exc:
+            traceback.print_exc()
+            return _fail(store, run_id, disk_error_message(exc))
         except KeyboardInterrupt:  # SIGINT / SIGTERM (see commands/worker.py)
             store.finish(run_id, "interrupted", error="Interrupted: the worker process was asked to terminate.")
             return 130
         except Exception as exc:
             traceback.print_exc()
-            store.finish(run_id, "failed", error=f"{type(exc).__name__}: {exc} (traceback in worker.log)".replace("\n", " "))
-            return 1
+            return _fail(store, run_id, f"{type(exc).__name__}: {exc} (traceback in worker.log)".replace("\n", " "))
         if not store.has_run(run_id):
             print(f"Run {run_id} was deleted while it ran.", file=sys.stderr, flush=True)
             return 0
-        store.finish(run_id, result)
+        try:
+            store.finish(run_id, result)  # writes the weights not stored yet
+        except OSError as exc:
+            traceback.print_exc()
+            return _fail(store, run_id, disk_error_message(exc))
         print(f"Run {run_id} {'cancelled' if result.cancelled else 'done'} after {result.seconds:.1f} s.",
               file=sys.stderr, flush=True)
         return 0
     finally:
         beat.halt.set()
         beat.join(timeout=5)
-        store.close()
+        try:
+            store.close()
+        except DfkdError as exc:  # e.g. a full disk: what could not be written is lost, the run's state is not
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+
+
+def disk_error_message(exc: OSError) -> str:
+    """The run's error for a failed write: says when the disk (or the quota) is full."""
+    where = f" while writing {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"The disk is full ({exc.strerror}){where}. Free some space, then start the run again."
+    return f"{type(exc).__name__}: {exc.strerror or exc}{where} (traceback in worker.log)"
+
+
+def _fail(store: RunStore, run_id: str, error: str) -> int:
+    """Mark the run failed with `error`; if even that cannot be written (a full disk), say so in
+    worker.log and exit: the run then ends 'interrupted' when a page or `runs` next looks at it."""
+    try:
+        store.finish(run_id, "failed", error=error)
+    except DfkdError as exc:
+        print(f"error: the run could not be marked failed ({exc}); it was: {error}", file=sys.stderr, flush=True)
+    return 1

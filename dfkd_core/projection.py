@@ -13,6 +13,7 @@ and its first fit takes 10–20 s, which must stay off the app's import path.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -109,7 +110,36 @@ def dataset_loader(dataset: str, split_seed: int = 0) -> Callable[[], np.ndarray
 
 # ---------------------------------------------------------------------------- UMAP
 def umap_path(key: str) -> Path:
-    return home_dir() / "projections" / f"umap-{key}.joblib"
+    """The disk cache of a UMAP fit: its embedding of the fit rows in an .npz (never a pickle)."""
+    return home_dir() / "projections" / f"umap-{key}.npz"
+
+
+def _rows_digest(rows: np.ndarray) -> str:
+    import hashlib
+
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    return hashlib.sha256(repr(rows.shape).encode() + rows.tobytes()).hexdigest()
+
+
+def _load_embedding(path: Path, rows: np.ndarray) -> np.ndarray | None:
+    """The cached embedding of `rows`, or None when there is none, or it is unreadable, not an
+    .npz (allow_pickle=False: a pickle is refused, never executed) or of other rows. An unusable
+    file is removed so that the fit that follows replaces it."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            embedding = np.asarray(data["embedding"], dtype=np.float32)
+            digest = str(data["rows_sha256"])
+        if digest != _rows_digest(rows) or embedding.shape != (len(rows), UMAP_PARAMS["n_components"]):
+            raise ValueError("it was fitted on other rows")
+        if not np.isfinite(embedding).all():
+            raise ValueError("it holds non-finite coordinates")
+        return embedding
+    except Exception as exc:  # a stale, truncated or foreign cache file is refitted
+        log.warning("UMAP cache %s unusable (%s: %s); refitting", path, type(exc).__name__, exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def umap_ready(key: str) -> bool:
@@ -127,8 +157,8 @@ def umap_error(key: str) -> str | None:
 
 
 def fit_umap(key: str, base: RealBase, seed: int = 0):
-    """The fitted UMAP for `key`: from memory, else from disk, else fitted now (10–20 s)
-    and saved. Thread-safe: concurrent callers wait for the one fit."""
+    """The fitted UMAP for `key`: from memory, else rebuilt from the embedding cached on disk,
+    else fitted now (10–20 s) and its embedding saved. Thread-safe: concurrent callers wait for the one fit."""
     model = _UMAPS.get(key)
     if model is not None:
         return model
@@ -136,24 +166,29 @@ def fit_umap(key: str, base: RealBase, seed: int = 0):
         model = _UMAPS.get(key)
         if model is not None:
             return model
-        import joblib
+        import umap  # lazy: slow import (numba)
 
         path = umap_path(key)
-        if path.exists():
-            try:
-                model = joblib.load(path)
-            except Exception as exc:  # a stale or truncated cache file is refitted
-                log.warning("UMAP cache %s unreadable (%s); refitting", path, exc)
-                model = None
-        if model is None:
-            import umap  # lazy: slow import (numba)
-
+        embedding = _load_embedding(path, base.rows)
+        if embedding is not None:
+            # Rebuild the fit from its stored embedding: the same seeded neighbour graph, no
+            # optimisation epochs (0.3 s instead of 10–20 s), then the stored coordinates
+            # exactly, so `.transform` gives what the original fit gave.
+            model = umap.UMAP(random_state=seed, init=embedding, n_epochs=0, **UMAP_PARAMS).fit(base.rows)
+            model.embedding_ = embedding
+            model.n_epochs, model.init = None, "spectral"  # as fitted: transform's epochs derive from n_epochs
+        else:
             model = umap.UMAP(random_state=seed, **UMAP_PARAMS).fit(base.rows)
             FIT_COUNTS[key] += 1
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            joblib.dump(model, tmp)
-            tmp.replace(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, embedding=np.asarray(model.embedding_, dtype=np.float32),
+                             rows_sha256=np.asarray(_rows_digest(base.rows)))
+                tmp.replace(path)
+            except OSError as exc:  # a read-only or full home: the fit still serves this process
+                log.warning("UMAP cache %s not written (%s)", path, exc)
         _UMAPS[key] = model
         _UMAP_ERRORS.pop(key, None)
         return model

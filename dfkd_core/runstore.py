@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -25,7 +26,7 @@ import pandas as pd
 from .config import DistillConfig
 from .errors import ConfigError, DfkdError
 from .events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot
-from .paths import home_dir
+from .paths import home_dir, usable_dir
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
@@ -150,8 +151,7 @@ class RunStore:
     """
 
     def __init__(self, home: str | Path | None = None, *, flush_interval: float = FLUSH_INTERVAL_S) -> None:
-        self.home = Path(home).expanduser() if home is not None else home_dir()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home = usable_dir(Path(home).expanduser(), "DFKD_HOME") if home is not None else home_dir()
         self.db_path = self.home / "runs.db"
         self.runs_dir = self.home / "runs"
         self.flush_interval = flush_interval
@@ -194,6 +194,9 @@ class RunStore:
             conn.close()
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
+        if "disk is full" in str(exc):
+            return StoreError(f"The run store {self.db_path} cannot be written: the disk is full ({exc}). "
+                              "Free some space, then start the run again.")
         if "not a database" in str(exc) or "malformed" in str(exc):
             return StoreError(
                 f"The run store {self.db_path} is not a readable SQLite database ({exc}). "
@@ -311,7 +314,9 @@ class RunStore:
 
             state = {k: (v.detach().to("cpu") if isinstance(v, torch.Tensor) else v) for k, v in event.state_dict.items()}
             weights = f"{member_filename(event.member)}.pt"
-            _atomic_write(self.run_dir(run_id) / weights, lambda f: torch.save(state, f))
+            buffer = io.BytesIO()  # serialized first: a failed disk write then raises OSError (ENOSPC), not torch's RuntimeError
+            torch.save(state, buffer)
+            _atomic_write(self.run_dir(run_id) / weights, lambda f: f.write(buffer.getbuffer()))
         others = {name: [_num(v) for v in values] for name, values in (event.other_selections or {}).items()}
         with self._connect(write=True) as conn:
             conn.execute(
@@ -359,8 +364,15 @@ class RunStore:
 
     def finish(self, run_id: str, result_or_status: DistillResult | str, error: str | None = None) -> None:
         """End a run: a DistillResult gives 'done' (or 'cancelled' if it was cancelled) and stores
-        any member results not recorded yet; a status string sets that status (with `error`)."""
-        self.flush()
+        any member results not recorded yet; a status string sets that status (with `error`),
+        even when buffered metrics can no longer be written (a full disk): those are dropped."""
+        try:
+            self.flush()
+        except StoreError:
+            if isinstance(result_or_status, DistillResult):
+                raise
+            with self._lock:
+                self._buffer.clear()
         if isinstance(result_or_status, DistillResult):
             result = result_or_status
             status = "cancelled" if result.cancelled else "done"
@@ -455,33 +467,32 @@ class RunStore:
 
         A run counts as orphaned when it is 'running' or 'queued' with a worker pid, and that
         process no longer exists (on this host) or its heartbeat is older than `stale_after`
-        seconds; or when it is 'queued' without a worker for longer than `stale_after`."""
-        now = time.time()
-        host = socket.gethostname()
+        seconds; or when it is 'queued' without a worker for longer than `stale_after`.
+        Reads only the active runs (an index on status), so it is cheap to call on every listing."""
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
-        orphans: dict[str, str] = {}
-        beats = {row["id"]: row["heartbeat"] or row["created_at"] for row in rows}
-        for row in rows:
-            beat = beats[row["id"]]
-            if row["pid"] is None:
-                if row["status"] == "running" or now - row["created_at"] > stale_after:
-                    orphans[row["id"]] = "no worker process ever started for it"
-                continue
-            if row["host"] in (None, host) and not pid_alive(row["pid"], row["pid_start"]):
-                orphans[row["id"]] = f"its worker process (pid {row['pid']}) ended without finishing the run"
-            elif now - beat > stale_after:
-                orphans[row["id"]] = f"its worker sent no heartbeat for {now - beat:.0f} s"
-        marked = []
-        for run_id, why in orphans.items():
-            with self._connect(write=True) as conn:
-                cur = conn.execute(
-                    "UPDATE runs SET status = 'interrupted', error = ?, updated_at = ?, finished_at = ?"
-                    " WHERE id = ? AND status IN ('queued', 'running') AND COALESCE(heartbeat, created_at) = ?",
-                    (f"Interrupted: {why}.", now, now, run_id, beats[run_id]))
-                if cur.rowcount:
-                    marked.append(run_id)
-        return marked
+        return [row["id"] for row in rows if self._interrupt_if_orphaned(row, stale_after)]
+
+    def check_worker(self, run_id: str, stale_after: float = STALE_AFTER_S) -> bool:
+        """`mark_interrupted` for one run, for a page that polls it: True when the run was active
+        and its worker is gone (it is now 'interrupted'). One primary-key read and a /proc check."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ? AND status IN ('queued', 'running')",
+                               (run_id,)).fetchone()
+        return row is not None and self._interrupt_if_orphaned(row, stale_after)
+
+    def _interrupt_if_orphaned(self, row: sqlite3.Row, stale_after: float) -> bool:
+        now = time.time()
+        beat = row["heartbeat"] or row["created_at"]
+        why = orphan_reason(row, now, stale_after)
+        if why is None:
+            return False
+        with self._connect(write=True) as conn:  # only if nothing changed since it was read
+            cur = conn.execute(
+                "UPDATE runs SET status = 'interrupted', error = ?, updated_at = ?, finished_at = ?"
+                " WHERE id = ? AND status IN ('queued', 'running') AND COALESCE(heartbeat, created_at) = ?",
+                (f"Interrupted: {why}.", now, now, row["id"], beat))
+            return cur.rowcount > 0
 
     def delete_run(self, run_id: str, *, force: bool = False) -> None:
         """Remove a run's rows and files. An active (queued/running) run needs force=True;
@@ -580,11 +591,16 @@ class RunStore:
                 raise StoreError(f"Run {run_id!r} has no snapshot of member {member!r} at epoch {epoch} "
                                  f"(have epochs: {', '.join(map(str, have)) or 'none'}).")
         path = self.runs_dir / run_id / row[0]
-        try:
+        what = f"The snapshot of run {run_id!r}, member {member!r} at epoch {epoch} ({path})"
+        if not path.is_file():
+            raise StoreError(f"{what} is missing; the run's other records are intact, and it can be deleted.")
+        try:  # allow_pickle=False: a planted pickle is refused, never executed
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"The snapshot file {path} cannot be read ({exc}).") from None
+        except Exception as exc:  # BadZipFile, EOFError, ValueError, OSError … for a damaged file
+            reason = "not an .npz of arrays" if isinstance(exc, ValueError) and "pickle" in str(exc) else f"{type(exc).__name__}: {exc}"
+            raise StoreError(f"{what} is damaged ({reason}); the run's other records are intact, "
+                             "and it can be deleted.") from None
 
     def results(self, run_id: str) -> pd.DataFrame:
         """Final numbers per member: member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,
@@ -612,10 +628,15 @@ class RunStore:
                 raise StoreError(f"Run {run_id!r} has no saved weights for member {member!r} "
                                  f"(have: {', '.join(have) or 'none'}).")
         path = self.runs_dir / run_id / row[0]
+        what = f"The weights of run {run_id!r}, member {member!r} ({path})"
+        if not path.is_file():
+            raise StoreError(f"{what} are missing; the run's other records are intact, and it can be deleted.")
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises a variety of types for bad files
-            raise StoreError(f"The weights file {path} cannot be loaded ({type(exc).__name__}: {exc}).") from None
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            raise StoreError(f"{what} are damaged ({reason}); the run's other records are intact, "
+                             "and it can be deleted.") from None
 
     def integrity_check(self) -> str:
         """SQLite's PRAGMA integrity_check: 'ok' or the problems found."""
@@ -658,9 +679,27 @@ def _default_title(cfg: DistillConfig) -> str:
 def _atomic_write(path: Path, write: Any) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk leaves no half-written temporary behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def orphan_reason(row: Any, now: float, stale_after: float = STALE_AFTER_S) -> str | None:
+    """Why an active run (a runs-table row) has no live worker, or None while it has one."""
+    beat = row["heartbeat"] or row["created_at"]
+    if row["pid"] is None:
+        if row["status"] == "running" or now - row["created_at"] > stale_after:
+            return "no worker process ever started for it"
+        return None
+    if row["host"] in (None, socket.gethostname()) and not pid_alive(row["pid"], row["pid_start"]):
+        return f"its worker process (pid {row['pid']}) ended without finishing the run"
+    if now - beat > stale_after:
+        return f"its worker sent no heartbeat for {now - beat:.0f} s"
+    return None
 
 
 def _proc_stat(pid: int) -> list[str] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
+import logging
 import math
 import os
 import pickle
@@ -22,6 +24,8 @@ from .errors import ConfigError, ModelError
 from .models import DigitCNN, MLPRegressor, RBFNetwork
 from .objectives import log_cosh
 from .paths import teacher_dir
+
+log = logging.getLogger(__name__)
 
 
 class Teacher:
@@ -194,10 +198,33 @@ def fast_svr_predict(model) -> Callable[[np.ndarray], np.ndarray]:
     The teacher stays a black box: it is still only queried, never differentiated."""
     if getattr(model, "kernel", None) != "rbf":
         return model.predict
-    sv = torch.as_tensor(np.asarray(model.support_vectors_, dtype=np.float64))
-    coef = torch.as_tensor(np.asarray(model.dual_coef_, dtype=np.float64).reshape(-1))
-    intercept = float(np.asarray(model.intercept_).reshape(-1)[0])
-    gamma = float(model._gamma)
+    arrays = svr_arrays(model)
+    predict = rbf_svr_predictor(arrays)
+    if not np.allclose(predict(arrays["probe_x"]), arrays["probe_y"], rtol=1e-7, atol=1e-9):
+        return model.predict
+    return predict
+
+
+def svr_arrays(model) -> dict[str, np.ndarray]:
+    """What an RBF SVR's predictions need, as plain arrays (the SVR teacher's cache holds
+    these in an .npz, never a pickle): support vectors, dual coefficients, intercept, γ, and
+    sklearn's own predictions on up to 64 support vectors to check a reloaded file against."""
+    sv = np.asarray(model.support_vectors_, dtype=np.float64)
+    probe = sv[: min(64, len(sv))]
+    return {"support_vectors": sv, "dual_coef": np.asarray(model.dual_coef_, dtype=np.float64).reshape(-1),
+            "intercept": np.asarray(model.intercept_, dtype=np.float64).reshape(-1)[:1],
+            "gamma": np.asarray([float(model._gamma)]), "probe_x": probe,
+            "probe_y": np.asarray(model.predict(probe), dtype=np.float64)}
+
+
+def rbf_svr_predictor(arrays: dict[str, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The decision function of an RBF SVR given `svr_arrays`, in torch (float64)."""
+    sv = torch.as_tensor(np.asarray(arrays["support_vectors"], dtype=np.float64))
+    coef = torch.as_tensor(np.asarray(arrays["dual_coef"], dtype=np.float64).reshape(-1))
+    intercept = float(np.asarray(arrays["intercept"]).reshape(-1)[0])
+    gamma = float(np.asarray(arrays["gamma"]).reshape(-1)[0])
+    if sv.ndim != 2 or coef.shape[0] != sv.shape[0]:
+        raise ValueError(f"{sv.shape[0]} support vectors for {coef.shape[0]} dual coefficients")
     sv_sq = (sv * sv).sum(1)
 
     def predict(x: np.ndarray) -> np.ndarray:  # in torch: numpy's exp and BLAS threads were 6x slower here
@@ -205,10 +232,27 @@ def fast_svr_predict(model) -> Callable[[np.ndarray], np.ndarray]:
         sq = ((xt * xt).sum(1)[:, None] + sv_sq[None, :] - 2.0 * xt @ sv.T).clamp_min_(0.0)
         return (torch.exp(-gamma * sq) @ coef + intercept).numpy()
 
-    probe = sv[: min(64, len(sv))].numpy()
-    if not np.allclose(predict(probe), model.predict(probe), rtol=1e-7, atol=1e-9):
-        return model.predict
     return predict
+
+
+def _load_svr_cache(path: Path) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The cached SVR teacher's predictor, or None when the file is missing, damaged, not an
+    .npz of `svr_arrays` (a pickle is refused by allow_pickle=False, never executed), or no
+    longer reproduces its stored probe predictions. A bad file is removed so it is rebuilt."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in ("support_vectors", "dual_coef", "intercept", "gamma",
+                                                       "probe_x", "probe_y")}
+        predict = rbf_svr_predictor(arrays)
+        if not np.allclose(predict(arrays["probe_x"]), arrays["probe_y"], rtol=1e-7, atol=1e-9):
+            raise ValueError("its predictions do not match the ones stored with it")
+        return predict
+    except Exception as exc:  # any unreadable cache entry is rebuilt, not fatal and never unpickled
+        log.warning("The SVR teacher cache %s is unusable (%s: %s); retraining it.", path, type(exc).__name__, exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _cache_path(split: Split, arch: str) -> Path:
@@ -218,7 +262,7 @@ def _cache_path(split: Split, arch: str) -> Path:
         key += f"|{IMAGE_TEACHER_RECIPE}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     folder = teacher_dir()
-    suffix = ".pkl" if arch == "svr" else ".pt"
+    suffix = ".npz" if arch == "svr" else ".pt"  # the SVR as arrays (svr_arrays), never a pickle
     return folder / f"{split.name}-split{split.seed}-{arch}-{digest}{suffix}"
 
 
@@ -231,15 +275,15 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
     path = _cache_path(split, arch)
     start = time.perf_counter()
     if arch == "svr":
-        if path.exists() and not retrain:
-            with open(path, "rb") as fh:  # our own cache file, written below
-                model = pickle.load(fh)
-            cached = True
-        else:
+        predict = None if retrain else _load_svr_cache(path)
+        cached = predict is not None
+        if predict is None:
             model = train_svr_teacher(split)
-            _atomic_write(path, pickle.dumps(model))
-            cached = False
-        teacher = BlackBoxTeacher(fast_svr_predict(model), kind="svr")
+            predict = fast_svr_predict(model)
+            buffer = io.BytesIO()
+            np.savez(buffer, **svr_arrays(model))
+            _atomic_write(path, buffer.getvalue())
+        teacher = BlackBoxTeacher(predict, kind="svr")
         rmse_val, _ = evaluate(teacher.predict, split.x_val, split.y_val)
         rmse, mae = evaluate(teacher.predict, split.x_test, split.y_test)
         teacher.queries = 0
@@ -255,6 +299,12 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
             return TorchTeacher(module, _split_arch(arch)[0]), info
         except Exception:  # a damaged cache entry is retrained, not fatal
             path.unlink(missing_ok=True)
+    if not retrain:
+        from .shipped import load_shipped_teacher
+
+        shipped = load_shipped_teacher(split, arch, device)  # the teachers a first visit needs ship with the package
+        if shipped is not None:
+            return shipped
     module, val_rmse = train_torch_teacher(split, arch, split.seed, device, progress=progress)
     info = store_trained_teacher(split, arch, module, val_rmse, device)
     info.seconds = time.perf_counter() - start
@@ -316,6 +366,6 @@ def load_teacher_file(path: str | Path, split: Split, device: torch.device | str
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # one writer per process: no torn files
     tmp.write_bytes(data)
     tmp.replace(path)

@@ -92,10 +92,28 @@ def test_check_fails_on_a_modified_file(tmp_path):
 def test_malformed_file_gives_one_line_on_stderr_and_no_traceback(tmp_path):
     (tmp_path / "keel").mkdir()
     (tmp_path / "keel" / "pole.dat").write_text("@relation pole\n@attribute a real\n@attribute Output real\n@inputs a\n@output Output\n@data\n1,2\n3\n")
-    result = _run("--load", "pole", data_dir=tmp_path)
+    result = _run("--load", "pole", data_dir=tmp_path, DFKD_ACCEPT_CHECKSUM_MISMATCH="1")  # not the published file
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'keel' / 'pole.dat'}, line 8: 1 columns, expected 2"]
+    warning, error = result.stderr.strip().splitlines()
+    assert "differs from the published file" in warning and "DFKD_ACCEPT_CHECKSUM_MISMATCH is set" in warning
+    assert error == f"error: {tmp_path / 'keel' / 'pole.dat'}, line 8: 1 columns, expected 2"
+
+
+def test_a_file_that_differs_from_its_published_checksum_is_refused_in_one_line(tmp_path):
+    (tmp_path / "libsvm").mkdir()
+    lines = (SHARED_DATA / "libsvm" / "cpusmall").read_text().splitlines(keepends=True)
+    (tmp_path / "libsvm" / "cpusmall").write_text("".join(lines[:3513]))  # cut to 3,513 of 8,192 rows
+    result = _run("--load", "cpusmall", data_dir=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: The data file {tmp_path / 'libsvm' / 'cpusmall'} is not the published libsvm/cpusmall")
+    assert "expected sha256 2b58ea931ae37dfede75e45e15b8f797eee01f229f2c8c66b70f820a55a65eab, got " in line
+    assert "set DFKD_ACCEPT_CHECKSUM_MISMATCH=1 to use it anyway" in line
+    accepted = _run("--load", "cpusmall", "--json", data_dir=tmp_path, DFKD_ACCEPT_CHECKSUM_MISMATCH="1")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["train"] + json.loads(accepted.stdout)["val"] + json.loads(accepted.stdout)["test"] == 3513
+    assert "differs from the published file" in accepted.stderr
 
 
 def test_missing_file_offline_gives_one_line_naming_where_to_put_it():

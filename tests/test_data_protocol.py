@@ -115,7 +115,8 @@ def _idx_gz(dims, payload: bytes) -> bytes:
     return gzip.compress(bytes([0, 0, 0x08, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + payload)
 
 
-def test_mnist_with_training_images_trains_on_all_of_them_and_splits_the_test_set(tmp_path):
+def test_mnist_with_training_images_trains_on_all_of_them_and_splits_the_test_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFKD_ACCEPT_CHECKSUM_MISMATCH", "1")  # small stand-ins, not the published files
     rng = np.random.default_rng(0)
     folder = tmp_path / "mnist"
     folder.mkdir()

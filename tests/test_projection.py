@@ -101,3 +101,12 @@ def test_umap_is_loaded_from_the_disk_cache_without_refitting(fitted_umap, monke
     assert projection.umap_ready(key)
     assert projection.FIT_COUNTS[key] == fitted_umap["fits"]
     np.testing.assert_allclose(projection._UMAPS[key].embedding_, fitted_umap["model"].embedding_)
+
+
+def test_umap_rebuilt_from_the_disk_cache_transforms_like_the_original_fit(fitted_umap, monkeypatch):
+    key, base = fitted_umap["key"], fitted_umap["base"]
+    monkeypatch.setenv("DFKD_HOME", str(fitted_umap["home"]))
+    rebuilt = projection.fit_umap(key, base)
+    assert rebuilt is not fitted_umap["model"]
+    synthetic = blobs(n=10, seed=4) * 1.5
+    np.testing.assert_allclose(rebuilt.transform(synthetic), fitted_umap["model"].transform(synthetic), atol=1e-4)

@@ -327,6 +327,7 @@ def test_stopping_a_queued_run_cancels_it_at_once(store):
 def test_stopping_a_running_run_sets_the_flag_and_leaves_it_running(store):
     run_id = store.create_run(CFG)
     store.set_status(run_id, "running")
+    store.set_worker(run_id, os.getpid())  # a live, beating worker: it ends the run itself
     assert not store.stop_requested(run_id)
     jobs.stop(run_id, store)
     assert store.stop_requested(run_id) and store.get_run(run_id).status == "running"

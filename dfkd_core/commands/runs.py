@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runstore import RunStore
 
     store = RunStore()
+    store.mark_interrupted()  # runs whose worker died show as interrupted, not running
     if args.delete:
         store.delete_run(args.delete, force=args.force)
         print(f"deleted run {args.delete}")

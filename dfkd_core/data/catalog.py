@@ -3,6 +3,8 @@ its files live and come from, and `load_dataset` (find or download, parse, cache
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -13,9 +15,12 @@ from .. import paths
 from ..errors import DatasetError
 from ..registry import Registry
 from . import parsers
-from .download import Progress, download_file, mirror_url, offline, sha256_file
+from .download import Progress, cached_sha256, download_file, mirror_url, offline
 
 KINDS = ("tabular", "image", "composition")
+ACCEPT_MISMATCH_ENV = "DFKD_ACCEPT_CHECKSUM_MISMATCH"  # =1: use data files that differ from their published sha256
+
+log = logging.getLogger(__name__)
 
 MNIST_OFFLINE_NOTE = (
     "Offline: MNIST's 10 000 test images split 8000 train / 2000 held out; "
@@ -244,6 +249,48 @@ def _missing_message(entry: DataFile, dest: Path, why: str) -> str:
     return f"{entry.path} is missing (no file at {dest}) and {why}. Download {entry.url}, {how}put it at {dest}."
 
 
+def accept_checksum_mismatch() -> bool:
+    """Whether DFKD_ACCEPT_CHECKSUM_MISMATCH is set to something other than '', '0', 'false', 'no'."""
+    return os.environ.get(ACCEPT_MISMATCH_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def verify_file(entry: DataFile, path: Path, dataset: str) -> str:
+    """Check a data file against its published sha256: 'ok', 'unverified' (no published checksum,
+    or another spelling such as a .gz or a zip) or 'accepted' (differs, and the user set
+    DFKD_ACCEPT_CHECKSUM_MISMATCH=1; logged as a warning). A difference otherwise is a DatasetError
+    saying what was expected and how to accept it: a truncated or modified file is never used silently."""
+    if entry.sha256 is None or path.name != Path(entry.path).name:
+        return "unverified"
+    actual = cached_sha256(path)
+    if actual == entry.sha256.lower():
+        return "ok"
+    size = path.stat().st_size
+    if accept_checksum_mismatch():
+        log.warning("Using %s although it differs from the published file (sha256 %s, expected %s): %s is set.",
+                    path, actual, entry.sha256, ACCEPT_MISMATCH_ENV)
+        return "accepted"
+    raise DatasetError(
+        f"The data file {path} is not the published {entry.path}: expected sha256 {entry.sha256}, "
+        f"got {actual} ({size} bytes); it may be truncated or modified. Delete it and fetch it again with "
+        f"`python -m dfkd_core datasets --download {dataset}` (or from {entry.url}), or set "
+        f"{ACCEPT_MISMATCH_ENV}=1 to use it anyway.")
+
+
+def verify_dataset(name: str, data_dir: str | Path | None = None) -> dict[str, str]:
+    """verify_file for every present file of dataset `name` (relative path → result); raises
+    DatasetError on a mismatch. For refusing a run before it starts (jobs.submit)."""
+    spec = get_dataset(name)
+    if spec.builtin:
+        return {}
+    root = _data_dir(data_dir)
+    out = {}
+    for entry in spec.file_entries():
+        path = entry.find(root)
+        if path is not None:
+            out[entry.path] = verify_file(entry, path, spec.name)
+    return out
+
+
 def _ensure(spec: DatasetSpec, data_dir: Path, download: bool | None, progress: Progress | None) -> dict[str, Path]:
     """Relative path → the file on disk, downloading what is missing when allowed.
     Optional files are fetched only when download is True (not on None = auto)."""
@@ -261,6 +308,8 @@ def _ensure(spec: DatasetSpec, data_dir: Path, download: bool | None, progress: 
             url = mirror_url(entry.path)
             member = None if url else entry.member
             path = download_file(url or entry.url, dest, relpath=entry.path, sha256=entry.sha256, member=member, progress=progress)
+        else:
+            verify_file(entry, path, spec.name)
         found[entry.path] = path
     return found
 
@@ -362,7 +411,7 @@ def file_status(spec: DatasetSpec, data_dir: str | Path | None = None, verify: b
             elif entry.sha256 is None or where.name != Path(entry.path).name:
                 row["check"] = "unverified"  # no published checksum, or another spelling (.gz, zip)
             else:
-                row["actual_sha256"] = sha256_file(where)
+                row["actual_sha256"] = cached_sha256(where)
                 row["check"] = "ok" if row["actual_sha256"] == entry.sha256 else "mismatch"
         rows.append(row)
     return rows

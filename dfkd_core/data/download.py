@@ -8,12 +8,16 @@ Environment:
                           keel/compactiv.dat at http://127.0.0.1:8000/keel/compactiv.dat).
                           A mirror serves the files as the data dir holds them, so nothing
                           is extracted from a zip.
+  DFKD_ACCEPT_CHECKSUM_MISMATCH=1
+                          use a data file that differs from its published sha256 (a warning
+                          is logged); without it such a file is refused (catalog.verify_file).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import http.client
+import json
 import os
 import sys
 import tempfile
@@ -52,6 +56,63 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256_file, remembered by (resolved path, size, mtime) in this process and in
+    DFKD_HOME/data-checksums.json, so a big file is hashed again only after it changed."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    digest = _HASHES.get(key)
+    if digest is not None:
+        return digest
+    stored = _read_hash_file()
+    entry = stored.get(key[0])
+    if isinstance(entry, dict) and entry.get("size") == key[1] and entry.get("mtime_ns") == key[2] \
+            and isinstance(entry.get("sha256"), str):
+        digest = entry["sha256"]
+    else:
+        digest = sha256_file(path)
+        stored[key[0]] = {"size": key[1], "mtime_ns": key[2], "sha256": digest}
+        _write_hash_file(stored)
+    _HASHES[key] = digest
+    return digest
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+HASH_FILE = "data-checksums.json"
+
+
+def _hash_file_path() -> Path | None:
+    from .. import paths
+    from ..errors import DfkdError
+
+    try:
+        return paths.home_dir() / HASH_FILE
+    except DfkdError:  # no usable DFKD_HOME: hashes are remembered in this process only
+        return None
+
+
+def _read_hash_file() -> dict:
+    path = _hash_file_path()
+    try:
+        data = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    except (OSError, ValueError):  # a damaged cache of hashes is rebuilt
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_hash_file(data: dict) -> None:
+    path = _hash_file_path()
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:  # read-only or full: hashes are remembered in this process only
+        tmp.unlink(missing_ok=True)
 
 
 def stderr_progress(done: int, total: int | None, label: str) -> None:
