@@ -6,6 +6,7 @@
     user_models  the user's teacher: TorchScript, Linear state_dict, skops, HTTP (never unpickled);
                  data/user.py: the user's CSV / Parquet or input spec, stored under DFKD_HOME
     export       the student to take away: TorchScript + ONNX on raw inputs, model.json card
+    shipped      teachers shipped in the package (weights, checksums, the commands that made them)
     models       MLP, the MNIST CNN, RBF network, Kang & Kang's generator
     samplers     Sampler registry: gaussian, lhs, halton, sobol, generator, direct, evolution
     objectives   the synthetic-data loss as registered terms (eqs. 3, 5, 8, 9 are presets)
@@ -19,6 +20,7 @@
     figures      plotly figures of the paper's Figs. 4-9 from stored runs
     projection   UMAP / PCA of real vs synthetic points
     reproduce    the paper's Tables 3-6 from one command
+    playground   samplers on a function of two inputs, one step at a time (the playground page)
     bench        side-by-side timings of the reference and batched engines
     cli          `python -m dfkd_core <command>`; one module per command in commands/
     errors       DfkdError → ConfigError, DatasetError, ModelError, RegistryError

@@ -43,6 +43,7 @@ class Sampler:
     searches: ClassVar[bool] = False  # looks for points with teacher queries (inner steps), not only draws them
 
     def __init__(self, ctx: SamplerContext) -> None:
+        self.last_start: torch.Tensor | None = None  # a searching sampler's last batch before its search (for plots)
         if self.needs_gradients and not ctx.teacher.differentiable:
             raise ModelError(f"The {self.name!r} sampler needs the teacher's gradients, but the "
                              f"{ctx.teacher.kind} teacher is a black box; use 'evolution' or a random sampler.")
@@ -191,7 +192,9 @@ class DirectOptimizationSampler(Sampler):
 
     def sample(self, student: nn.Module, n: int) -> torch.Tensor:
         ctx, cfg = self.ctx, self.ctx.cfg
-        x = ctx.prior.sample(n, ctx.generator).detach().requires_grad_(True)
+        x = ctx.prior.sample(n, ctx.generator).detach()
+        self.last_start = x.clone()
+        x.requires_grad_(True)
         opt = make_input_optimizer(cfg.direct_optimizer, [x], cfg.direct_lr)
         y_rand = ctx.objective.draw_y_rand(n, ctx.generator, ctx.device)
         for _ in range(cfg.direct_steps):
@@ -226,6 +229,7 @@ class EvolutionSampler(Sampler):
         upper = np.maximum(upper, lower + 1e-9)
         init = prior.sample(n, ctx.generator).reshape(n, -1).double().cpu().numpy()
         init = np.clip(init, lower, upper)
+        self.last_start = torch.from_numpy(init).to(ctx.device, prior.mean.dtype).reshape(n, *prior.shape)
         y_rand = ctx.objective.draw_y_rand(n, ctx.generator, ctx.device)
 
         def objective(population_t: np.ndarray) -> np.ndarray:  # (d, S) -> (S,)

@@ -9,7 +9,6 @@ import io
 import logging
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,6 +298,12 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
             return TorchTeacher(module, _split_arch(arch)[0]), info
         except Exception:  # a damaged cache entry is retrained, not fatal
             path.unlink(missing_ok=True)
+    if not retrain:
+        from .shipped import load_shipped_teacher
+
+        shipped = load_shipped_teacher(split, arch, device)  # the teachers a first visit needs ship with the package
+        if shipped is not None:
+            return shipped
     module, val_rmse = train_torch_teacher(split, arch, split.seed, device, progress=progress)
     info = store_trained_teacher(split, arch, module, val_rmse, device)
     info.seconds = time.perf_counter() - start

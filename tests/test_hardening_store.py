@@ -276,6 +276,7 @@ def test_a_run_with_a_damaged_snapshot_gives_a_message_and_can_still_be_deleted(
     assert_nothing_lost(store, 1)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the planted pickle
 @pytest.mark.parametrize("damage", ["deleted", "garbage", "pickle"])
 def test_a_run_with_damaged_weights_gives_a_message_and_can_still_be_deleted(damage, tmp_path):
     store = RunStore()

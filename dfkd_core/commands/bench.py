@@ -19,6 +19,8 @@ def configure(parser) -> None:
     parser.add_argument("--teacher", default="auto", choices=("auto", "train", "random"),
                         help="'auto': the cached paper teacher, else a random MLP of its shape (timing does not "
                              "depend on the weights); 'train': train it when missing; 'random'")
+    parser.add_argument("--playground", action="store_true",
+                        help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
 
 def run(args) -> int:
@@ -34,6 +36,9 @@ def run(args) -> int:
     epochs = parse_int("epochs", args.epochs, 1, 100_000)
     warmup = parse_int("warmup", args.warmup, 1, 100_000)
     ks = tuple(parse_int("ks", k, 1, MAX_STUDENTS) for k in args.ks.split(",") if k.strip())
+    if args.playground:
+        torch.set_num_threads(threads)
+        return run_playground(epochs, warmup, threads, args.json)
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     if not ks or not datasets:
         raise ConfigError(f"The 'ks' and 'datasets' parameters must name at least one each. Got {args.ks!r} and {args.datasets!r} instead.")
@@ -46,4 +51,21 @@ def run(args) -> int:
                    progress=progress or (lambda text: print(text, file=sys.stderr, flush=True)))
     if args.json:
         print(json.dumps(result))
+    return 0
+
+
+def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int:
+    """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
+    from ..playground import PlaygroundConfig, time_steps
+    from ..samplers import SAMPLERS
+
+    result = {}
+    for name in SAMPLERS.names():
+        result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=epochs, warmup=warmup))
+        if not as_json:
+            r = result[name]
+            print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "
+                  f"canvas figure {r['figure_ms_median']:5.1f} ms", flush=True)
+    if as_json:
+        print(json.dumps({"playground": result, "threads": threads}))
     return 0

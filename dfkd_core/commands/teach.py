@@ -16,6 +16,8 @@ def configure(parser) -> None:
     parser.add_argument("--retrain", action="store_true", help="ignore the cached teacher")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--ship", action="store_true",
+                        help="train afresh and ship the teacher inside the package (dfkd_core/shipped_teachers, with its checksum)")
 
 
 def run(args) -> int:
@@ -32,6 +34,14 @@ def run(args) -> int:
         check_model(args.arch, tuple(spec.input_shape), "arch")
     device = pick_device(args.device)
     split = load_split(args.dataset, seed=split_seed)
+    if args.ship:
+        from ..shipped import ship_teacher
+
+        command = f"python -m dfkd_core teach --dataset {args.dataset} --split-seed {split_seed} --arch {args.arch} --ship"
+        entry = ship_teacher(split, args.arch, command, device)
+        print(json.dumps(entry) if args.json else f"shipped {entry['arch']} teacher of {args.dataset}: "
+              f"test RMSE {entry['test_rmse']:.4f}, MAE {entry['test_mae']:.4f}, {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…")
+        return 0
 
     def progress(epoch: int, rmse: float) -> None:
         print(f"\rteacher epoch {epoch + 1}: val RMSE {rmse:.4f}", end="", file=sys.stderr, flush=True)

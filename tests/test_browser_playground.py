@@ -1,0 +1,54 @@
+"""The playground in a real browser (the issue's acceptance): direct and generator side by side,
+Play, and both canvases animate — titles, heatmaps and arrows change from frame to frame."""
+from __future__ import annotations
+
+import pytest
+
+from test_browser import CHROMIUM, CHROMIUM_ARGS, server  # noqa: F401  (server is a fixture)
+
+pytestmark = pytest.mark.browser
+
+# Each playground canvas as plotly holds it: its title, its heatmap (base64) and its arrows' x.
+CANVASES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .filter(el => el.layout && el.layout.title && / — epoch \\d+/.test(el.layout.title.text || ''))
+    .map(el => {
+        const title = el.layout.title.text.replace(/<[^>]+>/g, '');  // Streamlit wraps titles in <b>
+        const z = el.data[0].z, arrows = el.data.find(t => t.name === 'its move');
+        const zKey = z && z.bdata ? z.bdata : JSON.stringify(Array.from(z, row => Array.from(row)));
+        return {title: title, heat: zKey,
+                arrows: arrows ? JSON.stringify(arrows.x) : null};
+    })"""
+
+
+def test_play_animates_direct_and_generator_side_by_side(server):  # noqa: F811
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(f"{server}/playground")
+            expect(page.get_by_role("button", name="Play")).to_be_visible(timeout=120_000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=120_000)
+            page.get_by_role("button", name="Play").click()
+            seen = []
+            for _ in range(240):  # up to 2 minutes on a busy CPU
+                page.wait_for_timeout(500)
+                canvases = page.evaluate(CANVASES_JS)
+                if len(canvases) == 2:
+                    seen.append(canvases)
+                titles = {c["title"] for frame in seen for c in frame}
+                if len({t for t in titles if t.startswith("direct")}) >= 3 and \
+                        len({t for t in titles if t.startswith("generator")}) >= 3:
+                    break
+            page.get_by_role("button", name="Pause").click()
+        finally:
+            browser.close()
+    directs = [frame[0] for frame in seen if frame[0]["title"].startswith("direct")]
+    generators = [frame[1] for frame in seen if frame[1]["title"].startswith("generator")]
+    assert len({d["title"] for d in directs}) >= 3 and len({g["title"] for g in generators}) >= 3
+    assert len({d["heat"] for d in directs}) >= 3 and len({g["heat"] for g in generators}) >= 3
+    assert len({d["arrows"] for d in directs if d["arrows"]}) >= 2  # direct's arrows move with every step
+    assert all(g["arrows"] is None for g in generators)  # the generator's points have no start
