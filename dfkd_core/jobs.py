@@ -54,7 +54,8 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
 
     cfg.validate()
     max_runs()
-    verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
+    if not (cfg.data_file or cfg.input_spec):  # the user's own files are checked when the run loads them
+        verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
     store = store or RunStore()
     run_id = store.create_run(cfg, title=title)
     env = dict(os.environ)

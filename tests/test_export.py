@@ -128,3 +128,20 @@ def test_a_stored_run_downloads_as_a_zip_with_the_student(tmp_path, csv, ts_teac
     student = torch.jit.load(str(tmp_path / "unzipped" / "student" / "student.pt"))
     pred = student(torch.tensor(rows[["load", "speed", "temp", "ratio"]].to_numpy(), dtype=torch.float32)).detach().numpy()
     assert np.sqrt(np.mean((pred - rows["y"].to_numpy()) ** 2)) == pytest.approx(result.members[0].test_rmse * run.split.y_std, rel=1e-4)
+
+
+def test_a_run_on_the_users_files_is_submitted_to_a_worker_like_any_other(csv, ts_teacher):
+    import time
+
+    from dfkd_core import dashboard
+    from dfkd_core.runstore import RunStore
+
+    cfg = fast_config(teacher_file=str(ts_teacher), data_file=str(csv), target="y", samplers=("gaussian",))
+    run_id = dashboard.submit(cfg)
+    store = RunStore()
+    deadline = time.monotonic() + 300
+    while store.get_run(run_id).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    info = store.get_run(run_id)
+    assert info.status == "done", info.error
+    assert "user_files" in info.config.data_file and len(store.results(run_id)) == 1
