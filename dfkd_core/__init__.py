@@ -3,6 +3,9 @@
 
     data/        DatasetSpec registry, parsers, downloads → Split (train/val/test + Prior)
     teachers     Teacher: trained torch MLP/CNN (cached) or black box (SVR, callable)
+    user_models  the user's teacher: TorchScript, Linear state_dict, skops, HTTP (never unpickled);
+                 data/user.py: the user's CSV / Parquet or input spec, stored under DFKD_HOME
+    export       the student to take away: TorchScript + ONNX on raw inputs, model.json card
     shipped      teachers shipped in the package (weights, checksums, the commands that made them)
     models       MLP, the MNIST CNN, RBF network, Kang & Kang's generator
     samplers     Sampler registry: gaussian, lhs, halton, sobol, generator, direct, evolution

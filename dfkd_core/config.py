@@ -47,6 +47,15 @@ class DistillConfig:
     teacher: str = "auto"  # 'auto': the dataset's paper teacher (MLP 500 / CNN f=10 / SVR)
     student: str = "auto"  # 'auto': MLP with `student_hidden` units / CNN f=5 / RBF network
     student_hidden: int = 50  # paper: 25 or 50 tanh units (Tables 3-4)
+    # --- the user's own teacher and data (dfkd_core/user_models.py, data/user.py); '' = the product's own
+    teacher_file: str = ""  # TorchScript / state_dict / skops file (stored under DFKD_HOME), or an http(s):// endpoint
+    teacher_activation: str = ""  # hidden activation of a state_dict teacher: 'tanh', 'relu', 'sigmoid', ...
+    teacher_timeout: float = 10.0  # HTTP teacher: seconds per request (each failed request is retried twice)
+    teacher_query_budget: int = 0  # HTTP teacher: most points ever sent (0 = no limit)
+    data_file: str = ""  # a CSV / Parquet table (stored under DFKD_HOME) for the prior, validation and test
+    target: str = ""  # data_file's target column
+    nan_policy: str = "refuse"  # data_file rows with missing values: 'refuse' or 'drop'
+    input_spec: str = ""  # a JSON input spec instead of data: strictly data-free (selection 'synthetic')
     # --- the comparison: every combination of these is one student, trained side by side
     samplers: tuple[str, ...] = ("direct",)  # registered sampler names
     alphas: tuple[str, ...] = ("decreasing",)  # α schedule specs: 'decreasing', '0', '1', 'constant:0.3', 'cosine', ...
@@ -145,7 +154,8 @@ class DistillConfig:
             raise ConfigErrors(problems)
         from .limits import check_budget
 
-        check_budget(self)
+        if not (self.data_file or self.input_spec):  # the user's table is capped by data/user.py's size limits
+            check_budget(self)
         return self
 
     def problems(self) -> list[str]:
@@ -171,6 +181,9 @@ class DistillConfig:
         for name in TUPLE_FIELDS:
             check(_check_items, name)
         check(_check_names)
+        from .user_models import validate_user_fields
+
+        check(validate_user_fields)  # the user's teacher / data / input spec fields (issue 13)
         return out
 
 
@@ -436,7 +449,8 @@ def _check_names(cfg: DistillConfig) -> None:
     problems = []
     names = {k: v for k in ("samplers", "alphas") for v in [getattr(cfg, k)]
              if isinstance(v, tuple) and all(isinstance(i, str) for i in v)}  # others are refused already
-    checks = [lambda: DATASETS.get(str(cfg.dataset))] + [lambda a=a: parse_alpha(a) for a in names.get("alphas", ())] \
+    user_data = bool(cfg.data_file or cfg.input_spec)  # dataset 'user': checked by user_models.validate_user_fields
+    checks = [lambda: DATASETS.get(str(cfg.dataset))] * (not user_data) + [lambda a=a: parse_alpha(a) for a in names.get("alphas", ())] \
         + [lambda s=s: SAMPLERS.get(s) for s in names.get("samplers", ())]
     for check in checks:
         try:

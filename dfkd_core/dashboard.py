@@ -21,7 +21,9 @@ from .errors import ConfigError, DfkdError
 DEFAULT = DistillConfig()
 ALPHA_CHOICES = ("decreasing", "0", "1", "constant:0.3", "cosine", "increasing")
 MAIN_FIELDS = ("dataset", "student_hidden", "samplers", "alphas", "seeds", "epochs")  # drawn outside "Advanced"
-HIDDEN_FIELDS = ("preset",)
+HIDDEN_FIELDS = ("preset",  # set by the "Your model" section's uploads (issue 13), not by the form's widgets:
+                 "teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file", "target",
+                 "nan_policy", "input_spec")
 CHOICES: dict[str, tuple[str, ...]] = {  # the values DistillConfig.validate accepts
     "student_loss": ("mse", "logcosh"),
     "discrepancy": ("mse", "logcosh"),
@@ -261,6 +263,10 @@ def submit(cfg: DistillConfig, title: str | None = None) -> str:
     from . import jobs
 
     cfg.validate()
+    if cfg.data_file or cfg.input_spec:  # the user's own data: stored files, not a registered dataset
+        from .user_models import store_user_inputs
+
+        return jobs.submit(store_user_inputs(cfg), title=title)
     check_dataset(cfg.dataset)
     return jobs.submit(cfg, title=title)
 
@@ -432,6 +438,8 @@ def projection(view: RunView, epoch: int, method: str = "auto"):
     from .projection import project_dataset
 
     cfg = view.run.config
+    if cfg.data_file or cfg.input_spec:  # issue 13: the projection is fitted on a registered dataset's rows
+        raise ConfigError("Real vs synthetic points are not available for a run on your own data or input spec.")
     return project_dataset(cfg.dataset, cfg.split_seed, synthetic_batches(view, epoch), method)
 
 

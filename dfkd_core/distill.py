@@ -21,6 +21,7 @@ from .objectives import Objective, build_objective, log_cosh, sampler_objective
 from .samplers import SAMPLERS, SamplerContext
 from .schedules import AlphaSchedule, parse_alpha
 from .teachers import Teacher, TeacherInfo, build_model, default_student_arch, evaluate, get_teacher
+from .user_models import prepare_user_run, store_user_inputs, uses_user_inputs
 
 SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
 
@@ -193,8 +194,12 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
 
     cfg.validate()
     device = device or pick_device(None if cfg.device == "auto" else cfg.device)
-    split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
-    teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
+    if uses_user_inputs(cfg):  # the user's teacher file, data file or input spec (stored under DFKD_HOME)
+        cfg = store_user_inputs(cfg)
+        split, teacher, info = prepare_user_run(cfg, device, data_dir, teacher_progress)
+    else:
+        split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
+        teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
     for name in cfg.samplers:
         if SAMPLERS.get(name).needs_gradients and not teacher.differentiable:
             if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
@@ -215,12 +220,13 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
 
 def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = None,
                      should_stop: Callable[[], bool] | None = None, data_dir=None,
-                     device: torch.device | None = None) -> DistillResult:
+                     device: torch.device | None = None, run: RunContext | None = None) -> DistillResult:
     """Train every student of `cfg.members()` side by side; emit RunStarted, EpochMetrics
-    (per student per epoch), Snapshot (at snapshot epochs) and MemberResult events."""
+    (per student per epoch), Snapshot (at snapshot epochs) and MemberResult events.
+    `run`: a RunContext prepare_run(cfg) made already (the CLI keeps it to export the students)."""
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
-    run = prepare_run(cfg, data_dir=data_dir, device=device)
+    run = run or prepare_run(cfg, data_dir=data_dir, device=device)
     engine = choose_engine(cfg, run)
     members = cfg.members()
     emit(RunStarted(describe_device(run.device), tuple(m.key for m in members), run.teacher_info.test_rmse,
@@ -231,7 +237,7 @@ def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = Non
         results, cancelled = run_batched(run, members, emit, should_stop, start)
     else:
         results, cancelled = _run_reference(run, members, emit, should_stop, start)
-    return DistillResult(cfg.to_dict(), describe_device(run.device), engine, run.teacher_info.test_rmse,
+    return DistillResult(run.cfg.to_dict(), describe_device(run.device), engine, run.teacher_info.test_rmse,
                          run.teacher_info.test_mae, tuple(results), time.perf_counter() - start, cancelled)
 
 

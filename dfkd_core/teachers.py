@@ -9,7 +9,6 @@ import io
 import logging
 import math
 import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,40 +328,11 @@ def store_trained_teacher(split: Split, arch: str, module: nn.Module, val_rmse: 
 
 
 def load_teacher_file(path: str | Path, split: Split, device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:
-    """A user's teacher: a .pt file saved by `teach` (or a state_dict of one of our
-    architectures, with key 'arch'), or a pickled scikit-learn regressor (.pkl, black box)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"The teacher file {str(path)!r} does not exist.")
-    start = time.perf_counter()
-    if path.suffix in (".pkl", ".pickle", ".joblib"):
-        try:
-            with open(path, "rb") as fh:
-                model = pickle.load(fh)
-        except Exception as exc:
-            raise ModelError(f"The teacher file {str(path)!r} is not a pickled model ({type(exc).__name__}: {exc}).") from None
-        if not hasattr(model, "predict"):
-            raise ModelError(f"The teacher file {str(path)!r} holds a {type(model).__name__}, which has no predict().")
-        teacher = BlackBoxTeacher(model.predict, kind="sklearn")
-    else:
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            arch = blob["arch"]
-            module = build_model(arch, split)
-            module.load_state_dict(blob["state_dict"])
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"The teacher file {str(path)!r} is not a DFKD Lab model "
-                             f"(a torch file with 'arch' and 'state_dict' for input shape {split.input_shape}): {type(exc).__name__}: {exc}") from None
-        teacher = TorchTeacher(module.to(device), _split_arch(arch)[0])
-    try:
-        rmse, mae = evaluate(teacher.predict, split.x_test.to(device), split.y_test.to(device))
-        val, _ = evaluate(teacher.predict, split.x_val.to(device), split.y_val.to(device))
-    except Exception as exc:
-        raise ModelError(f"The teacher in {str(path)!r} cannot predict on {split.name!r} inputs of shape {split.input_shape}: {exc}") from None
-    teacher.queries = 0
-    return teacher, TeacherInfo(path.stem, rmse, mae, val, True, time.perf_counter() - start, str(path))
+    """A user's teacher file for this split, through the one loader of user teachers
+    (dfkd_core/user_models.py: TorchScript, state_dict, skops; never unpickled), or a file `teach` wrote."""
+    from .user_models import load_product_teacher_file
+
+    return load_product_teacher_file(path, split, device)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -118,6 +118,55 @@ with st.container(border=True):
     if "distill_error" in st.session_state:
         st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
+# ------------------------------------------------------------------ your own model (issue 13)
+def start_user_run() -> None:
+    """The uploads, stored under DFKD_HOME, become an ordinary run with the form's settings."""
+    from dfkd_core.user_models import store_upload, user_run_config
+
+    try:
+        teacher = st.session_state.get("own_teacher")
+        data = st.session_state.get("own_data")
+        spec = st.session_state.get("own_spec")
+        if teacher is None:
+            raise DfkdError("Upload your teacher file first.")
+        base = dashboard.config_from_widgets(form_values(), validate=False)
+        cfg = user_run_config(
+            base, teacher_file=store_upload(teacher.name, teacher.getvalue(), "teacher"),
+            teacher_activation=st.session_state.get("own_activation") or "",
+            data_file=store_upload(data.name, data.getvalue(), "data") if data is not None else "",
+            target=st.session_state.get("own_target") or "", nan_policy=st.session_state.get("own_nan", "refuse"),
+            input_spec=store_upload(spec.name, spec.getvalue(), "input spec") if spec is not None and data is None else "")
+        st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {teacher.name}")
+    except DfkdError as exc:
+        st.session_state["distill_error"] = str(exc)
+
+
+def your_model_section() -> None:
+    from dfkd_core.user_models import ACTIVATIONS, store_upload, table_columns
+
+    with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
+        st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "
+                   "Samplers, epochs and every setting come from the form above.")
+        c1, c2 = st.columns(2)
+        c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
+        c1.selectbox("Activation (state_dict teachers only)", ["", *ACTIVATIONS], key="own_activation")
+        data = c2.file_uploader("Data (CSV or Parquet with a header)", type=["csv", "parquet"], key="own_data")
+        if data is not None:
+            try:
+                columns = table_columns(store_upload(data.name, data.getvalue(), "data"))
+                c2.selectbox("Target column", columns, index=len(columns) - 1, key="own_target")
+                c2.radio("Rows with missing values", ["refuse", "drop"], horizontal=True, key="own_nan")
+            except DfkdError as exc:
+                c2.error(str(exc))
+        else:
+            c2.file_uploader("…or an input spec (JSON: features with mean/std or min/max)", type=["json"], key="own_spec")
+        st.button("Start with your model", icon=":material/play_arrow:", key="own_start", on_click=start_user_run)
+
+
+your_model_section()
+if "distill_error" in st.session_state:
+    st.error(st.session_state.pop("distill_error"))
+
 values = form_values()
 try:  # the URL always describes what the form holds (and the run in view): share it to reproduce
     shown = dashboard.config_from_widgets(values, validate=False)

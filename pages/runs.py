@@ -65,6 +65,28 @@ with e3:
     else:
         st.caption("This run has no saved student weights (yet).")
 
+# ---- the student to take away (issue 13): TorchScript + ONNX on raw inputs, state_dict, model.json
+with st.expander("Download the student (TorchScript, ONNX, model card)"):
+    export_run = st.selectbox("Run", selected, key="export_run")
+    export_members = dashboard.members_with_weights(export_run)
+    if export_members:
+        export_member = st.selectbox("Student", export_members, key="export_member")
+        if st.button("Prepare the student", key="export_prepare"):
+            from dfkd_core.export import export_stored_run
+
+            try:
+                st.session_state["export_zip"] = (export_run, export_member, export_stored_run(export_run, export_member))
+            except DfkdError as exc:
+                st.error(str(exc))
+        ready = st.session_state.get("export_zip")
+        if ready and ready[:2] == (export_run, export_member):
+            st.download_button("Student (.zip)", ready[2], file_name=f"{export_run}-student.zip", mime="application/zip",
+                               key="export_download")
+        st.code("import torch\nstudent = torch.jit.load(\"student/student.pt\")\n"
+                "y = student(torch.tensor(x_raw, dtype=torch.float32))  # x_raw in the teacher's units", language="python")
+    else:
+        st.caption("This run has no saved student weights (yet).")
+
 st.subheader("Delete")
 
 

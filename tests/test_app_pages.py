@@ -102,7 +102,7 @@ def test_datasets_page_lists_the_catalogue_with_availability():
 def test_distill_form_has_a_widget_for_every_hyperparameter():
     at = start_app()
     keys = {w.key for kind in ("selectbox", "number_input", "text_input", "multiselect") for w in at.get(kind)}
-    missing = [f for f in dashboard.widget_values(DistillConfig()) if f"cfg_{f}" not in keys and f != "preset"]
+    missing = [f for f in dashboard.widget_values(DistillConfig()) if f"cfg_{f}" not in keys and f not in dashboard.HIDDEN_FIELDS]
     assert missing == []
     assert at.selectbox(key="cfg_dataset").value == "friedman1"
     assert at.multiselect(key="cfg_samplers").options == dashboard.sampler_names()

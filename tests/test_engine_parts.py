@@ -195,7 +195,7 @@ def test_black_box_teacher_counts_its_queries_and_returns_no_gradient():
 def test_a_file_that_is_not_a_model_is_refused_with_a_clear_message(tmp_path):
     bogus = tmp_path / "teacher.pt"
     bogus.write_text("this is not a model")
-    with pytest.raises(ModelError, match="is not a DFKD Lab model"):
+    with pytest.raises(ModelError, match="is not a TorchScript archive, a state_dict or a skops file"):
         load_teacher_file(bogus, tabular_split())
 
 

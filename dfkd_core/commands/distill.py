@@ -38,6 +38,7 @@ def configure(parser) -> None:
                         help="any other DistillConfig field, e.g. --set direct_lr=0.05 (repeatable)")
     parser.add_argument("--config", default=None, help="a JSON file with a DistillConfig (flags override it)")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object per student")
+    _configure_user_inputs(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -61,6 +62,7 @@ def config_from_args(args) -> DistillConfig:
              "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
              "selection": args.selection, "engine": args.engine, "device": args.device}
     merged.update({k: v for k, v in flags.items() if v is not None})
+    merged.update(_user_input_fields(args))
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -73,7 +75,13 @@ def run(args) -> int:
     from ..distill import run_distillation
     from ..events import EpochMetrics, RunStarted
 
+    from ..data.user import original_name
+    from ..distill import prepare_run
+    from ..user_models import store_user_inputs, uses_user_inputs
+
     cfg = config_from_args(args)
+    if uses_user_inputs(cfg):
+        cfg = store_user_inputs(cfg)  # the run (and --export's card) names the stored copies
     members = cfg.members()
     total = cfg.epochs * len(members)
     done = 0
@@ -94,9 +102,11 @@ def run(args) -> int:
                 print(f"\r[{bar:<30}] {100 * frac:5.1f}% epoch {event.epoch + 1}/{cfg.epochs}{rmse} "
                       f"{time.perf_counter() - started:6.1f}s", end="", file=sys.stderr, flush=True)
 
-    result = run_distillation(cfg, on_event=on_event)
+    run_ctx = prepare_run(cfg)
+    result = run_distillation(cfg, on_event=on_event, run=run_ctx)
     if show:
         print("", file=sys.stderr)
+    exported = _export(args, cfg, result, run_ctx)
     for m in result.members:
         row = {"dataset": cfg.dataset, "sampler": m.sampler, "alpha": m.alpha, "seed": m.seed, "epochs": cfg.epochs,
                "student_hidden": cfg.student_hidden, "test_rmse": m.test_rmse, "test_mae": m.test_mae,
@@ -105,12 +115,68 @@ def run(args) -> int:
                "teacher_test_rmse": result.teacher_test_rmse, "teacher_test_mae": result.teacher_test_mae,
                "teacher_queries": m.teacher_queries, "seconds": round(result.seconds, 3), "device": result.device,
                "engine": result.engine, "cancelled": result.cancelled}
+        if cfg.data_file or cfg.input_spec:  # the user's own data: errors in the target's units too
+            row.update(dataset=original_name(cfg.data_file or cfg.input_spec), real_data=bool(cfg.data_file),
+                       test_rmse_raw=m.test_rmse * run_ctx.split.y_std, test_mae_raw=m.test_mae * run_ctx.split.y_std,
+                       target=run_ctx.split.extra.get("target"), y_std=run_ctx.split.y_std)
+        if exported:
+            row["export"] = exported.get(m.member)
         if args.json:
             print(json.dumps(row))
         else:
             print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
                   f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")
     return 130 if result.cancelled else 0
+
+
+# ---------------------------------------------------------------- the user's teacher, data and export
+def _configure_user_inputs(parser) -> None:
+    from ..user_models import ACTIVATIONS
+
+    group = parser.add_argument_group("your own teacher and data")
+    group.add_argument("--teacher", default=None, metavar="PATH_OR_URL",
+                       help="your teacher: a TorchScript file, a state_dict of Linear layers (.pt), a skops file, "
+                            "or an http(s):// endpoint taking POST {\"inputs\": [[...]]} (never unpickled)")
+    group.add_argument("--teacher-activation", default=None, choices=sorted(ACTIVATIONS),
+                       help="hidden activation of a state_dict teacher")
+    group.add_argument("--teacher-timeout", type=float, default=None, help="HTTP teacher: seconds per request (default 10)")
+    group.add_argument("--query-budget", type=int, default=None, help="HTTP teacher: most points ever sent (default: no limit)")
+    group.add_argument("--data", default=None, metavar="PATH", help="your data: a CSV or Parquet file with a header")
+    group.add_argument("--target", default=None, metavar="COL", help="the target column of --data")
+    group.add_argument("--nan", default=None, choices=("refuse", "drop"), help="rows with missing values (default: refuse)")
+    group.add_argument("--input-spec", default=None, metavar="JSON",
+                       help="no data at all: per-feature mean/std or min/max (strictly data-free)")
+    group.add_argument("--export", default=None, metavar="DIR",
+                       help="write the students (TorchScript, ONNX, state_dict, model.json) into DIR")
+
+
+def _user_input_fields(args) -> dict:
+    """DistillConfig fields from the user-input flags; --data / --input-spec imply dataset 'user',
+    and --input-spec the data-free 'synthetic' selection unless --selection says otherwise."""
+    from ..data.user import USER_DATASET
+
+    fields = {"teacher_file": args.teacher, "teacher_activation": args.teacher_activation, "data_file": args.data,
+              "target": args.target, "nan_policy": args.nan, "input_spec": args.input_spec,
+              "teacher_timeout": args.teacher_timeout, "teacher_query_budget": args.query_budget}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if (args.data or args.input_spec) and args.dataset is None:
+        fields["dataset"] = USER_DATASET
+    if args.input_spec and args.selection is None:
+        fields["selection"] = "synthetic"
+    return fields
+
+
+def _export(args, cfg, result, run_ctx) -> dict:
+    """--export DIR: every student into DIR (the best by validation also at DIR's top); member → folder."""
+    if not args.export or not result.members:
+        return {}
+    from ..export import export_run, member_dicts
+
+    cards = export_run(cfg, member_dicts(result), args.export, run=run_ctx)
+    print(f"exported {len(cards['students'])} student(s) to {args.export} (top level: {cards['best']})", file=sys.stderr)
+    return {member: {"dir": cards["folders"][member], "top_level": member == cards["best"], "test_rmse_raw": card["student"]["test_rmse_raw"],
+                     "parameters": card["student"]["parameters"], "latency_seconds": card["student"]["latency_seconds"]}
+            for member, card in cards["students"].items()}
 
 
 def _ci() -> bool:

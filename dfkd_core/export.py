@@ -1,0 +1,255 @@
+"""A student the user can take away: TorchScript and ONNX files that take the teacher's raw
+inputs (input and target scaling folded in), the state_dict, a model.json card, and what the
+distillation bought — parameters, file size and latency of teacher and student beside their error."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import DistillConfig
+from .data.split import Split
+from .errors import ModelError
+from .models import count_parameters
+from .teachers import TorchTeacher, build_model, default_student_arch
+
+LOAD_SNIPPET = ("import torch\n"
+                "student = torch.jit.load(\"student.pt\")\n"
+                "y = student(torch.tensor(x_raw, dtype=torch.float32))  # x_raw: (n, {d}) in the teacher's units")
+LATENCY_BATCHES = (1, 1000)
+TEST_ROWS_LIMIT = 100_000  # test_rows.csv holds at most this many rows
+
+
+class RawInputStudent(nn.Module):
+    """The student on the teacher's raw inputs: x → (x − μ_x)/σ_x → student → y·σ_y + μ_y, shape (n,)."""
+
+    def __init__(self, student: nn.Module, x_mean, x_std, y_mean: float, y_std: float, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.student = student
+        self.register_buffer("x_mean", torch.as_tensor(np.asarray(x_mean, dtype=np.float32)).reshape(-1))
+        self.register_buffer("x_std", torch.as_tensor(np.asarray(x_std, dtype=np.float32)).reshape(-1))
+        self.y_mean, self.y_std = float(y_mean), float(y_std)
+        self.input_shape = list(input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.flatten(1) - self.x_mean) / self.x_std
+        return self.student(z.reshape([-1] + self.input_shape)) * self.y_std + self.y_mean
+
+
+def split_scaling(split: Split) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(x_mean, x_std, y_mean, y_std) that convert the engine's standardized units to the raw ones."""
+    d = split.dim
+    x_mean = np.asarray(split.extra.get("x_mean", np.zeros(d)), dtype=np.float64)
+    x_std = np.asarray(split.extra.get("x_std", np.ones(d)), dtype=np.float64)
+    return x_mean, x_std, float(split.y_mean), float(split.y_std)
+
+
+def raw_student(cfg: DistillConfig, split: Split, state_dict: dict) -> RawInputStudent:
+    arch = default_student_arch(split, cfg.student_hidden) if cfg.student == "auto" else cfg.student
+    student = build_model(arch, split, torch.Generator().manual_seed(0))
+    student.load_state_dict(state_dict)
+    x_mean, x_std, y_mean, y_std = split_scaling(split)
+    return RawInputStudent(student.eval(), x_mean, x_std, y_mean, y_std, split.input_shape).eval()
+
+
+def _latency(fn, x: np.ndarray, repeats: int = 5) -> float:
+    """Median seconds of fn(x) over `repeats` calls after three warm-ups (TorchScript optimizes on its second call)."""
+    for _ in range(3):
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _torch_fn(module: nn.Module):
+    def call(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    return call
+
+
+def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: str | Path, *, member: str,
+                   selection: dict, teacher_fn=None, teacher_info: dict | None = None) -> dict:
+    """Write student.pt (TorchScript), student.onnx, state_dict.pt, model.json and test_rows.csv
+    into out_dir; return the card. teacher_fn(raw (n, d) numpy) → (n,) is timed beside the student."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module = raw_student(cfg, split, state_dict)
+    x_mean, x_std, y_mean, y_std = split_scaling(split)
+    d = split.dim
+    example = torch.as_tensor(split.x_test[:4].reshape(-1, d).double().numpy() * x_std + x_mean, dtype=torch.float32)
+    try:
+        scripted = torch.jit.script(module)
+    except Exception:  # noqa: BLE001 - a student torch.jit.script cannot compile is traced instead
+        scripted = torch.jit.trace(module, example)
+    torch.jit.save(scripted, str(out / "student.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(out / "student.onnx"), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    torch.save({k: v.detach().cpu() for k, v in module.student.state_dict().items()}, out / "state_dict.pt")
+
+    # the raw test rows and the student's error on them, in the target's units
+    raw_x = split.x_test.reshape(len(split.x_test), -1).double().numpy() * x_std + x_mean
+    raw_y = split.y_test.double().numpy() * y_std + y_mean
+    student_raw = _torch_fn(scripted)
+    pred = np.concatenate([student_raw(raw_x[i:i + 4096]) for i in range(0, len(raw_x), 4096)]).astype(np.float64)
+    student_rmse_raw = float(np.sqrt(np.mean((pred - raw_y) ** 2)))
+    student_mae_raw = float(np.mean(np.abs(pred - raw_y)))
+    features = list(split.extra.get("features", [f"x{i + 1}" for i in range(d)]))
+    real = bool(split.extra.get("real_data", split.extra.get("rows", 0) > 0))
+    if real and len(raw_x) <= TEST_ROWS_LIMIT and len(split.input_shape) == 1:
+        import pandas as pd
+
+        table = pd.DataFrame(raw_x, columns=features)
+        table[split.extra.get("target", "y")] = raw_y
+        table.to_csv(out / "test_rows.csv", index=False)
+
+    probe = {b: np.repeat(raw_x[:1], b, axis=0) if len(raw_x) else np.zeros((b, d)) for b in LATENCY_BATCHES}
+    student_card = {
+        "architecture": _describe(module.student), "parameters": count_parameters(module.student),
+        "file_bytes": (out / "student.pt").stat().st_size, "onnx_bytes": (out / "student.onnx").stat().st_size,
+        "latency_seconds": {f"batch_{b}": _latency(student_raw, probe[b]) for b in LATENCY_BATCHES},
+        "test_rmse": selection.get("test_rmse"), "test_mae": selection.get("test_mae"),
+        "test_rmse_raw": student_rmse_raw, "test_mae_raw": student_mae_raw,
+    }
+    teacher_card = dict(teacher_info or {})
+    for key in ("test_rmse", "test_mae"):  # the engine's errors are standardized; these are in the target's units
+        if isinstance(teacher_card.get(key), float):
+            teacher_card[f"{key}_raw"] = teacher_card[key] * y_std
+    if teacher_fn is not None:
+        try:
+            teacher_card["latency_seconds"] = {f"batch_{b}": _latency(teacher_fn, probe[b], repeats=3) for b in LATENCY_BATCHES}
+        except Exception as exc:  # noqa: BLE001 - a teacher that cannot be timed is noted, not fatal
+            teacher_card["latency_seconds"] = f"not measured: {exc}"
+    card = {
+        "format": "dfkd-lab student 1",
+        "member": member,
+        "inputs": {"names": features, "shape": list(split.input_shape), "units": "the teacher's raw units",
+                   "scaling": {"x_mean": x_mean.tolist(), "x_std": x_std.tolist()}},
+        "output": {"name": split.extra.get("target", "y"), "y_mean": y_mean, "y_std": y_std,
+                   "note": "the student returns y in the target's units: standardized prediction × y_std + y_mean"},
+        "student": student_card,
+        "teacher": teacher_card,
+        "metrics_note": ("test_rmse / test_mae are on the standardized target (as the paper's tables); *_raw are in the "
+                         "target's units on the test rows (test_rows.csv)" if real else
+                         "strictly data-free: 'test' errors are disagreement with the teacher on held-out synthetic points"),
+        "selection": {"rule": cfg.selection, **{k: v for k, v in selection.items() if k not in ("test_rmse", "test_mae")}},
+        "real_data": real,
+        "split": {k: split.extra.get(k) for k in ("n_train", "n_val", "n_test", "source")},
+        "configuration": cfg.to_dict(),
+        "files": sorted(p.name for p in out.iterdir() if p.is_file()) + ["model.json"],
+        "load_in_pytorch": LOAD_SNIPPET.format(d=d),
+    }
+    (out / "model.json").write_text(json.dumps(card, indent=2, default=_json_default), encoding="utf-8")
+    return card
+
+
+def _describe(module: nn.Module) -> str:
+    layers = [f"Linear({m.in_features}→{m.out_features})" for m in module.modules() if isinstance(m, nn.Linear)]
+    return f"{type(module).__name__}: " + (", ".join(layers) if layers else str(module).replace("\n", " ")[:200])
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def teacher_summary(run_teacher, info, cfg: DistillConfig) -> tuple[dict, object]:
+    """(card part, raw-input function) of a run's teacher: kind, parameters, file size, errors."""
+    from .user_models import load_user_model, raw_teacher_function
+
+    card = {"kind": getattr(run_teacher, "kind", "teacher"), "test_rmse": info.test_rmse, "test_mae": info.test_mae,
+            "file": info.extra.get("file", Path(info.path).name if info.path else ""), "parameters": None, "file_bytes": None}
+    if info.path and Path(info.path).is_file():
+        card["file_bytes"] = Path(info.path).stat().st_size
+    fn = None
+    if cfg.teacher_file:
+        kind, model = load_user_model(cfg.teacher_file, activation=cfg.teacher_activation, timeout=cfg.teacher_timeout,
+                                      query_budget=0)
+        if isinstance(model, nn.Module):
+            card["parameters"] = count_parameters(model)
+        fn = raw_teacher_function(kind, model)
+    elif isinstance(run_teacher, TorchTeacher):
+        card["parameters"] = count_parameters(run_teacher.module)
+        fn = None  # the product's own teacher works standardized; timed below through the engine's teacher
+    return card, fn
+
+
+def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, run=None) -> dict:
+    """Export every student of a finished run: one folder per member under out_dir, and the
+    member with the lowest validation RMSE (no test data involved) also at out_dir's top level.
+    `members`: dicts with member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,
+    best_val_rmse and state_dict. `run`: the run's RunContext, else prepared again from cfg."""
+    from .distill import prepare_run
+
+    if not members:
+        raise ModelError("The run has no finished student to export.")
+    run = run or prepare_run(cfg)
+    teacher_card, teacher_fn = teacher_summary(run.teacher, run.teacher_info, run.cfg)
+    if teacher_fn is None:
+        x_mean, x_std, _, _ = split_scaling(run.split)
+        teacher = run.teacher
+
+        def teacher_fn(raw: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                z = torch.as_tensor((raw - x_mean) / x_std, dtype=torch.float32).reshape(-1, *run.split.input_shape)
+                return teacher.predict(z.to(run.device)).cpu().numpy()
+    out = Path(out_dir)
+    cards, folders = {}, {}
+    best = min(members, key=lambda m: (m["best_val_rmse"] if np.isfinite(m["best_val_rmse"]) else np.inf))
+    for m in members:
+        folder = out / f"{m['sampler']}-{str(m['alpha']).replace(':', '_').replace(',', '_')}-seed{m['seed']}"
+        selection = {"test_rmse": m["test_rmse"], "test_mae": m["test_mae"], "best_epoch": m["best_epoch"],
+                     "best_val_rmse": m["best_val_rmse"]}
+        cards[m["member"]] = export_student(run.cfg, run.split, m["state_dict"], folder, member=m["member"],
+                                            selection=selection, teacher_fn=teacher_fn, teacher_info=teacher_card)
+        folders[m["member"]] = str(folder)
+        if m is best:
+            for item in folder.iterdir():
+                shutil.copyfile(item, out / item.name)
+    return {"best": best["member"], "students": cards, "folders": folders}
+
+
+def member_dicts(result) -> list[dict]:
+    """export_run's member dicts from a DistillResult."""
+    return [{"member": m.member, "sampler": m.sampler, "alpha": m.alpha, "seed": m.seed, "test_rmse": m.test_rmse,
+             "test_mae": m.test_mae, "best_epoch": m.best_epoch, "best_val_rmse": m.best_val_rmse,
+             "state_dict": m.state_dict} for m in result.members if m.state_dict is not None]
+
+
+def export_stored_run(run_id: str, member: str, store=None) -> bytes:
+    """A zip (bytes) of one stored run's student export, for the Runs page's download button."""
+    import tempfile
+
+    from .runstore import RunStore
+
+    store = store or RunStore()
+    info = store.get_run(run_id)
+    cfg = info.config or DistillConfig.from_dict(info.config_dict)
+    row = store.results(run_id).set_index("member").loc[member]
+    m = {"member": member, "sampler": row["sampler"], "alpha": row["alpha"], "seed": int(row["seed"]),
+         "test_rmse": float(row["test_rmse"]), "test_mae": float(row["test_mae"]), "best_epoch": int(row["best_epoch"]),
+         "best_val_rmse": float(row["best_val_rmse"]), "state_dict": store.load_weights(run_id, member)}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_run(cfg, [m], tmp)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for item in sorted(Path(tmp).iterdir()):
+                if item.is_file():
+                    zf.write(item, f"student/{item.name}")
+        return buffer.getvalue()
