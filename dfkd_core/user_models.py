@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from .data.split import Split
 from .data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_scaling,
                         spec_split, store_user_file, table_split)
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, DfkdError, ModelError
 from .teachers import BlackBoxTeacher, Teacher, TeacherInfo, TorchTeacher, build_model, evaluate
 
 # Hidden activations of a state_dict teacher (the file stores weights, not the activation).
@@ -516,11 +516,40 @@ def table_columns(path: str | Path) -> list[str]:
         raise DatasetError(f"The data file {original_name(path)!r} cannot be read as a table: {_first_line(exc)}") from None
 
 
+def teacher_endpoint(url: str) -> str:
+    """The URL the user typed for an HTTP teacher, checked: http(s):// and a host."""
+    from urllib.parse import urlsplit
+
+    text = (url or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelError(f"The endpoint URL must start with http:// or https:// and name a host. Got {text!r} instead.")
+    return text
+
+
+def teacher_input_dim(path: str | Path, activation: str = "") -> int | None:
+    """The input dimension a stored teacher file states (a state_dict's first layer), or None
+    when the file does not say it (TorchScript, skops) or cannot be read."""
+    try:
+        _, model = load_user_model(path, activation=activation or "tanh")
+    except DfkdError:
+        return None
+    return model.in_features if isinstance(model, LinearStack) else None
+
+
 def user_run_config(base, *, teacher_file: str = "", teacher_activation: str = "", data_file: str = "", target: str = "",
-                    nan_policy: str = "refuse", input_spec: str = ""):
+                    nan_policy: str = "refuse", input_spec: str = "", teacher_timeout: float | None = None,
+                    teacher_query_budget: int | None = None):
     """The form's config turned into a run on the user's teacher and data (or input spec), validated."""
     changes = dict(dataset=USER_DATASET, teacher_file=teacher_file, teacher_activation=teacher_activation,
                    data_file=data_file, target=target, nan_policy=nan_policy, input_spec=input_spec)
+    if teacher_timeout is not None:
+        changes["teacher_timeout"] = teacher_timeout
+    if teacher_query_budget is not None:
+        changes["teacher_query_budget"] = teacher_query_budget
     if input_spec and base.selection == "validation":
         changes["selection"] = "synthetic"
     if not (data_file or input_spec):

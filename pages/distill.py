@@ -119,53 +119,106 @@ with st.container(border=True):
         st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
 # ------------------------------------------------------------------ your own model (issue 13)
-def start_user_run() -> None:
-    """The uploads, stored under DFKD_HOME, become an ordinary run with the form's settings."""
-    from dfkd_core.user_models import store_upload, user_run_config
+def start_user_run(spec_rows: list[dict] | None) -> None:
+    """The uploads (or the endpoint URL, or the spec table), stored under DFKD_HOME, become an
+    ordinary run with the form's settings."""
+    import json
+
+    from dfkd_core.data.user import spec_from_rows
+    from dfkd_core.user_models import store_upload, teacher_endpoint, user_run_config
 
     try:
         teacher = st.session_state.get("own_teacher")
+        url = (st.session_state.get("own_url") or "").strip()
         data = st.session_state.get("own_data")
         spec = st.session_state.get("own_spec")
-        if teacher is None:
-            raise DfkdError("Upload your teacher file first.")
+        if teacher is None and not url:
+            raise DfkdError("Upload your teacher file or give the URL of its endpoint first.")
+        teacher_file = teacher_endpoint(url) if url else store_upload(teacher.name, teacher.getvalue(), "teacher")
+        input_spec = ""
+        if data is None and spec_rows is not None:
+            spec_json = json.dumps(spec_from_rows(spec_rows, st.session_state.get("own_constraint", "none")), indent=1)
+            input_spec = store_upload("input_spec_table.json", spec_json.encode(), "input spec")
+        elif data is None and spec is not None:
+            input_spec = store_upload(spec.name, spec.getvalue(), "input spec")
         base = dashboard.config_from_widgets(form_values(), validate=False)
         cfg = user_run_config(
-            base, teacher_file=store_upload(teacher.name, teacher.getvalue(), "teacher"),
-            teacher_activation=st.session_state.get("own_activation") or "",
+            base, teacher_file=teacher_file, teacher_activation=st.session_state.get("own_activation") or "",
             data_file=store_upload(data.name, data.getvalue(), "data") if data is not None else "",
             target=st.session_state.get("own_target") or "", nan_policy=st.session_state.get("own_nan", "refuse"),
-            input_spec=store_upload(spec.name, spec.getvalue(), "input spec") if spec is not None and data is None else "")
-        st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {teacher.name}")
+            input_spec=input_spec, teacher_timeout=float(st.session_state.get("own_timeout", 10.0)),
+            teacher_query_budget=int(st.session_state.get("own_budget", 0)))
+        title = url if url else teacher.name
+        st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {title}")
     except DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
+def spec_table_rows(teacher):
+    """The spec table's starting rows: one per input of the teacher when its file says how many, else 2."""
+    import pandas as pd
+
+    from dfkd_core.user_models import store_upload, teacher_input_dim
+
+    dim = None
+    if teacher is not None:
+        try:
+            dim = teacher_input_dim(store_upload(teacher.name, teacher.getvalue(), "teacher"),
+                                    st.session_state.get("own_activation") or "")
+        except DfkdError:
+            dim = None
+    n = dim or 2
+    return pd.DataFrame({"name": [f"x{i + 1}" for i in range(n)], "mean": [0.0] * n, "std": [1.0] * n,
+                         "min": [None] * n, "max": [None] * n}).astype({"min": "float64", "max": "float64"})
+
+
 def your_model_section() -> None:
-    from dfkd_core.user_models import ACTIVATIONS, store_upload, table_columns
+    from dfkd_core.data.user import SPEC_CONSTRAINTS
+    from dfkd_core.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
 
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "
                    "Samplers, epochs and every setting come from the form above.")
         c1, c2 = st.columns(2)
-        c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
+        teacher = c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
         c1.selectbox("Activation (state_dict teachers only)", ["", *ACTIVATIONS], key="own_activation")
+        url = c1.text_input("…or the URL of your model's endpoint", key="own_url", placeholder="http://my-server:8000/predict",
+                            help='POST {"inputs": [[...], ...]} as JSON, answered with {"predictions": [...]}.')
+        if url.strip():
+            t1, t2 = c1.columns(2)
+            t1.number_input("Timeout per request (s)", min_value=0.1, max_value=600.0, value=10.0, step=1.0, key="own_timeout")
+            t2.number_input("Query budget (points, 0 = no limit)", min_value=0, value=0, step=1000, key="own_budget")
+            c1.info(dashboard.plain(f"An endpoint teacher cannot use the 'direct' and 'generator' samplers: "
+                                    f"{GRADIENT_FREE_REASON}. Use 'evolution' or a random sampler."))
         data = c2.file_uploader("Data (CSV or Parquet with a header)", type=["csv", "parquet"], key="own_data")
+        spec_rows = None
         if data is not None:
             try:
                 columns = table_columns(store_upload(data.name, data.getvalue(), "data"))
                 c2.selectbox("Target column", columns, index=len(columns) - 1, key="own_target")
                 c2.radio("Rows with missing values", ["refuse", "drop"], horizontal=True, key="own_nan")
             except DfkdError as exc:
-                c2.error(str(exc))
+                c2.error(dashboard.plain(exc))
+        elif c2.radio("…or an input spec (strictly data-free)", ["upload spec.json", "fill in a table"],
+                      horizontal=True, key="own_spec_mode") == "upload spec.json":
+            c2.file_uploader("Input spec (JSON: features with mean/std or min/max)", type=["json"], key="own_spec")
         else:
-            c2.file_uploader("…or an input spec (JSON: features with mean/std or min/max)", type=["json"], key="own_spec")
-        st.button("Start with your model", icon=":material/play_arrow:", key="own_start", on_click=start_user_run)
+            if st.session_state.get("own_spec_table_for") != getattr(teacher, "file_id", None) or "own_spec_table" not in st.session_state:
+                st.session_state["own_spec_table"] = spec_table_rows(teacher)
+                st.session_state["own_spec_table_for"] = getattr(teacher, "file_id", None)
+            st.caption("One row per input of your teacher, in its own units: mean and std, or min and max (or both).")
+            edited = st.data_editor(st.session_state["own_spec_table"], num_rows="dynamic", key="own_spec_editor",
+                                    hide_index=True, width="stretch")
+            st.selectbox("Constraint", SPEC_CONSTRAINTS, key="own_constraint",
+                         help="clip: points stay in the min/max box; simplex: each row's inputs are fractions summing to 1.")
+            spec_rows = edited.to_dict("records")
+        if st.button("Start with your model", icon=":material/play_arrow:", key="own_start"):
+            start_user_run(spec_rows)
 
 
 your_model_section()
 if "distill_error" in st.session_state:
-    st.error(st.session_state.pop("distill_error"))
+    st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
 values = form_values()
 try:  # the URL always describes what the form holds (and the run in view): share it to reproduce

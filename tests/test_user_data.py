@@ -199,3 +199,55 @@ def test_without_a_teacher_file_the_products_own_teacher_is_trained_on_the_users
     _, info = get_teacher(split, "mlp20")  # the cache entry the run trained, keyed by the stored file's hash
     assert info.cached and info.test_rmse == pytest.approx(result.teacher_test_rmse, rel=1e-6)
     assert result.teacher_test_rmse < float(split.y_test.std())  # better than predicting the mean
+
+
+# ---------------------------------------------------------------- the dashboard's input-spec table
+def test_a_filled_spec_table_becomes_the_spec_that_parse_input_spec_reads():
+    from dfkd_core.data.user import parse_input_spec, spec_from_rows
+
+    rows = [{"name": "load", "mean": 0.0, "std": 1.0, "min": None, "max": None},
+            {"name": " speed ", "mean": float("nan"), "std": float("nan"), "min": 80.0, "max": 120.0},
+            {"name": "temp", "mean": 1.0, "std": 0.1, "min": 0.5, "max": 1.5},
+            {"name": None, "mean": None, "std": None, "min": None, "max": None}]  # an added row left blank
+    spec = spec_from_rows(rows, "clip")
+    assert spec == {"features": [{"name": "load", "mean": 0.0, "std": 1.0}, {"name": "speed", "min": 80.0, "max": 120.0},
+                                 {"name": "temp", "mean": 1.0, "std": 0.1, "min": 0.5, "max": 1.5}], "constraint": "clip"}
+    parsed = parse_input_spec(json.loads(json.dumps(spec)))
+    assert parsed.features == ("load", "speed", "temp")
+    np.testing.assert_allclose(parsed.lower, [-3.0, 80.0, 0.5])
+    np.testing.assert_allclose(parsed.std[1], 40.0 / np.sqrt(12))
+
+
+BAD_TABLES = [
+    ([{"name": "", "mean": 0.0, "std": 1.0}], r"Row 1 of the input table must have a name"),
+    ([{"name": "a", "mean": 0.0, "std": 1.0}, {"name": "b", "min": 2.0, "max": 1.0}], r"Row 2 \('b'\) .* min < max\. Got min 2, max 1"),
+    ([{"name": "a", "mean": 0.0, "std": 0.0}], r"'std' of row 1 \('a'\) .* must be > 0\. Got 0 instead"),
+    ([{"name": "a", "mean": 0.0, "std": -2.0}], r"'std' of row 1 \('a'\) .* must be > 0\. Got -2 instead"),
+    ([{"name": "a", "mean": None, "std": None, "min": None, "max": None, "x": 1}, {"name": "b"}],
+     r"Row 1 \('a'\) .* must give 'mean' and 'std', or 'min' and 'max'\. Got neither"),
+    ([{"name": "a", "mean": 3.0}], r"Row 1 \('a'\) of the input table gives 'mean' without 'std'"),
+    ([{"name": "a", "max": 3.0}], r"Row 1 \('a'\) of the input table gives 'max' without 'min'"),
+    ([{"name": "a", "mean": "lots", "std": 1.0}], r"'mean' of row 1 \('a'\) .* must be a finite number\. Got 'lots' instead"),
+    ([{"name": "a", "mean": float("inf"), "std": 1.0}], r"must be a finite number\. Got inf instead"),
+    ([{"name": "a", "mean": 0.0, "std": 1.0}, {"name": "a", "min": 0.0, "max": 1.0}], r"feature names of 'the input table' must be unique"),
+    ([{"name": None, "mean": None}], r"at least one filled row"),
+    ([], r"at least one filled row"),
+]
+
+
+@pytest.mark.parametrize("rows, message", BAD_TABLES, ids=[
+    "empty-name", "min-over-max", "zero-std", "negative-std", "no-moments-no-box", "mean-without-std", "max-without-min",
+    "text-number", "infinite-mean", "duplicate-names", "only-blank-rows", "no-rows"])
+def test_a_bad_spec_table_row_gives_one_clear_message(rows, message):
+    from dfkd_core.data.user import spec_from_rows
+
+    with pytest.raises(DatasetError, match=message) as info:
+        spec_from_rows(rows)
+    assert "\n" not in str(info.value)
+
+
+def test_a_spec_table_with_an_unknown_constraint_is_refused():
+    from dfkd_core.data.user import spec_from_rows
+
+    with pytest.raises(DatasetError, match=r"'constraint' of 'the input table' must be one of 'none', 'clip', 'simplex'\. Got 'box'"):
+        spec_from_rows([{"name": "a", "min": 0.0, "max": 1.0}], "box")

@@ -274,6 +274,56 @@ def parse_input_spec(data, name: str = "input spec") -> InputSpec:
     return InputSpec(tuple(names), np.array(mean), np.array(std), np.array(lower), np.array(upper), constraint, name)
 
 
+SPEC_TABLE_COLUMNS = ("name", "mean", "std", "min", "max")  # the dashboard's input-spec table
+
+
+def spec_from_rows(rows, constraint: str = "none") -> dict:
+    """The JSON input spec of the dashboard's table (one row per feature: name, mean, std, min,
+    max; blank cells are None or NaN; rows left wholly blank are skipped), checked row by row
+    and then by parse_input_spec."""
+    def blank(value) -> bool:
+        if value is None or type(value).__name__ == "NAType":  # pandas' NA in an emptied cell
+            return True
+        return (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+    features = []
+    for i, row in enumerate(rows, start=1):
+        cells = {key: row.get(key) for key in SPEC_TABLE_COLUMNS}
+        if all(blank(v) for v in cells.values()):
+            continue
+        if blank(cells["name"]):
+            raise DatasetError(f"Row {i} of the input table must have a name. Got an empty name instead.")
+        name = str(cells["name"]).strip()
+        feat = {"name": name}
+        for key in ("mean", "std", "min", "max"):
+            value = cells[key]
+            if blank(value):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise DatasetError(f"The {key!r} of row {i} ({name!r}) of the input table must be a finite number. Got {value!r} instead.")
+            feat[key] = number
+        for a, b in (("mean", "std"), ("min", "max")):
+            if (a in feat) != (b in feat):
+                given, missing = (a, b) if a in feat else (b, a)
+                raise DatasetError(f"Row {i} ({name!r}) of the input table gives {given!r} without {missing!r}: fill both or neither.")
+        if not ("mean" in feat or "min" in feat):
+            raise DatasetError(f"Row {i} ({name!r}) of the input table must give 'mean' and 'std', or 'min' and 'max'. Got neither.")
+        if "std" in feat and feat["std"] <= 0:
+            raise DatasetError(f"The 'std' of row {i} ({name!r}) of the input table must be > 0. Got {feat['std']:g} instead.")
+        if "min" in feat and feat["min"] >= feat["max"]:
+            raise DatasetError(f"Row {i} ({name!r}) of the input table must have min < max. Got min {feat['min']:g}, max {feat['max']:g}.")
+        features.append(feat)
+    if not features:
+        raise DatasetError("The input table must have at least one filled row (a name with mean/std or min/max). Got none.")
+    spec = {"features": features, "constraint": constraint}
+    parse_input_spec(spec, "the input table")
+    return spec
+
+
 def spec_scaling(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     """(x_mean, x_std) at the teacher's boundary: the spec's moments, or none for the simplex
     (fractions that sum to 1 stay fractions, as the protein case)."""
