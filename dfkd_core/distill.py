@@ -16,11 +16,12 @@ from .config import DistillConfig, Member
 from .data.split import Split
 from .device import describe_device, pick_device
 from .errors import ConfigError, ModelError
-from .events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted, Snapshot
+from .events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted, Snapshot, TeacherProgress
 from .objectives import Objective, build_objective, log_cosh, sampler_objective
 from .samplers import SAMPLERS, SamplerContext
 from .schedules import AlphaSchedule, parse_alpha
-from .teachers import Teacher, TeacherInfo, build_model, default_student_arch, evaluate, get_teacher
+from .teachers import (Teacher, TeacherInfo, build_model, default_student_arch, evaluate, get_teacher,
+                       teacher_epoch_budget)
 
 SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
 
@@ -187,14 +188,22 @@ class StudentTrainer:
 
 
 def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None = None,
-                teacher_progress: Callable[[int, float], None] | None = None) -> RunContext:
-    """Validate the config, load the split and the teacher (cached or trained), build the objective."""
+                teacher_progress: Callable[[TeacherProgress], None] | None = None) -> RunContext:
+    """Validate the config, load the split and the teacher (shipped, cached or trained: then
+    `teacher_progress` hears of every teacher epoch), build the objective."""
     from .data import load_split
 
     cfg.validate()
     device = device or pick_device(None if cfg.device == "auto" else cfg.device)
     split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
-    teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
+    progress = None
+    if teacher_progress is not None:
+        teacher_start, budget = time.perf_counter(), teacher_epoch_budget(split)
+
+        def progress(epoch: int, val_rmse: float) -> None:
+            teacher_progress(TeacherProgress(epoch + 1, budget, time.perf_counter() - teacher_start, float(val_rmse)))
+
+    teacher, info = get_teacher(split, cfg.teacher, device, progress=progress)
     for name in cfg.samplers:
         if SAMPLERS.get(name).needs_gradients and not teacher.differentiable:
             if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
@@ -216,15 +225,16 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
 def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = None,
                      should_stop: Callable[[], bool] | None = None, data_dir=None,
                      device: torch.device | None = None) -> DistillResult:
-    """Train every student of `cfg.members()` side by side; emit RunStarted, EpochMetrics
+    """Train every student of `cfg.members()` side by side; emit TeacherProgress (while a
+    teacher trains first), RunStarted, EpochMetrics
     (per student per epoch), Snapshot (at snapshot epochs) and MemberResult events."""
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
-    run = prepare_run(cfg, data_dir=data_dir, device=device)
+    run = prepare_run(cfg, data_dir=data_dir, device=device, teacher_progress=emit)
     engine = choose_engine(cfg, run)
     members = cfg.members()
     emit(RunStarted(describe_device(run.device), tuple(m.key for m in members), run.teacher_info.test_rmse,
-                    run.teacher_info.test_mae, run.teacher.kind, engine, run.split.note))
+                    run.teacher_info.test_mae, run.teacher.kind, engine, run.split.note, run.teacher_info.val_rmse))
     if engine == "batched":
         from .batched import run_batched
 

@@ -71,7 +71,7 @@ def config_from_args(args) -> DistillConfig:
 
 def run(args) -> int:
     from ..distill import run_distillation
-    from ..events import EpochMetrics, RunStarted
+    from ..events import EpochMetrics, RunStarted, TeacherProgress
 
     cfg = config_from_args(args)
     members = cfg.members()
@@ -82,9 +82,14 @@ def run(args) -> int:
 
     def on_event(event) -> None:
         nonlocal done
-        if isinstance(event, RunStarted):
+        if isinstance(event, TeacherProgress):
+            if show:
+                print(f"\r{event.line()}  val RMSE {event.val_rmse:.4f}", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, RunStarted):
+            if show:
+                print("", file=sys.stderr)
             print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
-                  + (f"; {event.note}" if event.note else ""), file=sys.stderr)
+                  f" (validation {event.teacher_val_rmse:.4f})" + (f"; {event.note}" if event.note else ""), file=sys.stderr)
         elif isinstance(event, EpochMetrics):
             done += 1
             if show and (done % max(1, total // 200) == 0 or done == total):
