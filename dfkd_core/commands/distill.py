@@ -79,14 +79,20 @@ def run(args) -> int:
     done = 0
     started = time.perf_counter()
     show = not args.quiet and not _ci()
+    teacher_line = [False, 0.0]  # a '\r' teacher line is open; when the last logged one was printed
 
     def on_event(event) -> None:
         nonlocal done
         if isinstance(event, TeacherProgress):
+            text = f"{event.line()}  val RMSE {event.val_rmse:.4f}"
             if show:
-                print(f"\r{event.line()}  val RMSE {event.val_rmse:.4f}", end="", file=sys.stderr, flush=True)
+                print(f"\r{text}", end="", file=sys.stderr, flush=True)
+                teacher_line[0] = True
+            elif not args.quiet and (event.epoch == 1 or time.perf_counter() - teacher_line[1] >= 10):
+                print(text, file=sys.stderr, flush=True)  # a log, not a terminal: a line now and then
+                teacher_line[1] = time.perf_counter()
         elif isinstance(event, RunStarted):
-            if show:
+            if teacher_line[0]:
                 print("", file=sys.stderr)
             print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
                   f" (validation {event.teacher_val_rmse:.4f})" + (f"; {event.note}" if event.note else ""), file=sys.stderr)
