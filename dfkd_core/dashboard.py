@@ -418,22 +418,25 @@ def teacher_bar(view: RunView) -> tuple[float, str] | None:
     return min(1.0, progress.epoch / max(progress.max_epochs, 1)), progress.line()
 
 
-def follow_newest(state, key: str, options: Sequence[Any], *, many: bool = False) -> None:
-    """Keep the epoch widget `key` on the newest of `options` until the user moves it (then it
-    stays where they put it; moving it back to the newest follows again). Call before drawing
-    the widget with `key=key` and no default. `many`: a multiselect holding [newest]."""
-    if not options:
-        return
+def epoch_widget(state, key: str, options: Sequence[Any], *, many: bool = False) -> dict[str, Any]:
+    """Keyword arguments for an epoch widget over `options` (a select_slider, or a multiselect
+    when `many`) that shows the newest snapshot until the user moves it, then stays where they
+    put it (moving it back to the newest follows again).
+
+    The server never writes a widget's value: a following widget is keyed by the newest epoch
+    (a fresh widget, created on it, each time a snapshot arrives), a moved one by '-pinned';
+    only the user's own moves (on_change) are remembered, in state[key + '__chosen']."""
     newest = [options[-1]] if many else options[-1]
-    mark, chosen = f"{key}__set", f"{key}__chosen"  # what this function last put there; the user's pick
-    current = state.get(key)
-    if current is not None and mark in state and current != state[mark]:  # the user moved it since
-        state[chosen] = None if current == newest else current
+    chosen = f"{key}__chosen"
     pick = state.get(chosen)
-    valid = pick is not None and (all(v in options for v in pick) if many else pick in options)
-    value = pick if valid else newest  # (Streamlit drops a widget's state when its options change: the pick survives here)
-    state[key] = value
-    state[mark] = value
+    pinned = pick is not None and (all(v in options for v in pick) if many else pick in options)
+    widget_key = f"{key}-pinned" if pinned else f"{key}-{options[-1]}"
+
+    def remember() -> None:
+        value = state.get(widget_key)
+        state[chosen] = None if value == newest or value == [] else value
+
+    return {"key": widget_key, "on_change": remember, ("default" if many else "value"): pick if pinned else newest}
 
 
 def run_status_line(view: RunView) -> str:

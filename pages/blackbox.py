@@ -40,9 +40,9 @@ def live() -> None:
     st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, zoom=zoom), key="bb_rmse")
     st.caption(dashboard.CAPTIONS["val_rmse"])
     if view.snapshot_epochs:
-        dashboard.follow_newest(st.session_state, "bb_epoch", view.snapshot_epochs)
-        epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs, key="bb_epoch",
-                                 help="Follows the newest snapshot until you move it.")
+        epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs,
+                                 help="Follows the newest snapshot until you move it.",
+                                 **dashboard.epoch_widget(st.session_state, "bb_epoch", view.snapshot_epochs))
         st.markdown("**Constraint of the synthetic batch** (amino-acid fractions: each row sums to 1, every fraction ≥ 0)")
         st.dataframe(dashboard.plain_columns(dashboard.constraint_table(view, epoch)), hide_index=True)
         st.caption(dashboard.CAPTIONS["constraint"])

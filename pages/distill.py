@@ -184,9 +184,9 @@ def synthetic_points() -> None:
         st.caption("The first snapshot (epoch 0) appears once training starts.")
         return
     c1, c2 = st.columns([3, 1])
-    dashboard.follow_newest(st.session_state, "proj_epoch", view.snapshot_epochs)
-    epoch = c1.select_slider("Snapshot epoch", view.snapshot_epochs, key="proj_epoch",
-                             help="Follows the newest snapshot until you move it; move it to the end to follow again.")
+    epoch = c1.select_slider("Snapshot epoch", view.snapshot_epochs,
+                             help="Follows the newest snapshot until you move it; move it to the end to follow again.",
+                             **dashboard.epoch_widget(st.session_state, "proj_epoch", view.snapshot_epochs))
     plane = dashboard.is_plane(view.run.config.dataset)
     method = "plane" if plane else c2.radio("Projection", ["auto", "UMAP", "PCA"], horizontal=True, key="proj_method",
                                             help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")

@@ -47,14 +47,13 @@ def live() -> None:
     if not epochs_have:
         st.caption("Synthetic digits appear at the first snapshot (epoch 0).")
     else:
-        dashboard.follow_newest(st.session_state, "mnist_epochs_shown", epochs_have, many=True)
-        shown = st.multiselect("Digits at epochs", epochs_have, key="mnist_epochs_shown",
-                               help="Follows the newest snapshot until you change it.")
+        shown = st.multiselect("Digits at epochs", epochs_have, help="Follows the newest snapshot until you change it.",
+                               **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
         st.plotly_chart(figures.digit_grid(dashboard.digit_items(view, shown)), key="mnist_grid")
         st.caption(dashboard.CAPTIONS["digits"])
-        dashboard.follow_newest(st.session_state, "mnist_hist_epoch", epochs_have)
-        hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have, key="mnist_hist_epoch",
-                                      help="Follows the newest snapshot until you move it.")
+        hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have,
+                                      help="Follows the newest snapshot until you move it.",
+                                      **dashboard.epoch_widget(st.session_state, "mnist_hist_epoch", epochs_have))
         preds = dashboard.snapshot_frame(view, [hist_epoch])
         st.plotly_chart(figures.prediction_histograms(preds, x_range=(-1.0, 10.0)), key="mnist_hist")
         st.caption(dashboard.CAPTIONS["histograms"])

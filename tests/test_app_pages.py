@@ -229,7 +229,7 @@ def test_a_tiny_friedman1_run_is_drawn_live_and_summarized_from_the_store():
     assert trace_names(boxes) == ["gaussian", "direct"] and set(values(boxes["data"][0]["x"])) == {"0", "2", "4"}
     proj = next(f for t, f in figs.items() if "of real vs synthetic points" in t)
     assert trace_names(proj)[0] == "real (train)" and set(trace_names(proj)[1:]) == {"direct", "gaussian"}
-    assert at.select_slider(key="proj_epoch").value == 4  # followed the snapshots to the last one
+    assert at.select_slider(key="proj_epoch-4").value == 4  # followed the snapshots to the last one
     assert proj["layout"]["title"]["text"].endswith("epoch 4")
     assert dashboard.CAPTIONS["val_rmse"] in [c.value for c in at.caption]
     summary = next(d.value for d in at.dataframe if dashboard.PLAIN_COLUMNS["nn_dist_median"] in d.value.columns)
@@ -273,7 +273,7 @@ def test_a_tiny_digits_run_shows_synthetic_digits_histograms_and_mae():
     grid = next(f for f in figs if f["data"] and f["data"][0]["type"] == "heatmap")
     assert len(grid["data"]) == 3 * 8
     assert any(a["text"].startswith("direct @ 1: T(x)=") for a in grid["layout"]["annotations"])
-    assert at.multiselect(key="mnist_epochs_shown").value == [1] and at.select_slider(key="mnist_hist_epoch").value == 1
+    assert at.multiselect(key="mnist_epochs_shown-1").value == [1] and at.select_slider(key="mnist_hist_epoch-1").value == 1
     assert any("What is this?" == e.label for e in at.expander)
     hist = next(f for f in figs if f["layout"].get("title", {}).get("text") == "Teacher predictions on synthetic batches")
     assert [t["type"] for t in hist["data"]] == ["histogram"] * 3
@@ -307,7 +307,7 @@ def test_a_tiny_blackbox_protein_run_keeps_the_simplex_and_counts_teacher_querie
     simplex = next(d.value for d in at.dataframe if words["on_simplex"] in d.value.columns)
     assert simplex[words["on_simplex"]].all()
     assert simplex[words["row_sum_min"]].min() == pytest.approx(1.0, abs=1e-4)
-    assert at.select_slider(key="bb_epoch").value == 1  # the last snapshot
+    assert at.select_slider(key="bb_epoch-1").value == 1  # the last snapshot
     queries = at.dataframe[-1].value.set_index("sampler")[words["teacher_queries"]]
     assert queries["evolution"] > queries["gaussian"] > 0
     assert list(at.dataframe[-2].value["sampler"]) == ["evolution", "gaussian"]

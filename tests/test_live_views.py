@@ -79,31 +79,32 @@ def test_the_cli_prints_the_teachers_progress(empty_teacher_cache, capsys):
 
 
 # ------------------------------------------------------------------ epoch widgets follow the newest
+def user_moves(state: dict, kwargs: dict, value) -> None:
+    """What Streamlit does when the user moves the widget: store its value, call on_change."""
+    state[kwargs["key"]] = value
+    kwargs["on_change"]()
+
+
 def test_an_epoch_widget_follows_the_newest_snapshot_until_the_user_moves_it():
     state = {}
-    dashboard.follow_newest(state, "e", [0])
-    dashboard.follow_newest(state, "e", [0, 5])
-    assert state["e"] == 5
-    state["e"] = 0  # the user moves it back
-    dashboard.follow_newest(state, "e", [0, 5, 10])
-    assert state["e"] == 0
-    del state["e"]  # Streamlit drops a widget's state when its options change
-    dashboard.follow_newest(state, "e", [0, 5, 10, 15])
-    assert state["e"] == 0
-    state["e"] = 15  # back to the newest: follows again
-    dashboard.follow_newest(state, "e", [0, 5, 10, 15])
-    dashboard.follow_newest(state, "e", [0, 5, 10, 15, 20])
-    assert state["e"] == 20
+    assert dashboard.epoch_widget(state, "e", [0])["value"] == 0
+    following = dashboard.epoch_widget(state, "e", [0, 5])
+    assert following["value"] == 5 and following["key"] == "e-5"  # a fresh widget created on the newest
+    user_moves(state, following, 0)
+    pinned = dashboard.epoch_widget(state, "e", [0, 5, 10])
+    assert (pinned["key"], pinned["value"]) == ("e-pinned", 0)
+    assert dashboard.epoch_widget(state, "e", [0, 5, 10, 15])["value"] == 0  # stays where the user put it
+    user_moves(state, dashboard.epoch_widget(state, "e", [0, 5, 10, 15]), 15)  # back to the newest
+    assert dashboard.epoch_widget(state, "e", [0, 5, 10, 15, 20])["value"] == 20  # follows again
 
 
 def test_a_multiselect_of_epochs_follows_until_the_user_picks_others():
     state = {}
-    dashboard.follow_newest(state, "d", [0], many=True)
-    dashboard.follow_newest(state, "d", [0, 3], many=True)
-    assert state["d"] == [3]
-    state["d"] = [0, 3]
-    dashboard.follow_newest(state, "d", [0, 3, 6], many=True)
-    assert state["d"] == [0, 3]
+    assert dashboard.epoch_widget(state, "d", [0], many=True)["default"] == [0]
+    following = dashboard.epoch_widget(state, "d", [0, 3], many=True)
+    assert following["default"] == [3]
+    user_moves(state, following, [0, 3])
+    assert dashboard.epoch_widget(state, "d", [0, 3, 6], many=True)["default"] == [0, 3]
 
 
 # ------------------------------------------------------------------ projections
