@@ -526,39 +526,81 @@ def plane_projection(dataset: str, split_seed: int, synthetic: Mapping[str, np.n
                       "Two input features: the points are drawn in their own plane (x₁, x₂), no projection.")
 
 
-_PROJECTION_JOBS: "dict[tuple, Any]" = {}  # (home, run, epoch, method, umap ready) -> Future of a Projection
+_PROJECTION_JOBS: "dict[tuple, Any]" = {}  # (home, run, epoch, method, UMAP on disk, snapshots) -> Future
 _PROJECTION_LOCK = threading.Lock()
-_PROJECTION_POOL: Any = None  # one worker thread, started on first use
+_PROJECTION_POOL: Any = None  # one worker process, started on first use
+_UMAP_PENDING: set[str] = set()  # projection keys whose 'auto' projection came back as PCA (UMAP still fitting)
+
+
+def _project_in_worker(home: str, dataset: str, split_seed: int, synthetic: Mapping[str, np.ndarray], method: str):
+    """The projection, computed in the projection worker process (UMAP and numba live there)."""
+    import os
+
+    os.environ["DFKD_HOME"] = home  # the page's run store (and UMAP cache), whatever the worker started with
+    if is_plane(dataset):
+        return plane_projection(dataset, split_seed, synthetic)
+    from .projection import project_dataset
+
+    return project_dataset(dataset, split_seed, synthetic, method)
+
+
+def _lower_priority() -> None:
+    """The projection worker yields the CPU to the page's server and the training worker."""
+    import os
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+
+
+def _projection_pool():
+    """A one-process pool: UMAP's fit and numba's compilation hold the GIL for seconds, which
+    froze the page's curves when they ran in a thread of the Streamlit server (issue 15)."""
+    global _PROJECTION_POOL
+    if _PROJECTION_POOL is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _PROJECTION_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_lower_priority)
+    return _PROJECTION_POOL
 
 
 def projection_later(view: RunView, epoch: int, method: str = "auto", wait: float = 0.5):
-    """The projection of `projection(view, epoch, method)` computed off the page's thread:
+    """`projection(view, epoch, method)` computed off the page's thread, in a worker process:
     the Projection when it is ready within `wait` seconds, else None (the page shows "fitting…"
-    and polls). The
-    page's curves never wait for UMAP's fit or its first (compiling) transform."""
-    from concurrent.futures import ThreadPoolExecutor
+    and polls). The page's curves never wait for UMAP's fit or its first (compiling) transform.
+    With 'auto' the worker answers PCA until its UMAP fit is on disk, then UMAP."""
+    from concurrent.futures import TimeoutError as Pending
+    from concurrent.futures.process import BrokenProcessPool
 
-    from .projection import projection_key, umap_ready
+    from .projection import projection_key, umap_path
 
-    cfg = view.run.config
-    ready = umap_ready(projection_key(cfg.dataset, cfg.split_seed))
-    key = (str(store().home), view.run.id, int(epoch), method, ready, len(view.snapshots))
     global _PROJECTION_POOL
+    cfg = view.run.config
+    pkey = projection_key(cfg.dataset, cfg.split_seed)
+    on_disk = umap_path(pkey).exists()
+    key = (str(store().home), view.run.id, int(epoch), method, on_disk, len(view.snapshots))
     with _PROJECTION_LOCK:
         job = _PROJECTION_JOBS.get(key)
-        if job is None:
-            if _PROJECTION_POOL is None:
-                _PROJECTION_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection")
+        if job is None or (job.done() and job.exception() is not None and isinstance(job.exception(), BrokenProcessPool)):
+            if job is not None:  # the worker died (e.g. out of memory): start a new one
+                _PROJECTION_POOL = None
             if len(_PROJECTION_JOBS) > 64:
                 for old in [k for k, j in _PROJECTION_JOBS.items() if j.done()][:32]:
                     del _PROJECTION_JOBS[old]
-            job = _PROJECTION_JOBS[key] = _PROJECTION_POOL.submit(projection, view, epoch, method)
-    from concurrent.futures import TimeoutError as Pending
-
+            job = _PROJECTION_JOBS[key] = _projection_pool().submit(
+                _project_in_worker, str(store().home), cfg.dataset, cfg.split_seed, synthetic_batches(view, epoch), method)
     try:
-        return job.result(timeout=wait)  # a DfkdError raised by the fit reaches the page here
+        result = job.result(timeout=wait)  # a DfkdError raised in the worker reaches the page here
     except Pending:
         return None
+    if method == "auto" and result.method == "PCA" and "being fitted" in result.note:
+        _UMAP_PENDING.add(pkey)
+    else:
+        _UMAP_PENDING.discard(pkey)
+    return result
 
 
 def digit_items(view: RunView, epochs: Sequence[int], per_sampler: int = 8) -> list[dict]:
@@ -721,14 +763,18 @@ def delete_runs(run_ids: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def umap_warming(run_id: str) -> bool:
-    """Whether UMAP for the run's dataset is being fitted in the background right now."""
-    from .projection import projection_key, umap_fitting
+    """Whether UMAP for the run's dataset is being fitted in the background right now (in this
+    process, or in the projection worker: its fit is not on disk yet)."""
+    from .projection import projection_key, umap_fitting, umap_path
 
     try:
         cfg = store().get_run(run_id).config
     except DfkdError:
         return False
-    return cfg is not None and umap_fitting(projection_key(cfg.dataset, cfg.split_seed))
+    if cfg is None:
+        return False
+    key = projection_key(cfg.dataset, cfg.split_seed)
+    return umap_fitting(key) or (key in _UMAP_PENDING and not umap_path(key).exists())
 
 
 # ---------------------------------------------------------------------------- case-study presets

@@ -199,7 +199,7 @@ def synthetic_points() -> None:
         st.caption(f"fitting the {method} projection of epoch {epoch} in the background… the curves above keep updating.")
         if not proj_polling:
             time.sleep(0.5)
-            st.rerun(scope="fragment")  # the run is over (no polling): poll until the projection is ready
+            st.rerun()  # the run is over (no polling): poll until the projection is ready
         return
     if proj.note:
         st.caption(proj.note)
