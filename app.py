@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from dfkd_core import dashboard, figures
+from dfkd_core.dashboard import plain
 from dfkd_core.device import describe_device
 from dfkd_core.errors import DfkdError
 from dfkd_core.paths import data_dir, home_dir
@@ -43,15 +44,22 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown("### DFKD Lab")
         st.caption("Data-free knowledge distillation of regression networks (Zhou & Chiam, 2023)")
-        st.markdown(f"**Device:** {device_label()}")
-        st.markdown(f"**Data directory:** `{data_dir()}`")
-        st.markdown(f"**Run store:** `{home_dir()}`")
+        st.markdown(f"**Device:** {plain(device_label())}")
+        st.markdown(f"**Data directory:** {plain(data_dir())}")
+        st.markdown(f"**Run store:** {plain(home_dir())}")
         try:
             available = dashboard.available_datasets()
         except DfkdError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
             available = []
-        st.markdown("**Datasets available:** " + (", ".join(available) or "none"))
+        st.markdown("**Datasets available:** " + plain(", ".join(available) or "none"))
+
+
+def hide_script_stop() -> None:
+    """Hide the Stop in Streamlit's status widget (top right, while a script runs): it ends the
+    page's script, not a training worker, so it looked like it stopped a run and did not. The
+    pages' own Stop buttons stop runs; client.toolbarMode = "minimal" hides the developer menu."""
+    st.html('<style>[data-testid="stStatusWidget"] button {display: none;}</style>')
 
 
 def ensure_routed() -> None:
@@ -66,10 +74,11 @@ def ensure_routed() -> None:
         st.stop()
 
 
-def start_stop_controls(prefix: str, make_config) -> None:
+def start_stop_controls(prefix: str, make_config, view_id: str | None) -> None:
     """Start/Stop buttons of a case-study page (keys `<prefix>_start`, `<prefix>_stop`): Start
-    submits make_config() and shows the new run (`<prefix>_run`, `<prefix>_view`); errors
-    appear as st.error, never as a traceback."""
+    submits make_config() and shows the new run (`<prefix>_run`, `<prefix>_view`); Stop stops
+    the run in view (`view_id`, the picker's choice) and is enabled while that run is active,
+    also in a fresh session after a reload. Errors appear as st.error, never as a traceback."""
     run_key, view_key, error_key = f"{prefix}_run", f"{prefix}_view", f"{prefix}_error"
 
     def start() -> None:
@@ -81,26 +90,31 @@ def start_stop_controls(prefix: str, make_config) -> None:
 
     def stop() -> None:
         try:
-            dashboard.stop(st.session_state[run_key])
+            dashboard.stop(view_id)
         except DfkdError as exc:
             st.session_state[error_key] = str(exc)
 
     b1, b2, _ = st.columns([1, 1, 4])
     b1.button("Start", type="primary", icon=":material/play_arrow:", key=f"{prefix}_start", width="stretch", on_click=start)
     b2.button("Stop", icon=":material/stop:", key=f"{prefix}_stop", width="stretch", on_click=stop,
-              disabled=run_key not in st.session_state)
+              disabled=not dashboard.run_active(view_id))
     if error_key in st.session_state:
-        st.error(st.session_state.pop(error_key))
+        st.error(plain(st.session_state.pop(error_key)))
 
 
-def run_picker(runs, key: str, empty: str) -> str:
-    """Select one of `runs` (the store's DataFrame; shown as 'id · title'); stops the page with
-    `empty` as a hint when there is none."""
+def run_picker(runs, key: str, empty: str) -> str | None:
+    """Select one of `runs` (the store's DataFrame; shown as 'id · title'); None, with `empty`
+    as a hint, when there is none. A choice that is no longer stored (deleted) gives way to
+    the newest run."""
     if runs.empty:
+        st.session_state.pop(key, None)
         st.info(empty)
-        st.stop()
+        return None
+    ids = list(runs["id"])
+    if key in st.session_state and st.session_state[key] not in ids:
+        st.session_state[key] = ids[0]  # set, not dropped: the browser's select box shows the change too
     titles = dict(zip(runs["id"], runs["title"].fillna("")))
-    return st.selectbox("Run", list(runs["id"]), key=key, format_func=lambda i: f"{i} · {titles.get(i, '')}")
+    return st.selectbox("Run", ids, key=key, format_func=lambda i: f"{i} · {titles.get(i, '')}")
 
 
 def run_header(view) -> None:
@@ -111,7 +125,7 @@ def run_header(view) -> None:
         st.progress(teacher[0], text=teacher[1])
     st.progress(view.progress, text=view.caption)
     if view.run.error:
-        st.error(view.run.error)
+        st.error(plain(view.run.error))
 
 
 def results_section(view, teacher_label: str, key: str) -> bool:
@@ -129,10 +143,12 @@ def results_section(view, teacher_label: str, key: str) -> bool:
 
 
 def run() -> None:
-    st.set_page_config(page_title="DFKD Lab", page_icon=":material/science:", layout="wide")
+    # an emoji favicon is drawn in the browser; a :material/…: one is fetched from fonts.gstatic.com
+    st.set_page_config(page_title="DFKD Lab", page_icon="🧪", layout="wide")
+    hide_script_stop()
     recovered = recover_once()
     if recovered and recovered[0].startswith("error: "):
-        st.error(recovered[0][len("error: "):])
+        st.error(plain(recovered[0][len("error: "):]))
     page = st.navigation(PAGES)
     sidebar()
     page.run()

@@ -452,6 +452,18 @@ def _check_names(cfg: DistillConfig) -> None:
             value = getattr(cfg, name)
             if isinstance(value, str) and value.startswith("cnn") and kind != "image" and _is_arch(value):
                 problems.append(f"The {name!r} parameter can be a CNN only for image data. Got {value!r} for {cfg.dataset!r} ({kind}).")
+        if cfg.engine == "batched" and isinstance(cfg.student_hidden, int) and all(_is_arch(a) or a in ("auto", "svr")
+                                                                                    for a in (cfg.teacher, cfg.student)):
+            from .limits import resolved_archs
+
+            archs = resolved_archs(cfg, kind)
+            if not all(a.startswith("mlp") for a in archs) or "evolution" in names.get("samplers", ()):
+                problems.append(f"The 'engine' parameter can be 'batched' only for MLP teachers and students with gradient "
+                                f"or random samplers. Got teacher {archs[0]}, student {archs[1]}, samplers "
+                                f"{', '.join(names.get('samplers', ()))} instead; use 'auto' or 'reference'.")
+    if "evolution" in names.get("samplers", ()) and isinstance(cfg.batch_size, int) and cfg.batch_size < 5:
+        problems.append(f"The 'batch_size' parameter must be at least 5 with the 'evolution' sampler (its population). "
+                        f"Got {cfg.batch_size} instead.")
     if problems:
         raise ConfigErrors(problems)
 

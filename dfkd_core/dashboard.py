@@ -47,6 +47,24 @@ SECTIONS = (  # the "Advanced" expander's groups, in DistillConfig's order
     ("Evaluation and output", ("eval_every", "snapshot_epochs", "selection", "device", "engine")),
 )
 ACTIVE = ("queued", "running")
+MARKDOWN_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")  # every ASCII punctuation character
+AUTOLINK_TRIGGERS = re.compile(r"(?i):|@|www(?=\.)")  # where GFM starts a bare link: http://, www., a@b.org
+WORD_JOINER = "\u2060"  # invisible, neither space nor punctuation: no autolink can start right after it
+
+
+def plain(text: Any) -> str:
+    """`text` (a value from a URL, a file or a form, or a message quoting one) as markdown that
+    shows exactly those characters, and nothing else: every ASCII punctuation character becomes a
+    numeric character reference (&#58; for ':'), so no link, image, HTML, emphasis, heading,
+    Streamlit directive (:red[…], :material/…:) or formula ($…$) can form. GFM turns bare
+    http://…, www.… and e-mail addresses into links after decoding those references, so an
+    invisible word joiner follows each ':' and '@' and each 'www' before a '.'. Each line stays
+    a line (a hard break), its leading spaces dropped (no code block)."""
+    lines = str(text).splitlines() or [""]
+    return "  \n".join(
+        MARKDOWN_PUNCTUATION.sub(lambda m: f"&#{ord(m.group())};",
+                                 AUTOLINK_TRIGGERS.sub(lambda m: m.group() + WORD_JOINER, line.strip()))
+        for line in lines)
 
 
 # ---------------------------------------------------------------------------- widget specs
@@ -328,6 +346,26 @@ def run_exists(run_id: str | None) -> bool:
         return False
 
 
+def run_active(run_id: str | None) -> bool:
+    """Whether a stored run is queued or running (False for no run or one no longer stored)."""
+    if not run_id:
+        return False
+    try:
+        return store().get_run(run_id).status in ACTIVE
+    except DfkdError:
+        return False
+
+
+def run_config(run_id: str | None) -> DistillConfig | None:
+    """The configuration a stored run was started with; None if it is gone or no longer parses."""
+    if not run_id:
+        return None
+    try:
+        return store().get_run(run_id).config
+    except DfkdError:
+        return None
+
+
 def runs_table(status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     s = store()
     s.mark_interrupted()  # runs whose worker is gone are listed as interrupted, not running
@@ -441,11 +479,11 @@ def epoch_widget(state, key: str, options: Sequence[Any], *, many: bool = False)
 
 def run_status_line(view: RunView) -> str:
     r = view.run
-    bits = [f"**{r.title or r.id}**", f"run `{r.id}`", f"status **{r.status}**"]
+    bits = [f"**{plain(r.title or r.id)}**", f"run {plain(r.id)}", f"status **{plain(r.status)}**"]
     if r.device:
-        bits.append(r.device)
+        bits.append(plain(r.device))
     if r.engine:
-        bits.append(f"{r.engine} engine")
+        bits.append(f"{plain(r.engine)} engine")
     if view.teacher_val_rmse is not None:
         bits.append(f"teacher validation RMSE {view.teacher_val_rmse:.4f}")
     if view.teacher_rmse is not None:
@@ -732,7 +770,7 @@ def metrics_csv(run_ids: Sequence[str]) -> bytes:
 
 
 def figure_html(fig) -> bytes:
-    return fig.to_html(include_plotlyjs="cdn", full_html=True).encode()
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode()  # plotly.js inline: opens offline
 
 
 def members_with_weights(run_id: str) -> list[str]:

@@ -18,16 +18,20 @@ c1, c2, c3 = st.columns([2, 1, 2])
 dataset = c1.selectbox("Dataset", names, index=default, key="bb_dataset", format_func=lambda n: labels.get(n, n),
                        help="protein: amino-acid compositions (on the simplex). Any dataset works with an SVR teacher.")
 epochs = c2.number_input("Epochs", value=100, step=50, key="bb_epochs")
-samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.BLACKBOX_SAMPLERS), key="bb_samplers",
+samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.BLACKBOX_SAMPLERS), key="bb_samplers", wrap=True,
                           help="Gradient samplers (direct, generator) cannot query a black box.")
 if dataset not in dashboard.available_datasets():
-    st.warning(f"{dataset} is not in the data directory: `python -m dfkd_core datasets --download {dataset}` fetches it.")
+    st.warning(dashboard.plain(f"{dataset} is not in the data directory: python -m dfkd_core datasets --download {dataset} "
+                               "fetches it."))
 
-app.start_stop_controls("bb", lambda: dashboard.blackbox_config(
-    st.session_state["bb_dataset"], st.session_state["bb_epochs"], st.session_state["bb_samplers"]))
-
+controls = st.container()  # drawn once the run in view is known: Stop stops that run
 runs = dashboard.case_study_runs(names, preset="paper-protein")
 run_id = app.run_picker(runs, "bb_view", "No black-box runs yet: press **Start**.")
+with controls:
+    app.start_stop_controls("bb", lambda: dashboard.blackbox_config(
+        st.session_state["bb_dataset"], st.session_state["bb_epochs"], st.session_state["bb_samplers"]), run_id)
+if run_id is None:
+    st.stop()
 polling = dashboard.load_view(run_id).active
 
 

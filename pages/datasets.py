@@ -8,12 +8,12 @@ from dfkd_core.paths import data_dir
 
 app.ensure_routed()
 st.title("Datasets")
-st.caption(f"Built-in datasets are always available; file datasets are read from `{data_dir()}` "
+st.caption(f"Built-in datasets are always available; file datasets are read from {dashboard.plain(data_dir())} "
            "(set DFKD_DATA_DIR) and can be fetched with `python -m dfkd_core datasets --download NAME`.")
 try:
     table = dashboard.catalog_table()
 except DfkdError as exc:
-    st.error(str(exc))
+    st.error(dashboard.plain(exc))
 else:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"available": st.column_config.CheckboxColumn("available"),

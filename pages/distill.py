@@ -16,10 +16,14 @@ with st.expander("What is this?"):
 
 # ------------------------------------------------------------------ settings (URL ⇄ widgets)
 url_cfg, url_error = dashboard.config_from_query(st.query_params.to_dict())
-if url_error:
-    st.error(url_error)
-if "cfg_dataset" not in st.session_state:  # first visit of this page in the session
-    start = url_cfg if any(k != "run" for k in st.query_params) else st.session_state.get("distill_last_cfg", url_cfg)
+if url_error:  # one line per bad value of the link
+    st.error(dashboard.plain(url_error))
+# A link naming only a run ("Open … on the Distill page") opens that run with its own settings, so
+# Start repeats it; this page always writes the form's settings into the URL beside the run.
+opened_run = dashboard.run_config(st.query_params["run"]) if set(st.query_params) == {"run"} else None
+if "cfg_dataset" not in st.session_state or opened_run is not None:  # first visit in the session, or a run opened
+    start = opened_run or (url_cfg if any(k != "run" for k in st.query_params)
+                           else st.session_state.get("distill_last_cfg", url_cfg))
     for name, value in dashboard.widget_values(start).items():
         st.session_state[f"cfg_{name}"] = value
 if "run" in st.query_params and st.query_params["run"] != st.session_state.get("run_id"):
@@ -27,12 +31,14 @@ if "run" in st.query_params and st.query_params["run"] != st.session_state.get("
 
 names, labels = dashboard.dataset_choices()
 if st.session_state["cfg_dataset"] not in names:
-    st.error(f"The dataset {st.session_state['cfg_dataset']!r} from the link is not registered; using friedman1.")
+    st.error(dashboard.plain(f"The dataset {st.session_state['cfg_dataset']!r} from the link is not registered; "
+                             "using friedman1."))
     st.session_state["cfg_dataset"] = "friedman1"
 samplers = dashboard.sampler_names()
 unknown = [s for s in st.session_state["cfg_samplers"] if s not in samplers]
 if unknown:
-    st.error(f"No sampler {', '.join(map(repr, unknown))} registered (have: {', '.join(samplers)}); left out.")
+    st.error(dashboard.plain(f"No sampler {', '.join(map(repr, unknown))} registered (have: {', '.join(samplers)}); "
+                             "left out."))
     st.session_state["cfg_samplers"] = [s for s in st.session_state["cfg_samplers"] if s in samplers]
 alpha_options = list(dict.fromkeys([*dashboard.ALPHA_CHOICES, *st.session_state["cfg_alphas"]]))
 
@@ -74,15 +80,16 @@ with st.container(border=True):
         st.number_input("Student hidden units", key="cfg_student_hidden", step=1, help=dashboard.field_spec("student_hidden").help)
         st.number_input("Epochs", key="cfg_epochs", step=50, help=dashboard.field_spec("epochs").help)
     with middle:
-        st.multiselect("Samplers (trained side by side)", samplers, key="cfg_samplers", help=dashboard.sampler_help())
+        st.multiselect("Samplers (trained side by side)", samplers, key="cfg_samplers", help=dashboard.sampler_help(),
+                       wrap=True)  # every chosen sampler shows (in a column the chips would scroll)
         st.text_input("Seeds", key="cfg_seeds", help="Comma-separated student seeds, e.g. 0,1,2: several seeds give a mean curve with a band.")
     with right:
-        st.multiselect("α schedules", alpha_options, key="cfg_alphas", help=dashboard.field_spec("alphas").help)
+        st.multiselect("α schedules", alpha_options, key="cfg_alphas", help=dashboard.field_spec("alphas").help, wrap=True)
         st.text_input("Add an α schedule", key="alpha_custom", on_change=add_alpha,
                       placeholder="constant:0.3 or custom:0:1,1000:0.5,2000:0")
         curves, alpha_errors = dashboard.alpha_curves(st.session_state["cfg_alphas"], st.session_state["cfg_epochs"])
         for message in alpha_errors:
-            st.error(message)
+            st.error(dashboard.plain(message))
         if curves:
             st.plotly_chart(figures.alpha_preview(curves), key="alpha_preview", config={"displayModeBar": False})
 
@@ -96,8 +103,8 @@ with st.container(border=True):
                 with columns[i % 4]:
                     if spec.kind == "choice":
                         if st.session_state[spec.key] not in spec.choices:
-                            st.error(f"The {spec.name!r} parameter must be one of {', '.join(spec.choices)}. "
-                                     f"Got {st.session_state[spec.key]!r} instead; reset to the default.")
+                            st.error(dashboard.plain(f"The {spec.name!r} parameter must be one of {', '.join(spec.choices)}. "
+                                                     f"Got {st.session_state[spec.key]!r} instead; reset to the default."))
                             st.session_state[spec.key] = getattr(dashboard.DEFAULT, spec.name)
                         st.selectbox(spec.label, spec.choices, key=spec.key, help=spec.help)
                     elif spec.kind == "text":
@@ -113,7 +120,7 @@ with st.container(border=True):
     stop_col.button("Stop", icon=":material/stop:", width="stretch", key="distill_stop", on_click=stop_run,
                     disabled=not st.session_state.get("run_id"))
     if "distill_error" in st.session_state:
-        st.error(st.session_state.pop("distill_error"))
+        st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
 values = form_values()
 try:  # the URL always describes what the form holds (and the run in view): share it to reproduce
@@ -129,7 +136,7 @@ if not run_id:
     st.info("Choose settings and press **Start**; the run's curves appear here as it trains.")
     st.stop()
 if not dashboard.run_exists(run_id):
-    st.warning(f"No run {run_id!r} in the run store (deleted, or the link is from another machine).")
+    st.warning(dashboard.plain(f"No run {run_id!r} in the run store (deleted, or the link is from another machine)."))
     st.session_state.pop("run_id", None)
     del st.query_params["run"]
     st.stop()
@@ -141,7 +148,7 @@ def live() -> None:
     try:
         view = dashboard.load_view(run_id)
     except DfkdError as exc:
-        st.error(str(exc))
+        st.error(dashboard.plain(exc))
         return
     st.markdown(dashboard.run_status_line(view))
     teacher = dashboard.teacher_bar(view)
@@ -149,11 +156,11 @@ def live() -> None:
         st.progress(teacher[0], text=teacher[1])
     st.progress(view.progress, text=view.caption)
     if view.run.error:
-        (st.warning if view.status in ("cancelled", "interrupted") else st.error)(view.run.error)
+        (st.warning if view.status in ("cancelled", "interrupted") else st.error)(dashboard.plain(view.run.error))
     elif view.status == "cancelled":
         st.warning("Run cancelled: everything logged up to the stop is kept.")
     if view.run.note:
-        st.info(view.run.note)
+        st.info(dashboard.plain(view.run.note))
     t1, t2 = st.columns(2)
     smoothing = t1.toggle("Savitzky–Golay smoothing (window 15)", key="smooth")
     zoom = t2.toggle("Zoom to the students", value=True, key="rmse_zoom",
@@ -193,7 +200,7 @@ def synthetic_points() -> None:
     try:
         proj = dashboard.projection_later(view, epoch, method.lower())
     except DfkdError as exc:
-        st.error(str(exc))
+        st.error(dashboard.plain(exc))
         return
     if proj is None:
         st.caption(f"fitting the {method} projection of epoch {epoch} in the background… the curves above keep updating.")
@@ -202,7 +209,7 @@ def synthetic_points() -> None:
             st.rerun()  # the run is over (no polling): poll until the projection is ready
         return
     if proj.note:
-        st.caption(proj.note)
+        st.caption(dashboard.plain(proj.note))
     st.plotly_chart(figures.projection_scatter(proj.points, proj.method, epoch), key="proj_chart")
     st.caption(dashboard.CAPTIONS["projection"] + ("" if plane else " UMAP's transform pulls far-away points toward "
                "the real ones: the distance to the nearest real training point (input space) is in the hover and here."))

@@ -19,18 +19,22 @@ c1, c2, c3 = st.columns([1, 1, 2])
 dataset = c1.radio("Dataset", choices, horizontal=True, key="mnist_dataset",
                    help="digits: scikit-learn's 8×8 digits (built in); mnist: 28×28 MNIST from the data directory.")
 epochs = c2.number_input("Epochs", value=50, step=10, key="mnist_epochs", help="The paper: 1000.")
-samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.MNIST_SAMPLERS), key="mnist_samplers")
+samplers = c3.multiselect("Samplers", dashboard.sampler_names(), default=list(dashboard.MNIST_SAMPLERS), key="mnist_samplers",
+                          wrap=True)
 note = dashboard.dataset_note(dataset)
 if note:
-    st.info(note)
+    st.info(dashboard.plain(note))
 if "mnist" not in available:
     st.caption("MNIST is not in the data directory: `python -m dfkd_core datasets --download mnist` fetches it.")
 
-app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
-    st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]))
-
+controls = st.container()  # drawn once the run in view is known: Stop stops that run
 runs = dashboard.case_study_runs(["digits", "mnist"])
 run_id = app.run_picker(runs, "mnist_view", "No digit runs yet: press **Start**.")
+with controls:
+    app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
+        st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]), run_id)
+if run_id is None:
+    st.stop()
 polling = dashboard.load_view(run_id).active
 
 
@@ -39,7 +43,7 @@ def live() -> None:
     view = dashboard.load_view(run_id)
     app.run_header(view)
     if view.run.note:
-        st.info(view.run.note)
+        st.info(dashboard.plain(view.run.note))
     st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
                     key="mnist_mae_curve")
     st.caption(dashboard.CAPTIONS["val_mae"])
@@ -48,7 +52,7 @@ def live() -> None:
         st.caption("Synthetic digits appear at the first snapshot (epoch 0).")
     else:
         shown = st.multiselect("Digits at epochs", epochs_have, help="Follows the newest snapshot until you change it.",
-                               **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
+                               wrap=True, **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
         st.plotly_chart(figures.digit_grid(dashboard.digit_items(view, shown)), key="mnist_grid")
         st.caption(dashboard.CAPTIONS["digits"])
         hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have,

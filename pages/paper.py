@@ -6,6 +6,7 @@ import streamlit as st
 
 import app
 from dfkd_core import reproduce
+from dfkd_core.dashboard import plain
 from dfkd_core.errors import DfkdError
 from dfkd_core.runstore import RunStore
 
@@ -52,7 +53,7 @@ def start_section(table: int) -> None:
             names = [d.strip() for d in datasets.split(",") if d.strip()] or None
             pid, log = reproduce.start_reproduction(table, seeds=None if quick else int(seeds), datasets=names,
                                                     epochs=int(epochs) or None, quick=quick, resume=resume)
-            st.success(f"Started (process {pid}); its log: {log}")
+            st.success(plain(f"Started (process {pid}); its log: {log}"))
 
 
 @st.fragment(run_every=2)
@@ -62,7 +63,7 @@ def progress_section(table: int) -> None:
         active = reproduce.active_runs(store, table)
         _, tail = reproduce.latest_log()
     except DfkdError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     if not active.empty:
         st.markdown(f"**Running:** {len(active)} run(s) of Table {table}")
@@ -80,7 +81,7 @@ def render() -> None:
         tables_section(store, table)
         start_section(table)
     except DfkdError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     progress_section(table)
 

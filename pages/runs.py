@@ -10,7 +10,7 @@ from dfkd_core.runstore import STATUSES
 app.ensure_routed()
 st.title("Runs")
 if "runs_flash" in st.session_state:
-    st.success(st.session_state.pop("runs_flash"))
+    st.success(dashboard.plain(st.session_state.pop("runs_flash")))
 
 f1, f2 = st.columns(2)
 status = f1.selectbox("Status", ["all", *STATUSES], key="runs_status")
@@ -18,7 +18,7 @@ dataset = f2.selectbox("Dataset", ["all", *dashboard.dataset_choices()[0]], key=
 try:
     table = dashboard.runs_table(None if status == "all" else status, None if dataset == "all" else dataset)
 except DfkdError as exc:
-    st.error(str(exc))
+    st.error(dashboard.plain(exc))
     st.stop()
 st.dataframe(table, hide_index=True, width="stretch")
 if table.empty:
@@ -26,14 +26,16 @@ if table.empty:
     st.stop()
 
 titles = dict(zip(table["id"], table["title"].fillna("")))
-selected = st.multiselect("Runs to compare, export or delete", list(table["id"]), key="runs_selected",
+if any(i not in titles for i in st.session_state.get("runs_selected", [])):  # deleted, or filtered out
+    st.session_state["runs_selected"] = [i for i in st.session_state["runs_selected"] if i in titles]
+selected = st.multiselect("Runs to compare, export or delete", list(table["id"]), key="runs_selected", wrap=True,
                           format_func=lambda run_id: f"{run_id} · {titles.get(run_id, '')}")
 if not selected:
     st.caption("Select one or more runs above.")
     st.stop()
 
 for run_id in selected:
-    st.page_link("pages/distill.py", label=f"Open {run_id} on the Distill page", query_params={"run": run_id},
+    st.page_link("pages/distill.py", label=f"Open {dashboard.plain(run_id)} on the Distill page", query_params={"run": run_id},
                  icon=":material/open_in_new:")
 
 metrics, teachers = dashboard.compare_metrics(selected)
@@ -64,14 +66,22 @@ with e3:
         st.caption("This run has no saved student weights (yet).")
 
 st.subheader("Delete")
+
+
+def delete_selected() -> None:
+    """A callback, so the multiselect's new value reaches the browser too (a key dropped in the
+    script left the deleted run's chip on screen while the page had nothing selected)."""
+    chosen = st.session_state["runs_selected"]
+    deleted, errors = dashboard.delete_runs(chosen)
+    st.session_state["runs_delete_errors"] = errors
+    if deleted:
+        st.session_state["runs_selected"] = [i for i in chosen if i not in deleted]
+        st.session_state["runs_confirm_delete"] = False
+        st.session_state["runs_flash"] = f"Deleted {len(deleted)} run(s): {', '.join(deleted)}."
+
+
 confirm = st.checkbox(f"Yes, delete the {len(selected)} selected run(s) with their metrics, snapshots and weights",
                       key="runs_confirm_delete")
-if st.button("Delete selected runs", type="primary", disabled=not confirm, key="runs_delete"):
-    deleted, errors = dashboard.delete_runs(selected)
-    for message in errors:
-        st.error(message)
-    if deleted:
-        st.session_state.pop("runs_selected", None)
-        st.session_state.pop("runs_confirm_delete", None)
-        st.session_state["runs_flash"] = f"Deleted {len(deleted)} run(s): {', '.join(deleted)}."
-        st.rerun()
+st.button("Delete selected runs", type="primary", disabled=not confirm, key="runs_delete", on_click=delete_selected)
+for message in st.session_state.pop("runs_delete_errors", []):
+    st.error(dashboard.plain(message))

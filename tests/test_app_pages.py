@@ -4,6 +4,7 @@ whose data the pages then draw (figures and tables)."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import time
 from pathlib import Path
@@ -38,8 +39,13 @@ def button(at: AppTest, label: str, key: str | None = None):
     return next(b for b in at.button if b.label == label)
 
 
+def shown(markdown: str) -> str:
+    """The text a markdown body made by dashboard.plain shows (references decoded, word joiners and hard breaks gone)."""
+    return html.unescape(markdown).replace(dashboard.WORD_JOINER, "").replace("  \n", "\n")
+
+
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    return [shown(e.value) for e in at.error]
 
 
 def figures_of(at: AppTest) -> list[dict]:
@@ -165,7 +171,7 @@ def test_absurd_settings_show_the_config_error_and_start_nothing(key, value, mes
 
 def test_an_unknown_run_in_the_url_is_a_warning():
     at = start_app(query={"run": "20990101-000000-abcdef"})
-    assert any("No run '20990101-000000-abcdef'" in w.value for w in at.warning)
+    assert any("No run '20990101-000000-abcdef'" in shown(w.value) for w in at.warning)
     assert not at.exception
 
 
@@ -197,7 +203,7 @@ def test_runs_page_deletes_only_after_confirmation():
     at.button(key="runs_delete").click().run()
     assert not at.exception
     assert list(RunStore().list_runs()["id"]) == [keep]
-    assert any(drop in s.value for s in at.success)
+    assert any(drop in shown(s.value) for s in at.success)
 
 
 # ------------------------------------------------------------------ real tiny runs
@@ -287,7 +293,7 @@ def test_mnist_page_says_the_offline_split_note(shared_data):
     if "mnist" not in at.radio(key="mnist_dataset").options:
         pytest.skip("MNIST files are not in the shared data directory")
     at.radio(key="mnist_dataset").set_value("mnist").run()
-    assert any("Offline" in i.value and "8000" in i.value for i in at.info)
+    assert any("Offline" in shown(i.value) and "8000" in shown(i.value) for i in at.info)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 300)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dfkd_core import reproduce
+from dfkd_core import dashboard, reproduce
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "paper.py")
 
@@ -64,4 +64,4 @@ def test_store_errors_reach_the_page_as_one_message_not_a_traceback(monkeypatch)
     monkeypatch.setattr(reproduce, "stored_reproductions", broken)
     at = _page().run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["The run store cannot be opened: disk full."]
+    assert [e.value for e in at.error] == [dashboard.plain("The run store cannot be opened: disk full.")]

@@ -111,7 +111,7 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     (["--sampler", "magic"], "No sampler 'magic' registered"),
     (["--alpha", "7"], "must be a number in [0, 1]"),
     (["--dataset", "nope"], "No dataset 'nope' registered"),
-    (["--set", "direct_lr=abc"], "'direct_lr' parameter must be of type float"),
+    (["--set", "direct_lr=abc"], "The 'direct_lr' parameter must be a number. Got 'abc' instead."),
     (["--config", "/nonexistent.json"], "Cannot read the config file"),
 ], ids=["negative-epochs", "unknown-sampler", "alpha-7", "unknown-dataset", "bad-set", "missing-config"])
 def test_distill_cli_bad_arguments_print_one_line_and_exit_non_zero(args, message):

@@ -92,6 +92,9 @@ DISTILL_CASES = [
      "floating-point operations (epochs=1000000, 1 student (samplers × alphas × seeds), batch_size=10000"),
     (["--set", "teacher=mlp10000", "--set", "batch_size=10000", "--seed", "0,1,2,3,4,5,6,7,8,9"],
      "of memory, above the budget of 4 GB (DFKD_MAX_MEMORY_GB): batch_size=10000 × 10 students (activations) needs"),
+    (["--set", "batch_size=3", "--sampler", "evolution"],
+     "The 'batch_size' parameter must be at least 5 with the 'evolution' sampler (its population). Got 3 instead."),
+    (["--engine", "batched", "--dataset", "protein"], "The 'engine' parameter can be 'batched' only for MLP teachers and students"),
     (["--config", "/nonexistent/cfg.json"], "Cannot read the config file '/nonexistent/cfg.json': No such file or directory."),
     (["--epochs"], "argument --epochs: expected one argument"),
     (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
@@ -105,7 +108,7 @@ DISTILL_CASES = [
     "lr-nan", "lr-true", "beta-minus-inf", "batch-zero", "generator-hidden-huge", "generator-z-huge", "teacher-mlp-huge",
     "teacher-cnn-huge", "student-rbf-zero", "student-svr", "teacher-cnn-on-tabular", "de-strategy-unknown",
     "preset-unknown", "unknown-key", "set-without-value", "dataset-5000-chars", "snapshot-negative", "too-many-students",
-    "work-budget", "memory-budget", "config-file-missing", "flag-without-value", "flag-unknown"])
+    "work-budget", "memory-budget", "evolution-batch-3", "batched-engine-svr-teacher", "config-file-missing", "flag-without-value", "flag-unknown"])
 def test_distill_refuses_a_bad_flag_in_one_line_and_keeps_the_stored_runs(capsys, store, args, message):
     code, lines, _ = run_cli(capsys, "distill", "--quiet", *args)
     assert_one_error_line(code, lines, message)

@@ -250,10 +250,10 @@ def test_claims_with_missing_cells_are_not_decided_rather_than_failed():
 BAD_ARGUMENTS = [
     (("--table", "7"), "'table' parameter must be one of 3, 4, 5, 6. Got '7'"),
     (("--table", "4", "--seeds", "0"), "'seeds' parameter must be an int in [1, 1000]. Got 0"),
-    (("--table", "4", "--seeds", "many"), "'seeds' parameter must be an int. Got 'many'"),
+    (("--table", "4", "--seeds", "many"), "The 'seeds' parameter must be an integer (digits only). Got 'many' instead."),
     (("--table", "4", "--datasets", "atlantis"), "Got 'atlantis' instead"),
     (("--table", "4", "--workers", "0"), "'workers' parameter must be an int in [1, 64]. Got 0"),
-    (("--table", "4", "--workers", "two"), "'workers' parameter must be an int. Got 'two'"),
+    (("--table", "4", "--workers", "two"), "The 'workers' parameter must be an integer (digits only). Got 'two' instead."),
     (("--table", "3", "--from-store"), "No finished runs of Table 3 are stored; run it first."),
 ]
 
