@@ -120,6 +120,9 @@ def run_picker(runs, key: str, empty: str) -> str | None:
 def run_header(view) -> None:
     """Status line, progress bar and error of the run in view (a dashboard.RunView)."""
     st.markdown(dashboard.run_status_line(view))
+    teacher = dashboard.teacher_bar(view)
+    if teacher is not None:
+        st.progress(teacher[0], text=teacher[1])
     st.progress(view.progress, text=view.caption)
     if view.run.error:
         st.error(plain(view.run.error))
@@ -134,6 +137,7 @@ def results_section(view, teacher_label: str, key: str) -> bool:
     c1, c2 = st.columns([1, 3])
     c1.metric(teacher_label, dashboard.teacher_row(view))
     c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key=key)
+    c2.caption(dashboard.CAPTIONS["results"])
     st.dataframe(table, hide_index=True)
     return True
 

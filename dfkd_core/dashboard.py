@@ -10,6 +10,7 @@ import inspect
 import io
 import re
 from dataclasses import dataclass
+import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -205,6 +206,64 @@ def sampler_help() -> str:
     return "\n".join(f"- **{n}**: {getattr(SAMPLERS.get(n), 'description', '')}" for n in SAMPLERS.names())
 
 
+# ---------------------------------------------------------------------------- words on the pages
+WHAT_IS_DFKD = (
+    "A **teacher** network was trained on real data that we no longer have; **data-free knowledge distillation** "
+    "trains a smaller **student** to copy it from synthetic inputs alone, the teacher supplying each input's target "
+    "(the paper's Figure 1). The synthetic batch **x_g** comes from a **sampler**: random draws (gaussian, lhs, ...), "
+    "a **generator** network trained to produce inputs where student and teacher disagree (Figure 2), **direct** "
+    "optimization of random points toward such inputs (Algorithm 2, Figure 3), or **evolution** for teachers that can "
+    "only be queried. Each step mixes x_g with plain prior samples x_p, weighted by **α** (eq. 7: α on x_g, 1 − α on "
+    "x_p), and the student's loss on x_g is what the samplers try to raise. Figures 4–7 compare the samplers on "
+    "tabular data (losses, projections, validation curves), Figures 8–9 on MNIST digits."
+)
+PAGE_INTRO = {
+    "distill": "This page runs that comparison on the dataset you choose: every sampler and α schedule trains "
+               "its own student side by side, and the charts below follow them live.",
+    "mnist": "This page runs it on digits: a CNN teacher that predicts the digit as a number, a smaller CNN "
+             "student, and synthetic images you can look at with the teacher's prediction above each (Figure 8).",
+}
+CAPTIONS = {
+    "val_rmse": "Each line is one sampler's student: its error on held-out real validation data, lower is better. "
+                "The grey dashed line is the teacher on the same data; students rarely go below it.",
+    "val_mae": "Each line is one sampler's student: its mean absolute error on held-out real digits, lower is "
+               "better (0.5 means it is off by half a digit on average).",
+    "loss_xg": "How badly the student copies the teacher on each epoch's synthetic batch x_g (log scale). A sampler "
+               "that keeps this high keeps finding the student's weak spots (Figure 7).",
+    "boxplots": "Per-point student loss on the last synthetic batch of each snapshot epoch (log scale); a box per "
+                "sampler. Higher boxes: harder points for the student (Figure 4).",
+    "projection": "Grey: real training points; coloured: each sampler's synthetic batch at the chosen epoch, "
+                  "squashed to 2-D. Points far from the grey cloud are inputs the real data never had (Figure 5).",
+    "digits": "Synthetic images of one student per sampler; above each, the number the teacher predicts for it. "
+              "Random noise gets middling predictions; good samplers reach many digits (Figure 8).",
+    "histograms": "How the teacher's predictions on one synthetic batch spread out, a panel per sampler. A spread "
+                  "over 0–9 means the batch covers every digit; a pile-up means it does not (Figure 9).",
+    "constraint": "Each synthetic amino-acid composition must be fractions that sum to 1, none negative; this "
+                  "checks the chosen batch.",
+    "results": "Each dot is a sampler's students on the real test set (mean ± sd over seeds); the dashed line is "
+               "the teacher's test figure.",
+}
+PLAIN_COLUMNS = {  # raw column -> header with units, for the tables the pages show
+    "sampler": "sampler",
+    "points": "points",
+    "nn_dist_median": "median distance to nearest real point (input units)",
+    "nn_dist_max": "largest distance to nearest real point (input units)",
+    "real_nn_median": "real points' own median nearest-neighbour distance (input units)",
+    "row_sum_min": "smallest row sum (1 on the simplex)",
+    "row_sum_max": "largest row sum (1 on the simplex)",
+    "feature_min": "smallest fraction (≥ 0 on the simplex)",
+    "feature_max": "largest fraction",
+    "on_simplex": "on the simplex?",
+    "member": "student (sampler|α|seed)",
+    "teacher_queries": "points sent to the teacher",
+}
+
+
+def plain_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with headers in plain words and units (PLAIN_COLUMNS); unknown columns keep their names."""
+    return table.rename(columns=PLAIN_COLUMNS)
+
+
 # ---------------------------------------------------------------------------- datasets
 def catalog() -> list[dict]:
     from .data import dataset_catalog
@@ -354,6 +413,17 @@ class RunView:
         return None if v is None or not np.isfinite(v) else float(v)
 
     @property
+    def teacher_val_rmse(self) -> float | None:
+        """The validation charts' reference line (runs stored before it was recorded: None)."""
+        v = getattr(self.run, "teacher_val_rmse", None)
+        return None if v is None or not np.isfinite(v) else float(v)
+
+    @property
+    def teacher_training(self):
+        """The last TeacherProgress while the run's teacher trains first, else None."""
+        return getattr(self.run, "teacher_progress", None) if self.active else None
+
+    @property
     def progress(self) -> float:
         return min(1.0, self.epoch / max(self.epochs, 1))
 
@@ -384,6 +454,35 @@ def load_view(run_id: str) -> RunView:
     return RunView(run, metrics, s.snapshot_index(run_id), s.results(run_id), epoch, epochs)
 
 
+def teacher_bar(view: RunView) -> tuple[float, str] | None:
+    """(fraction, text) of the "training the teacher" bar while the run's teacher trains, else None."""
+    progress = view.teacher_training
+    if progress is None:
+        return None
+    return min(1.0, progress.epoch / max(progress.max_epochs, 1)), progress.line()
+
+
+def epoch_widget(state, key: str, options: Sequence[Any], *, many: bool = False) -> dict[str, Any]:
+    """Keyword arguments for an epoch widget over `options` (a select_slider, or a multiselect
+    when `many`) that shows the newest snapshot until the user moves it, then stays where they
+    put it (moving it back to the newest follows again).
+
+    The server never writes a widget's value: a following widget is keyed by the newest epoch
+    (a fresh widget, created on it, each time a snapshot arrives), a moved one by '-pinned';
+    only the user's own moves (on_change) are remembered, in state[key + '__chosen']."""
+    newest = [options[-1]] if many else options[-1]
+    chosen = f"{key}__chosen"
+    pick = state.get(chosen)
+    pinned = pick is not None and (all(v in options for v in pick) if many else pick in options)
+    widget_key = f"{key}-pinned" if pinned else f"{key}-{options[-1]}"
+
+    def remember() -> None:
+        value = state.get(widget_key)
+        state[chosen] = None if value == newest or value == [] else value
+
+    return {"key": widget_key, "on_change": remember, ("default" if many else "value"): pick if pinned else newest}
+
+
 def run_status_line(view: RunView) -> str:
     r = view.run
     bits = [f"**{plain(r.title or r.id)}**", f"run {plain(r.id)}", f"status **{plain(r.status)}**"]
@@ -391,6 +490,8 @@ def run_status_line(view: RunView) -> str:
         bits.append(plain(r.device))
     if r.engine:
         bits.append(f"{plain(r.engine)} engine")
+    if view.teacher_val_rmse is not None:
+        bits.append(f"teacher validation RMSE {view.teacher_val_rmse:.4f}")
     if view.teacher_rmse is not None:
         bits.append(f"teacher test RMSE {view.teacher_rmse:.4f}")
     return " · ".join(bits)
@@ -434,13 +535,124 @@ def synthetic_batches(view: RunView, epoch: int) -> dict[str, np.ndarray]:
 
 
 def projection(view: RunView, epoch: int, method: str = "auto"):
-    """Real vs synthetic points of the run's dataset at a snapshot epoch (a projection.Projection)."""
+    """Real vs synthetic points of the run's dataset at a snapshot epoch (a projection.Projection);
+    data with two features are shown in their own plane ('plane'), whatever `method` says."""
     from .projection import project_dataset
 
     cfg = view.run.config
-    if cfg.data_file or cfg.input_spec:  # issue 13: the projection is fitted on a registered dataset's rows
+    _check_projectable(cfg)
+    synthetic = synthetic_batches(view, epoch)
+    if is_plane(cfg.dataset):
+        return plane_projection(cfg.dataset, cfg.split_seed, synthetic)
+    return project_dataset(cfg.dataset, cfg.split_seed, synthetic, method)
+
+
+def is_plane(dataset: str) -> bool:
+    """Whether the dataset's inputs have two features (toy2d): drawn as they are, no projection."""
+    return any(d["name"] == dataset and int(d.get("features") or 0) == 2 for d in catalog())
+
+
+def plane_projection(dataset: str, split_seed: int, synthetic: Mapping[str, np.ndarray]):
+    """The projection.Projection of 2-D data: the features themselves as x and y."""
+    from .projection import Projection, dataset_loader, flatten, get_base, projection_key
+
+    base = get_base(projection_key(dataset, split_seed), dataset_loader(dataset, split_seed), split_seed)
+    real = base.rows
+    frames = [pd.DataFrame({"x": real[:, 0], "y": real[:, 1], "source": "real", "nn_dist": np.nan})]
+    summary = []
+    for source, x in synthetic.items():
+        x = flatten(x)
+        if len(x):
+            dist = base.nearest_distance(x)
+            frames.append(pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "source": str(source), "nn_dist": dist}))
+            summary.append(dict(sampler=str(source), points=len(x), nn_dist_median=float(np.median(dist)),
+                                nn_dist_max=float(np.max(dist)), real_nn_median=base.real_nn_median))
+    return Projection(pd.concat(frames, ignore_index=True), "input plane", pd.DataFrame(summary),
+                      "Two input features: the points are drawn in their own plane (x₁, x₂), no projection.")
+
+
+_PROJECTION_JOBS: "dict[tuple, Any]" = {}  # (home, run, epoch, method, UMAP on disk, snapshots) -> Future
+_PROJECTION_LOCK = threading.Lock()
+_PROJECTION_POOL: Any = None  # one worker process, started on first use
+_UMAP_PENDING: set[str] = set()  # projection keys whose 'auto' projection came back as PCA (UMAP still fitting)
+
+
+def _project_in_worker(home: str, dataset: str, split_seed: int, synthetic: Mapping[str, np.ndarray], method: str):
+    """The projection, computed in the projection worker process (UMAP and numba live there)."""
+    import os
+
+    os.environ["DFKD_HOME"] = home  # the page's run store (and UMAP cache), whatever the worker started with
+    if is_plane(dataset):
+        return plane_projection(dataset, split_seed, synthetic)
+    from .projection import project_dataset
+
+    return project_dataset(dataset, split_seed, synthetic, method)
+
+
+def _lower_priority() -> None:
+    """The projection worker yields the CPU to the page's server and the training worker."""
+    import os
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+
+
+def _projection_pool():
+    """A one-process pool: UMAP's fit and numba's compilation hold the GIL for seconds, which
+    froze the page's curves when they ran in a thread of the Streamlit server (issue 15)."""
+    global _PROJECTION_POOL
+    if _PROJECTION_POOL is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _PROJECTION_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                               initializer=_lower_priority)
+    return _PROJECTION_POOL
+
+
+def projection_later(view: RunView, epoch: int, method: str = "auto", wait: float = 0.5):
+    """`projection(view, epoch, method)` computed off the page's thread, in a worker process:
+    the Projection when it is ready within `wait` seconds, else None (the page shows "fitting…"
+    and polls). The page's curves never wait for UMAP's fit or its first (compiling) transform.
+    With 'auto' the worker answers PCA until its UMAP fit is on disk, then UMAP."""
+    from concurrent.futures import TimeoutError as Pending
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .projection import projection_key, umap_path
+
+    global _PROJECTION_POOL
+    cfg = view.run.config
+    _check_projectable(cfg)
+    pkey = projection_key(cfg.dataset, cfg.split_seed)
+    on_disk = umap_path(pkey).exists()
+    key = (str(store().home), view.run.id, int(epoch), method, on_disk, len(view.snapshots))
+    with _PROJECTION_LOCK:
+        job = _PROJECTION_JOBS.get(key)
+        if job is None or (job.done() and job.exception() is not None and isinstance(job.exception(), BrokenProcessPool)):
+            if job is not None:  # the worker died (e.g. out of memory): start a new one
+                _PROJECTION_POOL = None
+            if len(_PROJECTION_JOBS) > 64:
+                for old in [k for k, j in _PROJECTION_JOBS.items() if j.done()][:32]:
+                    del _PROJECTION_JOBS[old]
+            job = _PROJECTION_JOBS[key] = _projection_pool().submit(
+                _project_in_worker, str(store().home), cfg.dataset, cfg.split_seed, synthetic_batches(view, epoch), method)
+    try:
+        result = job.result(timeout=wait)  # a DfkdError raised in the worker reaches the page here
+    except Pending:
+        return None
+    if method == "auto" and result.method == "PCA" and "being fitted" in result.note:
+        _UMAP_PENDING.add(pkey)
+    else:
+        _UMAP_PENDING.discard(pkey)
+    return result
+
+
+def _check_projectable(cfg) -> None:
+    """Projections are fitted on a registered dataset's rows (issue 13: not on the user's own data)."""
+    if cfg.data_file or cfg.input_spec:
         raise ConfigError("Real vs synthetic points are not available for a run on your own data or input spec.")
-    return project_dataset(cfg.dataset, cfg.split_seed, synthetic_batches(view, epoch), method)
 
 
 def digit_items(view: RunView, epochs: Sequence[int], per_sampler: int = 8) -> list[dict]:
@@ -603,14 +815,18 @@ def delete_runs(run_ids: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def umap_warming(run_id: str) -> bool:
-    """Whether UMAP for the run's dataset is being fitted in the background right now."""
-    from .projection import projection_key, umap_fitting
+    """Whether UMAP for the run's dataset is being fitted in the background right now (in this
+    process, or in the projection worker: its fit is not on disk yet)."""
+    from .projection import projection_key, umap_fitting, umap_path
 
     try:
         cfg = store().get_run(run_id).config
     except DfkdError:
         return False
-    return cfg is not None and umap_fitting(projection_key(cfg.dataset, cfg.split_seed))
+    if cfg is None:
+        return False
+    key = projection_key(cfg.dataset, cfg.split_seed)
+    return umap_fitting(key) or (key in _UMAP_PENDING and not umap_path(key).exists())
 
 
 # ---------------------------------------------------------------------------- case-study presets

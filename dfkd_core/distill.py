@@ -16,11 +16,12 @@ from .config import DistillConfig, Member
 from .data.split import Split
 from .device import describe_device, pick_device
 from .errors import ConfigError, ModelError
-from .events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted, Snapshot
+from .events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted, Snapshot, TeacherProgress
 from .objectives import Objective, build_objective, log_cosh, sampler_objective
 from .samplers import SAMPLERS, SamplerContext
 from .schedules import AlphaSchedule, parse_alpha
-from .teachers import Teacher, TeacherInfo, build_model, default_student_arch, evaluate, get_teacher
+from .teachers import (Teacher, TeacherInfo, build_model, default_student_arch, evaluate, get_teacher,
+                       teacher_epoch_budget)
 from .user_models import prepare_user_run, store_user_inputs, uses_user_inputs
 
 SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
@@ -188,18 +189,21 @@ class StudentTrainer:
 
 
 def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None = None,
-                teacher_progress: Callable[[int, float], None] | None = None) -> RunContext:
-    """Validate the config, load the split and the teacher (cached or trained), build the objective."""
+                teacher_progress: Callable[[TeacherProgress], None] | None = None) -> RunContext:
+    """Validate the config, load the split and the teacher (shipped, cached or trained: then
+    `teacher_progress` hears of every teacher epoch), build the objective."""
     from .data import load_split
 
     cfg.validate()
     device = device or pick_device(None if cfg.device == "auto" else cfg.device)
     if uses_user_inputs(cfg):  # the user's teacher file, data file or input spec (stored under DFKD_HOME)
         cfg = store_user_inputs(cfg)
-        split, teacher, info = prepare_user_run(cfg, device, data_dir, teacher_progress)
+        progress = _progress_events(teacher_progress, teacher_epoch_budget("tabular"))  # a user's table is tabular
+        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress)
     else:
         split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
-        teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
+        progress = _progress_events(teacher_progress, teacher_epoch_budget(split.kind))
+        teacher, info = get_teacher(split, cfg.teacher, device, progress=progress)
     for name in cfg.samplers:
         if SAMPLERS.get(name).needs_gradients and not teacher.differentiable:
             if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
@@ -218,19 +222,34 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
                       probe_x, probe_t, frozenset([e for e in cfg.snapshot_epochs if e <= last] + [last]))
 
 
+def _progress_events(teacher_progress: Callable[[TeacherProgress], None] | None,
+                     budget: int) -> Callable[[int, float], None] | None:
+    """The teacher trainer's (epoch, val RMSE) callback as TeacherProgress events, with the
+    elapsed time since the first call was made possible."""
+    if teacher_progress is None:
+        return None
+    started = time.perf_counter()
+
+    def progress(epoch: int, val_rmse: float) -> None:
+        teacher_progress(TeacherProgress(epoch + 1, budget, time.perf_counter() - started, float(val_rmse)))
+
+    return progress
+
+
 def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = None,
                      should_stop: Callable[[], bool] | None = None, data_dir=None,
                      device: torch.device | None = None, run: RunContext | None = None) -> DistillResult:
-    """Train every student of `cfg.members()` side by side; emit RunStarted, EpochMetrics
-    (per student per epoch), Snapshot (at snapshot epochs) and MemberResult events.
+    """Train every student of `cfg.members()` side by side; emit TeacherProgress (while a
+    teacher trains first), RunStarted, EpochMetrics (per student per epoch), Snapshot (at
+    snapshot epochs) and MemberResult events.
     `run`: a RunContext prepare_run(cfg) made already (the CLI keeps it to export the students)."""
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
-    run = run or prepare_run(cfg, data_dir=data_dir, device=device)
+    run = run or prepare_run(cfg, data_dir=data_dir, device=device, teacher_progress=emit)
     engine = choose_engine(cfg, run)
     members = cfg.members()
     emit(RunStarted(describe_device(run.device), tuple(m.key for m in members), run.teacher_info.test_rmse,
-                    run.teacher_info.test_mae, run.teacher.kind, engine, run.split.note))
+                    run.teacher_info.test_mae, run.teacher.kind, engine, run.split.note, run.teacher_info.val_rmse))
     if engine == "batched":
         from .batched import run_batched
 

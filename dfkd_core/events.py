@@ -19,6 +19,37 @@ class RunStarted:
     teacher_kind: str  # 'mlp', 'cnn', 'svr', 'callable'
     engine: str  # 'batched' or 'reference'
     note: str = ""  # the split's note (e.g. MNIST offline split)
+    teacher_val_rmse: float = float("nan")  # the reference line of validation charts (test figures stay in the results)
+
+
+@dataclass(frozen=True)
+class TeacherProgress:
+    """Emitted while a teacher that is neither shipped nor cached trains, before RunStarted."""
+
+    epoch: int  # epochs finished (1-based)
+    max_epochs: int  # the budget; early stopping may end sooner
+    seconds: float  # wall time since the teacher started training
+    val_rmse: float  # the teacher's validation RMSE after this epoch
+
+    @property
+    def seconds_left(self) -> float:
+        """At most this many seconds remain (early stopping may end training sooner)."""
+        return self.seconds / max(self.epoch, 1) * max(self.max_epochs - self.epoch, 0)
+
+    def line(self) -> str:
+        """'training the teacher: epoch 3 / 100 · 12 s elapsed · at most ~6 min left'"""
+        return (f"training the teacher: epoch {self.epoch} / {self.max_epochs} · {duration(self.seconds)} elapsed"
+                f" · at most ~{duration(self.seconds_left)} left (early stopping usually ends sooner)")
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3.5 min, 1.2 h."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
@@ -77,5 +108,5 @@ class DistillResult:
     cancelled: bool = False
 
 
-Event = Union[RunStarted, EpochMetrics, Snapshot, MemberResult]
+Event = Union[TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult]
 EventCallback = Callable[[Event], None]

@@ -19,7 +19,8 @@ from plotly.subplots import make_subplots
 
 SMOOTH_WINDOW = 15  # the paper's Savitzky–Golay window (Fig. 6)
 SMOOTH_POLYORDER = 2
-TEACHER_NAME = "teacher (test RMSE)"
+TEACHER_NAME = "teacher (validation RMSE)"
+TEACHER_COLOR = "#8c8c8c"  # mid grey: readable on the light and the dark theme (black vanished in dark mode)
 REAL_COLOR = "rgba(128,128,128,0.45)"
 PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green, red, purple, ...
 
@@ -100,12 +101,15 @@ def epoch_curves(
     title: str = "Validation RMSE",
     yaxis_title: str = "RMSE",
     log_y: bool = False,
+    zoom: bool = False,
 ) -> go.Figure:
     """One line per group (sampler; α and run when they vary) over epochs.
 
     `metrics` has columns member, epoch and `value` (the store's metrics table; an optional
     `run` column separates runs). Several seeds in a group: the mean, with a band from
     the seeds' min to max. `teacher_rmse`: a horizontal line across the epochs.
+    `zoom`: clip the y axis to the students' curves after their first tenth of epochs (the
+    paper's Fig. 6 clips its axis), so gaps of 0.01 between samplers stay visible.
     Rows where `value` is NaN (epochs not validated) are left out."""
     if metrics is None or metrics.empty or value not in metrics or metrics[value].notna().sum() == 0:
         return _empty(title, "waiting for the first epoch… (a new dataset or split seed first trains its teacher)")
@@ -137,7 +141,9 @@ def epoch_curves(
     if teacher_rmse is not None and np.isfinite(teacher_rmse):
         lo, hi = float(df["epoch"].min()), float(df["epoch"].max())
         fig.add_trace(go.Scatter(x=[lo, hi], y=[teacher_rmse, teacher_rmse], mode="lines", name=TEACHER_NAME,
-                                 line=dict(color="black", dash="dash", width=1.5), meta={"role": "teacher"}))
+                                 line=dict(color=TEACHER_COLOR, dash="dash", width=2), meta={"role": "teacher"}))
+    if zoom and not log_y:
+        fig.update_yaxes(range=zoom_range(fig))
     fig.update_layout(title=title + (f" (Savitzky–Golay, window {window})" if smoothing else ""),
                       xaxis_title="epoch", yaxis_title=yaxis_title, legend_title_text="sampler",
                       margin=dict(t=50, b=40, l=50, r=10), height=380)
@@ -146,11 +152,32 @@ def epoch_curves(
     return fig
 
 
+def zoom_range(fig: go.Figure, skip: float = 0.1, pad: float = 0.08) -> list[float] | None:
+    """[low, high] of the y axis around the curves after their first `skip` of epochs (at least
+    epoch 0 left out) and the teacher's line: the epoch-0 spike no longer sets the scale."""
+    values = []
+    for trace in fig.data:
+        role = trace.meta.get("role") if isinstance(trace.meta, dict) else None
+        y = np.asarray(trace.y, dtype=float)
+        if role == "curve" and len(y):
+            values.append(y[max(1, int(len(y) * skip)):] if len(y) > 1 else y)
+        elif role == "teacher":
+            values.append(y)
+    values = np.concatenate(values) if values else np.array([])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    margin = pad * (hi - lo) if hi > lo else max(abs(hi), 1e-6) * pad
+    return [lo - margin, hi + margin]
+
+
 def validation_rmse(metrics: pd.DataFrame, teacher_rmse: float | None = None, smoothing: bool = False,
-                    window: int = SMOOTH_WINDOW) -> go.Figure:
-    """Fig. 6: validation RMSE of every student, grouped by sampler, with the teacher's test RMSE."""
+                    window: int = SMOOTH_WINDOW, zoom: bool = False) -> go.Figure:
+    """Fig. 6: validation RMSE of every student, grouped by sampler, with the teacher's validation
+    RMSE as the reference (same data: a fair line; test figures stay in the results)."""
     return epoch_curves(metrics, "val_rmse", teacher_rmse=teacher_rmse, smoothing=smoothing, window=window,
-                        title="Validation RMSE", yaxis_title="RMSE")
+                        title="Validation RMSE", yaxis_title="RMSE", zoom=zoom)
 
 
 def xg_loss(metrics: pd.DataFrame, smoothing: bool = False, window: int = SMOOTH_WINDOW) -> go.Figure:
@@ -222,7 +249,9 @@ def projection_scatter(points: pd.DataFrame, method: str = "UMAP", epoch: int | 
             customdata=np.stack([part["nn_dist"].to_numpy(dtype=float)], axis=-1),
             hovertemplate=f"{source}<br>distance to nearest real point: %{{customdata[0]:.3f}}<extra></extra>",
         ))
-    fig.update_layout(title=title, xaxis_title=f"{method} 1", yaxis_title=f"{method} 2", height=450,
+    plane = method == "input plane"  # 2-D data: the features themselves
+    fig.update_layout(title=title, xaxis_title="x₁" if plane else f"{method} 1", yaxis_title="x₂" if plane else f"{method} 2",
+                      height=450,
                       legend_title_text="points", margin=dict(t=50, b=40, l=50, r=10))
     return fig
 
@@ -293,7 +322,7 @@ def result_bars(summary: pd.DataFrame, teacher_rmse: float | None = None, metric
                                error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0)),
                                marker=dict(size=12, color=[sampler_color(str(g), i) for i, g in enumerate(summary["group"])])))
     if teacher_rmse is not None and np.isfinite(teacher_rmse):
-        fig.add_hline(y=teacher_rmse, line_dash="dash", line_color="black",
+        fig.add_hline(y=teacher_rmse, line_dash="dash", line_color=TEACHER_COLOR,
                       annotation_text=f"teacher {teacher_rmse:.4f}", annotation_position="top left")
     fig.update_layout(title=title, yaxis_title=metric.split("_")[-1].upper(), height=320,
                       margin=dict(t=50, b=40, l=50, r=10), showlegend=False)

@@ -25,14 +25,15 @@ import pandas as pd
 
 from .config import DistillConfig
 from .errors import ConfigError, DfkdError
-from .events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot
+from .events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot, TeacherProgress
 from .paths import home_dir, usable_dir
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: teacher_val_rmse, teacher_progress
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's write lock
 FLUSH_INTERVAL_S = 0.5  # buffered epoch metrics reach the database at least this often while events arrive
+TEACHER_PROGRESS_INTERVAL_S = 0.5  # a training teacher's progress is written at most this often
 STALE_AFTER_S = 60.0  # a run whose heartbeat is older than this is considered orphaned
 
 # column name -> SQL type; new columns are added to existing databases (never dropped)
@@ -58,6 +59,8 @@ _RUN_COLUMNS: dict[str, str] = {
     "teacher_test_mae": "REAL",
     "note": "TEXT",
     "stop_requested": "INTEGER NOT NULL DEFAULT 0",
+    "teacher_val_rmse": "REAL",  # the validation charts' reference line
+    "teacher_progress": "TEXT",  # JSON of the last TeacherProgress while the teacher trains; NULL once the run starts
 }
 
 _SCHEMA = """
@@ -114,6 +117,9 @@ class RunInfo:
     teacher_test_mae: float | None
     note: str | None
     stop_requested: bool
+    teacher_val_rmse: float | None = None
+    teacher_progress: TeacherProgress | None = None  # while the teacher trains
+
 
     @property
     def active(self) -> bool:
@@ -159,6 +165,7 @@ class RunStore:
         self._flush_lock = threading.Lock()  # one flush at a time
         self._buffer: list[tuple[Any, ...]] = []
         self._last_flush = -math.inf  # the first epoch of a run is written at once
+        self._last_teacher_write = -math.inf
         self._init_db()
 
     # ------------------------------------------------------------------ plumbing
@@ -268,8 +275,17 @@ class RunStore:
         return run_id
 
     def record(self, run_id: str, event: Event) -> None:
-        """Persist one engine event (RunStarted, EpochMetrics, Snapshot or MemberResult)."""
-        if isinstance(event, EpochMetrics):
+        """Persist one engine event (TeacherProgress, RunStarted, EpochMetrics, Snapshot or MemberResult)."""
+        if isinstance(event, TeacherProgress):
+            now = time.monotonic()
+            if event.epoch > 1 and now - self._last_teacher_write < TEACHER_PROGRESS_INTERVAL_S:
+                return  # a tabular teacher runs hundreds of epochs a second: the pages poll once a second
+            self._last_teacher_write = now
+            with self._connect(write=True) as conn:
+                self._require(conn, run_id)
+                conn.execute("UPDATE runs SET teacher_progress = ?, updated_at = ? WHERE id = ?",
+                             (json.dumps(dataclasses.asdict(event)), time.time(), run_id))
+        elif isinstance(event, EpochMetrics):
             row = (run_id, event.member, int(event.epoch)) + tuple(_num(getattr(event, c)) for c in _METRIC_COLUMNS)
             with self._lock:
                 self._buffer.append(row)
@@ -282,10 +298,11 @@ class RunStore:
                 self._require(conn, run_id)
                 conn.execute(
                     "UPDATE runs SET device = ?, engine = ?, teacher_kind = ?, teacher_test_rmse = ?, teacher_test_mae = ?,"
-                    " note = ?, updated_at = ?, heartbeat = ?, started_at = COALESCE(started_at, ?),"
+                    " note = ?, teacher_val_rmse = ?, teacher_progress = NULL,"
+                    " updated_at = ?, heartbeat = ?, started_at = COALESCE(started_at, ?),"
                     " status = CASE WHEN status IN ('queued', 'running') THEN 'running' ELSE status END WHERE id = ?",
                     (event.device, event.engine, event.teacher_kind, _num(event.teacher_test_rmse),
-                     _num(event.teacher_test_mae), event.note, now, now, now, run_id),
+                     _num(event.teacher_test_mae), event.note, _num(event.teacher_val_rmse), now, now, now, run_id),
                 )
         elif isinstance(event, Snapshot):
             self.flush()
@@ -304,7 +321,7 @@ class RunStore:
             if self.has_run(run_id):
                 self._write_result(run_id, event)
         else:
-            raise TypeError(f"The 'event' parameter must be a RunStarted, EpochMetrics, Snapshot or MemberResult. "
+            raise TypeError(f"The 'event' parameter must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot or MemberResult. "
                             f"Got {type(event).__name__} instead.")
 
     def _write_result(self, run_id: str, event: MemberResult) -> None:
@@ -517,6 +534,11 @@ class RunStore:
         except ConfigError:
             config = None
         row["stop_requested"] = bool(row["stop_requested"])
+        progress = _safe_json(row.get("teacher_progress"))
+        try:
+            row["teacher_progress"] = TeacherProgress(**progress) if isinstance(progress, dict) else None
+        except TypeError:  # written by another version
+            row["teacher_progress"] = None
         fields = {f.name for f in dataclasses.fields(RunInfo)}
         return RunInfo(config=config, config_dict=config_dict, **{k: v for k, v in row.items() if k in fields})
 

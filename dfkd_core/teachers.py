@@ -139,6 +139,11 @@ IMAGE_TEACHER_EPOCHS = 100
 IMAGE_TEACHER_RECIPE = "e100-p25"
 
 
+def teacher_epoch_budget(kind: str) -> int:
+    """The most epochs train_torch_teacher runs on a split of this kind (early stopping may end it sooner)."""
+    return IMAGE_TEACHER_EPOCHS if kind == "image" else 300
+
+
 def train_torch_teacher(split: Split, arch: str, seed: int, device: torch.device, *,
                         max_epochs: int | None = None, patience: int | None = None,
                         batch_size: int = 50, lr: float = 1e-3, weight_decay: float = 1e-5,
@@ -149,7 +154,7 @@ def train_torch_teacher(split: Split, arch: str, seed: int, device: torch.device
     torch.manual_seed(10_000 + seed)
     model = build_model(arch, split, gen).to(device)
     is_image = split.kind == "image"
-    max_epochs = max_epochs or (IMAGE_TEACHER_EPOCHS if is_image else 300)
+    max_epochs = max_epochs or teacher_epoch_budget(split.kind)
     patience = patience or 25
     opt = torch.optim.RMSprop(model.parameters(), lr=lr, weight_decay=weight_decay)
     x, y = split.x_train.to(device), split.y_train.to(device)

@@ -39,11 +39,17 @@ polling = dashboard.load_view(run_id).active
 def live() -> None:
     view = dashboard.load_view(run_id)
     app.run_header(view)
-    st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_rmse), key="bb_rmse")
+    zoom = st.toggle("Zoom to the students", value=True, key="bb_zoom",
+                     help="Clip the RMSE axis to the students' curves after their first epochs (the paper's Figure 6).")
+    st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, zoom=zoom), key="bb_rmse")
+    st.caption(dashboard.CAPTIONS["val_rmse"])
     if view.snapshot_epochs:
-        epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs, value=view.snapshot_epochs[-1], key="bb_epoch")
+        epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs,
+                                 help="Follows the newest snapshot until you move it.",
+                                 **dashboard.epoch_widget(st.session_state, "bb_epoch", view.snapshot_epochs))
         st.markdown("**Constraint of the synthetic batch** (amino-acid fractions: each row sums to 1, every fraction ≥ 0)")
-        st.dataframe(dashboard.constraint_table(view, epoch), hide_index=True)
+        st.dataframe(dashboard.plain_columns(dashboard.constraint_table(view, epoch)), hide_index=True)
+        st.caption(dashboard.CAPTIONS["constraint"])
     if polling and not view.active:
         st.rerun()
 
@@ -53,4 +59,4 @@ live()
 view = dashboard.load_view(run_id)
 if app.results_section(view, "Teacher (SVR) test RMSE", "bb_bars"):
     st.markdown("**Teacher queries** (points sent to the black box, per student)")
-    st.dataframe(dashboard.teacher_queries(view), hide_index=True)
+    st.dataframe(dashboard.plain_columns(dashboard.teacher_queries(view)), hide_index=True)

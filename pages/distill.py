@@ -1,6 +1,8 @@
 """Distill page: choose a dataset, samplers, α schedules and hyperparameters, start a run
 and watch it live (validation RMSE, loss on x_g, student-loss boxplots, real vs synthetic
 points), then compare test RMSE per sampler with the teacher's."""
+import time
+
 import streamlit as st
 
 import app
@@ -9,6 +11,8 @@ from dfkd_core.errors import DfkdError
 
 app.ensure_routed()
 st.title("Distill")
+with st.expander("What is this?"):
+    st.markdown(dashboard.WHAT_IS_DFKD + "\n\n" + dashboard.PAGE_INTRO["distill"])
 
 # ------------------------------------------------------------------ settings (URL ⇄ widgets)
 url_cfg, url_error = dashboard.config_from_query(st.query_params.to_dict())
@@ -249,6 +253,9 @@ def live() -> None:
         st.error(dashboard.plain(exc))
         return
     st.markdown(dashboard.run_status_line(view))
+    teacher = dashboard.teacher_bar(view)
+    if teacher is not None:
+        st.progress(teacher[0], text=teacher[1])
     st.progress(view.progress, text=view.caption)
     if view.run.error:
         (st.warning if view.status in ("cancelled", "interrupted") else st.error)(dashboard.plain(view.run.error))
@@ -256,11 +263,18 @@ def live() -> None:
         st.warning("Run cancelled: everything logged up to the stop is kept.")
     if view.run.note:
         st.info(dashboard.plain(view.run.note))
-    smoothing = st.toggle("Savitzky–Golay smoothing (window 15)", key="smooth")
+    t1, t2 = st.columns(2)
+    smoothing = t1.toggle("Savitzky–Golay smoothing (window 15)", key="smooth")
+    zoom = t2.toggle("Zoom to the students", value=True, key="rmse_zoom",
+                     help="Clip the RMSE axis to the students' curves after their first epochs (as the paper's "
+                          "Figure 6): the epoch-0 spike no longer hides gaps of 0.01 between samplers.")
     a, b = st.columns(2)
-    a.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_rmse, smoothing), key="rmse_chart")
+    a.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, smoothing, zoom=zoom), key="rmse_chart")
+    a.caption(dashboard.CAPTIONS["val_rmse"])
     b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
+    b.caption(dashboard.CAPTIONS["loss_xg"])
     st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
+    st.caption(dashboard.CAPTIONS["boxplots"])
     if polling and not view.active:
         st.rerun()  # finished: stop polling, show the results
 
@@ -279,23 +293,31 @@ def synthetic_points() -> None:
         st.caption("The first snapshot (epoch 0) appears once training starts.")
         return
     c1, c2 = st.columns([3, 1])
-    epoch = c1.select_slider("Snapshot epoch", view.snapshot_epochs, value=view.snapshot_epochs[-1], key="proj_epoch")
-    method = c2.radio("Projection", ["auto", "UMAP", "PCA"], horizontal=True, key="proj_method",
-                      help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
+    epoch = c1.select_slider("Snapshot epoch", view.snapshot_epochs,
+                             help="Follows the newest snapshot until you move it; move it to the end to follow again.",
+                             **dashboard.epoch_widget(st.session_state, "proj_epoch", view.snapshot_epochs))
+    plane = dashboard.is_plane(view.run.config.dataset)
+    method = "plane" if plane else c2.radio("Projection", ["auto", "UMAP", "PCA"], horizontal=True, key="proj_method",
+                                            help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
     try:
-        proj = dashboard.projection(view, epoch, method.lower())
+        proj = dashboard.projection_later(view, epoch, method.lower())
     except DfkdError as exc:
         st.error(dashboard.plain(exc))
+        return
+    if proj is None:
+        st.caption(f"fitting the {method} projection of epoch {epoch} in the background… the curves above keep updating.")
+        if not proj_polling:
+            time.sleep(0.5)
+            st.rerun()  # the run is over (no polling): poll until the projection is ready
         return
     if proj.note:
         st.caption(dashboard.plain(proj.note))
     st.plotly_chart(figures.projection_scatter(proj.points, proj.method, epoch), key="proj_chart")
-    st.caption("UMAP's transform pulls far-away points toward the real ones: the distance of each synthetic point "
-               "to its nearest real training point (input space) is in the hover and summarized here.")
-    st.dataframe(proj.summary, hide_index=True)
+    st.caption(dashboard.CAPTIONS["projection"] + ("" if plane else " UMAP's transform pulls far-away points toward "
+               "the real ones: the distance to the nearest real training point (input space) is in the hover and here."))
+    st.dataframe(dashboard.plain_columns(proj.summary), hide_index=True)
     if not proj_polling and dashboard.umap_warming(run_id):
         st.rerun()  # UMAP started warming up just now: rerun so this section polls until it is ready
-
 
 synthetic_points()
 

@@ -8,6 +8,8 @@ from dfkd_core import dashboard, figures
 
 app.ensure_routed()
 st.title("MNIST digits")
+with st.expander("What is this?"):
+    st.markdown(dashboard.WHAT_IS_DFKD + "\n\n" + dashboard.PAGE_INTRO["mnist"])
 st.caption("CNN teacher (f=10) → CNN student (f=5), log-cosh loss, eq. 8 (β 1e-6, γ 1, ε 1e-6) with random "
            "target digits; the paper trains 1000 epochs — fewer here by default.")
 
@@ -44,15 +46,21 @@ def live() -> None:
         st.info(dashboard.plain(view.run.note))
     st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
                     key="mnist_mae_curve")
+    st.caption(dashboard.CAPTIONS["val_mae"])
     epochs_have = view.snapshot_epochs
     if not epochs_have:
         st.caption("Synthetic digits appear at the first snapshot (epoch 0).")
     else:
-        shown = st.multiselect("Digits at epochs", epochs_have, default=[epochs_have[-1]], key="mnist_epochs_shown", wrap=True)
+        shown = st.multiselect("Digits at epochs", epochs_have, help="Follows the newest snapshot until you change it.",
+                               wrap=True, **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
         st.plotly_chart(figures.digit_grid(dashboard.digit_items(view, shown)), key="mnist_grid")
-        hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have, value=epochs_have[-1], key="mnist_hist_epoch")
+        st.caption(dashboard.CAPTIONS["digits"])
+        hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have,
+                                      help="Follows the newest snapshot until you move it.",
+                                      **dashboard.epoch_widget(st.session_state, "mnist_hist_epoch", epochs_have))
         preds = dashboard.snapshot_frame(view, [hist_epoch])
         st.plotly_chart(figures.prediction_histograms(preds, x_range=(-1.0, 10.0)), key="mnist_hist")
+        st.caption(dashboard.CAPTIONS["histograms"])
     if polling and not view.active:
         st.rerun()
 
@@ -66,4 +74,5 @@ if not view.results.empty:
     c1, c2 = st.columns([1, 3])
     c1.metric("Teacher test MAE", dashboard.teacher_row(view, "test_mae"))
     c2.plotly_chart(figures.result_bars(numbers, view.run.teacher_test_mae, metric="test_mae"), key="mnist_bars")
+    c2.caption(dashboard.CAPTIONS["results"])
     st.dataframe(table, hide_index=True)

@@ -223,15 +223,23 @@ def test_a_tiny_friedman1_run_is_drawn_live_and_summarized_from_the_store():
     assert any(f"epoch 5 / 5 · done" in p.proto.text for p in at.get("progress"))
     figs = {f["layout"]["title"]["text"].split(" (")[0].split(" —")[0]: f for f in figures_of(at) if f["layout"].get("title")}
     rmse = figs["Validation RMSE"]
-    assert trace_names(rmse) == ["direct", "gaussian", "teacher (test RMSE)"]
+    assert trace_names(rmse) == ["direct", "gaussian", "teacher (validation RMSE)"]
     assert values(rmse["data"][0]["x"]) == [0, 1, 2, 3, 4]
-    teacher = RunStore().get_run(run_id).teacher_test_rmse
-    assert values(rmse["data"][2]["y"]) == [pytest.approx(teacher)] * 2
+    stored = RunStore().get_run(run_id)
+    teacher, teacher_val = stored.teacher_test_rmse, stored.teacher_val_rmse
+    assert values(rmse["data"][2]["y"]) == [pytest.approx(teacher_val)] * 2  # the reference is the validation figure
+    assert at.toggle(key="rmse_zoom").value  # zoomed to the students: the epoch-0 spike does not set the scale
+    assert max(rmse["layout"]["yaxis"]["range"]) < max(values(rmse["data"][0]["y"]) + values(rmse["data"][1]["y"]))
     assert trace_names(figs["Student loss on x_g"]) == ["direct", "gaussian"]
     boxes = figs["Student loss of synthetic batches"]
     assert trace_names(boxes) == ["gaussian", "direct"] and set(values(boxes["data"][0]["x"])) == {"0", "2", "4"}
     proj = next(f for t, f in figs.items() if "of real vs synthetic points" in t)
     assert trace_names(proj)[0] == "real (train)" and set(trace_names(proj)[1:]) == {"direct", "gaussian"}
+    assert at.select_slider(key="proj_epoch-4").value == 4  # followed the snapshots to the last one
+    assert proj["layout"]["title"]["text"].endswith("epoch 4")
+    assert dashboard.CAPTIONS["val_rmse"] in [c.value for c in at.caption]
+    summary = next(d.value for d in at.dataframe if dashboard.PLAIN_COLUMNS["nn_dist_median"] in d.value.columns)
+    assert "nn_dist_median" not in summary.columns
     table = at.dataframe[-1].value
     assert list(table["sampler"]) == ["direct", "gaussian"]
     assert any("validation-selected" in c for c in table.columns) and any("data-free" in c for c in table.columns)
@@ -271,6 +279,8 @@ def test_a_tiny_digits_run_shows_synthetic_digits_histograms_and_mae():
     grid = next(f for f in figs if f["data"] and f["data"][0]["type"] == "heatmap")
     assert len(grid["data"]) == 3 * 8
     assert any(a["text"].startswith("direct @ 1: T(x)=") for a in grid["layout"]["annotations"])
+    assert at.multiselect(key="mnist_epochs_shown-1").value == [1] and at.select_slider(key="mnist_hist_epoch-1").value == 1
+    assert any("What is this?" == e.label for e in at.expander)
     hist = next(f for f in figs if f["layout"].get("title", {}).get("text") == "Teacher predictions on synthetic batches")
     assert [t["type"] for t in hist["data"]] == ["histogram"] * 3
     mae = at.dataframe[-1].value
@@ -299,10 +309,12 @@ def test_a_tiny_blackbox_protein_run_keeps_the_simplex_and_counts_teacher_querie
     assert wait_until_finished(run_id) == "done", RunStore().get_run(run_id).error
     at.run()
     assert not at.exception and errors(at) == []
-    simplex = next(d.value for d in at.dataframe if "on_simplex" in d.value.columns)
-    assert simplex["on_simplex"].all()
-    assert simplex["row_sum_min"].min() == pytest.approx(1.0, abs=1e-4)
-    queries = at.dataframe[-1].value.set_index("sampler")["teacher_queries"]
+    words = dashboard.PLAIN_COLUMNS
+    simplex = next(d.value for d in at.dataframe if words["on_simplex"] in d.value.columns)
+    assert simplex[words["on_simplex"]].all()
+    assert simplex[words["row_sum_min"]].min() == pytest.approx(1.0, abs=1e-4)
+    assert at.select_slider(key="bb_epoch-1").value == 1  # the last snapshot
+    queries = at.dataframe[-1].value.set_index("sampler")[words["teacher_queries"]]
     assert queries["evolution"] > queries["gaussian"] > 0
     assert list(at.dataframe[-2].value["sampler"]) == ["evolution", "gaussian"]
 

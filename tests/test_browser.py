@@ -87,7 +87,7 @@ RMSE_POINTS_JS = """() => {
     for (const el of document.querySelectorAll('.js-plotly-plot')) {
         const title = el.layout && el.layout.title && el.layout.title.text;
         if (title && title.includes('Validation RMSE') && el.data)
-            return Math.max(0, ...el.data.filter(t => t.name !== 'teacher (test RMSE)').map(t => count(t.x)));
+            return Math.max(0, ...el.data.filter(t => t.name !== 'teacher (validation RMSE)').map(t => count(t.x)));
     }
     return 0;
 }"""

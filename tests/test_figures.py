@@ -147,3 +147,26 @@ def test_result_bars_show_mean_and_sd_beside_the_teacher():
     assert list(fig.data[0].y) == [0.2, 0.3]
     assert list(fig.data[0].error_y.array) == [0.01, 0.0]
     assert fig.layout.shapes[0].y0 == 0.15
+
+
+def test_zoom_to_the_students_clips_the_epoch_zero_spike_and_keeps_the_teacher_line():
+    metrics = make_metrics()  # val_rmse ≈ 1/(epoch+1): epoch 0 is ~1, the rest below 0.4
+    full = figures.validation_rmse(metrics, teacher_rmse=0.02)
+    zoomed = figures.validation_rmse(metrics, teacher_rmse=0.02, zoom=True)
+    assert full.layout.yaxis.range is None
+    low, high = zoomed.layout.yaxis.range
+    assert low < 0.02 and 0.3 < high < 0.5
+    assert len(zoomed.data) == len(full.data)  # the same curves, only the axis changes
+
+
+def test_the_teacher_line_is_grey_so_it_reads_on_light_and_dark_themes():
+    fig = figures.validation_rmse(make_metrics(), teacher_rmse=0.12)
+    teacher = next(t for t in fig.data if t.name == figures.TEACHER_NAME)
+    assert teacher.line.color == figures.TEACHER_COLOR != "black"
+    assert figures.TEACHER_NAME == "teacher (validation RMSE)"
+
+
+def test_points_in_their_own_plane_are_labelled_with_the_features():
+    points = pd.DataFrame(dict(x=[0.0, 1.0], y=[0.0, 1.0], source=["real", "direct"], nn_dist=[np.nan, 0.1]))
+    fig = figures.projection_scatter(points, "input plane", 3)
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("x₁", "x₂")

@@ -73,7 +73,7 @@ def config_from_args(args) -> DistillConfig:
 
 def run(args) -> int:
     from ..distill import run_distillation
-    from ..events import EpochMetrics, RunStarted
+    from ..events import EpochMetrics, RunStarted, TeacherProgress
 
     from ..data.user import original_name
     from ..distill import prepare_run
@@ -87,12 +87,23 @@ def run(args) -> int:
     done = 0
     started = time.perf_counter()
     show = not args.quiet and not _ci()
+    teacher_line = [False, 0.0]  # a '\r' teacher line is open; when the last logged one was printed
 
     def on_event(event) -> None:
         nonlocal done
-        if isinstance(event, RunStarted):
+        if isinstance(event, TeacherProgress):
+            text = f"{event.line()}  val RMSE {event.val_rmse:.4f}"
+            if show:
+                print(f"\r{text}", end="", file=sys.stderr, flush=True)
+                teacher_line[0] = True
+            elif not args.quiet and (event.epoch == 1 or time.perf_counter() - teacher_line[1] >= 10):
+                print(text, file=sys.stderr, flush=True)  # a log, not a terminal: a line now and then
+                teacher_line[1] = time.perf_counter()
+        elif isinstance(event, RunStarted):
+            if teacher_line[0]:
+                print("", file=sys.stderr)
             print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
-                  + (f"; {event.note}" if event.note else ""), file=sys.stderr)
+                  f" (validation {event.teacher_val_rmse:.4f})" + (f"; {event.note}" if event.note else ""), file=sys.stderr)
         elif isinstance(event, EpochMetrics):
             done += 1
             if show and (done % max(1, total // 200) == 0 or done == total):
@@ -102,7 +113,7 @@ def run(args) -> int:
                 print(f"\r[{bar:<30}] {100 * frac:5.1f}% epoch {event.epoch + 1}/{cfg.epochs}{rmse} "
                       f"{time.perf_counter() - started:6.1f}s", end="", file=sys.stderr, flush=True)
 
-    run_ctx = prepare_run(cfg)
+    run_ctx = prepare_run(cfg, teacher_progress=on_event)  # kept: --export needs its split and teacher
     result = run_distillation(cfg, on_event=on_event, run=run_ctx)
     if show:
         print("", file=sys.stderr)

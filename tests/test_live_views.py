@@ -1,0 +1,138 @@
+"""Live views that keep up: the teacher's training progress reaches the run store and the
+CLI, epoch widgets follow the newest snapshot until moved, projections are computed off
+the page's thread, 2-D data keep their own plane, words on the charts and tables."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from dfkd_core import dashboard
+from dfkd_core.config import DistillConfig
+from dfkd_core.distill import run_distillation
+from dfkd_core.events import RunStarted, TeacherProgress
+from dfkd_core.runstore import RunStore
+
+TINY = DistillConfig(dataset="diabetes", teacher="mlp7", epochs=2, batches_per_epoch=2, samplers=("gaussian",),
+                     alphas=("0",), snapshot_epochs=(0,))
+
+
+@pytest.fixture
+def empty_teacher_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFKD_TEACHER_DIR", str(tmp_path / "teachers"))
+
+
+# ------------------------------------------------------------------ the teacher trains first
+def test_a_teacher_that_has_to_train_reports_every_epoch_before_the_run_starts(empty_teacher_cache):
+    events = []
+    run_distillation(TINY, on_event=events.append)
+    started = next(i for i, e in enumerate(events) if isinstance(e, RunStarted))
+    progress = [e for e in events[:started] if isinstance(e, TeacherProgress)]
+    assert [p.epoch for p in progress] == list(range(1, len(progress) + 1)) and len(progress) >= 2
+    assert {p.max_epochs for p in progress} == {300}
+    assert all(b.seconds >= a.seconds for a, b in zip(progress, progress[1:]))
+    assert not any(isinstance(e, TeacherProgress) for e in events[started:])
+    assert math.isfinite(events[started].teacher_val_rmse) and events[started].teacher_val_rmse > 0
+
+
+def test_a_cached_teacher_reports_no_training(empty_teacher_cache):
+    run_distillation(TINY)
+    events = []
+    run_distillation(TINY, on_event=events.append)
+    assert not any(isinstance(e, TeacherProgress) for e in events)
+
+
+def test_teacher_progress_estimates_what_is_left_from_the_pace_so_far():
+    progress = TeacherProgress(epoch=10, max_epochs=100, seconds=20.0, val_rmse=0.3)
+    assert progress.seconds_left == pytest.approx(180.0)
+    assert progress.line() == ("training the teacher: epoch 10 / 100 · 20 s elapsed · at most ~3.0 min left "
+                               "(early stopping usually ends sooner)")
+
+
+def test_the_store_shows_the_teachers_progress_until_the_run_starts():
+    store = RunStore()
+    run_id = store.create_run(TINY)
+    store.record(run_id, TeacherProgress(1, 300, 0.5, 0.9))
+    store.record(run_id, TeacherProgress(2, 300, 0.6, 0.8))  # within the write interval: skipped
+    assert store.get_run(run_id).teacher_progress == TeacherProgress(1, 300, 0.5, 0.9)
+    store.set_worker(run_id, os.getpid())  # this process plays the run's worker
+    store.set_status(run_id, "running")
+    view = dashboard.load_view(run_id)
+    fraction, text = dashboard.teacher_bar(view)
+    assert fraction == pytest.approx(1 / 300) and text.startswith("training the teacher: epoch 1 / 300")
+    store.record(run_id, RunStarted("CPU", ("gaussian|0|0",), 0.7, 0.5, "mlp", "batched", "", teacher_val_rmse=0.65))
+    run = store.get_run(run_id)
+    assert run.teacher_progress is None and run.teacher_val_rmse == pytest.approx(0.65)
+    assert dashboard.teacher_bar(dashboard.load_view(run_id)) is None
+
+
+def test_the_cli_prints_the_teachers_progress(empty_teacher_cache, capsys):
+    from dfkd_core import cli
+
+    code = cli.main(["distill", "--dataset", "diabetes", "--set", "teacher=mlp7", "--epochs", "2", "--sampler", "gaussian",
+                     "--alpha", "0"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "training the teacher: epoch 1 / 300" in err and "(validation " in err
+
+
+# ------------------------------------------------------------------ epoch widgets follow the newest
+def user_moves(state: dict, kwargs: dict, value) -> None:
+    """What Streamlit does when the user moves the widget: store its value, call on_change."""
+    state[kwargs["key"]] = value
+    kwargs["on_change"]()
+
+
+def test_an_epoch_widget_follows_the_newest_snapshot_until_the_user_moves_it():
+    state = {}
+    assert dashboard.epoch_widget(state, "e", [0])["value"] == 0
+    following = dashboard.epoch_widget(state, "e", [0, 5])
+    assert following["value"] == 5 and following["key"] == "e-5"  # a fresh widget created on the newest
+    user_moves(state, following, 0)
+    pinned = dashboard.epoch_widget(state, "e", [0, 5, 10])
+    assert (pinned["key"], pinned["value"]) == ("e-pinned", 0)
+    assert dashboard.epoch_widget(state, "e", [0, 5, 10, 15])["value"] == 0  # stays where the user put it
+    user_moves(state, dashboard.epoch_widget(state, "e", [0, 5, 10, 15]), 15)  # back to the newest
+    assert dashboard.epoch_widget(state, "e", [0, 5, 10, 15, 20])["value"] == 20  # follows again
+
+
+def test_a_multiselect_of_epochs_follows_until_the_user_picks_others():
+    state = {}
+    assert dashboard.epoch_widget(state, "d", [0], many=True)["default"] == [0]
+    following = dashboard.epoch_widget(state, "d", [0, 3], many=True)
+    assert following["default"] == [3]
+    user_moves(state, following, [0, 3])
+    assert dashboard.epoch_widget(state, "d", [0, 3, 6], many=True)["default"] == [0, 3]
+
+
+# ------------------------------------------------------------------ projections
+def test_two_dimensional_data_are_drawn_in_their_own_plane():
+    x = np.array([[0.1, 0.2], [0.3, -0.4]], dtype=np.float32)
+    proj = dashboard.plane_projection("toy2d", 0, {"direct": x})
+    assert proj.method == "input plane"
+    synthetic = proj.points[proj.points["source"] == "direct"]
+    np.testing.assert_allclose(synthetic[["x", "y"]].to_numpy(), x, rtol=1e-6)
+    assert dashboard.is_plane("toy2d") and not dashboard.is_plane("diabetes")
+
+
+def test_the_projection_is_computed_off_the_pages_thread_and_then_served(empty_teacher_cache):
+    store = RunStore()
+    run_id = store.create_run(TINY)
+    from dfkd_core.events import Snapshot
+
+    store.record(run_id, Snapshot("gaussian|0|0", 0, np.zeros((4, 10), np.float32), np.ones(4), np.ones(4)))
+    view = dashboard.load_view(run_id)
+    first = dashboard.projection_later(view, 0, "pca", wait=0.0)
+    later = dashboard.projection_later(view, 0, "pca", wait=60.0)
+    assert first is None or first is later
+    assert later.method == "PCA" and set(later.points["source"]) == {"real", "gaussian"}
+
+
+def test_tables_show_plain_words_with_units():
+    import pandas as pd
+
+    table = dashboard.plain_columns(pd.DataFrame(columns=["sampler", "nn_dist_median", "row_sum_min"]))
+    assert list(table.columns) == ["sampler", "median distance to nearest real point (input units)",
+                                   "smallest row sum (1 on the simplex)"]
