@@ -604,11 +604,15 @@ def _projection_pool():
     froze the page's curves when they ran in a thread of the Streamlit server (issue 15)."""
     global _PROJECTION_POOL
     if _PROJECTION_POOL is None:
+        import atexit
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         _PROJECTION_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                                initializer=_lower_priority)
+        # shut down before interpreter teardown: the executor's own weakref callback otherwise
+        # runs after its modules are gone and prints a traceback at exit
+        atexit.register(_PROJECTION_POOL.shutdown, wait=False, cancel_futures=True)
     return _PROJECTION_POOL
 
 
