@@ -11,10 +11,12 @@
     samplers     Sampler registry: gaussian, lhs, halton, sobol, generator, direct, evolution
     objectives   the synthetic-data loss as registered terms (eqs. 3, 5, 8, 9 are presets)
     schedules    α schedules (eq. 7)
-    config       DistillConfig (every hyperparameter, the paper's defaults) and presets
+    config       DistillConfig (every hyperparameter, the paper's defaults) and presets; the one
+                 place every setting is read and checked (CLI, --set, config files, URL, widgets)
+    limits       caps on model sizes; memory / work budgets checked before a run starts
     distill      Algorithm 1: run_distillation(cfg) → events → DistillResult (reference path)
     batched      K students as one batched model (fastmlp: the MLP fast path)
-    events       what a run reports: RunStarted, EpochMetrics, Snapshot, MemberResult
+    events       what a run reports: TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult
     runstore     RunStore: SQLite (WAL) + artifact files; the one source of truth for runs
     jobs         runs in worker processes, queue, stop, recovery of dead workers
     figures      plotly figures of the paper's Figs. 4-9 from stored runs
