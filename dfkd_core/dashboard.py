@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import config
 from .config import PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
 from .errors import ConfigError, DfkdError
 
@@ -25,20 +26,9 @@ MAIN_FIELDS = ("dataset", "student_hidden", "samplers", "alphas", "seeds", "epoc
 HIDDEN_FIELDS = ("preset",  # set by the "Your model" section's uploads (issue 13), not by the form's widgets:
                  "teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file", "target",
                  "nan_policy", "input_spec")
-CHOICES: dict[str, tuple[str, ...]] = {  # the values DistillConfig.validate accepts
-    "student_loss": ("mse", "logcosh"),
-    "discrepancy": ("mse", "logcosh"),
-    "input_norm": ("l2sq", "l1"),
-    "input_norm_scope": ("sample", "batch"),
-    "output_term": ("student_sq", "teacher_to_random", "none"),
-    "y_rand": ("none", "digits", "unit"),
-    "direct_optimizer": ("rmsprop", "adam", "sgd"),
-    "selection": ("validation", "last", "synthetic"),
-    "engine": ("auto", "batched", "reference"),
-    "objective": ("eq3", "eq5", "eq8", "eq9", "custom"),
-    "device": ("auto", "cpu", "cuda"),
-    "de_strategy": ("best2bin", "best1bin", "rand1bin", "rand2bin", "currenttobest1bin", "randtobest1bin"),
-}
+# the values DistillConfig accepts, declared once in config.CHOICES; the device field takes any
+# 'cuda:N' there, the form offers these three
+CHOICES: dict[str, tuple[str, ...]] = {**config.CHOICES, "device": ("auto", "cpu", "cuda")}
 SECTIONS = (  # the "Advanced" expander's groups, in DistillConfig's order
     ("Teacher and student", ("split_seed", "teacher", "student")),
     ("Algorithm 1", ("batch_size", "batches_per_epoch", "lr", "weight_decay", "student_loss")),
