@@ -22,8 +22,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
 
 from .paths import home_dir
 
@@ -66,13 +64,16 @@ class RealBase:
 
     key: str
     rows: np.ndarray  # (≤ MAX_FIT_ROWS, d)
-    pca: PCA
+    pca: "PCA"  # sklearn is imported where a base is built: the page's thread only asks for keys and paths
     pca_rows: np.ndarray  # (n, 2)
-    nn: NearestNeighbors
+    nn: "NearestNeighbors"
     real_nn_median: float  # median distance of a real row to its nearest other real row
 
     @classmethod
     def build(cls, key: str, train: np.ndarray, seed: int = 0) -> "RealBase":
+        from sklearn.decomposition import PCA
+        from sklearn.neighbors import NearestNeighbors
+
         train = flatten(train)
         rows = train
         if len(train) > MAX_FIT_ROWS:
