@@ -13,8 +13,9 @@ HELP = "distill a student from a dataset's teacher with the chosen sampler(s) an
 
 
 def configure(parser) -> None:
-    from ..config import PRESETS
+    from ..config import PAPER_OBJECTIVES, PRESETS, objective_text
     from ..data import DATASETS
+    from ..objectives import TERMS, term_summary
     from ..samplers import SAMPLERS
     from ..schedules import SCHEDULES
 
@@ -29,6 +30,10 @@ def configure(parser) -> None:
     parser.add_argument("--epochs", default=None, help=f"epochs t_max (default {d.epochs}, or the preset's)")
     parser.add_argument("--seed", default=None, help="student seed(s), comma-separated (default 0)")
     parser.add_argument("--split-seed", default=None, help="seed of the data split and teacher (default 0)")
+    parser.add_argument("--objective", default=None, metavar="TERM:WEIGHT,...",
+                        help=f"the synthetic-data objective as term:weight pairs, or one of {', '.join(PAPER_OBJECTIVES)} "
+                             f"(default {objective_text(d.objective)}); registered terms: "
+                             + "; ".join(f"{name}: {term_summary(name).rstrip('.')}" for name in TERMS.names()))
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
     parser.add_argument("--selection", default=None, choices=("validation", "last", "synthetic"),
                         help="how the reported student is chosen (default: validation, as the paper)")
@@ -60,7 +65,7 @@ def config_from_args(args) -> DistillConfig:
         merged.update(json_settings(text))
     flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed,
              "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
-             "selection": args.selection, "engine": args.engine, "device": args.device}
+             "selection": args.selection, "engine": args.engine, "device": args.device, "objective": args.objective}
     merged.update({k: v for k, v in flags.items() if v is not None})
     merged.update(_user_input_fields(args))
     for item in args.set:
