@@ -418,6 +418,19 @@ def _without_legacy_objective(data: Mapping[str, Any]) -> tuple[dict[str, Any], 
                         f"{_shown(given)} instead.")
 
 
+def upgrade_legacy_objective(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole config of the former shape (a config file) with its legacy objective fields turned
+    into 'objective' pairs, so that a later layer (a flag) may replace the objective; unchanged
+    where they cannot be read (coerce_settings then reports why)."""
+    rest, legacy, conflict = _without_legacy_objective(data)
+    if legacy is None or conflict:
+        return dict(data)
+    try:
+        return {**rest, "objective": legacy_objective(legacy)}
+    except ConfigErrors:
+        return dict(data)
+
+
 def legacy_objective(fields: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
     """The (term, weight) pairs of a stored config's discrepancy/epsilon, input_norm/beta and
     output_term/gamma fields (missing ones take their old defaults), as build_objective read them."""

@@ -50,7 +50,7 @@ def configure(parser) -> None:
 def config_from_args(args) -> DistillConfig:
     """Preset (if any) < config file (if any) < the flags the user typed, read and checked by
     config.parse_config like a URL or the dashboard's form (every problem reported at once)."""
-    from ..config import MAX_CONFIG_BYTES, json_settings, parse_config
+    from ..config import MAX_CONFIG_BYTES, json_settings, parse_config, upgrade_legacy_objective
     from ..errors import ConfigError
 
     merged: dict = preset_config(args.preset).to_dict() if args.preset else {}
@@ -62,7 +62,7 @@ def config_from_args(args) -> DistillConfig:
             raise ConfigError(f"Cannot read the config file {args.config!r}: {exc.strerror}.") from None
         if len(text) > MAX_CONFIG_BYTES:
             raise ConfigError(f"The config file {args.config!r} must be at most {MAX_CONFIG_BYTES} bytes. Got more instead.")
-        merged.update(json_settings(text))
+        merged.update(upgrade_legacy_objective(json_settings(text)))  # a file of the former shape: its objective as pairs
     flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed,
              "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
              "selection": args.selection, "engine": args.engine, "device": args.device, "objective": args.objective}
