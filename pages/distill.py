@@ -79,7 +79,7 @@ def objective_editor(spec) -> None:
         with columns[i % 4]:
             st.number_input(f"weight of {term}", key=f"objective_weight_{term}", format="%g", step=None,
                             help=dashboard.term_summary(term))
-    # the text the URL and Start read; kept equal to what the editor shows, so a preset or link changes it
+    # cfg_objective follows the editor: only a preset, a link or an opened run (which clear objective_loaded) reload it
     st.session_state["cfg_objective"] = st.session_state["objective_loaded"] = form_values()["objective"]
 
 
