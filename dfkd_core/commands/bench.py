@@ -26,7 +26,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from ..bench import bench
+    from ..experiments.bench import bench
     from ..config import MAX_STUDENTS, parse_int
     from ..data import get_dataset
     from ..device import MAX_THREADS, pick_device

@@ -40,13 +40,16 @@ from typing import Callable
 
 import torch
 
-from .config import DistillConfig, Member, preset_config
-from .data.catalog import get_dataset
-from .device import describe_device
-from .distill import SYNTHETIC_PROBE_SIZE, RunContext, _run_reference, batch_sizes
-from .events import EpochMetrics
-from .objectives import build_objective
-from .schedules import parse_alpha
+from ..config import DistillConfig, Member, preset_config
+from ..data.catalog import get_dataset
+from ..device import describe_device
+from ..engine.context import SYNTHETIC_PROBE_SIZE, RunContext, batch_sizes, prepare_run
+from ..engine.fused_mlp import FusedMLPStack, engine_parts
+from ..engine.loop import train_members
+from ..events import EpochMetrics
+from ..objectives import build_objective
+from ..schedules import parse_alpha
+from .plain_loop import run_plain_loop
 
 DEFAULT_DATASETS = ("cpusmall", "indoorloc")
 DEFAULT_KS = (1, 10, 50)
