@@ -57,6 +57,10 @@ class ModuleStack:
             self.gens.append(torch.Generator(device=dev).manual_seed(stream_seed(mem)))
             rngs.append(np.random.default_rng(stream_seed(mem)))
         self.base = modules[0]  # the architecture; weights come from self.params
+        if getattr(self.base, "memory_format", None) is not None:
+            # vmap cannot ask for a channels-last layout (DigitCNN): its batching rule runs the K
+            # convolutions as one grouped convolution in its own layout
+            self.base.memory_format = torch.contiguous_format
         self.params, self.buffers = stack_module_state(modules)
         self.dtype = next(iter(self.params.values())).dtype
         self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
