@@ -86,9 +86,13 @@ class ModuleStack:
         """Members [k0, k1) on x (Kg, n, *shape) (or, `shared`, all on the same x (n, *shape)) → (Kg, n)."""
         k1 = self.K if k1 is None else k1
         params = self.params if params is None else params
+        self.base.train(train)
+        if k1 - k0 == 1:  # one member: the module itself on its weights (vmap's overhead buys nothing)
+            p = {n: t[k0] for n, t in params.items()}
+            b = {n: t[k0] for n, t in self.buffers.items()}
+            return functional_call(self.base, (p, b), (x if shared else x[0],))[None]
         p = {n: t[k0:k1] for n, t in params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
-        self.base.train(train)
 
         def one(p_, b_, x_):
             return functional_call(self.base, (p_, b_), (x_,))
