@@ -271,6 +271,19 @@ def test_on_cuda_one_epoch_equals_the_reference_and_the_step_never_syncs():
             torch.cuda.set_sync_debug_mode("default")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("samplers", [("direct",), ("generator",), ("direct", "generator", "gaussian")])
+def test_on_cuda_epochs_replayed_as_cuda_graphs_equal_the_plain_loop(samplers):
+    # epochs 0-2 replay the captured step (no snapshot there); the last epoch, with its snapshot, runs eagerly
+    cfg = DistillConfig(samplers=samplers, alphas=("decreasing", "1"), seeds=(0, 1), epochs=4, snapshot_epochs=(),
+                        batch_size=16, batches_per_epoch=3, generator_hidden=32)
+    ref, bat = run_both(cfg, torch.float64, "cuda")
+    assert_same_events(ref, bat)
+    stack = FusedMLPStack(make_run(cfg, torch.float64, "cuda"), cfg.members())
+    stack.run_epoch(0, True)
+    assert stack._graphs, "the step was not captured"
+
+
 @needs_shared_data
 def test_bench_json_smoke_prints_the_documented_keys():
     cmd = [sys.executable, "-m", "dfkd_core", "bench", "--json", "--epochs", "5", "--warmup", "1",

@@ -261,6 +261,14 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
             achieved = k * flops_epoch / per_epoch / 1e9
             matmul = time_matmul(k * (m_g + m_p), d, hidden, dev)
             out[f"engine_k{k}_{ds}_s"] = per_epoch * FULL_EPOCHS
+            if dev.type == "cuda":  # the same without CUDA graphs: what capturing the step buys
+                FusedMLPStack.cuda_graphs = False
+                try:
+                    eager = time_engine(run, members, "auto", warmup, epochs)
+                finally:
+                    FusedMLPStack.cuda_graphs = True
+                out[f"engine_eager_k{k}_{ds}_s"] = eager * FULL_EPOCHS
+                say(f"{ds}: engine, {k} students, without CUDA graphs: {eager * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} epochs")
             out[f"speedup_k{k}_{ds}"] = k * single / per_epoch
             out[f"generic_k{k}_{ds}_s"] = generic * FULL_EPOCHS
             out[f"generic_speedup_k{k}_{ds}"] = k * single / generic
