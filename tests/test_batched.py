@@ -277,11 +277,14 @@ def test_on_cuda_epochs_replayed_as_cuda_graphs_equal_the_plain_loop(samplers):
     # epochs 0-2 replay the captured step (no snapshot there); the last epoch, with its snapshot, runs eagerly
     cfg = DistillConfig(samplers=samplers, alphas=("decreasing", "1"), seeds=(0, 1), epochs=4, snapshot_epochs=(),
                         batch_size=16, batches_per_epoch=3, generator_hidden=32)
-    ref, bat = run_both(cfg, torch.float64, "cuda")
-    assert_same_events(ref, bat)
-    stack = FusedMLPStack(make_run(cfg, torch.float64, "cuda"), cfg.members())
-    stack.run_epoch(0, True)
-    assert stack._graphs, "the step was not captured"
+    for form in (fused_form, generic_form):
+        ref, bat = run_both(cfg, torch.float64, "cuda", form=form)
+        assert_same_events(ref, bat)
+    for stack_form in (FusedMLPStack, ModuleStack):
+        stack = stack_form(make_run(cfg, torch.float64, "cuda"), cfg.members())
+        stack.run_epoch(0, True)
+        stack.run_epoch(1, True)  # the generic form captures on its second epoch
+        assert stack._graphs, f"{stack_form.__name__}: the step was not captured"
 
 
 @needs_shared_data

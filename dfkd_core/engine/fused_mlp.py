@@ -82,9 +82,10 @@ def supports(run: RunContext, members: list[Member]) -> bool:
 def _fusable(run: RunContext, kind: str, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
     (fastmlp.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
-    generator), an objective linear in (T, S), at most FUSED_MAX_MEMBERS members."""
+    generator), an objective linear in (T, S), on a CPU at most FUSED_MAX_MEMBERS members (a GPU
+    replays the step as a CUDA graph, where the fused kernels win at every K: `bench --device cuda`)."""
     objective = run.objective
-    return (size <= FUSED_MAX_MEMBERS and kind in GRADIENT_SAMPLERS
+    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and kind in GRADIENT_SAMPLERS
             and not (kind == "direct" and run.cfg.direct_optimizer != "rmsprop")
             and objective.y_rand == "none" and all(name in LINEAR_TERMS for name, w in objective.terms if w != 0.0))
 

@@ -6,6 +6,9 @@ from its own stream, the teacher (whatever it is) is queried ONCE for all K·2m 
 RMSprop (elementwise, so each member's update is its own) updates every student."""
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
@@ -63,7 +66,8 @@ class ModuleStack:
             self.base.memory_format = torch.contiguous_format
         self.params, self.buffers = stack_module_state(modules)
         self.dtype = next(iter(self.params.values())).dtype
-        self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                       capturable=dev.type == "cuda")
         self.samplers = []
         self.views = []
         for kind, m_g, k0, k1 in lay.groups:
@@ -79,6 +83,7 @@ class ModuleStack:
         self.best = torch.full((len(SELECTIONS), self.K), float("inf"), dtype=torch.float64, device=dev)
         self.best_epoch = torch.full((len(SELECTIONS), self.K), -1, dtype=torch.long, device=dev)
         self.best_params = [{n: p.detach().clone() for n, p in self.params.items()} for _ in SELECTIONS]
+        self._graphs: list | bool | None = None  # CUDA graphs of the step (_cuda_graphs), made when first needed
 
     # ------------------------------------------------------------------ the stacked model
     def forward(self, x: torch.Tensor, k0: int = 0, k1: int | None = None, train: bool = False,
@@ -141,8 +146,19 @@ class ModuleStack:
                 sampler.begin_epoch()
         keep_last = epoch in self.run.snapshot_epochs
         kept = None
-        for step in range(cfg.batches_per_epoch):
-            kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
+        graphs = None if keep_last or epoch == 0 else self._cuda_graphs(weights)
+        if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
+            self._graph_weights.copy_(weights)
+            self._graph_acc.zero_()
+            for step in range(cfg.batches_per_epoch):
+                graph, queries, per_member = graphs[min(step, 1)]
+                graph.replay()
+                self.run.teacher.queries += queries  # what the captured step's teacher calls counted
+                self.teacher_queries += per_member
+            acc = self._graph_acc
+        else:
+            for step in range(cfg.batches_per_epoch):
+                kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
         if validate:
             rmse, mae = self.validate(epoch)
         else:
@@ -157,6 +173,46 @@ class ModuleStack:
                 snapshots[k] = Snapshot(lay.members[k].key, epoch, x[k, :rows].numpy().astype(np.float32),
                                         loss[k, :rows].numpy().astype(np.float64), t[k, :rows].numpy().astype(np.float64))
         return EpochNumbers.from_internal(lay, host, alphas, snapshots)
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
+        """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
+        (generators learn there), one for the others — made on the second epoch (the first, run
+        eagerly, is their warm-up: optimizer states and caches exist by then); None where graphs
+        are off (CPU, DFKD_CUDA_GRAPHS=0, samplers that work on the host: QMC designs, evolution)
+        or capture failed (then eager, with one warning)."""
+        if self._graphs is None:
+            self._graphs = False
+            host = {"lhs", "halton", "sobol", "evolution"}
+            if (self.device.type == "cuda" and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
+                    and not any(kind in host for kind, *_ in self.layout.groups)):
+                try:
+                    self._graphs = self._capture(weights)
+                except Exception as exc:  # an op or a teacher that cannot be captured: stay eager
+                    warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); the engine runs eagerly")
+        return self._graphs or None
+
+    def _capture(self, weights: torch.Tensor) -> list:
+        """Capture _step for batch 0 and for a later batch into one memory pool, with every member's
+        random stream registered; each with the teacher queries it makes (counted while capturing)."""
+        self._graph_weights = weights.clone()
+        self._graph_acc = torch.zeros(self.K, 2, dtype=self.dtype, device=self.device)
+        teacher = self.run.teacher
+        graphs, pool = [], None
+        for sampler in self.samplers:
+            if sampler is not None:
+                sampler.begin_epoch()  # batch 0 first: a generator learns there, and not in the later batch
+        for _ in (0, 1):
+            graph = torch.cuda.CUDAGraph()
+            for gen in self.gens:
+                graph.register_generator_state(gen)
+            queries, per_member = teacher.queries, self.teacher_queries.copy()
+            with torch.cuda.graph(graph, pool=pool):
+                self._step(self._graph_weights, self._graph_acc, False)
+            pool = graph.pool()
+            graphs.append((graph, teacher.queries - queries, self.teacher_queries - per_member))
+            teacher.queries, self.teacher_queries = queries, per_member  # capturing ran nothing
+        return graphs
 
     # ------------------------------------------------------------------ evaluation and selections
     @torch.no_grad()
