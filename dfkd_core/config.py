@@ -111,7 +111,7 @@ class DistillConfig:
     snapshot_epochs: tuple[int, ...] = (0, 50, 100, 500)  # plus the last epoch
     selection: str = "validation"  # 'validation' (paper), 'last' or 'synthetic' (strictly data-free)
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
-    engine: str = "auto"  # 'auto' (batched where possible), 'batched', 'reference'
+    engine: str = "auto"  # 'auto': the fastest stack form for the run (fused MLP where it fits); 'generic': torch.func for every model
     preset: str = ""  # name of the preset this config started from ('' = none)
 
     # ------------------------------------------------------------------ helpers
@@ -238,7 +238,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "y_rand": ("none", "digits", "unit"),
     "direct_optimizer": ("rmsprop", "adam", "sgd"),
     "selection": ("validation", "last", "synthetic"),
-    "engine": ("auto", "batched", "reference"),
+    "engine": ("auto", "generic"),
     # scipy.optimize.differential_evolution's strategies
     "de_strategy": ("best1bin", "best1exp", "best2bin", "best2exp", "rand1bin", "rand1exp", "rand2bin", "rand2exp",
                     "randtobest1bin", "randtobest1exp", "currenttobest1bin", "currenttobest1exp"),
@@ -251,6 +251,11 @@ MAX_CONFIG_BYTES = 1_000_000  # a config file
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _DEVICE = re.compile(r"auto|cpu|cuda|cuda:[0-9]{1,2}")
 _KNOT = re.compile(r"[+-]?[0-9]+\s*:\s*[^:,;]*")  # 'epoch:alpha', the tail of a custom α spec
+
+
+# values of earlier versions still read from stored runs and old config files: the engine's
+# 'batched' became the automatic choice, its 'reference' loop the generic stack form
+LEGACY_VALUES = {"engine": {"batched": "auto", "reference": "generic"}}
 
 
 def coerce_settings(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -274,6 +279,7 @@ def coerce_settings(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
     values = {}
     for name, raw in data.items():
         if name in fields:
+            raw = LEGACY_VALUES.get(name, {}).get(raw, raw) if isinstance(raw, str) else raw
             try:
                 values[name] = _coerce(fields[name], raw)
             except ConfigError as exc:
@@ -629,15 +635,6 @@ def _check_names(cfg: DistillConfig) -> None:
             value = getattr(cfg, name)
             if isinstance(value, str) and value.startswith("cnn") and kind != "image" and _is_arch(value):
                 problems.append(f"The {name!r} parameter can be a CNN only for image data. Got {value!r} for {cfg.dataset!r} ({kind}).")
-        if cfg.engine == "batched" and isinstance(cfg.student_hidden, int) and all(_is_arch(a) or a in ("auto", "svr")
-                                                                                    for a in (cfg.teacher, cfg.student)):
-            from .limits import resolved_archs
-
-            archs = resolved_archs(cfg, kind)
-            if not all(a.startswith("mlp") for a in archs) or "evolution" in names.get("samplers", ()):
-                problems.append(f"The 'engine' parameter can be 'batched' only for MLP teachers and students with gradient "
-                                f"or random samplers. Got teacher {archs[0]}, student {archs[1]}, samplers "
-                                f"{', '.join(names.get('samplers', ()))} instead; use 'auto' or 'reference'.")
     if "evolution" in names.get("samplers", ()) and isinstance(cfg.batch_size, int) and cfg.batch_size < 5:
         problems.append(f"The 'batch_size' parameter must be at least 5 with the 'evolution' sampler (its population). "
                         f"Got {cfg.batch_size} instead.")

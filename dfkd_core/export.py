@@ -195,7 +195,7 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
     member with the lowest validation RMSE (no test data involved) also at out_dir's top level.
     `members`: dicts with member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,
     best_val_rmse and state_dict. `run`: the run's RunContext, else prepared again from cfg."""
-    from .distill import prepare_run
+    from .engine.context import prepare_run
 
     if not members:
         raise ModelError("The run has no finished student to export.")

@@ -182,7 +182,7 @@ def _wait_for_slot(store: RunStore, run_id: str, limit: int) -> bool:
 def work(run_id: str, store: RunStore | None = None) -> int:
     """The worker's body: wait for a slot, run the distillation, store every event, finish.
     Returns the process exit code (0 done or cancelled, 1 failed, 2 not a queued run, 130 terminated)."""
-    from .distill import run_distillation
+    from .engine import run_distillation
 
     store = store or RunStore()
     info = store.get_run(run_id)

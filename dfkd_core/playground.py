@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import DistillConfig
 from .data.priors import Prior
-from .distill import batch_sizes, student_loss_per_sample
+from .engine.context import batch_sizes, student_loss_per_sample
 from .errors import ConfigError
 from .models import MLPRegressor
 from .objectives import Objective, build_objective, sampler_objective

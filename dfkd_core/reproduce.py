@@ -425,7 +425,7 @@ def run_comparison(c: Comparison, teacher: str, store) -> dict[str, Any]:
     """One comparison through run_distillation, stored as one run in `store`; returns
     {'run_id', 'title', 'members': [(sampler, alpha, member, test_rmse, test_mae)], 'engine',
     'seconds', 'cancelled'}. Runs in the calling process (a worker or the main one)."""
-    from .distill import run_distillation
+    from .engine import run_distillation
 
     t0 = time.perf_counter()
     cfg = c.cfg.replace(teacher=teacher)

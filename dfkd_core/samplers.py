@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -22,20 +22,60 @@ from .teachers import BlackBoxTeacher, Teacher
 
 @dataclass
 class SamplerContext:
-    """What a sampler may use: the teacher, the prior (on the run's device), the objective,
-    the run's config, a seeded torch generator on the device and a seeded numpy generator."""
+    """What a sampler may use: the teacher, the prior (on the run's device), the objective, the
+    run's config, and per member of its group a seeded torch generator on the device and a
+    seeded numpy generator (`generator` / `rng`: one, or a sequence of one per member). A sampler
+    that owns networks initialises member k's from the global torch RNG state `init_states[k]`
+    (the state right after that member's student was built), or from the current state."""
 
     teacher: Teacher
     prior: Prior
     objective: Objective
     cfg: object  # DistillConfig
     device: torch.device
-    generator: torch.Generator
-    rng: np.random.Generator
+    generator: torch.Generator | Sequence[torch.Generator]
+    rng: np.random.Generator | Sequence[np.random.Generator]
+    init_states: Sequence[torch.Tensor] | None = None
+
+    @property
+    def generators(self) -> tuple[torch.Generator, ...]:
+        return (self.generator,) if isinstance(self.generator, torch.Generator) else tuple(self.generator)
+
+    @property
+    def rngs(self) -> tuple[np.random.Generator, ...]:
+        return (self.rng,) if isinstance(self.rng, np.random.Generator) else tuple(self.rng)
+
+    @property
+    def size(self) -> int:
+        return len(self.generators)
+
+
+class Students(Protocol):
+    """The K students of a sampler group, stacked: students(x) maps x (K, n, *shape) to (K, n),
+    member k on its own points x[k], differentiably in x; member(k) is member k alone on (n, *shape)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def member(self, k: int) -> Callable[[torch.Tensor], torch.Tensor]: ...
+
+
+class OneStudent:
+    """One nn.Module (or none, for samplers that never look at the student) as a group of one."""
+
+    def __init__(self, module: nn.Module | None) -> None:
+        self.module = module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x[0])[None]
+
+    def member(self, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.module
 
 
 class Sampler:
-    """sample(student, n) -> a detached batch x_g of shape (n, *input_shape)."""
+    """One implementation for a group of K stacked members: sample(students, n) → a detached
+    batch x_g (K, n, *input_shape), member k's from its own random streams. Given a single
+    nn.Module instead of a group, the batch of that one student, (n, *input_shape)."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -52,8 +92,34 @@ class Sampler:
     def begin_epoch(self) -> None:
         """Called before each epoch's n_s batches (a sampler that learns per epoch starts here)."""
 
-    def sample(self, student: nn.Module, n: int) -> torch.Tensor:  # pragma: no cover - interface
+    def sample(self, students: Students | nn.Module | None, n: int) -> torch.Tensor:
+        if isinstance(students, nn.Module) or students is None:
+            x = self.sample_group(OneStudent(students), n)
+            if self.last_start is not None:
+                self.last_start = self.last_start[0]
+            return x[0]
+        return self.sample_group(students, n)
+
+    def sample_group(self, students: Students, n: int) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    # helpers for the implementations
+    def _prior_draws(self, n: int) -> torch.Tensor:
+        """(K, n, *shape): each member's prior sample from its own stream."""
+        return torch.stack([self.ctx.prior.sample(n, g) for g in self.ctx.generators])
+
+    def _y_rand(self, n: int) -> torch.Tensor | None:
+        """(K·n,) each member's random targets of the objective, or None."""
+        ctx = self.ctx
+        draws = [ctx.objective.draw_y_rand(n, g, ctx.device) for g in ctx.generators]
+        return None if draws[0] is None else torch.cat(draws)
+
+    def _objective(self, x: torch.Tensor, students: Students, y_rand: torch.Tensor | None) -> torch.Tensor:
+        """The objective per point of x (K, n, *shape) → (K, n): ONE teacher call for the group."""
+        ctx, (k, n) = self.ctx, x.shape[:2]
+        flat = x.reshape(k * n, *x.shape[2:])
+        value = ctx.objective(flat, ctx.teacher.predict(flat), students(x).reshape(-1), y_rand)
+        return value.reshape(k, n)
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
@@ -69,25 +135,27 @@ class GaussianSampler(Sampler):
     name = "gaussian"
     description = "random points from the dataset's prior (N(0, I) for standardized tables)"
 
-    def sample(self, student: nn.Module, n: int) -> torch.Tensor:
-        return self.ctx.prior.sample(n, self.ctx.generator)
+    def sample_group(self, students: Students, n: int) -> torch.Tensor:
+        return self._prior_draws(n)
 
 
 class _QMCSampler(Sampler):
-    """A scipy.stats.qmc design over the prior's box [lower, upper], continued batch after batch."""
+    """A scipy.stats.qmc design over the prior's box [lower, upper], continued batch after batch
+    (one design per member)."""
 
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
-        self.engine = self._make_engine(ctx.prior.dim, ctx.rng)
+        self.engines = [self._make_engine(ctx.prior.dim, rng) for rng in ctx.rngs]
 
     def _make_engine(self, d: int, rng: np.random.Generator):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def sample(self, student: nn.Module, n: int) -> torch.Tensor:
+    def sample_group(self, students: Students, n: int) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
-            u = self.engine.random(n)
-        return self.ctx.prior.from_unit_cube(torch.from_numpy(u))
+            u = np.stack([engine.random(n) for engine in self.engines])
+        x = self.ctx.prior.from_unit_cube(torch.from_numpy(u.reshape(-1, u.shape[-1])))
+        return x.reshape(len(self.engines), n, *x.shape[1:])
 
 
 @register_sampler
@@ -128,7 +196,9 @@ class GeneratorSampler(Sampler):
     """Kang & Kang's adversarial generator G_φ(z): once per epoch, before the epoch's first
     batch, `generator_steps` RMSprop updates of φ on L_G = mean objective(G(z)) (eq. 3, weight
     decay `generator_weight_decay`); every batch is a fresh G(z). (The paper's code: one update
-    per epoch for the tabular data; "rounds per epoch" for MNIST in its text.)"""
+    per epoch for the tabular data; "rounds per epoch" for MNIST in its text.) The group's K
+    generators are stacked (torch.func) and share one RMSprop, which is elementwise: each
+    member's update is its own."""
 
     name = "generator"
     searches = True
@@ -138,43 +208,74 @@ class GeneratorSampler(Sampler):
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
         cfg = ctx.cfg
-        self.net = Generator(ctx.prior, cfg.generator_z_dim, cfg.generator_hidden).to(ctx.device)
-        self.params = list(self.net.parameters())
-        self.opt = torch.optim.RMSprop(self.params, lr=cfg.generator_lr, weight_decay=cfg.generator_weight_decay)
+        self.nets = []
+        for k in range(ctx.size):
+            if ctx.init_states is None:  # the nets follow each other in the global stream
+                self.nets.append(Generator(ctx.prior, cfg.generator_z_dim, cfg.generator_hidden).to(ctx.device))
+                continue
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(ctx.init_states[k])
+                self.nets.append(Generator(ctx.prior, cfg.generator_z_dim, cfg.generator_hidden).to(ctx.device))
+        self.params, self.buffers = torch.func.stack_module_state(self.nets)
+        self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.generator_lr,
+                                       weight_decay=cfg.generator_weight_decay, capturable=ctx.device.type == "cuda")
+        self._base = self.nets[0]
         self.last_objective: torch.Tensor | None = None  # detached, for tests and plots
         self.rounds_due = cfg.generator_steps  # updates to make before the next batch
+
+    @property
+    def net(self) -> nn.Module:
+        """Member 0's generator with the current (stacked) weights."""
+        return self.member_net(0)
+
+    def member_net(self, k: int) -> nn.Module:
+        with torch.no_grad():
+            for name, p in self.nets[k].named_parameters():
+                p.copy_(self.params[name][k])
+        return self.nets[k]
 
     def begin_epoch(self) -> None:
         self.rounds_due = self.ctx.cfg.generator_steps
 
     def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.net.z_dim, generator=self.ctx.generator, device=self.ctx.device)
+        z_dim = self._base.z_dim
+        return torch.stack([torch.randn(n, z_dim, generator=g, device=self.ctx.device) for g in self.ctx.generators])
 
-    def train_step(self, student: nn.Module, n: int) -> torch.Tensor:
-        ctx = self.ctx
-        x = self.net(self._z(n))
-        y_rand = ctx.objective.draw_y_rand(n, ctx.generator, ctx.device)
-        loss = ctx.objective(x, ctx.teacher.predict(x), student(x), y_rand).mean()
-        grads = torch.autograd.grad(loss, self.params)  # only φ: teacher and student get no gradient
-        for p, g in zip(self.params, grads):
+    def _generate(self, z: torch.Tensor) -> torch.Tensor:
+        call = lambda p, b, zk: torch.func.functional_call(self._base, (p, b), (zk,))  # noqa: E731
+        return torch.func.vmap(call)(self.params, self.buffers, z)
+
+    def train_step(self, students: Students | nn.Module, n: int) -> torch.Tensor:
+        """One update of every member's generator; returns the mean of their losses (detached)."""
+        if isinstance(students, nn.Module):
+            students = OneStudent(students)
+        z = self._z(n)
+        y_rand = self._y_rand(n)
+        x = self._generate(z)
+        per_member = self._objective(x, students, y_rand).mean(1)  # (K,): each member's L_G
+        params = list(self.params.values())
+        grads = torch.autograd.grad(per_member.sum(), params)  # only φ: teacher and students get no gradient
+        for p, g in zip(params, grads):
             p.grad = g
         self.opt.step()
-        self.last_objective = loss.detach()
+        self.last_objective = per_member.detach().mean()
         return self.last_objective
 
-    def sample(self, student: nn.Module, n: int) -> torch.Tensor:
+    def sample_group(self, students: Students, n: int) -> torch.Tensor:
         for _ in range(self.rounds_due):
-            self.train_step(student, n)
+            self.train_step(students, n)
         self.rounds_due = 0
         with torch.no_grad():
-            return self.net(self._z(n))
+            return self._generate(self._z(n))
 
 
 def make_input_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """A fresh optimizer of the points (Algorithm 2); on a GPU one that a CUDA graph can capture."""
+    capturable = params[0].is_cuda
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)  # torch defaults: smoothing 0.99, eps 1e-8
+        return torch.optim.RMSprop(params, lr=lr, capturable=capturable)  # torch defaults: smoothing 0.99, eps 1e-8
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, capturable=capturable)
     return torch.optim.SGD(params, lr=lr)
 
 
@@ -183,27 +284,28 @@ class DirectOptimizationSampler(Sampler):
     """Algorithm 2: start from prior samples and take τ = direct_steps steps of a fresh
     optimizer (RMSprop, lr η = direct_lr) on the per-sample objective, e.g. eq. 5
     −(T(x) − S(x))² + β‖x‖² + γ·S(x)²; the prior's constraints are re-applied after each step.
-    With RMSprop's defaults the first step moves every coordinate by ≈ 10·η·sign(∂L/∂x)."""
+    With RMSprop's defaults the first step moves every coordinate by ≈ 10·η·sign(∂L/∂x).
+    The group's points are one tensor (K, n, *shape): one teacher call per step for all members,
+    and the optimizer, elementwise, moves every point as its own would."""
 
     name = "direct"
     searches = True
     description = "direct optimization of prior samples toward large teacher–student disagreement (Alg. 2)"
     needs_gradients = True
 
-    def sample(self, student: nn.Module, n: int) -> torch.Tensor:
+    def sample_group(self, students: Students, n: int) -> torch.Tensor:
         ctx, cfg = self.ctx, self.ctx.cfg
-        x = ctx.prior.sample(n, ctx.generator).detach()
+        x = self._prior_draws(n).detach()
+        y_rand = self._y_rand(n)
         self.last_start = x.clone()
         x.requires_grad_(True)
         opt = make_input_optimizer(cfg.direct_optimizer, [x], cfg.direct_lr)
-        y_rand = ctx.objective.draw_y_rand(n, ctx.generator, ctx.device)
         for _ in range(cfg.direct_steps):
             # per-sample objectives summed: each point's gradient is its own
-            loss = ctx.objective(x, ctx.teacher.predict(x), student(x), y_rand).sum()
-            (x.grad,) = torch.autograd.grad(loss, x)
+            (x.grad,) = torch.autograd.grad(self._objective(x, students, y_rand).sum(), x)
             opt.step()
             with torch.no_grad():
-                x.copy_(ctx.prior.project(x))
+                x.copy_(ctx.prior.project(x.reshape(-1, *x.shape[2:])).reshape(x.shape))
         return x.detach()
 
 
@@ -218,7 +320,18 @@ class EvolutionSampler(Sampler):
     searches = True
     description = "differential evolution of prior samples; queries a black-box teacher only"
 
-    def sample(self, student: nn.Module, n: int) -> torch.Tensor:
+    def sample_group(self, students: Students, n: int) -> torch.Tensor:
+        """Each member's own evolution (its generations query the teacher for its population)."""
+        out, starts = [], []
+        for k in range(self.ctx.size):
+            x, start = self._evolve(students.member(k), n, self.ctx.generators[k], self.ctx.rngs[k])
+            out.append(x)
+            starts.append(start)
+        self.last_start = torch.stack(starts)
+        return torch.stack(out)
+
+    def _evolve(self, student, n: int, generator: torch.Generator,
+                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         from scipy.optimize import differential_evolution
 
         ctx, cfg, prior = self.ctx, self.ctx.cfg, self.ctx.prior
@@ -227,10 +340,10 @@ class EvolutionSampler(Sampler):
         lower = prior.lower.reshape(-1).double().cpu().numpy()
         upper = prior.upper.reshape(-1).double().cpu().numpy()
         upper = np.maximum(upper, lower + 1e-9)
-        init = prior.sample(n, ctx.generator).reshape(n, -1).double().cpu().numpy()
+        init = prior.sample(n, generator).reshape(n, -1).double().cpu().numpy()
         init = np.clip(init, lower, upper)
-        self.last_start = torch.from_numpy(init).to(ctx.device, prior.mean.dtype).reshape(n, *prior.shape)
-        y_rand = ctx.objective.draw_y_rand(n, ctx.generator, ctx.device)
+        start = torch.from_numpy(init).to(ctx.device, prior.mean.dtype).reshape(n, *prior.shape)
+        y_rand = ctx.objective.draw_y_rand(n, generator, ctx.device)
 
         def objective(population_t: np.ndarray) -> np.ndarray:  # (d, S) -> (S,)
             x = torch.from_numpy(np.ascontiguousarray(population_t.T)).to(ctx.device, prior.mean.dtype)
@@ -245,10 +358,10 @@ class EvolutionSampler(Sampler):
             objective, list(zip(lower, upper)), strategy=cfg.de_strategy, maxiter=cfg.de_generations,
             init=init, vectorized=True, updating="deferred", polish=False, tol=0.0, atol=0.0,
             mutation=cfg.de_mutation, recombination=cfg.de_recombination,
-            rng=np.random.default_rng(ctx.rng.integers(2**63)),
+            rng=np.random.default_rng(rng.integers(2**63)),
         )
         x = torch.from_numpy(result.population).to(ctx.device, prior.mean.dtype)
-        return prior.project(x.reshape(n, *prior.shape))
+        return prior.project(x.reshape(n, *prior.shape)), start
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         teacher = self.ctx.teacher

@@ -46,10 +46,14 @@ def test_upload_teacher_and_csv_start_watch_and_download_the_student(server, tmp
 
             run_id = RunStore().list_runs()["id"].iloc[0]
             page.goto(f"{server}/runs")
+            # the Runs page's first render can take long on a loaded box (CI): wait for it, not 30 s
+            expect(page.locator(".st-key-runs_selected")).to_be_visible(timeout=120_000)
             page.locator(".st-key-runs_selected").click()
             page.keyboard.type(run_id)
             page.keyboard.press("Enter")
-            page.get_by_text("Download the student (TorchScript, ONNX, model card)").click()
+            download_section = page.get_by_text("Download the student (TorchScript, ONNX, model card)")
+            expect(download_section).to_be_visible(timeout=120_000)
+            download_section.click()
             page.locator(".st-key-export_prepare button").click()
             with page.expect_download(timeout=300_000) as download:
                 page.locator(".st-key-export_download button").click()

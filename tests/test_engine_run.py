@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dfkd_core.config import DistillConfig
-from dfkd_core.distill import run_distillation
+from dfkd_core.engine import run_distillation
 from dfkd_core.errors import ConfigError, ModelError
 from dfkd_core.events import EpochMetrics, MemberResult, RunStarted, Snapshot
 
@@ -21,7 +21,7 @@ ALL_SAMPLERS = ("gaussian", "lhs", "halton", "sobol", "generator", "direct")
 
 
 def short(**changes) -> DistillConfig:
-    base = dict(dataset="friedman1", epochs=12, samplers=("direct",), alphas=("decreasing",), engine="reference",
+    base = dict(dataset="friedman1", epochs=12, samplers=("direct",), alphas=("decreasing",), engine="generic",
                 snapshot_epochs=(0, 5))
     return DistillConfig(**{**base, **changes})
 
@@ -145,49 +145,8 @@ def test_protein_evolution_runs_with_the_svr_teacher_and_counts_its_queries():
     from dfkd_core.config import preset_config
 
     cfg = preset_config("paper-protein", dataset="protein", samplers=("evolution",), epochs=2, batches_per_epoch=2,
-                        de_generations=3, engine="reference")
+                        de_generations=3, engine="generic")
     result = run_distillation(cfg)
     member = result.members[0]
     assert member.teacher_queries == 2 * 2 * 50 * (3 + 1) + 2 * 2 * 100  # DE populations + labels of x_g and x_p
     assert np.isfinite(member.test_rmse)
-
-
-def test_the_pool_probe_trains_one_student_on_a_fixed_pool_of_the_samplers_points():
-    import torch
-
-    from dfkd_core.pool_probe import PoolSampler, run_pool_probe
-
-    result = run_pool_probe(short(epochs=6, eval_every=2), pool_size=120)  # batches of 50, 50 and 20
-    assert (result.sampler, result.alpha, result.pool_size) == ("direct", "decreasing", 120)
-    assert result.epochs == [0, 2, 4, 5] and all(math.isfinite(v) for v in result.val_mae)
-    assert min(result.val_rmse[1:]) < result.val_rmse[0]  # it learns from the pool
-    assert result.best_epoch in result.epochs and math.isfinite(result.test_mae)
-    assert result.student_weight == pytest.approx(1.0 + 1e-5)  # eq. 5: −(T − S)² and γ·S²
-
-    pool = torch.arange(12.0).reshape(6, 2)
-    drawn = PoolSampler(pool, torch.Generator().manual_seed(0)).sample(None, 40)
-    assert drawn.shape == (40, 2) and {tuple(r) for r in drawn.tolist()} <= {tuple(r) for r in pool.tolist()}
-
-
-@pytest.mark.parametrize("changes, pool, message", [
-    (dict(samplers=("direct", "gaussian")), 200, "trains one student"),
-    (dict(alphas=("0",)), 200, "needs an α schedule above 0"),
-    ({}, 10, "must be at least the batch size"),
-    ({}, 10**9, "must be at most 200000"),
-])
-def test_the_pool_probe_refuses_what_it_cannot_probe(changes, pool, message):
-    from dfkd_core.pool_probe import run_pool_probe
-
-    with pytest.raises(ConfigError, match=message):
-        run_pool_probe(short(**changes), pool_size=pool)
-
-
-def test_the_pool_probe_command_prints_its_summary_and_refuses_a_tiny_pool_in_one_line():
-    base = [sys.executable, "-m", "dfkd_core", "pool-probe", "--dataset", "friedman1", "--sampler", "direct",
-            "--alpha", "decreasing", "--epochs", "3", "--quiet"]
-    ok = subprocess.run(base + ["--pool", "100"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert ok.returncode == 0, ok.stderr
-    assert "pool of 100 drawn" in ok.stdout and "paper's selection" in ok.stdout
-    bad = subprocess.run(base + ["--pool", "5"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines() == ["error: The 'pool' parameter must be at least the batch size (50). Got 5 instead."]

@@ -16,7 +16,8 @@ from user_helpers import fast_config, fitted_teacher, write_csv, write_spec, wri
 
 from dfkd_core.cli import main
 from dfkd_core.config import DistillConfig
-from dfkd_core.distill import prepare_run, run_distillation
+from dfkd_core.engine import run_distillation
+from dfkd_core.engine.context import prepare_run
 from dfkd_core.export import export_run, export_stored_run, member_dicts, raw_student
 
 PLAIN_LOADER = textwrap.dedent("""

@@ -107,7 +107,7 @@ DISTILL_CASES = [
      "of memory, above the budget of 4 GB (DFKD_MAX_MEMORY_GB): batch_size=10000 × 10 students (activations) needs"),
     (["--set", "batch_size=3", "--sampler", "evolution"],
      "The 'batch_size' parameter must be at least 5 with the 'evolution' sampler (its population). Got 3 instead."),
-    (["--engine", "batched", "--dataset", "protein"], "The 'engine' parameter can be 'batched' only for MLP teachers and students"),
+    (["--set", "engine=fused"], "The 'engine' parameter must be one of"),
     (["--config", "/nonexistent/cfg.json"], "Cannot read the config file '/nonexistent/cfg.json': No such file or directory."),
     (["--epochs"], "argument --epochs: expected one argument"),
     (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
@@ -123,7 +123,7 @@ DISTILL_CASES = [
     "legacy-field-beside-objective", "batch-zero", "generator-hidden-huge", "generator-z-huge", "teacher-mlp-huge",
     "teacher-cnn-huge", "student-rbf-zero", "student-svr", "teacher-cnn-on-tabular", "de-strategy-unknown",
     "preset-unknown", "unknown-key", "set-without-value", "dataset-5000-chars", "snapshot-negative", "too-many-students",
-    "work-budget", "memory-budget", "evolution-batch-3", "batched-engine-svr-teacher", "config-file-missing", "flag-without-value", "flag-unknown"])
+    "work-budget", "memory-budget", "evolution-batch-3", "engine-unknown", "config-file-missing", "flag-without-value", "flag-unknown"])
 def test_distill_refuses_a_bad_flag_in_one_line_and_keeps_the_stored_runs(capsys, store, args, message):
     code, lines, _ = run_cli(capsys, "distill", "--quiet", *args)
     assert_one_error_line(code, lines, message)
@@ -157,8 +157,6 @@ OTHER_CASES = [
     (["reproduce", "--table", "3", "--seeds", "1e3"], "The 'seeds' parameter must be an integer (digits only). Got '1e3' instead."),
     (["reproduce", "--table", "3", "--workers", "0"], "The 'workers' parameter must be an int in [1,"),
     (["reproduce", "--table", "9"], "The 'table' parameter must be one of 3, 4, 5, 6. Got '9' instead."),
-    (["pool-probe", "--pool", "1e9"], "The 'pool' parameter must be an integer (digits only). Got '1e9' instead."),
-    (["pool-probe", "--pool", "999999999"], "The 'pool' parameter must be at most 200000"),
     (["runs", "--delete", "no-such-run"], "No run 'no-such-run' in the run store"),
     (["no-such-command"], "argument COMMAND: invalid choice: 'no-such-command'"),
 ]
@@ -168,7 +166,7 @@ OTHER_CASES = [
     "datasets-seed-negative", "datasets-seed-nan", "datasets-unknown", "bench-ks-zero", "bench-ks-letter", "bench-ks-empty",
     "bench-threads-zero", "bench-epochs-negative", "bench-dataset-unknown", "bench-device-bogus", "teach-split-seed-negative",
     "teach-arch-huge", "teach-device-bad-index", "reproduce-seeds-zero", "reproduce-seeds-1e3", "reproduce-workers-zero",
-    "reproduce-table-9", "pool-probe-1e9", "pool-probe-huge", "runs-delete-unknown", "unknown-command"])
+    "reproduce-table-9", "runs-delete-unknown", "unknown-command"])
 def test_every_command_refuses_an_absurd_value_in_one_line(capsys, store, args, message):
     code, lines, _ = run_cli(capsys, *args)
     assert_one_error_line(code, lines, message)

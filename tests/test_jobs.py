@@ -102,7 +102,7 @@ def test_a_submitted_run_finishes_done_with_metrics_snapshots_results_and_weight
     wait_for(lambda: ended(store, run_id), 60, "the run to end")
     info = store.get_run(run_id)
     assert info.status == "done", log_of(store, run_id)
-    assert (info.title, info.error, info.engine) == ("quick", None, "batched")
+    assert (info.title, info.error, info.engine) == ("quick", None, "fused MLP")
     assert info.device.startswith("CPU") and info.teacher_test_rmse == pytest.approx(
         store.list_runs().teacher_test_rmse[0])
     metrics = store.metrics(run_id)

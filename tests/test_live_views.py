@@ -11,7 +11,7 @@ import pytest
 
 from dfkd_core import dashboard
 from dfkd_core.config import DistillConfig
-from dfkd_core.distill import run_distillation
+from dfkd_core.engine import run_distillation
 from dfkd_core.events import RunStarted, TeacherProgress
 from dfkd_core.runstore import RunStore
 

@@ -16,7 +16,7 @@ from user_helpers import NaNTeacher, RawReLUTeacher, fast_config, fitted_teacher
 from dfkd_core.cli import main
 from dfkd_core.data.protocol import split_sizes, train_size
 from dfkd_core.data.user import list_user_files, read_input_spec, read_table, table_split
-from dfkd_core.distill import run_distillation
+from dfkd_core.engine import run_distillation
 from dfkd_core.errors import DatasetError
 from dfkd_core.runstore import RunStore
 
@@ -76,7 +76,7 @@ def test_a_simplex_spec_keeps_synthetic_rows_on_the_simplex(tmp_path):
     torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(3, 1))), str(tmp_path / "lin.pt"))
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"features": [{"name": n, "mean": 0.33, "std": 0.1} for n in "abc"], "constraint": "simplex"}))
-    from dfkd_core.distill import prepare_run
+    from dfkd_core.engine.context import prepare_run
 
     run = prepare_run(fast_config(teacher_file=str(tmp_path / "lin.pt"), input_spec=str(spec), selection="last"))
     assert torch.allclose(run.split.x_test.sum(1), torch.ones(len(run.split.x_test)), atol=1e-5)

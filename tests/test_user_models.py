@@ -12,7 +12,8 @@ from torch import nn
 from user_helpers import FEATURES, RawReLUTeacher, ServedTeacher, fast_config, fitted_teacher, truth, write_csv, write_spec, write_torchscript
 
 from dfkd_core.data.user import read_table, table_split
-from dfkd_core.distill import prepare_run, run_distillation
+from dfkd_core.engine import run_distillation
+from dfkd_core.engine.context import prepare_run
 from dfkd_core.errors import DfkdError, ModelError
 from dfkd_core.user_models import HttpModel, load_user_model, load_user_teacher, teacher_source_kind
 

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 
-from ..config import DistillConfig, preset_config
+from ..config import CHOICES, DistillConfig, preset_config
 
 HELP = "distill a student from a dataset's teacher with the chosen sampler(s) and α schedule(s)"
 
@@ -37,7 +37,8 @@ def configure(parser) -> None:
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
     parser.add_argument("--selection", default=None, choices=("validation", "last", "synthetic"),
                         help="how the reported student is chosen (default: validation, as the paper)")
-    parser.add_argument("--engine", default=None, choices=("auto", "batched", "reference"))
+    parser.add_argument("--engine", default=None, choices=CHOICES["engine"],
+                        help="auto: the fastest stack form for the run; generic: the torch.func form for every model")
     parser.add_argument("--device", default=None, help="'auto', 'cpu' or 'cuda'")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other DistillConfig field, e.g. --set direct_lr=0.05 (repeatable)")
@@ -77,11 +78,11 @@ def config_from_args(args) -> DistillConfig:
 
 
 def run(args) -> int:
-    from ..distill import run_distillation
+    from ..engine import run_distillation
     from ..events import EpochMetrics, RunStarted, TeacherProgress
 
     from ..data.user import original_name
-    from ..distill import prepare_run
+    from ..engine.context import prepare_run
     from ..user_models import store_user_inputs, uses_user_inputs
 
     cfg = config_from_args(args)

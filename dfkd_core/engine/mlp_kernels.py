@@ -1,6 +1,6 @@
 """Hand-written forward and backward passes for the paper's tanh MLPs (d → h → 1), for one
 frozen network (the teacher) and for K networks stacked along a leading axis (students,
-Kang & Kang generators), used by the batched engine instead of autograd.
+Kang & Kang generators), used by the fused MLP stack form (engine.fused_mlp) instead of autograd.
 
 Why by hand: the loop is bound by per-op overhead and by the elementwise work on the
 teacher's 500-wide hidden layer, not by matrix products. Three choices follow:
@@ -338,7 +338,7 @@ class FusedTeacherStudents:
     def refresh(self) -> None:
         """Recompute the students' σ-form constants after their parameters changed (the ones
         forward, objective_grad and StackedMLPs.backward use; not StackedMLPs.refresh's others)."""
-        st, hid = self.st, self.hidden
+        st = self.st
         torch.add(st.w2, st.w2, out=self.vt_s)  # 2w₂ and 4w₂ by additions: exact, and no scalar operand
         torch.add(self.vt_s, self.vt_s, out=st.w2x4)
         torch.sub(st.b2, st.w2.sum(1), out=self.c_s)

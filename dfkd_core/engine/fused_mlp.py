@@ -1,6 +1,8 @@
-"""The batched engine: the students of a comparison (seeds × samplers × α schedules) that
-share a dataset, an MLP teacher and an MLP student shape are trained as stacked models —
-on a CPU one per sampler group that has a fused fast path (engine_parts), else one for all.
+"""The fused MLP stack form: the paper's tanh MLPs (teacher d → H → 1, students d → h → 1) with
+hand-written kernels (mlp_kernels) instead of autograd — the MLP family's faster form of the
+engine's step (`bench` times it against the generic form). The students of a comparison that
+share a dataset, an MLP teacher and an MLP student shape are trained as stacked models — on a
+CPU one per sampler group that has a fused fast path (engine_parts), else one for all.
 
 One training step of Algorithm 1 for all K students at once:
 
@@ -29,23 +31,22 @@ Nothing in steps 1–3 reads a value back to the host, and nothing builds an aut
 """
 from __future__ import annotations
 
-import time
+import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .config import Member
-from .distill import RunContext, batch_sizes, member_seed, stream_seed
-from .events import EpochMetrics, EventCallback, MemberResult, Snapshot
-from .fastmlp import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
-from .models import MLPRegressor
-from .objectives import Objective, log_cosh, sampler_objective
-from .samplers import SAMPLERS, SamplerContext
-from .schedules import parse_alpha
-from .teachers import TorchTeacher, build_model, default_student_arch
+from ..config import Member
+from ..events import MemberResult, Snapshot
+from ..models import MLPRegressor
+from ..objectives import Objective, log_cosh, sampler_objective
+from ..samplers import SAMPLERS, SamplerContext
+from ..schedules import parse_alpha
+from ..teachers import TorchTeacher
+from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_student, student_arch, stream_seed
+from .mlp_kernels import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 
 RANDOM_SAMPLERS = ("gaussian", "lhs", "halton", "sobol")
 QMC_SAMPLERS = ("lhs", "halton", "sobol")
@@ -61,11 +62,6 @@ RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
 
-def _student_arch(run: RunContext) -> str:
-    cfg = run.cfg
-    return default_student_arch(run.split, cfg.student_hidden) if cfg.student == "auto" else cfg.student
-
-
 def supports(run: RunContext, members: list[Member]) -> bool:
     """True when the batched engine can train these members: an MLP teacher (TorchTeacher over
     MLPRegressor), MLP students, only gradient or random samplers (no 'evolution'), and an
@@ -73,7 +69,7 @@ def supports(run: RunContext, members: list[Member]) -> bool:
     cfg = run.cfg
     if not members or not isinstance(run.teacher, TorchTeacher) or not isinstance(run.teacher.module, MLPRegressor):
         return False
-    arch = _student_arch(run)
+    arch = student_arch(run)
     if not (arch.startswith("mlp") and arch[3:].isdigit() and int(arch[3:]) > 0):
         return False
     if any(m.sampler not in RANDOM_SAMPLERS + GRADIENT_SAMPLERS for m in members):
@@ -83,43 +79,13 @@ def supports(run: RunContext, members: list[Member]) -> bool:
     return cfg.student_loss in ("mse", "logcosh") and cfg.direct_optimizer in ("rmsprop", "adam", "sgd")
 
 
-def run_batched(run: RunContext, members: list[Member], emit: EventCallback,
-                should_stop: Callable[[], bool] | None, start: float) -> tuple[list[MemberResult], bool]:
-    """Train `members` as one stacked model; emit the reference path's events in its order
-    (per epoch: EpochMetrics then Snapshot for each member; at the end MemberResult each)."""
-    with torch.no_grad():
-        parts = engine_parts(run, members)
-        engines = [BatchedEngine(run, [members[i] for i in part]) for part in parts]
-        cfg = run.cfg
-        last_epoch, cancelled = -1, False
-        for epoch in range(cfg.epochs):
-            if should_stop is not None and should_stop():
-                cancelled = True
-                break
-            events: dict[int, list] = {}
-            for engine, part in zip(engines, parts):
-                for local, evs in enumerate(engine.run_epoch(epoch, start)):
-                    events[part[local]] = evs
-            for i in range(len(members)):
-                for event in events[i]:
-                    emit(event)
-            last_epoch = epoch
-        results: list = [None] * len(members)
-        if last_epoch >= 0:
-            for engine, part in zip(engines, parts):
-                for local, result in enumerate(engine.finish(last_epoch)):
-                    results[part[local]] = result
-            for result in results:
-                emit(result)
-        return [r for r in results if r is not None], cancelled
-
-
 def _fusable(run: RunContext, kind: str, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
     (fastmlp.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
-    generator), an objective linear in (T, S), at most FUSED_MAX_MEMBERS members."""
+    generator), an objective linear in (T, S), on a CPU at most FUSED_MAX_MEMBERS members (a GPU
+    replays the step as a CUDA graph, where the fused kernels win at every K: `bench --device cuda`)."""
     objective = run.objective
-    return (size <= FUSED_MAX_MEMBERS and kind in GRADIENT_SAMPLERS
+    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and kind in GRADIENT_SAMPLERS
             and not (kind == "direct" and run.cfg.direct_optimizer != "rmsprop")
             and objective.y_rand == "none" and all(name in LINEAR_TERMS for name, w in objective.terms if w != 0.0))
 
@@ -159,16 +125,20 @@ class _Group:
     z: torch.Tensor | None = None  # generator: (steps + 1, Kg, m_g, z_dim)
     y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) random targets of the objective
     nets: StackedGenerators | None = None
-    samplers: list = field(default_factory=list)  # QMC: the members' reference sampler objects
+    engines: list = field(default_factory=list)  # QMC: the members' scipy designs (the registered sampler's)
 
     @property
     def size(self) -> int:
         return self.k1 - self.k0
 
 
-class BatchedEngine:
-    """State of one batched run: stacked students, sampler groups, buffers, selections."""
+class FusedMLPStack:
+    """One stacked model of the fused MLP form: stacked students, sampler groups, buffers, selections."""
 
+    form = "fused MLP"
+    cuda_graphs = True  # capture the step as CUDA graphs on a GPU (a class attribute so `bench` can time both)
+
+    @torch.no_grad()
     def __init__(self, run: RunContext, members: list[Member]) -> None:
         cfg, split, device = run.cfg, run.split, run.device
         self.ctx, self.cfg, self.device = run, cfg, device
@@ -177,53 +147,33 @@ class BatchedEngine:
         self.shape, self.d = self.prior.shape, self.prior.dim
         self.objective = run.objective
         self.teacher = FrozenMLP(run.teacher.module)
-        m = cfg.batch_size
-        self.M = 2 * m  # |x_g| + |x_p| is 2m for every α (batch_sizes)
-
+        self.layout = lay = MemberLayout(cfg, members)
+        self.M = lay.M  # |x_g| + |x_p| is 2m for every α (batch_sizes)
         # internal order: members grouped by (sampler, |x_g|), contiguous, in order of appearance
-        info = []
-        for i, mem in enumerate(members):
-            schedule = parse_alpha(mem.alpha)
-            m_g, m_p = batch_sizes(schedule, m)
-            info.append((mem.sampler if m_g else "none", m_g, m_p, schedule, i))
-        first_seen: dict = {}
-        for kind, m_g, *_ in info:
-            first_seen.setdefault((kind, m_g), len(first_seen))
-        info.sort(key=lambda t: first_seen[(t[0], t[1])])
-        self.members = [members[t[4]] for t in info]
-        self.order = [t[4] for t in info]  # internal k -> caller's index
-        self.position = {orig: k for k, orig in enumerate(self.order)}  # caller's index -> internal k
-        self.schedules = [t[3] for t in info]
-        self.m_g = [t[1] for t in info]
-        self.m_p = [t[2] for t in info]
-        self.kinds = [t[0] for t in info]
-        K = self.K = len(members)
+        self.members, self.position = lay.members, lay.position
+        self.m_g, self.m_p, self.kinds = lay.m_g, lay.m_p, lay.kinds
+        K = self.K = lay.K
 
-        # students (and generators, QMC engines) built exactly as the reference path builds them
-        arch = _student_arch(run)
-        students, generator_nets, self.gens, sampler_objs = [], {}, [], {}
-        for k, mem in enumerate(self.members):
-            torch.manual_seed(member_seed(mem))
-            students.append(build_model(arch, split, torch.Generator().manual_seed(member_seed(mem))))
-            gen = torch.Generator(device=device).manual_seed(stream_seed(mem))
-            self.gens.append(gen)
-            if self.kinds[k] in QMC_SAMPLERS + ("generator",):
-                objective = sampler_objective(run.objective, cfg, self.kinds[k], self.m_g[k])
-                ctx = SamplerContext(run.teacher, self.prior, objective, cfg, device, gen,
-                                     np.random.default_rng(stream_seed(mem)))
-                sampler_objs[k] = SAMPLERS.get(self.kinds[k])(ctx)
+        # students (and generators, QMC engines) built exactly as every form builds them
+        students, states, rngs, self.gens = [], [], [], []
+        for mem in self.members:
+            module, state = build_student(run, mem)
+            students.append(module)
+            states.append(state)
+            self.gens.append(torch.Generator(device=device).manual_seed(stream_seed(mem)))
+            rngs.append(np.random.default_rng(stream_seed(mem)))
         self.students = StackedMLPs(students, device, self.dtype)
         self.square_avg = torch.zeros_like(self.students.theta)
 
-        # groups
+        # groups (the registered sampler's own objects hold QMC engines and generator networks)
         self.groups: list[_Group] = []
-        k = 0
-        while k < K:
-            j = k
-            while j < K and (self.kinds[j], self.m_g[j]) == (self.kinds[k], self.m_g[k]):
-                j += 1
-            self.groups.append(self._make_group(self.kinds[k], self.m_g[k], k, j, sampler_objs))
-            k = j
+        for kind, m_g, k0, k1 in lay.groups:
+            sampler = None
+            if kind in QMC_SAMPLERS + ("generator",):
+                ctx = SamplerContext(run.teacher, self.prior, sampler_objective(run.objective, cfg, kind, m_g), cfg,
+                                     device, self.gens[k0:k1], rngs[k0:k1], states[k0:k1])
+                sampler = SAMPLERS.get(kind)(ctx)
+            self.groups.append(self._make_group(kind, m_g, k0, k1, sampler))
         self.group_of = [g for g in self.groups for _ in range(g.size)]
         self.grad_groups = [g for g in self.groups if g.kind in GRADIENT_SAMPLERS and g.steps > 0]
 
@@ -233,13 +183,7 @@ class BatchedEngine:
         self.prior_is_identity = (self.prior.kind == "gaussian" and bool((self.prior.mean == 0).all())
                                   and bool((self.prior.std == 1).all()))
         # eq. 7 loss statistics: column 0 averages x_g rows, column 1 x_p rows
-        stat = np.zeros((K, self.M, 2))
-        for k in range(K):
-            if self.m_g[k]:
-                stat[k, :self.m_g[k], 0] = 1.0 / self.m_g[k]
-            if self.m_p[k]:
-                stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
-        self.stat_w = torch.as_tensor(stat, dtype=self.dtype, device=device)
+        self.stat_w = torch.as_tensor(lay.set_means(), dtype=self.dtype, device=device)
         # teacher queries per member per epoch, as the reference path counts them
         self.queries_per_epoch = [cfg.batches_per_epoch * self.M + self.m_g[k] * self._steps_per_epoch(self.group_of[k])
                                   for k in range(K)]
@@ -255,6 +199,7 @@ class BatchedEngine:
         self.best_epoch = {name: self._best_epoch[i] for i, name in enumerate(names)}
         self.best_theta = {name: self._best_theta[i] for i, name in enumerate(names)}
         self.step = 0  # the batch of the epoch being trained (generators learn on batch 0)
+        self._graphs: list | bool | None = None  # CUDA graphs of the step (_cuda_graphs), made when first needed
         self.fused = self._make_fused()
         self._draws = self._draw_plan()
 
@@ -383,7 +328,7 @@ class BatchedEngine:
         fu.refresh()
         return kept
 
-    def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler_objs: dict) -> _Group:
+    def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler) -> _Group:
         cfg, dev, dt = self.cfg, self.device, self.dtype
         g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g))
         n = k1 - k0
@@ -393,12 +338,11 @@ class BatchedEngine:
             g.noise = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
         elif kind == "generator":
             g.steps = cfg.generator_steps
-            nets = [sampler_objs[k].net for k in range(k0, k1)]
-            g.nets = StackedGenerators(nets, dev, dt)
+            g.nets = StackedGenerators([sampler.member_net(j) for j in range(n)], dev, dt)
             g.z = torch.empty(g.steps + 1, n, m_g, g.nets.z_dim, dtype=dt, device=dev)
             g.xa = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
         elif kind in QMC_SAMPLERS:
-            g.samplers = [sampler_objs[k] for k in range(k0, k1)]
+            g.engines = sampler.engines
         if kind in GRADIENT_SAMPLERS and self.objective.y_rand != "none":
             g.y_rand = torch.empty(max(1, g.steps), n, m_g, dtype=dt, device=dev)
         return g
@@ -431,7 +375,7 @@ class BatchedEngine:
             elif grp.kind in QMC_SAMPLERS:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
-                    qmc[k] = grp.samplers[j].engine.random(m_g)
+                    qmc[k] = grp.engines[j].random(m_g)
             if m_p:
                 torch.randn((m_p, *shape), generator=gen, out=x[k, m_g:].view(m_p, *shape))
         return qmc
@@ -604,19 +548,8 @@ class BatchedEngine:
 
     # ------------------------------------------------------------------ epochs
     def _loss_weights(self, epoch: int) -> tuple[torch.Tensor, list[float]]:
-        """Per-sample weights of eq. 7 for this epoch: α/|x_g| on x_g, (1 − α)/|x_p| on x_p
-        (one set only: 1/|set|)."""
-        total = self.cfg.epochs
-        alphas = [s(epoch, total) for s in self.schedules]
-        w = np.zeros((self.K, self.M))
-        for k, a in enumerate(alphas):
-            m_g, m_p = self.m_g[k], self.m_p[k]
-            if m_g and m_p:
-                w[k, :m_g], w[k, m_g:] = a / m_g, (1.0 - a) / m_p
-            elif m_g:
-                w[k, :] = 1.0 / m_g
-            else:
-                w[k, :] = 1.0 / m_p
+        """Per-sample weights of eq. 7 for this epoch (MemberLayout.loss_weights) on the device."""
+        w, alphas = self.layout.loss_weights(epoch, self.cfg.epochs)
         return torch.as_tensor(w, dtype=self.dtype, device=self.device), alphas
 
     def predict(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -660,45 +593,104 @@ class BatchedEngine:
         torch.where(better[:, self.students.owner], theta, self._best_theta, out=self._best_theta)
         return values[0], means[K:, 0]
 
-    def run_epoch(self, epoch: int, start: float) -> list[list]:
-        """One epoch of all K students; the events of each member (EpochMetrics, then a
-        Snapshot at snapshot epochs), in the caller's order of members."""
+    @torch.no_grad()
+    def run_epoch(self, epoch: int, validate: bool) -> EpochNumbers:
+        """One epoch of all K students (and validation, when asked): one device→host transfer."""
         cfg, K = self.cfg, self.K
         weights, alphas = self._loss_weights(epoch)
         acc = torch.zeros(K, 1, 2, dtype=self.dtype, device=self.device)
         snap_epoch = epoch in self.ctx.snapshot_epochs
         kept = None
-        for step in range(cfg.batches_per_epoch):
-            self.step = step
-            kept = self.train_step(weights, acc, snap_epoch and step == cfg.batches_per_epoch - 1) or kept
+        graphs = None if snap_epoch else self._cuda_graphs(weights)
+        if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
+            self._graph_weights.copy_(weights)
+            self._graph_acc.zero_()
+            for step in range(cfg.batches_per_epoch):
+                graphs[min(step, 1)].replay()
+            acc = self._graph_acc
+        else:
+            for step in range(cfg.batches_per_epoch):
+                self.step = step
+                kept = self.train_step(weights, acc, snap_epoch and step == cfg.batches_per_epoch - 1) or kept
         for k in range(K):
             self.teacher_queries[k] += self.queries_per_epoch[k]
         self.ctx.teacher.queries += sum(self.queries_per_epoch)
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
+        if validate:
             rmse, mae = self.validate(epoch)
         else:
             rmse = mae = torch.full((K,), float("nan"), dtype=torch.float64, device=self.device)
         n = cfg.batches_per_epoch
         host = torch.stack([rmse, mae, acc[:, 0, 0].double() / n, acc[:, 0, 1].double() / n]).cpu().numpy()
+        snapshots = [None] * K
         if kept is not None:
             kept = [v.cpu() for v in kept]
-        out = []
-        for orig in range(K):
-            k = self.position[orig]
-            lg = float(host[2, k]) if self.m_g[k] else float("nan")
-            lp = float(host[3, k]) if self.m_p[k] else float("nan")
-            events = [EpochMetrics(self.members[k].key, epoch, float(host[0, k]), float(host[1, k]), lg, lp,
-                                   alphas[k], time.perf_counter() - start)]
-            if kept is not None:
-                events.append(self._snapshot(k, epoch, *kept))
-            out.append(events)
-        return out
+            snapshots = [self._snapshot(k, epoch, *kept) for k in range(K)]
+        return EpochNumbers.from_internal(self.layout, host, alphas, snapshots)
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
+        """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
+        (generators learn there), one for the others — made on the first epoch that needs them;
+        None where graphs are off (CPU, DFKD_CUDA_GRAPHS=0, QMC samplers that draw on the host)
+        or capture failed (then eager, with one warning)."""
+        if self._graphs is None:
+            self._graphs = False
+            if (self.device.type == "cuda" and self.cuda_graphs and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
+                    and not any(g.kind in QMC_SAMPLERS for g in self.groups)):
+                try:
+                    self._graphs = self._capture(weights)
+                except Exception as exc:  # a driver or op that cannot be captured: stay eager
+                    warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); the engine runs eagerly")
+        return self._graphs or None
+
+    def _mutable_state(self) -> list[torch.Tensor]:
+        """The tensors a training step carries to the next one (everything else is rewritten)."""
+        state = [self.students.theta, self.square_avg]
+        for g in self.groups:
+            if g.nets is not None:
+                state += [g.nets.theta, g.nets.square_avg]
+        return state
+
+    def _capture(self, weights: torch.Tensor) -> list:
+        """Warm up on a side stream (then put the state and the random streams back as they were),
+        and capture train_step for batch 0 and for a later batch into one memory pool."""
+        self._graph_weights = weights.clone()
+        self._graph_acc = torch.zeros(self.K, 1, 2, dtype=self.dtype, device=self.device)
+        saved = [t.clone() for t in self._mutable_state()]
+        rng = [gen.get_state() for gen in self.gens]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for step in (0, 1, 0, 1):
+                self.step = step
+                self.train_step(self._graph_weights, self._graph_acc, False)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        for tensor, value in zip(self._mutable_state(), saved):
+            tensor.copy_(value)
+        for gen, state in zip(self.gens, rng):
+            gen.set_state(state)
+        self.students.refresh()
+        if self.fused is not None:
+            self.fused.refresh()
+        graphs, pool = [], None
+        for step in (0, 1):
+            graph = torch.cuda.CUDAGraph()
+            for gen in self.gens:
+                graph.register_generator_state(gen)
+            self.step = step
+            with torch.cuda.graph(graph, pool=pool):
+                self.train_step(self._graph_weights, self._graph_acc, False)
+            pool = graph.pool()
+            graphs.append(graph)
+        self.step = 0
+        return graphs
 
     def _snapshot(self, k: int, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor) -> Snapshot:
-        n = self.m_g[k] or self.m_p[k]  # the reference keeps x_g, or x_p when there is no x_g
+        n = self.m_g[k] or self.m_p[k]  # x_g, or x_p when there is no x_g
         return Snapshot(self.members[k].key, epoch, x[k, :n].reshape(n, *self.shape).numpy().astype(np.float32),
                         loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64))
 
+    @torch.no_grad()
     def finish(self, last_epoch: int) -> list[MemberResult]:
         run, primary = self.ctx, self.cfg.selection
         flats = {"validation": self.best_theta["validation"], "last": self.students.theta,

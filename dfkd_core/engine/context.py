@@ -1,0 +1,219 @@
+"""What every student of a run shares (RunContext: split, teacher, objective, probe) and how a
+run is prepared from its config; the per-member conventions both stack forms follow: seeds,
+batch sizes and eq. 7's per-sample weights."""
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import DistillConfig, Member
+from ..data.split import Split
+from ..device import pick_device
+from ..errors import ModelError
+from ..events import Snapshot, TeacherProgress
+from ..objectives import Objective, build_objective, log_cosh
+from ..samplers import SAMPLERS
+from ..schedules import AlphaSchedule, parse_alpha
+from ..teachers import Teacher, TeacherInfo, build_model, default_student_arch, get_teacher, teacher_epoch_budget
+from ..user_models import prepare_user_run, store_user_inputs, uses_user_inputs
+
+SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
+
+
+def student_loss_per_sample(kind: str, student_pred: torch.Tensor, teacher_pred: torch.Tensor) -> torch.Tensor:
+    """L_S (eq. 1): (T(x) − S(x))², or log cosh(T(x) − S(x)) for MNIST."""
+    diff = student_pred - teacher_pred
+    return log_cosh(diff) if kind == "logcosh" else diff.pow(2)
+
+
+def batch_sizes(schedule: AlphaSchedule, m: int) -> tuple[int, int]:
+    """(|x_g|, |x_p|) per step. With α fixed at 0 or 1 only one set contributes, so it gets
+    2m points: the paper's "number of training samples needs to be doubled" (3.2.4)."""
+    if schedule.constant == 0.0:
+        return 0, 2 * m
+    if schedule.constant == 1.0:
+        return 2 * m, 0
+    return m, m
+
+
+def member_seed(member: Member) -> int:
+    """Seed of a student: its init depends on `seed` only (so samplers start from the same
+    student); its random stream also on the sampler and schedule."""
+    return member.seed
+
+
+def stream_seed(member: Member) -> int:
+    return (member.seed * 1_000_003 + zlib.crc32(f"{member.sampler}|{member.alpha}".encode())) % (2**62)
+
+
+@dataclass
+class RunContext:
+    """What every student of a run shares: config, split (on device), teacher, objective."""
+
+    cfg: DistillConfig
+    split: Split
+    device: torch.device
+    teacher: Teacher
+    teacher_info: TeacherInfo
+    objective: Objective
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    probe_x: torch.Tensor  # prior points for the strictly data-free selection
+    probe_t: torch.Tensor  # the teacher on them
+    snapshot_epochs: frozenset = field(default_factory=frozenset)
+
+
+def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None = None,
+                teacher_progress: Callable[[TeacherProgress], None] | None = None) -> RunContext:
+    """Validate the config, load the split and the teacher (shipped, cached or trained: then
+    `teacher_progress` hears of every teacher epoch), build the objective."""
+    from ..data import load_split
+
+    cfg.validate()
+    device = device or pick_device(None if cfg.device == "auto" else cfg.device)
+    if uses_user_inputs(cfg):  # the user's teacher file, data file or input spec (stored under DFKD_HOME)
+        cfg = store_user_inputs(cfg)
+        progress = _progress_events(teacher_progress, teacher_epoch_budget("tabular"))  # a user's table is tabular
+        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress)
+    else:
+        split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
+        progress = _progress_events(teacher_progress, teacher_epoch_budget(split.kind))
+        teacher, info = get_teacher(split, cfg.teacher, device, progress=progress)
+    for name in cfg.samplers:
+        if SAMPLERS.get(name).needs_gradients and not teacher.differentiable:
+            if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
+                raise ModelError(f"The {name!r} sampler needs the teacher's gradients, but the {teacher.kind} "
+                                 f"teacher of {cfg.dataset!r} is a black box; use 'evolution' or a random sampler.")
+    objective = build_objective(cfg)
+    prior = split.prior.to(device)
+    probe_gen = torch.Generator(device=device).manual_seed(123_457 + cfg.split_seed)
+    probe_x = prior.sample(SYNTHETIC_PROBE_SIZE, probe_gen)
+    with torch.no_grad():
+        probe_t = teacher.predict(probe_x)
+    teacher.queries = 0
+    last = cfg.epochs - 1
+    return RunContext(cfg, split, device, teacher, info, objective,
+                      split.x_val.to(device), split.y_val.to(device), split.x_test.to(device), split.y_test.to(device),
+                      probe_x, probe_t, frozenset([e for e in cfg.snapshot_epochs if e <= last] + [last]))
+
+
+def _progress_events(teacher_progress: Callable[[TeacherProgress], None] | None,
+                     budget: int) -> Callable[[int, float], None] | None:
+    """The teacher trainer's (epoch, val RMSE) callback as TeacherProgress events, with the
+    elapsed time since the first call was made possible."""
+    if teacher_progress is None:
+        return None
+    started = time.perf_counter()
+
+    def progress(epoch: int, val_rmse: float) -> None:
+        teacher_progress(TeacherProgress(epoch + 1, budget, time.perf_counter() - started, float(val_rmse)))
+
+    return progress
+
+
+
+
+def student_arch(run: RunContext) -> str:
+    """The students' architecture name ('mlp50', 'cnn5', 'rbf100', ...)."""
+    cfg = run.cfg
+    return default_student_arch(run.split, cfg.student_hidden) if cfg.student == "auto" else cfg.student
+
+
+def build_student(run: RunContext, member: Member) -> tuple[nn.Module, torch.Tensor]:
+    """Member's student, built as every form builds it (global seed, then its own init
+    generator), and the global RNG state right after: a sampler's own networks start there."""
+    torch.manual_seed(member_seed(member))
+    module = build_model(student_arch(run), run.split, torch.Generator().manual_seed(member_seed(member)))
+    return module.to(run.device), torch.get_rng_state()
+
+
+class MemberLayout:
+    """The members of one stack in internal order: grouped by (sampler, |x_g|), contiguous, in
+    order of first appearance; every member's batch is [x_g | x_p] of M = 2m rows (batch_sizes)."""
+
+    def __init__(self, cfg: DistillConfig, members: list[Member]) -> None:
+        m = cfg.batch_size
+        self.M = 2 * m
+        info = []
+        for i, mem in enumerate(members):
+            schedule = parse_alpha(mem.alpha)
+            m_g, m_p = batch_sizes(schedule, m)
+            info.append((mem.sampler if m_g else "none", m_g, m_p, schedule, i))
+        first_seen: dict = {}
+        for kind, m_g, *_ in info:
+            first_seen.setdefault((kind, m_g), len(first_seen))
+        info.sort(key=lambda t: first_seen[(t[0], t[1])])
+        self.members = [members[t[4]] for t in info]
+        self.order = [t[4] for t in info]  # internal k -> caller's index
+        self.position = {orig: k for k, orig in enumerate(self.order)}  # caller's index -> internal k
+        self.schedules = [t[3] for t in info]
+        self.m_g = [t[1] for t in info]
+        self.m_p = [t[2] for t in info]
+        self.kinds = [t[0] for t in info]
+        self.K = len(members)
+        self.groups: list[tuple[str, int, int, int]] = []  # (kind, m_g, k0, k1)
+        k = 0
+        while k < self.K:
+            j = k
+            while j < self.K and (self.kinds[j], self.m_g[j]) == (self.kinds[k], self.m_g[k]):
+                j += 1
+            self.groups.append((self.kinds[k], self.m_g[k], k, j))
+            k = j
+
+    def loss_weights(self, epoch: int, total: int) -> tuple[np.ndarray, list[float]]:
+        """Per-sample weights of eq. 7 (K, M) for this epoch — α/|x_g| on x_g, (1 − α)/|x_p| on
+        x_p, 1/|set| when there is one set — and the members' α."""
+        alphas = [s(epoch, total) for s in self.schedules]
+        w = np.zeros((self.K, self.M))
+        for k, a in enumerate(alphas):
+            m_g, m_p = self.m_g[k], self.m_p[k]
+            if m_g and m_p:
+                w[k, :m_g], w[k, m_g:] = a / m_g, (1.0 - a) / m_p
+            elif m_g:
+                w[k, :] = 1.0 / m_g
+            else:
+                w[k, :] = 1.0 / m_p
+        return w, alphas
+
+    def set_means(self) -> np.ndarray:
+        """(K, M, 2): its product with per-sample losses gives the mean over x_g (column 0) and over x_p (1)."""
+        stat = np.zeros((self.K, self.M, 2))
+        for k in range(self.K):
+            if self.m_g[k]:
+                stat[k, :self.m_g[k], 0] = 1.0 / self.m_g[k]
+            if self.m_p[k]:
+                stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
+        return stat
+
+
+@dataclass
+class EpochNumbers:
+    """One epoch of one stack, per member in the caller's order: validation RMSE / MAE (NaN when
+    not validated), mean student loss on x_g and x_p (NaN for an empty set), α, and the
+    snapshot (or None)."""
+
+    val_rmse: list[float]
+    val_mae: list[float]
+    loss_xg: list[float]
+    loss_xp: list[float]
+    alphas: list[float]
+    snapshots: list[Snapshot | None]
+
+    @classmethod
+    def from_internal(cls, layout: MemberLayout, host: np.ndarray, alphas: list[float],
+                      snapshots: list[Snapshot | None]) -> "EpochNumbers":
+        """From rows [rmse, mae, loss_xg, loss_xp] (4, K) in a stack's internal member order."""
+        ks = [layout.position[orig] for orig in range(layout.K)]
+        nan = float("nan")
+        return cls([float(host[0, k]) for k in ks], [float(host[1, k]) for k in ks],
+                   [float(host[2, k]) if layout.m_g[k] else nan for k in ks],
+                   [float(host[3, k]) if layout.m_p[k] else nan for k in ks],
+                   [alphas[k] for k in ks], [snapshots[k] for k in ks])

@@ -1,0 +1,275 @@
+"""The generic stack form: K students of any architecture (MLP, the MNIST CNN, RBF, ...) as one
+stacked model — parameters stacked along a leading axis (torch.func.stack_module_state),
+evaluated with vmap(functional_call) — trained one step of Algorithm 1 at a time for all K:
+each sampler group draws its x_g (samplers work on stacked members), every member's x_p comes
+from its own stream, the teacher (whatever it is) is queried ONCE for all K·2m points, and one
+RMSprop (elementwise, so each member's update is its own) updates every student."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from ..config import Member
+from ..events import MemberResult, Snapshot
+from ..objectives import sampler_objective
+from ..samplers import SAMPLERS, SamplerContext
+from .context import EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_loss_per_sample
+
+EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)
+SELECTIONS = ("validation", "synthetic")  # the best-so-far selections kept on the device ('last' is the params)
+
+
+class GroupView:
+    """Members [k0, k1) of a ModuleStack as a sampler sees them (samplers.Students): in eval mode,
+    differentiable in x, with the current weights."""
+
+    def __init__(self, stack: "ModuleStack", k0: int, k1: int) -> None:
+        self.stack, self.k0, self.k1 = stack, k0, k1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stack.forward(x, self.k0, self.k1)
+
+    def member(self, k: int):
+        k = self.k0 + k
+        return lambda x: self.stack.forward(x[None], k, k + 1)[0]
+
+
+class ModuleStack:
+    """One stacked model of `members` for any student architecture (see the module docstring)."""
+
+    form = "stacked (torch.func)"
+
+    def __init__(self, run: RunContext, members: list[Member]) -> None:
+        cfg, dev = run.cfg, run.device
+        self.run, self.cfg, self.device = run, cfg, dev
+        self.layout = lay = MemberLayout(cfg, members)
+        self.members = members
+        self.prior = run.split.prior.to(dev)
+        self.shape = self.prior.shape
+        self.K, self.M = lay.K, lay.M
+        modules, states, rngs = [], [], []
+        self.gens = []
+        for mem in lay.members:
+            module, state = build_student(run, mem)
+            modules.append(module)
+            states.append(state)
+            self.gens.append(torch.Generator(device=dev).manual_seed(stream_seed(mem)))
+            rngs.append(np.random.default_rng(stream_seed(mem)))
+        self.base = modules[0]  # the architecture; weights come from self.params
+        if getattr(self.base, "memory_format", None) is not None:
+            # vmap cannot ask for a channels-last layout (DigitCNN): its batching rule runs the K
+            # convolutions as one grouped convolution in its own layout
+            self.base.memory_format = torch.contiguous_format
+        self.params, self.buffers = stack_module_state(modules)
+        self.dtype = next(iter(self.params.values())).dtype
+        self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                       capturable=dev.type == "cuda")
+        self.samplers = []
+        self.views = []
+        for kind, m_g, k0, k1 in lay.groups:
+            self.views.append(GroupView(self, k0, k1))
+            if kind == "none":
+                self.samplers.append(None)
+                continue
+            ctx = SamplerContext(run.teacher, self.prior, sampler_objective(run.objective, cfg, kind, m_g), cfg, dev,
+                                 self.gens[k0:k1], rngs[k0:k1], states[k0:k1])
+            self.samplers.append(SAMPLERS.get(kind)(ctx))
+        self.set_means = torch.as_tensor(lay.set_means(), dtype=self.dtype, device=dev)
+        self.teacher_queries = np.zeros(self.K)
+        self.best = torch.full((len(SELECTIONS), self.K), float("inf"), dtype=torch.float64, device=dev)
+        self.best_epoch = torch.full((len(SELECTIONS), self.K), -1, dtype=torch.long, device=dev)
+        self.best_params = [{n: p.detach().clone() for n, p in self.params.items()} for _ in SELECTIONS]
+        self._graphs: list | bool | None = None  # CUDA graphs of the step (_cuda_graphs), made when first needed
+
+    # ------------------------------------------------------------------ the stacked model
+    def forward(self, x: torch.Tensor, k0: int = 0, k1: int | None = None, train: bool = False,
+                params: dict | None = None, shared: bool = False) -> torch.Tensor:
+        """Members [k0, k1) on x (Kg, n, *shape) (or, `shared`, all on the same x (n, *shape)) → (Kg, n)."""
+        k1 = self.K if k1 is None else k1
+        params = self.params if params is None else params
+        self.base.train(train)
+        if k1 - k0 == 1:  # one member: the module itself on its weights (vmap's overhead buys nothing)
+            p = {n: t[k0] for n, t in params.items()}
+            b = {n: t[k0] for n, t in self.buffers.items()}
+            return functional_call(self.base, (p, b), (x if shared else x[0],))[None]
+        p = {n: t[k0:k1] for n, t in params.items()}
+        b = {n: t[k0:k1] for n, t in self.buffers.items()}
+
+        def one(p_, b_, x_):
+            return functional_call(self.base, (p_, b_), (x_,))
+
+        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(p, b, x)
+
+    # ------------------------------------------------------------------ one step, one epoch
+    def _draw_batch(self) -> torch.Tensor:
+        """[x_g | x_p] (K, M, *shape): each group's sampler, then each member's prior points."""
+        lay, teacher = self.layout, self.run.teacher
+        x = torch.empty(self.K, self.M, *self.shape, dtype=self.prior.mean.dtype, device=self.device)
+        for (kind, m_g, k0, k1), sampler, view in zip(lay.groups, self.samplers, self.views):
+            if sampler is None:
+                continue
+            before = teacher.queries
+            x[k0:k1, :m_g] = sampler.sample(view, m_g)
+            self.teacher_queries[k0:k1] += (teacher.queries - before) / (k1 - k0)
+        for k in range(self.K):
+            m_g, m_p = lay.m_g[k], lay.m_p[k]
+            if m_p:
+                x[k, m_g:] = self.prior.sample(m_p, self.gens[k])
+        return x
+
+    def _step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
+        x = self._draw_batch().detach()
+        with torch.no_grad():
+            t = self.run.teacher.predict(x.reshape(self.K * self.M, *self.shape)).reshape(self.K, self.M)
+        self.teacher_queries += self.M
+        params = list(self.params.values())
+        per_sample = student_loss_per_sample(self.cfg.student_loss, self.forward(x, train=True), t)
+        grads = torch.autograd.grad((per_sample * weights).sum(), params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.opt.step()
+        loss = per_sample.detach()
+        acc += torch.einsum("km,kmj->kj", loss, self.set_means)
+        return (x, loss, t) if keep else None
+
+    def run_epoch(self, epoch: int, validate: bool) -> EpochNumbers:
+        cfg, lay = self.cfg, self.layout
+        w, alphas = lay.loss_weights(epoch, cfg.epochs)
+        weights = torch.as_tensor(w, dtype=self.dtype, device=self.device)
+        acc = torch.zeros(self.K, 2, dtype=self.dtype, device=self.device)
+        for sampler in self.samplers:
+            if sampler is not None:
+                sampler.begin_epoch()
+        keep_last = epoch in self.run.snapshot_epochs
+        kept = None
+        graphs = None if keep_last or epoch == 0 else self._cuda_graphs(weights)
+        if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
+            self._graph_weights.copy_(weights)
+            self._graph_acc.zero_()
+            for step in range(cfg.batches_per_epoch):
+                graph, queries, per_member = graphs[min(step, 1)]
+                graph.replay()
+                self.run.teacher.queries += queries  # what the captured step's teacher calls counted
+                self.teacher_queries += per_member
+            acc = self._graph_acc
+        else:
+            for step in range(cfg.batches_per_epoch):
+                kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
+        if validate:
+            rmse, mae = self.validate(epoch)
+        else:
+            rmse = mae = torch.full((self.K,), float("nan"), dtype=torch.float64, device=self.device)
+        n = cfg.batches_per_epoch
+        host = torch.stack([rmse, mae, acc[:, 0].double() / n, acc[:, 1].double() / n]).cpu().numpy()
+        snapshots = [None] * self.K
+        if kept is not None:
+            x, loss, t = (v.detach().cpu() for v in kept)
+            for k in range(self.K):
+                rows = lay.m_g[k] or lay.m_p[k]  # x_g, or x_p when there is no x_g
+                snapshots[k] = Snapshot(lay.members[k].key, epoch, x[k, :rows].numpy().astype(np.float32),
+                                        loss[k, :rows].numpy().astype(np.float64), t[k, :rows].numpy().astype(np.float64))
+        return EpochNumbers.from_internal(lay, host, alphas, snapshots)
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
+        """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
+        (generators learn there), one for the others — made on the second epoch (the first, run
+        eagerly, is their warm-up: optimizer states and caches exist by then); None where graphs
+        are off (CPU, DFKD_CUDA_GRAPHS=0, samplers that work on the host: QMC designs, evolution)
+        or capture failed (then eager, with one warning)."""
+        if self._graphs is None:
+            self._graphs = False
+            host = {"lhs", "halton", "sobol", "evolution"}
+            if (self.device.type == "cuda" and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
+                    and not any(kind in host for kind, *_ in self.layout.groups)):
+                try:
+                    self._graphs = self._capture(weights)
+                except Exception as exc:  # an op or a teacher that cannot be captured: stay eager
+                    warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); the engine runs eagerly")
+        return self._graphs or None
+
+    def _capture(self, weights: torch.Tensor) -> list:
+        """Capture _step for batch 0 and for a later batch into one memory pool, with every member's
+        random stream registered; each with the teacher queries it makes (counted while capturing)."""
+        self._graph_weights = weights.clone()
+        self._graph_acc = torch.zeros(self.K, 2, dtype=self.dtype, device=self.device)
+        teacher = self.run.teacher
+        graphs, pool = [], None
+        for sampler in self.samplers:
+            if sampler is not None:
+                sampler.begin_epoch()  # batch 0 first: a generator learns there, and not in the later batch
+        for _ in (0, 1):
+            graph = torch.cuda.CUDAGraph()
+            for gen in self.gens:
+                graph.register_generator_state(gen)
+            queries, per_member = teacher.queries, self.teacher_queries.copy()
+            with torch.cuda.graph(graph, pool=pool):
+                self._step(self._graph_weights, self._graph_acc, False)
+            pool = graph.pool()
+            graphs.append((graph, teacher.queries - queries, self.teacher_queries - per_member))
+            teacher.queries, self.teacher_queries = queries, per_member  # capturing ran nothing
+        return graphs
+
+    # ------------------------------------------------------------------ evaluation and selections
+    @torch.no_grad()
+    def predict_all(self, x: torch.Tensor, params: dict | None = None) -> torch.Tensor:
+        """Every member on the same points x (n, *shape) → (K, n), in chunks."""
+        rows = max(1, EVAL_POINTS // self.K)
+        parts = [self.forward(x[i:i + rows].to(self.device), params=params, shared=True)
+                 for i in range(0, x.shape[0], rows)]
+        return torch.cat(parts, 1)
+
+    def _errors(self, x: torch.Tensor, y: torch.Tensor, params: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RMSE, MAE) per member, float64, as teachers.evaluate computes them."""
+        err = (self.predict_all(x, params) - y.to(self.device)[None, :]).double()
+        return err.pow(2).mean(1).sqrt(), err.abs().mean(1)
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        run = self.run
+        rmse, mae = self._errors(run.x_val, run.y_val)
+        probe, _ = self._errors(run.probe_x, run.probe_t)
+        values = torch.stack([rmse, probe])
+        better = (values < self.best) | (self.best_epoch < 0)
+        torch.where(better, values, self.best, out=self.best)
+        self.best_epoch.masked_fill_(better, epoch)
+        for i, kept in enumerate(self.best_params):
+            for name, p in self.params.items():
+                mask = better[i].view(-1, *([1] * (p.dim() - 1)))
+                torch.where(mask, p.detach(), kept[name], out=kept[name])
+        return rmse, mae
+
+    def state_dict(self, k: int, params: dict) -> dict[str, torch.Tensor]:
+        out = {n: p[k].detach().cpu().clone() for n, p in params.items()}
+        out.update({n: b[k].detach().cpu().clone() for n, b in self.buffers.items()})
+        return {n: out[n] for n in self.base.state_dict()}
+
+    def finish(self, last_epoch: int) -> list[MemberResult]:
+        run, lay, primary = self.run, self.layout, self.cfg.selection
+        chosen = {"validation": self.best_params[0], "synthetic": self.best_params[1],
+                  "last": {n: p.detach() for n, p in self.params.items()}}
+        epochs = {"validation": self.best_epoch[0].cpu().tolist(), "synthetic": self.best_epoch[1].cpu().tolist(),
+                  "last": [last_epoch] * self.K}
+        scores = {}
+        for name, params in chosen.items():
+            rmse, mae = self._errors(run.x_test, run.y_test, params)
+            scores[name] = (rmse.cpu().tolist(), mae.cpu().tolist())
+        best_val = self.best[0].cpu().tolist()
+        results = []
+        for orig in range(self.K):
+            k = lay.position[orig]
+            mem = lay.members[k]
+            per = {name: (epochs[name][k], scores[name][0][k], scores[name][1][k]) for name in chosen}
+            epoch, rmse, mae = per[primary]
+            results.append(MemberResult(
+                member=mem.key, sampler=mem.sampler, alpha=mem.alpha, seed=mem.seed,
+                test_rmse=rmse, test_mae=mae, best_epoch=epoch, best_val_rmse=best_val[k],
+                other_selections={name: v for name, v in per.items() if name != primary},
+                teacher_queries=int(round(self.teacher_queries[k])),
+                state_dict=self.state_dict(k, chosen[primary]),
+            ))
+        return results
