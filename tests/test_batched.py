@@ -281,7 +281,7 @@ def test_on_cuda_epochs_replayed_as_cuda_graphs_equal_the_plain_loop(samplers):
         ref, bat = run_both(cfg, torch.float64, "cuda", form=form)
         assert_same_events(ref, bat)
     for stack_form in (FusedMLPStack, ModuleStack):
-        stack = stack_form(make_run(cfg, torch.float64, "cuda"), cfg.members())
+        stack = stack_form(make_run(cfg, torch.float32, "cuda"), cfg.members())
         stack.run_epoch(0, True)
         stack.run_epoch(1, True)  # the generic form captures on its second epoch
         assert stack._graphs, f"{stack_form.__name__}: the step was not captured"

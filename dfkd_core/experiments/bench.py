@@ -81,11 +81,11 @@ def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto
     depend on the weights), 'train' trains it when missing, 'random' always uses a random one."""
     from ..data import load_split
     from ..models import DigitCNN, MLPRegressor
-    from ..teachers import TeacherInfo, TorchTeacher, _cache_path, default_teacher_arch
+    from ..teachers import TeacherInfo, TorchTeacher, cache_path, default_teacher_arch
 
     split = load_split(cfg.dataset, seed=cfg.split_seed)
     arch = default_teacher_arch(split) if cfg.teacher == "auto" else cfg.teacher
-    if teacher_mode == "train" or (teacher_mode == "auto" and _cache_path(split, arch).exists()):
+    if teacher_mode == "train" or (teacher_mode == "auto" and cache_path(split, arch).exists()):
         return prepare_run(cfg, device=device), "paper teacher"
     gen_state = torch.get_rng_state()
     torch.manual_seed(12345)
@@ -107,10 +107,10 @@ def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto
 FORMS = ("plain", "auto", "fused", "generic")  # what time_engine can time
 
 
-def time_engine(run: RunContext, members: list[Member], form: str, warmup: int, epochs: int) -> float:
+def time_engine(run: RunContext, members: list[Member], form: str | list, warmup: int, epochs: int) -> float:
     """Seconds per epoch over `epochs` epochs after `warmup` of `form`: 'plain' (the plain loop,
     one student after the other), 'auto' (the engine as a run chooses), 'fused' or 'generic'
-    (the engine with that stack form)."""
+    (the engine with that stack form), or a plan of stacks (engine.loop.plan_stacks' shape)."""
     stamps: dict[int, float] = {}
     done = {"epochs": 0}
     last = members[-1].key
@@ -127,8 +127,9 @@ def time_engine(run: RunContext, members: list[Member], form: str, warmup: int, 
     if form == "plain":
         run_plain_loop(run, members, on_event, should_stop, start)
     else:
-        plan = {"auto": None, "fused": [(FusedMLPStack, part) for part in engine_parts(run, members)],
-                "generic": [(ModuleStack, list(range(len(members))))]}[form]
+        plan = form if isinstance(form, list) else {
+            "auto": None, "fused": [(FusedMLPStack, part) for part in engine_parts(run, members)],
+            "generic": [(ModuleStack, list(range(len(members))))]}[form]
         train_members(run, members, on_event, should_stop, start, plan)
     t0 = stamps[warmup - 1] if warmup > 0 else start
     return (stamps[warmup + epochs - 1] - t0) / epochs
@@ -139,19 +140,10 @@ TABLE_COMPARISON = tuple(Member(sampler, alpha, 0) for sampler in ("generator", 
 
 def time_comparison(run: RunContext, members: list[Member], warmup: int, epochs: int) -> tuple[float, float]:
     """Seconds per epoch of one comparison trained (a) as one mixed stacked model and (b) as
-    fused_mlp.engine_parts splits it (one model per fast-path sampler group), epoch by epoch
-    alternately, so that a change in the machine's load falls on both alike."""
-    mixed = [FusedMLPStack(run, members)]
-    split = [FusedMLPStack(run, [members[i] for i in part]) for part in engine_parts(run, members)]
-    seconds = [0.0, 0.0]
-    for epoch in range(warmup + epochs):
-        for which, stacks in enumerate((mixed, split)):
-            start = time.perf_counter()
-            for stack in stacks:
-                stack.run_epoch(epoch, True)
-            if epoch >= warmup:
-                seconds[which] += time.perf_counter() - start
-    return seconds[0] / epochs, seconds[1] / epochs
+    fused_mlp.engine_parts splits it (one model per fast-path sampler group), through the loop."""
+    mixed = [(FusedMLPStack, list(range(len(members))))]
+    split = [(FusedMLPStack, part) for part in engine_parts(run, members)]
+    return time_engine(run, members, mixed, warmup, epochs), time_engine(run, members, split, warmup, epochs)
 
 
 def best_seconds(once: Callable[[], None], device: torch.device, warmup: int = 5, min_seconds: float = 0.3) -> float:
