@@ -8,7 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from dfkd_core import dashboard, figures
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures
 from dfkd_core.dashboard import plain
 from dfkd_core.device import describe_device
 from dfkd_core.errors import DfkdError

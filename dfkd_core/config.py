@@ -198,7 +198,7 @@ class DistillConfig:
             check(_check_items, name)
         check(_check_objective)
         check(_check_names)
-        from .user_models import validate_user_fields
+        from .models.user_models import validate_user_fields
 
         check(validate_user_fields)  # the user's teacher / data / input spec fields (issue 13)
         return out
@@ -583,7 +583,7 @@ def _check_items(cfg: DistillConfig, name: str) -> None:
 def _check_objective(cfg: DistillConfig) -> None:
     """(term, weight) pairs: at least one, at most MAX_OBJECTIVE_TERMS, each term registered in
     objectives.TERMS (a term registered anywhere is usable), weights in WEIGHT_RANGE, no term twice."""
-    from .objectives import TERMS
+    from .synth.objectives import TERMS
 
     value = cfg.objective
     if not (isinstance(value, tuple) and value and all(
@@ -612,8 +612,8 @@ def _check_objective(cfg: DistillConfig) -> None:
 def _check_names(cfg: DistillConfig) -> None:
     """Names that live in registries, the size of the comparison, CNNs for images only."""
     from .data import DATASETS
-    from .samplers import SAMPLERS
-    from .schedules import parse_alpha
+    from .synth.samplers import SAMPLERS
+    from .synth.schedules import parse_alpha
 
     problems = []
     names = {k: v for k in ("samplers", "alphas") for v in [getattr(cfg, k)]

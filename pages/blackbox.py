@@ -5,7 +5,8 @@ many points were sent to the teacher, and test RMSE per sampler (Table 6)."""
 import streamlit as st
 
 import app
-from dfkd_core import dashboard, figures
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures
 
 app.ensure_routed()
 st.title("Black-box teacher")

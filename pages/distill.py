@@ -6,7 +6,8 @@ import time
 import streamlit as st
 
 import app
-from dfkd_core import dashboard, figures
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures
 from dfkd_core.errors import DfkdError
 
 app.ensure_routed()
@@ -169,7 +170,7 @@ def start_user_run(spec_rows: list[dict] | None) -> None:
     import json
 
     from dfkd_core.data.user import spec_from_rows
-    from dfkd_core.user_models import store_upload, teacher_endpoint, user_run_config
+    from dfkd_core.models.user_models import store_upload, teacher_endpoint, user_run_config
 
     try:
         teacher = st.session_state.get("own_teacher")
@@ -202,7 +203,7 @@ def spec_table_rows(teacher):
     """The spec table's starting rows: one per input of the teacher when its file says how many, else 2."""
     import pandas as pd
 
-    from dfkd_core.user_models import store_upload, teacher_input_dim
+    from dfkd_core.models.user_models import store_upload, teacher_input_dim
 
     dim = None
     if teacher is not None:
@@ -218,7 +219,7 @@ def spec_table_rows(teacher):
 
 def your_model_section() -> None:
     from dfkd_core.data.user import SPEC_CONSTRAINTS
-    from dfkd_core.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
+    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
 
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "

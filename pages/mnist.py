@@ -4,7 +4,8 @@ and test MAE per sampler (Table 5); runs the 'paper-mnist' preset on digits or M
 import streamlit as st
 
 import app
-from dfkd_core import dashboard, figures
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures
 
 app.ensure_routed()
 st.title("MNIST digits")

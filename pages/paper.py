@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 import app
-from dfkd_core import reproduce
+from dfkd_core.experiments import reproduce
 from dfkd_core.dashboard import plain
 from dfkd_core.errors import DfkdError
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 VERDICT_HELP = ("Each cell: ours mean ± sd (paper mean ± sd) and a verdict — 'within' the paper's mean ± 2 sd, "
                 "'better' below that band, 'worse' above it.")

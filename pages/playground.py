@@ -3,7 +3,8 @@ each sampler's points move and the student's error |T − S| shrink where they l
 import streamlit as st
 
 import app
-from dfkd_core import figures, playground
+from dfkd_core.dashboard import figures
+from dfkd_core.experiments import playground
 from dfkd_core.errors import DfkdError
 
 app.ensure_routed()

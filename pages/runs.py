@@ -3,9 +3,10 @@ final metrics), export metrics, figures and student weights, delete runs."""
 import streamlit as st
 
 import app
-from dfkd_core import dashboard, figures
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures
 from dfkd_core.errors import DfkdError
-from dfkd_core.runstore import STATUSES
+from dfkd_core.runs.runstore import STATUSES
 
 app.ensure_routed()
 st.title("Runs")
@@ -72,7 +73,7 @@ with st.expander("Download the student (TorchScript, ONNX, model card)"):
     if export_members:
         export_member = st.selectbox("Student", export_members, key="export_member")
         if st.button("Prepare the student", key="export_prepare"):
-            from dfkd_core.export import export_stored_run
+            from dfkd_core.models.export import export_stored_run
 
             try:
                 st.session_state["export_zip"] = (export_run, export_member, export_stored_run(export_run, export_member))

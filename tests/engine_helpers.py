@@ -7,10 +7,10 @@ import torch
 from dfkd_core.config import DistillConfig
 from dfkd_core.data.priors import Prior
 from dfkd_core.data.split import Split
-from dfkd_core.models import MLPRegressor
-from dfkd_core.objectives import build_objective
-from dfkd_core.samplers import SamplerContext
-from dfkd_core.teachers import BlackBoxTeacher, TorchTeacher
+from dfkd_core.models.networks import MLPRegressor
+from dfkd_core.synth.objectives import build_objective
+from dfkd_core.synth.samplers import SamplerContext
+from dfkd_core.models.teachers import BlackBoxTeacher, TorchTeacher
 
 
 def tabular_split(n: int = 600, d: int = 5, seed: int = 0) -> Split:

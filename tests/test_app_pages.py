@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from dfkd_core import dashboard
 from dfkd_core.config import DistillConfig
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/distill.py", "pages/runs.py", "pages/mnist.py", "pages/blackbox.py", "pages/datasets.py"]
@@ -143,7 +143,7 @@ def test_a_preset_sets_every_field_to_its_values():
 
 
 def test_the_objective_editor_lists_every_registered_term_with_its_formula():
-    from dfkd_core.objectives import TERMS, term_summary
+    from dfkd_core.synth.objectives import TERMS, term_summary
 
     at = start_app()
     assert at.multiselect(key="objective_terms").options == TERMS.names()

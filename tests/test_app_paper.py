@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dfkd_core import dashboard, reproduce
+from dfkd_core import dashboard
+from dfkd_core.experiments import reproduce
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "paper.py")
 

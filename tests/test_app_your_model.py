@@ -11,7 +11,7 @@ from test_app_pages import errors, start_app
 from user_helpers import FEATURES, MEANS, SCALES, ServedTeacher
 
 from dfkd_core.data.user import spec_from_rows
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 TINY = {"epochs": "2", "batches_per_epoch": "2", "batch_size": "20", "samplers": "gaussian", "alphas": "constant:0.5",
         "seeds": "0", "snapshot_epochs": "", "de_generations": "2"}
@@ -81,7 +81,7 @@ def test_a_state_dict_teacher_states_its_input_dimension_and_torchscript_does_no
     from torch import nn
     from user_helpers import RawReLUTeacher, write_torchscript
 
-    from dfkd_core.user_models import teacher_input_dim
+    from dfkd_core.models.user_models import teacher_input_dim
 
     torch.save(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).state_dict(), tmp_path / "sd.pt")
     assert teacher_input_dim(tmp_path / "sd.pt") == 3
@@ -93,7 +93,7 @@ def test_a_state_dict_teacher_states_its_input_dimension_and_torchscript_does_no
 @pytest.mark.parametrize("url", ["", "localhost:8000/predict", "http://", "file:///etc/passwd"], ids=["empty", "no-scheme", "no-host", "file"])
 def test_an_endpoint_url_must_be_http_or_https_with_a_host(url):
     from dfkd_core.errors import ModelError
-    from dfkd_core.user_models import teacher_endpoint
+    from dfkd_core.models.user_models import teacher_endpoint
 
     with pytest.raises(ModelError, match=r"The endpoint URL must start with http:// or https:// and name a host\. Got"):
         teacher_endpoint(url)

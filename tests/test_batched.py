@@ -23,9 +23,9 @@ from dfkd_core.data.split import Split
 from dfkd_core.engine.context import RunContext
 from dfkd_core.experiments.plain_loop import run_plain_loop as _run_reference
 from dfkd_core.events import EpochMetrics, MemberResult, Snapshot
-from dfkd_core.models import MLPRegressor
-from dfkd_core.objectives import build_objective
-from dfkd_core.teachers import BlackBoxTeacher, TeacherInfo, TorchTeacher, evaluate
+from dfkd_core.models.networks import MLPRegressor
+from dfkd_core.synth.objectives import build_objective
+from dfkd_core.models.teachers import BlackBoxTeacher, TeacherInfo, TorchTeacher, evaluate
 
 from conftest import REPO, needs_shared_data
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dfkd_core.data import load_split
-from dfkd_core.teachers import shipped_file
+from dfkd_core.models.teachers import shipped_file
 from test_browser import CHROMIUM, CHROMIUM_ARGS, RMSE_POINTS_JS, server  # noqa: F401  (server is a fixture)
 
 pytestmark = pytest.mark.browser
@@ -94,7 +94,7 @@ def test_the_distill_defaults_draw_their_first_curve_point_soon_after_start(serv
                     longest, last_count, last_change = max(longest, now - last_change), count, now
                 time.sleep(0.2)
             print(f"[measure] distill defaults: longest pause of the curve over 30 s of streaming {longest:.1f} s")
-            from dfkd_core.runstore import RunStore
+            from dfkd_core.runs.runstore import RunStore
 
             store = RunStore()
             seconds = store.metrics(store.list_runs()["id"].iloc[0])["seconds"].drop_duplicates().sort_values()

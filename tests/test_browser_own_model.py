@@ -12,7 +12,7 @@ import torch
 from test_browser import CHROMIUM, CHROMIUM_ARGS, RMSE_POINTS_JS, server  # noqa: F401 - server is a fixture
 from user_helpers import fitted_teacher, write_csv, write_torchscript
 
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 pytestmark = pytest.mark.browser
 EPOCHS = 40

@@ -10,7 +10,7 @@ import torch
 from test_browser import CHROMIUM, CHROMIUM_ARGS, server  # noqa: F401 - server is a fixture
 from torch import nn
 
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 pytestmark = pytest.mark.browser
 

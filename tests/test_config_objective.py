@@ -14,8 +14,8 @@ from dfkd_core.cli import build_parser, main
 from dfkd_core.commands.distill import config_from_args
 from dfkd_core.config import PAPER_OBJECTIVES, DistillConfig, objective_text, parse_config, preset_config
 from dfkd_core.errors import ConfigError
-from dfkd_core.objectives import TERMS, Objective, build_objective
-from dfkd_core.runstore import RunStore
+from dfkd_core.synth.objectives import TERMS, Objective, build_objective
+from dfkd_core.runs.runstore import RunStore
 
 # DistillConfig().to_dict() at commit 310d879 (before the objective was a list of pairs), and the
 # objective build_objective made of it then; the paper-mnist and paper-protein presets' fields likewise

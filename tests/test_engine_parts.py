@@ -10,11 +10,11 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from dfkd_core.config import PAPER_OBJECTIVES, PRESETS, DistillConfig, preset_config
 from dfkd_core.errors import ConfigError, ModelError, RegistryError
-from dfkd_core.models import DigitCNN, Generator, MLPRegressor, RBFNetwork, count_parameters
-from dfkd_core.objectives import build_objective, log_cosh
-from dfkd_core.schedules import parse_alpha
-from dfkd_core.teachers import BlackBoxTeacher, evaluate, get_teacher
-from dfkd_core.user_models import load_product_teacher_file as load_teacher_file
+from dfkd_core.models.networks import DigitCNN, Generator, MLPRegressor, RBFNetwork, count_parameters
+from dfkd_core.synth.objectives import build_objective, log_cosh
+from dfkd_core.synth.schedules import parse_alpha
+from dfkd_core.models.teachers import BlackBoxTeacher, evaluate, get_teacher
+from dfkd_core.models.user_models import load_product_teacher_file as load_teacher_file
 
 from engine_helpers import simplex_prior, tabular_split
 
@@ -204,7 +204,7 @@ def test_a_file_that_is_not_a_model_is_refused_with_a_clear_message(tmp_path):
 def test_fast_svr_predictor_equals_sklearns_predict():
     from sklearn.svm import SVR
 
-    from dfkd_core.teachers import fast_svr_predict
+    from dfkd_core.models.teachers import fast_svr_predict
 
     rng = np.random.default_rng(0)
     x, y = rng.random((300, 20)), rng.random(300)
@@ -214,7 +214,7 @@ def test_fast_svr_predictor_equals_sklearns_predict():
 
 
 def test_image_teachers_of_a_former_training_recipe_are_retrained_not_reused(monkeypatch):
-    from dfkd_core import teachers
+    from dfkd_core.models import teachers
     from dfkd_core.data import load_split
 
     digits, table = load_split("digits", seed=0), tabular_split()

@@ -11,8 +11,8 @@ from scipy.stats import qmc
 
 from dfkd_core.config import DistillConfig
 from dfkd_core.errors import ModelError
-from dfkd_core.objectives import build_objective, sampler_objective
-from dfkd_core.samplers import SAMPLERS, DirectOptimizationSampler, EvolutionSampler, GeneratorSampler
+from dfkd_core.synth.objectives import build_objective, sampler_objective
+from dfkd_core.synth.samplers import SAMPLERS, DirectOptimizationSampler, EvolutionSampler, GeneratorSampler
 
 from engine_helpers import context, random_mlp, simplex_prior, svr_like_teacher, tabular_split, torch_teacher
 

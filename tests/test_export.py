@@ -18,7 +18,7 @@ from dfkd_core.cli import main
 from dfkd_core.config import DistillConfig
 from dfkd_core.engine import run_distillation
 from dfkd_core.engine.context import prepare_run
-from dfkd_core.export import export_run, export_stored_run, member_dicts, raw_student
+from dfkd_core.models.export import export_run, export_stored_run, member_dicts, raw_student
 
 PLAIN_LOADER = textwrap.dedent("""
     import json, sys
@@ -112,7 +112,7 @@ def test_cli_distills_the_users_teacher_on_a_csv_and_exports_with_json(tmp_path,
 
 
 def test_a_stored_run_downloads_as_a_zip_with_the_student(tmp_path, csv, ts_teacher):
-    from dfkd_core.runstore import RunStore
+    from dfkd_core.runs.runstore import RunStore
 
     store = RunStore()
     cfg = fast_config(teacher_file=str(ts_teacher), data_file=str(csv), target="y", samplers=("gaussian",))
@@ -135,7 +135,7 @@ def test_a_run_on_the_users_files_is_submitted_to_a_worker_like_any_other(csv, t
     import time
 
     from dfkd_core import dashboard
-    from dfkd_core.runstore import RunStore
+    from dfkd_core.runs.runstore import RunStore
 
     cfg = fast_config(teacher_file=str(ts_teacher), data_file=str(csv), target="y", samplers=("gaussian",))
     run_id = dashboard.submit(cfg)

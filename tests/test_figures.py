@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.signal import savgol_filter
 
-from dfkd_core import figures
+from dfkd_core.dashboard import figures
 
 
 def make_metrics(samplers=("gaussian", "direct"), seeds=(0,), alphas=("decreasing",), epochs=30) -> pd.DataFrame:

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from dfkd_core import dashboard, jobs, limits
+from dfkd_core import dashboard
+from dfkd_core.runs import jobs
+from dfkd_core import limits
 from dfkd_core.cli import main
 from dfkd_core.config import DistillConfig, parse_config, preset_config, split_alphas
 from dfkd_core.errors import ConfigError, ConfigErrors, DfkdError
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -300,7 +302,7 @@ def test_a_bad_link_is_refused_before_a_run_is_created(store, query, message):
 @pytest.mark.parametrize("arch, shape", [("mlp500", (10,)), ("mlp7", (784,)), ("cnn10", (1, 28, 28)), ("cnn5", (1, 8, 8)),
                                          ("rbf100", (20,))], ids=["mlp500", "mlp7-mnist", "cnn10-mnist", "cnn5-digits", "rbf100"])
 def test_the_parameter_count_of_the_estimate_is_the_built_models(arch, shape):
-    from dfkd_core.models import DigitCNN, MLPRegressor, RBFNetwork, count_parameters
+    from dfkd_core.models.networks import DigitCNN, MLPRegressor, RBFNetwork, count_parameters
 
     kind, n = limits.parse_arch(arch)
     model = {"mlp": MLPRegressor, "cnn": DigitCNN, "rbf": RBFNetwork}[kind](shape, n)
@@ -311,7 +313,7 @@ def test_the_generators_parameter_count_is_the_built_generators():
     import torch
 
     from dfkd_core.data.priors import Prior
-    from dfkd_core.models import Generator, count_parameters
+    from dfkd_core.models.networks import Generator, count_parameters
 
     zeros, ones = torch.zeros(10), torch.ones(10)
     prior = Prior("gaussian", zeros, ones, zeros - 4, ones * 4)

@@ -22,13 +22,16 @@ import torch
 from conftest import SHARED_DATA, needs_shared_data
 from test_jobs import LONG, QUICK, log_of, quick_teacher, store, wait_for  # noqa: F401 (fixtures)
 
-from dfkd_core import dashboard, jobs, projection, runstore
+from dfkd_core import dashboard
+from dfkd_core.runs import jobs
+from dfkd_core.dashboard import embedding as projection
+from dfkd_core.runs import runstore
 from dfkd_core.config import DistillConfig
 from dfkd_core.data import catalog, download, load_split
 from dfkd_core.errors import ConfigError, DatasetError, DfkdError
 from dfkd_core.events import EpochMetrics, MemberResult, RunStarted, Snapshot
-from dfkd_core.runstore import RunStore, StoreError
-from dfkd_core.teachers import cache_path, get_teacher
+from dfkd_core.runs.runstore import RunStore, StoreError
+from dfkd_core.models.teachers import cache_path, get_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 MEMBER = "gaussian|0|0"

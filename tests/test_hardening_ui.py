@@ -22,9 +22,10 @@ from conftest import SHARED_DATA, shared_data_available
 from test_app_pages import errors, shown, start_app
 from test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_health
 
-from dfkd_core import dashboard, figures
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures
 from dfkd_core.config import DistillConfig
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))

@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from dfkd_core import jobs
+from dfkd_core.runs import jobs
 from dfkd_core.config import DistillConfig
 from dfkd_core.errors import ConfigError
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 QUICK = DistillConfig(dataset="friedman1", epochs=5, samplers=("gaussian",), alphas=("0",), batches_per_epoch=2,
                       snapshot_epochs=(0,))
@@ -27,7 +27,7 @@ def quick_teacher() -> dict:
     """Friedman #1's paper teacher (MLP 500) trained for 2 epochs instead of to convergence:
     the engine finds it in its teacher cache, so no test spends minutes training a teacher."""
     from dfkd_core.data import load_split
-    from dfkd_core.teachers import default_teacher_arch, evaluate, train_torch_teacher
+    from dfkd_core.models.teachers import default_teacher_arch, evaluate, train_torch_teacher
 
     split = load_split("friedman1", seed=0)
     arch = default_teacher_arch(split)
@@ -42,7 +42,7 @@ def quick_teacher() -> dict:
 def store(quick_teacher, tmp_path, monkeypatch) -> RunStore:
     """This test's run store, with the quick teacher in a teacher cache of this test's own
     (never in the session's shared cache, where other tests expect the fully trained teacher)."""
-    from dfkd_core.teachers import cache_path
+    from dfkd_core.models.teachers import cache_path
 
     monkeypatch.setenv("DFKD_TEACHER_DIR", str(tmp_path / "quick-teachers"))
     torch.save(quick_teacher["blob"], cache_path(quick_teacher["split"], quick_teacher["arch"]))

@@ -13,7 +13,7 @@ from dfkd_core import dashboard
 from dfkd_core.config import DistillConfig
 from dfkd_core.engine import run_distillation
 from dfkd_core.events import RunStarted, TeacherProgress
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 TINY = DistillConfig(dataset="diabetes", teacher="mlp7", epochs=2, batches_per_epoch=2, samplers=("gaussian",),
                      alphas=("0",), snapshot_epochs=(0,))

@@ -13,11 +13,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from dfkd_core import playground
+from dfkd_core.experiments import playground
 from dfkd_core.errors import ConfigError, RegistryError
-from dfkd_core.playground import (FUNCTIONS, PLANE, Playground, PlaygroundConfig, direct_displacement_bound,
+from dfkd_core.experiments.playground import (FUNCTIONS, PLANE, Playground, PlaygroundConfig, direct_displacement_bound,
                                   generator_norm_bound, get_plane_teacher, plane_grid, plane_prior)
-from dfkd_core.samplers import SAMPLERS
+from dfkd_core.synth.samplers import SAMPLERS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from dfkd_core import projection
+from dfkd_core.dashboard import embedding as projection
 
 
 def blobs(n=400, d=5, seed=0) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_umap_is_not_imported_by_the_module():
     import subprocess
     import sys
 
-    code = "import sys, dfkd_core.projection, dfkd_core.figures; print('umap' in sys.modules)"
+    code = "import sys, dfkd_core.dashboard.embedding, dfkd_core.dashboard.figures; print('umap' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dfkd_core import reproduce
+from dfkd_core.experiments import reproduce
 from dfkd_core.config import DistillConfig
 from dfkd_core.errors import ConfigError
 
@@ -158,7 +158,7 @@ def test_summarize_gives_mean_sd_and_verdict_under_both_protocols():
 def test_a_reproduction_run_stored_before_tags_is_found_by_its_migrated_tags(tmp_path):
     import sqlite3
 
-    from dfkd_core.runstore import RunStore
+    from dfkd_core.runs.runstore import RunStore
 
     store = RunStore(tmp_path / "home")
     old = store.create_run(DistillConfig(epochs=3), title="Table 6 · protein · seed 2 · random")
@@ -208,7 +208,7 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
     assert len(rep["cells"]) == 12
     assert "[4/4]" in proc.stderr and "elapsed" in proc.stderr
 
-    from dfkd_core.runstore import RunStore
+    from dfkd_core.runs.runstore import RunStore
 
     runs = RunStore().list_runs()
     assert sorted(runs["id"]) == sorted(rep["run_ids"])
@@ -305,8 +305,8 @@ def test_batched_teachers_match_one_at_a_time_and_get_teacher_loads_them_cached(
     import torch
 
     from dfkd_core.data import load_split
-    from dfkd_core.teacher_batch import train_teachers_batched
-    from dfkd_core.teachers import evaluate, get_teacher, train_torch_teacher
+    from dfkd_core.models.teacher_batch import train_teachers_batched
+    from dfkd_core.models.teachers import evaluate, get_teacher, train_torch_teacher
 
     monkeypatch.setenv("DFKD_TEACHER_DIR", str(tmp_path / "teachers"))  # capped teachers: never the session's cache
     splits = [load_split("friedman1", seed=s) for s in (0, 1, 2)]
@@ -328,8 +328,8 @@ def test_batched_teachers_stop_early_per_seed_like_one_at_a_time():
     import torch
 
     from dfkd_core.data import load_split
-    from dfkd_core.teacher_batch import train_stacked
-    from dfkd_core.teachers import train_torch_teacher
+    from dfkd_core.models.teacher_batch import train_stacked
+    from dfkd_core.models.teachers import train_torch_teacher
 
     splits = [load_split("friedman1", seed=s) for s in (0, 1, 2, 3)]
     results = train_stacked(splits, "mlp10", max_epochs=60, patience=1, lr=1e-2)  # stops after 4-7 epochs
@@ -350,7 +350,7 @@ def test_batched_teachers_stop_early_per_seed_like_one_at_a_time():
 def test_direct_beats_random_claim_allows_misses_only_at_the_papers_rate(direct, random_, holds):
     import pandas as pd
 
-    from dfkd_core.reproduce import claims
+    from dfkd_core.experiments.reproduce import claims
 
     rows = []
     for i, (d, r) in enumerate(zip(direct, random_)):

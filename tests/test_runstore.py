@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from dfkd_core import cli, jobs
+from dfkd_core import cli
+from dfkd_core.runs import jobs
 from dfkd_core.config import DistillConfig
 from dfkd_core.events import DistillResult, EpochMetrics, MemberResult, RunStarted, Snapshot
 from dfkd_core.paths import home_dir
-from dfkd_core.runstore import RunStore, StoreError, member_filename
+from dfkd_core.runs.runstore import RunStore, StoreError, member_filename
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = DistillConfig(dataset="friedman1", epochs=5, samplers=("gaussian", "direct"), alphas=("0",))
@@ -430,7 +431,7 @@ def test_finished_runs_are_never_marked_interrupted(store):
 WRITER = textwrap.dedent("""
     import sys
     from dfkd_core.events import EpochMetrics
-    from dfkd_core.runstore import RunStore
+    from dfkd_core.runs.runstore import RunStore
     store = RunStore(flush_interval=0.0)
     run_id, n = sys.argv[1], int(sys.argv[2])
     for epoch in range(n):

@@ -9,9 +9,10 @@ import shutil
 import pytest
 import torch
 
-from dfkd_core import shipped, teachers
+from dfkd_core.models import shipped
+from dfkd_core.models import teachers
 from dfkd_core.data import load_split
-from dfkd_core.teachers import cache_path, build_model, evaluate, get_teacher
+from dfkd_core.models.teachers import cache_path, build_model, evaluate, get_teacher
 
 ENTRIES = shipped.manifest()
 FIRST_VISIT = {("diabetes", "mlp500"), ("toy2d", "mlp500"), ("friedman1", "mlp500"), ("digits", "cnn10")}
@@ -87,7 +88,7 @@ def test_teach_ship_writes_the_file_and_its_manifest_entry(tmp_path, monkeypatch
 
 
 def test_batched_teacher_training_skips_shipped_teachers(tmp_path, monkeypatch):
-    from dfkd_core.teacher_batch import missing_teachers
+    from dfkd_core.models.teacher_batch import missing_teachers
 
     monkeypatch.setenv("DFKD_TEACHER_DIR", str(tmp_path / "fresh"))
     splits = [load_split("diabetes", seed=s) for s in (0, 1)]

@@ -18,7 +18,7 @@ from dfkd_core.data.protocol import split_sizes, train_size
 from dfkd_core.data.user import list_user_files, read_input_spec, read_table, table_split
 from dfkd_core.engine import run_distillation
 from dfkd_core.errors import DatasetError
-from dfkd_core.runstore import RunStore
+from dfkd_core.runs.runstore import RunStore
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_a_data_error_is_a_dataset_error(tmp_path):
 
 def test_the_dashboard_turns_uploads_into_a_validated_user_run(csv, ts_teacher):
     from dfkd_core.config import DistillConfig
-    from dfkd_core.user_models import store_upload, table_columns, user_run_config
+    from dfkd_core.models.user_models import store_upload, table_columns, user_run_config
 
     data = store_upload("plant.csv", csv.read_bytes(), "data")
     assert table_columns(data) == ["load", "speed", "temp", "ratio", "y"]
@@ -193,7 +193,7 @@ def test_the_dashboard_turns_uploads_into_a_validated_user_run(csv, ts_teacher):
 
 def test_without_a_teacher_file_the_products_own_teacher_is_trained_on_the_users_table(csv):
     result = run_distillation(fast_config(data_file=str(csv), target="y", teacher="mlp20", samplers=("gaussian",)))
-    from dfkd_core.teachers import get_teacher
+    from dfkd_core.models.teachers import get_teacher
 
     split = table_split(read_table(csv, "y"), 0, name=f"user-{Path(result.config['data_file']).stem}")
     _, info = get_teacher(split, "mlp20")  # the cache entry the run trained, keyed by the stored file's hash

@@ -15,7 +15,7 @@ from dfkd_core.data.user import read_table, table_split
 from dfkd_core.engine import run_distillation
 from dfkd_core.engine.context import prepare_run
 from dfkd_core.errors import DfkdError, ModelError
-from dfkd_core.user_models import HttpModel, load_user_model, load_user_teacher, teacher_source_kind
+from dfkd_core.models.user_models import HttpModel, load_user_model, load_user_teacher, teacher_source_kind
 
 
 @pytest.fixture

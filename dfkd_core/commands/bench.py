@@ -57,8 +57,8 @@ def run(args) -> int:
 
 def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int:
     """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
-    from ..playground import PlaygroundConfig, time_steps
-    from ..samplers import SAMPLERS
+    from ..experiments.playground import PlaygroundConfig, time_steps
+    from ..synth.samplers import SAMPLERS
 
     result = {}
     for name in SAMPLERS.names():

@@ -15,9 +15,9 @@ HELP = "distill a student from a dataset's teacher with the chosen sampler(s) an
 def configure(parser) -> None:
     from ..config import PAPER_OBJECTIVES, PRESETS, objective_text
     from ..data import DATASETS
-    from ..objectives import TERMS, term_summary
-    from ..samplers import SAMPLERS
-    from ..schedules import SCHEDULES
+    from ..synth.objectives import TERMS, term_summary
+    from ..synth.samplers import SAMPLERS
+    from ..synth.schedules import SCHEDULES
 
     d = DistillConfig()
     parser.add_argument("--dataset", default=None, help=f"one of: {', '.join(DATASETS.names())} (default {d.dataset})")
@@ -83,7 +83,7 @@ def run(args) -> int:
 
     from ..data.user import original_name
     from ..engine.context import prepare_run
-    from ..user_models import store_user_inputs, uses_user_inputs
+    from ..models.user_models import store_user_inputs, uses_user_inputs
 
     cfg = config_from_args(args)
     if uses_user_inputs(cfg):
@@ -148,7 +148,7 @@ def run(args) -> int:
 
 # ---------------------------------------------------------------- the user's teacher, data and export
 def _configure_user_inputs(parser) -> None:
-    from ..user_models import ACTIVATIONS
+    from ..models.user_models import ACTIVATIONS
 
     group = parser.add_argument_group("your own teacher and data")
     group.add_argument("--teacher", default=None, metavar="PATH_OR_URL",
@@ -187,7 +187,7 @@ def _export(args, cfg, result, run_ctx) -> dict:
     """--export DIR: every student into DIR (the best by validation also at DIR's top); member → folder."""
     if not args.export or not result.members:
         return {}
-    from ..export import export_run, member_dicts
+    from ..models.export import export_run, member_dicts
 
     cards = export_run(cfg, member_dicts(result), args.export, run=run_ctx)
     print(f"exported {len(cards['students'])} student(s) to {args.export} (top level: {cards['best']})", file=sys.stderr)

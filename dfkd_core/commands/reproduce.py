@@ -40,7 +40,7 @@ def _int(name: str, text: str | None) -> int | None:
 
 
 def run(args) -> int:
-    from ..reproduce import format_report, get_table, reproduce
+    from ..experiments.reproduce import format_report, get_table, reproduce
 
     table = get_table(args.table).number
     seeds = _int("seeds", args.seeds)
@@ -56,8 +56,8 @@ def run(args) -> int:
         print(line, file=sys.stderr, flush=True)
 
     if args.from_store:
-        from ..reproduce import report
-        from ..runstore import RunStore
+        from ..experiments.reproduce import report
+        from ..runs.runstore import RunStore
 
         rep = report(RunStore(), table, None, epochs=epochs)
         if not rep["cells"]:
@@ -70,7 +70,7 @@ def run(args) -> int:
                         workers=workers, resume=args.resume)
     print(format_report(rep), flush=True)
     if args.markdown:
-        from ..reproduce import PROTOCOLS, markdown_table
+        from ..experiments.reproduce import PROTOCOLS, markdown_table
 
         for protocol in PROTOCOLS:
             print(f"\n{protocol} selection:\n\n{markdown_table(rep, protocol)}", flush=True)

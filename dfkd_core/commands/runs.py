@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runstore import RunStore
+    from ..runs.runstore import RunStore
 
     store = RunStore()
     store.mark_interrupted()  # runs whose worker died show as interrupted, not running
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"deleted run {args.delete}")
         return 0
     if args.stop:
-        from ..jobs import stop
+        from ..runs.jobs import stop
 
         stop(args.stop, store)
         print(f"stop requested for run {args.stop} (now {store.get_run(args.stop).status})")

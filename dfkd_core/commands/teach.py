@@ -25,7 +25,7 @@ def run(args) -> int:
     from ..data import get_dataset, load_split
     from ..device import describe_device, pick_device
     from ..limits import check_model, parse_arch
-    from ..teachers import get_teacher
+    from ..models.teachers import get_teacher
 
     split_seed = parse_int("split_seed", args.split_seed, *SEED_RANGE)
     spec = get_dataset(args.dataset)
@@ -35,7 +35,7 @@ def run(args) -> int:
     device = pick_device(args.device)
     split = load_split(args.dataset, seed=split_seed)
     if args.ship:
-        from ..teachers import ship_teacher
+        from ..models.teachers import ship_teacher
 
         command = f"python -m dfkd_core teach --dataset {args.dataset} --split-seed {split_seed} --arch {args.arch} --ship"
         entry = ship_teacher(split, args.arch, command, device)

@@ -1,5 +1,5 @@
 """`python -m dfkd_core worker RUN_ID`: the internal command a submitted run's worker process
-executes (started by dfkd_core.jobs.submit; not meant to be typed by hand)."""
+executes (started by dfkd_core.runs.jobs.submit; not meant to be typed by hand)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ def _terminate(signum, frame):  # SIGTERM → KeyboardInterrupt, so the run ends
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs import work
+    from ..runs.jobs import work
 
     signal.signal(signal.SIGTERM, _terminate)
     return work(args.run_id)

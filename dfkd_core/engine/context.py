@@ -17,11 +17,11 @@ from ..data.split import Split
 from ..device import pick_device
 from ..errors import ModelError
 from ..events import Snapshot, TeacherProgress
-from ..objectives import Objective, build_objective, log_cosh
-from ..samplers import SAMPLERS
-from ..schedules import AlphaSchedule, parse_alpha
-from ..teachers import Teacher, TeacherInfo, build_model, default_student_arch, get_teacher, teacher_epoch_budget
-from ..user_models import prepare_user_run, store_user_inputs, uses_user_inputs
+from ..synth.objectives import Objective, build_objective, log_cosh
+from ..synth.samplers import SAMPLERS
+from ..synth.schedules import AlphaSchedule, parse_alpha
+from ..models.teachers import Teacher, TeacherInfo, build_model, default_student_arch, get_teacher, teacher_epoch_budget
+from ..models.user_models import prepare_user_run, store_user_inputs, uses_user_inputs
 
 SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
 

@@ -40,11 +40,11 @@ import torch
 
 from ..config import Member
 from ..events import MemberResult, Snapshot
-from ..models import MLPRegressor
-from ..objectives import Objective, log_cosh, sampler_objective
-from ..samplers import SAMPLERS, SamplerContext
-from ..schedules import parse_alpha
-from ..teachers import TorchTeacher
+from ..models.networks import MLPRegressor
+from ..synth.objectives import Objective, log_cosh, sampler_objective
+from ..synth.samplers import SAMPLERS, SamplerContext
+from ..synth.schedules import parse_alpha
+from ..models.teachers import TorchTeacher
 from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_student, student_arch, stream_seed
 from .mlp_kernels import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 

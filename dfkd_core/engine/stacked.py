@@ -15,8 +15,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ..config import Member
 from ..events import MemberResult, Snapshot
-from ..objectives import sampler_objective
-from ..samplers import SAMPLERS, SamplerContext
+from ..synth.objectives import sampler_objective
+from ..synth.samplers import SAMPLERS, SamplerContext
 from .context import EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_loss_per_sample
 
 EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)

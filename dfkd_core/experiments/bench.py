@@ -47,8 +47,8 @@ from ..engine.fused_mlp import FusedMLPStack, engine_parts
 from ..engine.loop import train_members
 from ..engine.stacked import ModuleStack
 from ..events import EpochMetrics
-from ..objectives import build_objective
-from ..schedules import parse_alpha
+from ..synth.objectives import build_objective
+from ..synth.schedules import parse_alpha
 from .plain_loop import run_plain_loop
 
 DEFAULT_DATASETS = ("cpusmall", "indoorloc")
@@ -80,8 +80,8 @@ def make_run(cfg: DistillConfig, device: torch.device, teacher_mode: str = "auto
     is one and else a randomly initialised MLP of the same shape (the loop's cost does not
     depend on the weights), 'train' trains it when missing, 'random' always uses a random one."""
     from ..data import load_split
-    from ..models import DigitCNN, MLPRegressor
-    from ..teachers import TeacherInfo, TorchTeacher, cache_path, default_teacher_arch
+    from ..models.networks import DigitCNN, MLPRegressor
+    from ..models.teachers import TeacherInfo, TorchTeacher, cache_path, default_teacher_arch
 
     split = load_split(cfg.dataset, seed=cfg.split_seed)
     arch = default_teacher_arch(split) if cfg.teacher == "auto" else cfg.teacher

@@ -14,10 +14,10 @@ from torch import nn
 from ..config import Member
 from ..engine.context import RunContext, batch_sizes, build_student, student_loss_per_sample, stream_seed
 from ..events import EpochMetrics, EventCallback, MemberResult, Snapshot
-from ..objectives import sampler_objective
-from ..samplers import SAMPLERS, SamplerContext
-from ..schedules import parse_alpha
-from ..teachers import evaluate
+from ..synth.objectives import sampler_objective
+from ..synth.samplers import SAMPLERS, SamplerContext
+from ..synth.schedules import parse_alpha
+from ..models.teachers import evaluate
 
 
 @dataclass

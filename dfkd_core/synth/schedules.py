@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError
-from .registry import Registry
+from ..errors import ConfigError
+from ..registry import Registry
 
 MAX_KNOTS = 100  # knots of a custom schedule
 MAX_SPEC = 1000  # characters of a spec

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import DistillConfig
-from .data.split import Split
-from .errors import ModelError
-from .models import count_parameters
+from ..config import DistillConfig
+from ..data.split import Split
+from ..errors import ModelError
+from .networks import count_parameters
 from .teachers import TorchTeacher, build_model, default_student_arch
 
 LOAD_SNIPPET = ("import torch\n"
@@ -195,7 +195,7 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
     member with the lowest validation RMSE (no test data involved) also at out_dir's top level.
     `members`: dicts with member, sampler, alpha, seed, test_rmse, test_mae, best_epoch,
     best_val_rmse and state_dict. `run`: the run's RunContext, else prepared again from cfg."""
-    from .engine.context import prepare_run
+    from ..engine.context import prepare_run
 
     if not members:
         raise ModelError("The run has no finished student to export.")
@@ -236,7 +236,7 @@ def export_stored_run(run_id: str, member: str, store=None) -> bytes:
     """A zip (bytes) of one stored run's student export, for the Runs page's download button."""
     import tempfile
 
-    from .runstore import RunStore
+    from ..runs.runstore import RunStore
 
     store = store or RunStore()
     info = store.get_run(run_id)

@@ -27,9 +27,9 @@ from typing import Callable
 
 import torch
 
-from .data.split import Split
-from .errors import ConfigError
-from .models import MLPRegressor
+from ..data.split import Split
+from ..errors import ConfigError
+from .networks import MLPRegressor
 from .teachers import TeacherInfo, _split_arch, evaluate, store_trained_teacher
 
 RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop defaults, as train_torch_teacher uses them

@@ -13,17 +13,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import DistillConfig
-from .data.priors import Prior
-from .engine.context import batch_sizes, student_loss_per_sample
-from .errors import ConfigError
-from .models import MLPRegressor
-from .objectives import Objective, build_objective, sampler_objective
-from .paths import teacher_dir
-from .registry import Registry
-from .samplers import SAMPLERS, Sampler, SamplerContext
-from .schedules import parse_alpha
-from .teachers import TorchTeacher
+from ..config import DistillConfig
+from ..data.priors import Prior
+from ..engine.context import batch_sizes, student_loss_per_sample
+from ..errors import ConfigError
+from ..models.networks import MLPRegressor
+from ..synth.objectives import Objective, build_objective, sampler_objective
+from ..paths import teacher_dir
+from ..registry import Registry
+from ..synth.samplers import SAMPLERS, Sampler, SamplerContext
+from ..synth.schedules import parse_alpha
+from ..models.teachers import TorchTeacher
 
 PLANE = 4.0  # the canvas shows [−PLANE, PLANE]² of the standardized inputs
 PRIOR_BOX = 3.0  # the prior's box [−3, 3]² (QMC designs and differential evolution search there)
@@ -541,7 +541,7 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[
     """Per sampler of cfg: the median and the largest ms of one playground step (sampling, student
     update, |T − S| on the grid and the guarantees) over `steps` steps after `warmup`, and the median
     ms to build its canvas figure. The `bench --playground` line; the target is ≤ 100 ms a step."""
-    from . import figures
+    from ..dashboard import figures
 
     state = Playground.create(cfg)
     state.step(warmup)

@@ -16,9 +16,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import config
-from .config import MAX_OBJECTIVE_TERMS, PAPER_OBJECTIVES, PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
-from .errors import ConfigError, DfkdError
+from .. import config
+from ..config import MAX_OBJECTIVE_TERMS, PAPER_OBJECTIVES, PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
+from ..errors import ConfigError, DfkdError
 
 DEFAULT = DistillConfig()
 ALPHA_CHOICES = ("decreasing", "0", "1", "constant:0.3", "cosine", "increasing")
@@ -171,7 +171,7 @@ def query_for(cfg: DistillConfig, run_id: str | None = None) -> dict[str, str]:
 
 def alpha_curves(specs: Iterable[str], epochs: int, max_points: int = 2000) -> tuple[dict[str, np.ndarray], list[str]]:
     """α per epoch of each spec (for the preview), and a message per spec that cannot be read."""
-    from .schedules import parse_alpha
+    from ..synth.schedules import parse_alpha
 
     epochs = int(epochs) if isinstance(epochs, (int, float)) and 1 <= epochs <= 1_000_000 else DEFAULT.epochs
     curves, errors = {}, []
@@ -188,25 +188,25 @@ def alpha_curves(specs: Iterable[str], epochs: int, max_points: int = 2000) -> t
 
 
 def sampler_names() -> list[str]:
-    from .samplers import SAMPLERS
+    from ..synth.samplers import SAMPLERS
 
     return SAMPLERS.names()
 
 
 def sampler_help() -> str:
-    from .samplers import SAMPLERS
+    from ..synth.samplers import SAMPLERS
 
     return "\n".join(f"- **{n}**: {getattr(SAMPLERS.get(n), 'description', '')}" for n in SAMPLERS.names())
 
 
 def term_names() -> list[str]:
-    from .objectives import TERMS
+    from ..synth.objectives import TERMS
 
     return TERMS.names()
 
 
 def term_summary(name: str) -> str:
-    from .objectives import term_summary as summary
+    from ..synth.objectives import term_summary as summary
 
     return summary(name)
 
@@ -304,7 +304,7 @@ def plain_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- datasets
 def catalog() -> list[dict]:
-    from .data import dataset_catalog
+    from ..data import dataset_catalog
 
     return dataset_catalog()
 
@@ -350,18 +350,18 @@ def dataset_note(name: str) -> str:
 
 # ---------------------------------------------------------------------------- runs
 def store(home=None):
-    from .runstore import RunStore
+    from ..runs.runstore import RunStore
 
     return RunStore(home)
 
 
 def submit(cfg: DistillConfig, title: str | None = None) -> str:
     """Validate and start a run in a worker process; ConfigError (message for st.error) if it cannot start."""
-    from . import jobs
+    from ..runs import jobs
 
     cfg.validate()
     if cfg.data_file or cfg.input_spec:  # the user's own data: stored files, not a registered dataset
-        from .user_models import store_user_inputs
+        from ..models.user_models import store_user_inputs
 
         return jobs.submit(store_user_inputs(cfg), title=title)
     check_dataset(cfg.dataset)
@@ -369,13 +369,13 @@ def submit(cfg: DistillConfig, title: str | None = None) -> str:
 
 
 def stop(run_id: str) -> None:
-    from . import jobs
+    from ..runs import jobs
 
     jobs.stop(run_id)
 
 
 def recover() -> list[str]:
-    from . import jobs
+    from ..runs import jobs
 
     return jobs.recover()
 
@@ -474,7 +474,7 @@ class RunView:
 
 
 def load_view(run_id: str) -> RunView:
-    from . import jobs
+    from ..runs import jobs
 
     s = store()
     jobs.watch(run_id, s)  # every poll: a run whose worker is gone becomes 'interrupted'
@@ -568,7 +568,7 @@ def synthetic_batches(view: RunView, epoch: int) -> dict[str, np.ndarray]:
 def projection(view: RunView, epoch: int, method: str = "auto"):
     """Real vs synthetic points of the run's dataset at a snapshot epoch (a projection.Projection);
     data with two features are shown in their own plane ('plane'), whatever `method` says."""
-    from .projection import project_dataset
+    from .embedding import project_dataset
 
     cfg = view.run.config
     _check_projectable(cfg)
@@ -580,14 +580,14 @@ def projection(view: RunView, epoch: int, method: str = "auto"):
 
 def is_plane(dataset: str) -> bool:
     """Whether the dataset's inputs have two features (toy2d): drawn as they are, no projection."""
-    from .data import DATASETS  # the spec alone: the catalogue looks at files (1.95 s cold, a pause in the curves)
+    from ..data import DATASETS  # the spec alone: the catalogue looks at files (1.95 s cold, a pause in the curves)
 
     return dataset in DATASETS and DATASETS.get(dataset).features == 2
 
 
 def plane_projection(dataset: str, split_seed: int, synthetic: Mapping[str, np.ndarray]):
     """The projection.Projection of 2-D data: the features themselves as x and y."""
-    from .projection import Projection, dataset_loader, flatten, get_base, projection_key
+    from .embedding import Projection, dataset_loader, flatten, get_base, projection_key
 
     base = get_base(projection_key(dataset, split_seed), dataset_loader(dataset, split_seed), split_seed)
     real = base.rows
@@ -617,7 +617,7 @@ def _project_in_worker(home: str, dataset: str, split_seed: int, synthetic: Mapp
     os.environ["DFKD_HOME"] = home  # the page's run store (and UMAP cache), whatever the worker started with
     if is_plane(dataset):
         return plane_projection(dataset, split_seed, synthetic)
-    from .projection import project_dataset
+    from .embedding import project_dataset
 
     return project_dataset(dataset, split_seed, synthetic, method)
 
@@ -657,7 +657,7 @@ def projection_later(view: RunView, epoch: int, method: str = "auto", wait: floa
     from concurrent.futures import TimeoutError as Pending
     from concurrent.futures.process import BrokenProcessPool
 
-    from .projection import projection_key, umap_path
+    from .embedding import projection_key, umap_path
 
     global _PROJECTION_POOL
     cfg = view.run.config
@@ -854,7 +854,7 @@ def delete_runs(run_ids: Sequence[str]) -> tuple[list[str], list[str]]:
 def umap_warming(run_id: str) -> bool:
     """Whether UMAP for the run's dataset is being fitted in the background right now (in this
     process, or in the projection worker: its fit is not on disk yet)."""
-    from .projection import projection_key, umap_fitting, umap_path
+    from .embedding import projection_key, umap_fitting, umap_path
 
     try:
         cfg = store().get_run(run_id).config

@@ -39,8 +39,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .config import DistillConfig, preset_config
-from .errors import ConfigError, DfkdError
+from ..config import DistillConfig, preset_config
+from ..errors import ConfigError, DfkdError
 
 PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.json")
 PROTOCOLS = ("validation", "synthetic")  # the paper's selection, and the strictly data-free one
@@ -203,7 +203,7 @@ class Comparison:
     @property
     def tags(self) -> dict[str, Any]:
         """What the stored run is, as data (RunStore tags): how collect() and resume find it."""
-        from .runstore import REPRODUCTION_TAG
+        from ..runs.runstore import REPRODUCTION_TAG
 
         return {REPRODUCTION_TAG: {"table": self.table, "dataset": self.dataset, "seed": self.seed, "part": self.part}}
 
@@ -215,7 +215,7 @@ def run_title(table: int, dataset: str, seed: int, part: str = "") -> str:
 
 def reproduction_of(tags: Any) -> dict[str, Any] | None:
     """{'table', 'dataset', 'seed', 'part'} of a reproduction run's tags; None for other runs."""
-    from .runstore import REPRODUCTION_TAG
+    from ..runs.runstore import REPRODUCTION_TAG
 
     what = tags.get(REPRODUCTION_TAG) if isinstance(tags, dict) else None
     if not (isinstance(what, dict) and isinstance(what.get("table"), int) and isinstance(what.get("dataset"), str)
@@ -225,7 +225,7 @@ def reproduction_of(tags: Any) -> dict[str, Any] | None:
 
 
 def available_datasets(data_dir=None) -> dict[str, bool]:
-    from .data import dataset_catalog
+    from ..data import dataset_catalog
 
     return {row["name"]: bool(row["available"]) for row in dataset_catalog(data_dir)}
 
@@ -253,7 +253,7 @@ def default_datasets(table: int, quick: bool = False, data_dir=None) -> list[str
 
 def check_datasets(names: list[str]) -> list[str]:
     """Registered dataset names, deduplicated in order; ConfigError naming the unknown one."""
-    from .data import DATASETS
+    from ..data import DATASETS
 
     known = DATASETS.names()
     out: list[str] = []
@@ -306,7 +306,7 @@ def teacher_setting(dataset: str, quick: bool) -> str:
     """The DistillConfig.teacher a comparison of `dataset` runs with (what prepare_teacher returns):
     'auto' (the paper's teacher), or with --quick the small teacher's architecture ('auto' for
     the SVR of composition data, which is quick already)."""
-    from .data.catalog import get_dataset
+    from ..data.catalog import get_dataset
 
     kind = get_dataset(dataset).kind
     return "auto" if not quick or kind == "composition" else QUICK_TEACHER_ARCHS[kind]
@@ -316,8 +316,8 @@ def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, 
     """Train or load the teacher of (dataset, split seed); returns (arch for DistillConfig.teacher, info)."""
     import torch
 
-    from .data import load_split
-    from .teachers import cache_path, build_model, evaluate, get_teacher, train_torch_teacher
+    from ..data import load_split
+    from ..models.teachers import cache_path, build_model, evaluate, get_teacher, train_torch_teacher
 
     split = load_split(dataset, seed=seed)
     arch = teacher_setting(dataset, quick)
@@ -365,8 +365,8 @@ def train_dataset_teachers(dataset: str, seeds: list[int], quick: bool) -> dict[
     """Train the missing MLP teachers of one tabular dataset, all its seeds stacked in one model
     (teacher_batch), into the cache where get_teacher finds them. Other kinds of teacher
     (CNN, SVR) are left to prepare_teacher. Returns {'trained': [seeds], 'seconds': s}."""
-    from .data import load_split
-    from .teacher_batch import missing_teachers, train_teachers_batched
+    from ..data import load_split
+    from ..models.teacher_batch import missing_teachers, train_teachers_batched
 
     start = time.perf_counter()
     splits = [load_split(dataset, seed=s) for s in seeds]
@@ -393,7 +393,7 @@ def teacher_tasks(seeds_of: dict[str, list[int]], workers: int) -> list[tuple[st
     A seed's cost is taken as ∝ features + 90 (cpusmall, 12 features: ~0.07 s per teacher-epoch
     stacked; indoorloc, 520: ~0.4 s); a dataset whose seeds together cost more than a worker's
     fair share (indoorloc's GEMMs) is split into chunks so that the workers finish together."""
-    from .data import get_dataset
+    from ..data import get_dataset
 
     per_seed = {d: get_dataset(d).features + 90 for d in seeds_of}
     share = sum(per_seed[d] * len(s) for d, s in seeds_of.items()) / max(1, workers)
@@ -416,7 +416,7 @@ _WORKER_STORES: dict[str, Any] = {}
 
 
 def _worker_store(home: str):
-    from .runstore import RunStore
+    from ..runs.runstore import RunStore
 
     if home not in _WORKER_STORES:
         _WORKER_STORES[home] = RunStore(home)
@@ -427,7 +427,7 @@ def run_comparison(c: Comparison, teacher: str, store) -> dict[str, Any]:
     """One comparison through run_distillation, stored as one run in `store`; returns
     {'run_id', 'title', 'members': [(sampler, alpha, member, test_rmse, test_mae)], 'engine',
     'seconds', 'cancelled'}. Runs in the calling process (a worker or the main one)."""
-    from .engine import run_distillation
+    from ..engine import run_distillation
 
     t0 = time.perf_counter()
     cfg = c.cfg.replace(teacher=teacher)
@@ -500,8 +500,8 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
     reproduction, or one with fewer seeds) are reused: runs are seeded, so training them
     again would give the same numbers. Returns the report (see `report`) with the run ids,
     the teacher / student seconds (of this call's training only) and how many runs were reused."""
-    from .device import describe_device, pick_device
-    from .runstore import RunStore
+    from ..device import describe_device, pick_device
+    from ..runs.runstore import RunStore
 
     log = log or (lambda line: None)
     workers = check_workers(workers)
@@ -616,7 +616,7 @@ def remaining_seconds(todo: list[Comparison], durations: dict[tuple[str, str], l
 
 def _only_random(c: Comparison) -> bool:
     """True when every student of the comparison samples at random (the short ones, run last)."""
-    from .samplers import SAMPLERS
+    from ..synth.samplers import SAMPLERS
 
     return not any(SAMPLERS.get(name).searches for name in c.cfg.samplers)
 
@@ -891,7 +891,7 @@ def start_reproduction(table: int, seeds: int | None = None, datasets: list[str]
     """Start `python -m dfkd_core reproduce …` detached (its own session: a page rerun or a
     closed tab does not stop it), logging to DFKD_HOME/reproduce/<time>-table<N>.log.
     Returns (pid, log path)."""
-    from .paths import home_dir
+    from ..paths import home_dir
 
     cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume)
     folder = home_dir() / "reproduce"
@@ -899,7 +899,7 @@ def start_reproduction(table: int, seeds: int | None = None, datasets: list[str]
     log_path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-table{get_table(table).number}.log"
     env = dict(os.environ)
     env["DFKD_HOME"] = str(home_dir())
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -909,7 +909,7 @@ def start_reproduction(table: int, seeds: int | None = None, datasets: list[str]
 
 def latest_log(lines: int = 8) -> tuple[Path | None, str]:
     """The newest reproduction log and its last lines ('' when there is none)."""
-    from .paths import home_dir
+    from ..paths import home_dir
 
     folder = home_dir() / "reproduce"
     logs = sorted(folder.glob("*.log")) if folder.is_dir() else []

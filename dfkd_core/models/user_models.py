@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data.split import Split
-from .data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_scaling,
+from ..data.split import Split
+from ..data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_scaling,
                         spec_split, store_user_file, table_split)
-from .errors import ConfigError, DfkdError, ModelError
+from ..errors import ConfigError, DfkdError, ModelError
 from .teachers import BlackBoxTeacher, Teacher, TeacherInfo, TorchTeacher, build_model, evaluate
 
 # Hidden activations of a state_dict teacher (the file stores weights, not the activation).
@@ -420,8 +420,8 @@ def validate_user_fields(cfg) -> None:
             raise ConfigError("With an input spec there is no real data to validate on: the 'selection' parameter must be "
                               "'synthetic' or 'last'. Got 'validation' instead.")
     if cfg.teacher_file and (cfg.teacher_file.startswith(("http://", "https://")) or Path(cfg.teacher_file).is_file()):
-        from .samplers import SAMPLERS
-        from .schedules import parse_alpha
+        from ..synth.samplers import SAMPLERS
+        from ..synth.schedules import parse_alpha
 
         if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
             gradient_samplers_refused(teacher_source_kind(cfg.teacher_file), cfg.samplers,
@@ -449,7 +449,7 @@ def prepare_user_run(cfg, device: torch.device, data_dir=None,
     """The split and the teacher of a run on the user's teacher and/or data: a table split by
     the paper's protocol, or a data-free split of the input spec labelled by the teacher; the
     product's own teacher is trained on the user's table when no teacher file is given."""
-    from .data import load_split
+    from ..data import load_split
     from .teachers import get_teacher
 
     options = dict(activation=cfg.teacher_activation, timeout=cfg.teacher_timeout, query_budget=cfg.teacher_query_budget)
@@ -480,7 +480,7 @@ def prepare_user_run(cfg, device: torch.device, data_dir=None,
 
 def spec_split_probe(spec) -> Split:
     """A few prior points of the spec as a Split (only to probe the teacher before labelling)."""
-    from .data.user import spec_prior
+    from ..data.user import spec_prior
 
     prior = spec_prior(spec)
     z = prior.sample(PROBE_SIZE, torch.Generator().manual_seed(5))
@@ -511,7 +511,7 @@ def table_columns(path: str | Path) -> list[str]:
             return list(pq.read_schema(path).names)
         return [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
     except Exception as exc:  # noqa: BLE001
-        from .errors import DatasetError
+        from ..errors import DatasetError
 
         raise DatasetError(f"The data file {original_name(path)!r} cannot be read as a table: {_first_line(exc)}") from None
 

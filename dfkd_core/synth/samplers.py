@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.priors import Prior
-from .errors import ModelError
-from .models import Generator
+from ..data.priors import Prior
+from ..errors import ModelError
+from ..models.networks import Generator
 from .objectives import Objective
-from .registry import Registry
-from .teachers import BlackBoxTeacher, Teacher
+from ..registry import Registry
+from ..models.teachers import BlackBoxTeacher, Teacher
 
 
 @dataclass

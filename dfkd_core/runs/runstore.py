@@ -23,10 +23,10 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from .config import DistillConfig
-from .errors import ConfigError, DfkdError
-from .events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot, TeacherProgress
-from .paths import home_dir, usable_dir
+from ..config import DistillConfig
+from ..errors import ConfigError, DfkdError
+from ..events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot, TeacherProgress
+from ..paths import home_dir, usable_dir
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from .data.priors import Prior
+from ..data.priors import Prior
 
 
 class MLPRegressor(nn.Module):

@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from .paths import home_dir
+from ..paths import home_dir
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def dataset_loader(dataset: str, split_seed: int = 0) -> Callable[[], np.ndarray
     """A loader of the dataset's (standardized) training inputs, as the engine sees them."""
 
     def load() -> np.ndarray:
-        from .data import load_split
+        from ..data import load_split
 
         return flatten(load_split(dataset, seed=split_seed).x_train)
 

@@ -14,9 +14,9 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from .config import DistillConfig
-from .errors import ConfigError, DfkdError
-from .events import Event
+from ..config import DistillConfig
+from ..errors import ConfigError, DfkdError
+from ..events import Event
 from .runstore import RunStore, pid_alive
 
 DEFAULT_MAX_RUNS = 2  # runs distilling at the same time, unless DFKD_MAX_RUNS says otherwise
@@ -50,7 +50,7 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
     published checksum) reaches the caller with its message. The worker runs in
     its own session (a Streamlit rerun or a closed browser tab does not stop it) and logs to
     runs/<id>/worker.log; it waits in 'queued' while DFKD_MAX_RUNS runs are running."""
-    from .data.catalog import verify_dataset
+    from ..data.catalog import verify_dataset
 
     cfg.validate()
     max_runs()
@@ -60,7 +60,7 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
     run_id = store.create_run(cfg, title=title)
     env = dict(os.environ)
     env["DFKD_HOME"] = str(store.home)
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     log_path = store.run_dir(run_id) / "worker.log"
     try:
@@ -182,7 +182,7 @@ def _wait_for_slot(store: RunStore, run_id: str, limit: int) -> bool:
 def work(run_id: str, store: RunStore | None = None) -> int:
     """The worker's body: wait for a slot, run the distillation, store every event, finish.
     Returns the process exit code (0 done or cancelled, 1 failed, 2 not a queued run, 130 terminated)."""
-    from .engine import run_distillation
+    from ..engine import run_distillation
 
     store = store or RunStore()
     info = store.get_run(run_id)

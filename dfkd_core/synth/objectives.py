@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..registry import Registry
 
 TermFn = Callable[["TermInputs"], torch.Tensor]
 TERMS: Registry[TermFn] = Registry("objective term")
