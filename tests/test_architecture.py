@@ -47,7 +47,13 @@ def import_graph() -> tuple[dict[str, set[str]], dict[str, list[tuple[str, str]]
     known = set(trees)
     packages = {n for n in known if (PACKAGE.parent / n.replace(".", "/") / "__init__.py").exists()}
     imports = {n: runtime_imports(n, t, known, n in packages) for n, t in trees.items()}
-    return {n: {m for m, _ in imps} for n, imps in imports.items()}, imports
+
+    def with_packages(module: str) -> set[str]:  # importing a.b.c runs a.b's __init__ first
+        parts = module.split(".")
+        return {".".join(parts[:i]) for i in range(2, len(parts) + 1)} & known
+
+    graph = {n: set().union(*[with_packages(m) for m, _ in imps]) - {n} for n, imps in imports.items()}
+    return graph, imports
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

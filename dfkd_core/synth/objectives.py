@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..registry import Registry
 
 TermFn = Callable[["TermInputs"], torch.Tensor]
-TERMS: Registry[TermFn] = Registry("objective term")
+TERMS: Registry[TermFn] = Registry("objective term", package=__package__)
 STUDENT_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "student_sq")  # the terms that look at S(x)
 
 

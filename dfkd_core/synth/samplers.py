@@ -122,7 +122,7 @@ class Sampler:
         return value.reshape(k, n)
 
 
-SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler", package=__package__)
 
 
 def register_sampler(cls: type[Sampler]) -> type[Sampler]:

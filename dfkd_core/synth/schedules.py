@@ -15,7 +15,7 @@ MAX_KNOTS = 100  # knots of a custom schedule
 MAX_SPEC = 1000  # characters of a spec
 
 # name -> factory(argument string or None) -> function (epoch, total_epochs) -> α
-SCHEDULES: Registry[Callable[[str | None], Callable[[int, int], float]]] = Registry("α schedule")
+SCHEDULES: Registry[Callable[[str | None], Callable[[int, int], float]]] = Registry("α schedule", package=__package__)
 
 
 @SCHEDULES.register("constant")
