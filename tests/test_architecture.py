@@ -52,7 +52,9 @@ def import_graph() -> tuple[dict[str, set[str]], dict[str, list[tuple[str, str]]
         parts = module.split(".")
         return {".".join(parts[:i]) for i in range(2, len(parts) + 1)} & known
 
-    graph = {n: set().union(*[with_packages(m) for m, _ in imps]) - {n} for n, imps in imports.items()}
+    # a module's own ancestor packages are initialized before it: no edge to them
+    graph = {n: {m for m in set().union(*[with_packages(m) for m, _ in imps]) if not n.startswith(m + ".")} - {n}
+             for n, imps in imports.items()}
     return graph, imports
 
 
