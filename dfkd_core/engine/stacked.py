@@ -14,7 +14,9 @@ from ..config import Member
 from ..events import MemberResult, Snapshot
 from ..objectives import sampler_objective
 from ..samplers import SAMPLERS, SamplerContext
-from .context import EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_loss_per_sample
+from .compiled import maybe_compile
+from .context import (EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_arch,
+                      student_loss_per_sample)
 
 EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)
 SELECTIONS = ("validation", "synthetic")  # the best-so-far selections kept on the device ('last' is the params)
@@ -40,7 +42,8 @@ class ModuleStack:
 
     form = "stacked (torch.func)"
 
-    def __init__(self, run: RunContext, members: list[Member]) -> None:
+    def __init__(self, run: RunContext, members: list[Member], compile: str | None = None) -> None:
+        """`compile`: 'auto', 'on' or 'off' (None: DFKD_COMPILE), see engine.compiled."""
         cfg, dev = run.cfg, run.device
         self.run, self.cfg, self.device = run, cfg, dev
         self.layout = lay = MemberLayout(cfg, members)
@@ -62,6 +65,13 @@ class ModuleStack:
             # convolutions as one grouped convolution in its own layout
             self.base.memory_format = torch.contiguous_format
         self.params, self.buffers = stack_module_state(modules)
+        steps, family = cfg.epochs * cfg.batches_per_epoch, student_arch(run).rstrip("0123456789")
+        # the student step (forward, loss and, through autograd, its backward) and the samplers'
+        # evaluations of a group of students: compiled when the policy says so (engine.compiled)
+        self.train_loss = maybe_compile(self._train_loss, steps=steps, family=family, name="student step",
+                                        mode=compile)
+        self.group_forward = maybe_compile(self._stacked_call(False), steps=steps, family=family,
+                                           name="samplers' student calls", mode=compile)
         self.dtype = next(iter(self.params.values())).dtype
         self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.samplers = []
@@ -89,11 +99,25 @@ class ModuleStack:
         p = {n: t[k0:k1] for n, t in params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
         self.base.train(train)
+        if not (train or shared):
+            return self.group_forward(p, b, x)
+        return self._stacked_call(shared)(p, b, x)
+
+    def _stacked_call(self, shared: bool):
+        """(params, buffers, x) → (Kg, n): every member of the given stacked weights on its own x
+        (Kg, n, *shape), or on the same x (n, *shape) when `shared`, in the base's current mode."""
+        base = self.base
 
         def one(p_, b_, x_):
-            return functional_call(self.base, (p_, b_), (x_,))
+            return functional_call(base, (p_, b_), (x_,))
 
-        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(p, b, x)
+        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")
+
+    def _train_loss(self, params: dict, buffers: dict, x: torch.Tensor, t: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample student losses (K, M) in train mode and their eq. 7 weighted sum."""
+        per_sample = student_loss_per_sample(self.cfg.student_loss, self._stacked_call(False)(params, buffers, x), t)
+        return per_sample, (per_sample * weights).sum()
 
     # ------------------------------------------------------------------ one step, one epoch
     def _draw_batch(self) -> torch.Tensor:
@@ -118,8 +142,9 @@ class ModuleStack:
             t = self.run.teacher.predict(x.reshape(self.K * self.M, *self.shape)).reshape(self.K, self.M)
         self.teacher_queries += self.M
         params = list(self.params.values())
-        per_sample = student_loss_per_sample(self.cfg.student_loss, self.forward(x, train=True), t)
-        grads = torch.autograd.grad((per_sample * weights).sum(), params)
+        self.base.train(True)
+        per_sample, total = self.train_loss(self.params, self.buffers, x, t, weights)
+        grads = torch.autograd.grad(total, params)
         for p, g in zip(params, grads):
             p.grad = g
         self.opt.step()
