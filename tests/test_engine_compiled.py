@@ -50,21 +50,29 @@ def test_an_unknown_compile_mode_is_a_config_error(monkeypatch, env, mode, match
         compile_mode(mode)
 
 
-@pytest.mark.parametrize("steps, family, mode, expected", [
-    (AUTO_MIN_STEPS, "cnn", "auto", True),
-    (AUTO_MIN_STEPS - 1, "cnn", "auto", False),
-    (10 * AUTO_MIN_STEPS, "mlp", "auto", False),
-    (10 * AUTO_MIN_STEPS, "cnn", "off", False),
-    (1, "mlp", "on", True),
-], ids=["long-cnn", "short-cnn", "mlp", "off", "on"])
-def test_auto_compiles_only_long_runs_of_the_families_where_it_pays(steps, family, mode, expected):
-    assert should_compile(steps, family, mode) is expected
+@pytest.mark.parametrize("steps, family, device, mode, expected", [
+    (AUTO_MIN_STEPS, "cnn", "cpu", "auto", True),
+    (AUTO_MIN_STEPS - 1, "cnn", "cpu", "auto", False),
+    (10 * AUTO_MIN_STEPS, "mlp", "cpu", "auto", False),
+    (10 * AUTO_MIN_STEPS, "cnn", "cuda", "auto", False),
+    (10 * AUTO_MIN_STEPS, "cnn", "cpu", "off", False),
+    (1, "mlp", "cuda", "on", True),
+], ids=["long-cnn", "short-cnn", "mlp", "unmeasured-device", "off", "on"])
+def test_auto_compiles_only_long_cpu_runs_of_the_families_where_it_pays(monkeypatch, steps, family, device, mode,
+                                                                        expected):
+    monkeypatch.setattr(compiled, "AUTO_FAMILIES", ("cnn",))  # none pays today (see compiled.AUTO_FAMILIES)
+    assert should_compile(steps, family, device, mode) is expected
 
 
-def test_dfkd_compile_off_builds_the_generic_stack_eagerly(monkeypatch):
+def test_auto_compiles_none_of_the_measured_runs():
+    assert not any(should_compile(10**6, family, "cpu", "auto") for family in ("mlp", "cnn", "rbf"))
+
+
+@pytest.mark.parametrize("mode", ["off", "auto"], ids=["off", "auto-short-mlp-run"])
+def test_the_generic_stack_is_built_eagerly_when_dfkd_compile_says_so(monkeypatch, mode):
     calls = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(fn) or fn)
-    monkeypatch.setenv("DFKD_COMPILE", "off")
+    monkeypatch.setenv("DFKD_COMPILE", mode)
     stack = ModuleStack(make_run(TINY), TINY.members())
     assert calls == []
     assert not stack.train_loss.is_compiled and not stack.group_forward.is_compiled

@@ -30,7 +30,7 @@ class GroupView:
         self.stack, self.k0, self.k1 = stack, k0, k1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stack.forward(x, self.k0, self.k1)
+        return self.stack.sampler_call(x, self.k0, self.k1)
 
     def member(self, k: int):
         k = self.k0 + k
@@ -68,10 +68,9 @@ class ModuleStack:
         steps, family = cfg.epochs * cfg.batches_per_epoch, student_arch(run).rstrip("0123456789")
         # the student step (forward, loss and, through autograd, its backward) and the samplers'
         # evaluations of a group of students: compiled when the policy says so (engine.compiled)
-        self.train_loss = maybe_compile(self._train_loss, steps=steps, family=family, name="student step",
-                                        mode=compile)
-        self.group_forward = maybe_compile(self._stacked_call(False), steps=steps, family=family,
-                                           name="samplers' student calls", mode=compile)
+        policy = dict(steps=steps, family=family, device=dev.type, mode=compile)
+        self.train_loss = maybe_compile(self._train_loss, name="student step", **policy)
+        self.group_forward = maybe_compile(self._stacked_call(False), name="samplers' student calls", **policy)
         self.dtype = next(iter(self.params.values())).dtype
         self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.samplers = []
@@ -99,9 +98,16 @@ class ModuleStack:
         p = {n: t[k0:k1] for n, t in params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
         self.base.train(train)
-        if not (train or shared):
-            return self.group_forward(p, b, x)
         return self._stacked_call(shared)(p, b, x)
+
+    def sampler_call(self, x: torch.Tensor, k0: int, k1: int) -> torch.Tensor:
+        """Members [k0, k1) in eval mode on x (Kg, n, *shape) → (Kg, n), differentiable in x only
+        (a sampler never trains the students: their weights enter detached, so neither eager nor a
+        compiled backward computes gradients for them)."""
+        self.base.train(False)
+        p = {n: t[k0:k1].detach() for n, t in self.params.items()}
+        b = {n: t[k0:k1] for n, t in self.buffers.items()}
+        return self.group_forward(p, b, x)
 
     def _stacked_call(self, shared: bool):
         """(params, buffers, x) → (Kg, n): every member of the given stacked weights on its own x
