@@ -306,14 +306,14 @@ def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, 
     import torch
 
     from .data import load_split
-    from .teachers import _cache_path, build_model, evaluate, get_teacher, train_torch_teacher
+    from .teachers import cache_path, build_model, evaluate, get_teacher, train_torch_teacher
 
     split = load_split(dataset, seed=seed)
     arch = teacher_setting(dataset, quick)
     if arch == "auto":
         _, info = get_teacher(split, "auto", device)
         return "auto", {"test_rmse": info.test_rmse, "test_mae": info.test_mae, "cached": info.cached}
-    path = _cache_path(split, arch)
+    path = cache_path(split, arch)
     trained = not path.exists()
     if trained:
         module, val_rmse = train_torch_teacher(split, arch, seed, device, max_epochs=QUICK_TEACHER_EPOCHS, patience=3)

@@ -218,7 +218,7 @@ class GeneratorSampler(Sampler):
                 self.nets.append(Generator(ctx.prior, cfg.generator_z_dim, cfg.generator_hidden).to(ctx.device))
         self.params, self.buffers = torch.func.stack_module_state(self.nets)
         self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.generator_lr,
-                                       weight_decay=cfg.generator_weight_decay)
+                                       weight_decay=cfg.generator_weight_decay, capturable=ctx.device.type == "cuda")
         self._base = self.nets[0]
         self.last_objective: torch.Tensor | None = None  # detached, for tests and plots
         self.rounds_due = cfg.generator_steps  # updates to make before the next batch
@@ -270,10 +270,12 @@ class GeneratorSampler(Sampler):
 
 
 def make_input_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """A fresh optimizer of the points (Algorithm 2); on a GPU one that a CUDA graph can capture."""
+    capturable = params[0].is_cuda
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)  # torch defaults: smoothing 0.99, eps 1e-8
+        return torch.optim.RMSprop(params, lr=lr, capturable=capturable)  # torch defaults: smoothing 0.99, eps 1e-8
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, capturable=capturable)
     return torch.optim.SGD(params, lr=lr)
 
 

@@ -206,7 +206,7 @@ def train_teachers_batched(splits: list[Split], arch: str = "mlp500", *, max_epo
 
 def missing_teachers(splits: list[Split], arch: str = "mlp500") -> list[Split]:
     """The splits whose teacher is neither in the cache nor shipped with the package."""
-    from .shipped import shipped_file
-    from .teachers import _cache_path
+    from .teachers import shipped_file
+    from .teachers import cache_path
 
-    return [s for s in splits if not _cache_path(s, arch).exists() and shipped_file(s, arch) is None]
+    return [s for s in splits if not cache_path(s, arch).exists() and shipped_file(s, arch) is None]

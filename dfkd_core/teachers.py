@@ -22,6 +22,7 @@ from .data.split import Split
 from .errors import ConfigError, ModelError
 from .models import DigitCNN, MLPRegressor, RBFNetwork
 from .objectives import log_cosh
+from . import shipped
 from .paths import teacher_dir
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ def _load_svr_cache(path: Path) -> Callable[[np.ndarray], np.ndarray] | None:
         return None
 
 
-def _cache_path(split: Split, arch: str) -> Path:
+def cache_path(split: Split, arch: str) -> Path:
     n = split.x_train.shape[0]
     key = f"{split.name}|{split.seed}|{arch}|{n}|{split.note}"
     if split.kind == "image":
@@ -276,7 +277,7 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
     (keyed by dataset, split seed and architecture), else trained and cached."""
     device = torch.device(device)
     arch = default_teacher_arch(split) if arch == "auto" else arch
-    path = _cache_path(split, arch)
+    path = cache_path(split, arch)
     start = time.perf_counter()
     if arch == "svr":
         predict = None if retrain else _load_svr_cache(path)
@@ -304,8 +305,6 @@ def get_teacher(split: Split, arch: str = "auto", device: torch.device | str = "
         except Exception:  # a damaged cache entry is retrained, not fatal
             path.unlink(missing_ok=True)
     if not retrain:
-        from .shipped import load_shipped_teacher
-
         shipped = load_shipped_teacher(split, arch, device)  # the teachers a first visit needs ship with the package
         if shipped is not None:
             return shipped
@@ -321,7 +320,7 @@ def store_trained_teacher(split: Split, arch: str, module: nn.Module, val_rmse: 
     exactly where get_teacher(split, arch) loads it, with its test RMSE / MAE on this split,
     in get_teacher's blob format. Returns its TeacherInfo (cached=False)."""
     device = torch.device(device)
-    path = _cache_path(split, arch)
+    path = cache_path(split, arch)
     module = module.to(device).eval()
     rmse, mae = evaluate(module, split.x_test.to(device), split.y_test.to(device))
     blob = {"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}, "arch": arch,
@@ -332,12 +331,41 @@ def store_trained_teacher(split: Split, arch: str, module: nn.Module, val_rmse: 
     return TeacherInfo(arch, rmse, mae, val_rmse, False, 0.0, str(path))
 
 
-def load_teacher_file(path: str | Path, split: Split, device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:
-    """A user's teacher file for this split, through the one loader of user teachers
-    (dfkd_core/user_models.py: TorchScript, state_dict, skops; never unpickled), or a file `teach` wrote."""
-    from .user_models import load_product_teacher_file
+def shipped_file(split: Split, arch: str) -> Path | None:
+    """The weight file shipped with the package for this split and architecture, or None. Its name
+    is the teacher cache's (cache_path): dataset, split seed, architecture, training-set size, note
+    and (for images) the training recipe, so a changed split or recipe never loads a stale teacher."""
+    return shipped.shipped_path(cache_path(split, arch).name)
 
-    return load_product_teacher_file(path, split, device)
+
+def load_shipped_teacher(split: Split, arch: str, device: torch.device) -> tuple[TorchTeacher, TeacherInfo] | None:
+    """(TorchTeacher, TeacherInfo) from a shipped file whose checksum matches the manifest, loaded
+    with weights_only=True; None when nothing is shipped for this split and architecture."""
+    path = shipped_file(split, arch)
+    if path is None:
+        return None
+    start = time.perf_counter()
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    module = build_model(arch, split)
+    module.load_state_dict(blob["state_dict"])
+    info = TeacherInfo(arch, blob["test_rmse"], blob["test_mae"], blob["val_rmse"], True,
+                       time.perf_counter() - start, str(path), extra={"shipped": True})
+    return TorchTeacher(module.to(device).eval(), _split_arch(arch)[0]), info
+
+
+def ship_teacher(split: Split, arch: str, command: str, device: torch.device | str = "cpu") -> dict:
+    """Train the teacher of `split` afresh (get_teacher with retrain, the cache's recipe) and ship
+    its file inside the package (shipped.record) with `command`, its metrics and checksum."""
+    arch = default_teacher_arch(split) if arch == "auto" else arch
+    if arch == "svr":
+        raise ConfigError("The 'arch' parameter of a shipped teacher must be a torch model (mlp<h> or cnn<f>). Got 'svr' instead.")
+    start = time.perf_counter()
+    _, info = get_teacher(split, arch, device, retrain=True)
+    entry = {"dataset": split.name, "split_seed": split.seed, "arch": arch, "command": command,
+             "test_rmse": info.test_rmse, "test_mae": info.test_mae, "val_rmse": info.val_rmse,
+             "train_seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+             "made": time.strftime("%Y-%m-%d")}
+    return shipped.record(cache_path(split, arch), entry)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -271,6 +271,22 @@ def test_on_cuda_one_epoch_equals_the_reference_and_the_step_never_syncs():
             torch.cuda.set_sync_debug_mode("default")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("samplers", [("direct",), ("generator",), ("direct", "generator", "gaussian")])
+def test_on_cuda_epochs_replayed_as_cuda_graphs_equal_the_plain_loop(samplers):
+    # epochs 0-2 replay the captured step (no snapshot there); the last epoch, with its snapshot, runs eagerly
+    cfg = DistillConfig(samplers=samplers, alphas=("decreasing", "1"), seeds=(0, 1), epochs=4, snapshot_epochs=(),
+                        batch_size=16, batches_per_epoch=3, generator_hidden=32)
+    for form in (fused_form, generic_form):
+        ref, bat = run_both(cfg, torch.float64, "cuda", form=form)
+        assert_same_events(ref, bat)
+    for stack_form in (FusedMLPStack, ModuleStack):
+        stack = stack_form(make_run(cfg, torch.float32, "cuda"), cfg.members())
+        stack.run_epoch(0, True)
+        stack.run_epoch(1, True)  # the generic form captures on its second epoch
+        assert stack._graphs, f"{stack_form.__name__}: the step was not captured"
+
+
 @needs_shared_data
 def test_bench_json_smoke_prints_the_documented_keys():
     cmd = [sys.executable, "-m", "dfkd_core", "bench", "--json", "--epochs", "5", "--warmup", "1",
@@ -278,23 +294,25 @@ def test_bench_json_smoke_prints_the_documented_keys():
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("threads", "device", "single_cpusmall_s", "batched_k50_cpusmall_s", "speedup_k50_cpusmall",
-                "indoorloc_fraction_of_matmul", "cpusmall_fraction_of_matmul", "sigmoid_floor_k50_cpusmall_s",
-                "comparison_mixed_cpusmall_s", "comparison_split_cpusmall_s", "comparison_speedup_cpusmall"):
+    for key in ("threads", "device", "single_cpusmall_s", "engine_k50_cpusmall_s", "speedup_k50_cpusmall",
+                "speedup_k1_cpusmall", "generic_k1_cpusmall_s", "generic_speedup_k50_cpusmall",
+                "fused_over_generic_k50_cpusmall", "indoorloc_fraction_of_matmul", "cpusmall_fraction_of_matmul",
+                "sigmoid_floor_k50_cpusmall_s", "comparison_mixed_cpusmall_s", "comparison_split_cpusmall_s",
+                "comparison_speedup_cpusmall"):
         assert key in out
     assert out["threads"] == 1 and out["single_cpusmall_s"] > 0 and out["speedup_k50_cpusmall"] > 0
 
 
-def test_bench_times_the_cnn_loop_in_both_memory_layouts_and_restores_the_default(tmp_path):
-    """`bench --datasets digits` (an image dataset): the CNN reference loop, channels-first and
-    channels-last, in seconds per epoch (8×8 digits and a random CNN teacher: seconds)."""
+def test_bench_times_the_cnn_loop_plain_against_one_stacked_model():
+    """`bench --datasets digits` (an image dataset): the plain loop one student at a time against
+    the engine's one stacked model of 1 and 3 students (8×8 digits, a random CNN teacher: seconds)."""
     from dfkd_core.experiments.bench import bench
-    from dfkd_core.models import DigitCNN
 
     out = bench(datasets=("digits",), epochs=1, teacher="random")
-    for sampler in ("direct", "generator"):
-        assert out[f"digits_{sampler}_channels_first_s_per_epoch"] > 0
-        assert out[f"digits_{sampler}_channels_last_s_per_epoch"] > 0
-        assert out[f"digits_{sampler}_channels_last_speedup"] > 0
+    for sampler in ("gaussian", "generator", "direct"):
+        assert out[f"digits_plain_{sampler}_s_per_epoch"] > 0
+    for key in ("digits_engine_k1_s_per_epoch", "digits_engine_k3_s_per_epoch", "digits_speedup_k1", "digits_speedup_k3"):
+        assert out[key] > 0
+    assert out["digits_plain_three_s_per_epoch"] == pytest.approx(
+        sum(out[f"digits_plain_{s}_s_per_epoch"] for s in ("gaussian", "generator", "direct")))
     assert out["digits_teacher"] == "random CNN (no cached teacher)" and out["digits_epochs_measured"] == 1
-    assert DigitCNN.channels_last is True

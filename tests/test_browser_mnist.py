@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dfkd_core.data import load_split
-from dfkd_core.shipped import shipped_file
+from dfkd_core.teachers import shipped_file
 from test_browser import CHROMIUM, CHROMIUM_ARGS, RMSE_POINTS_JS, server  # noqa: F401  (server is a fixture)
 
 pytestmark = pytest.mark.browser

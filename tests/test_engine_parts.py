@@ -13,7 +13,8 @@ from dfkd_core.errors import ConfigError, ModelError, RegistryError
 from dfkd_core.models import DigitCNN, Generator, MLPRegressor, RBFNetwork, count_parameters
 from dfkd_core.objectives import OBJECTIVE_PRESETS, build_objective, log_cosh
 from dfkd_core.schedules import parse_alpha
-from dfkd_core.teachers import BlackBoxTeacher, evaluate, get_teacher, load_teacher_file
+from dfkd_core.teachers import BlackBoxTeacher, evaluate, get_teacher
+from dfkd_core.user_models import load_product_teacher_file as load_teacher_file
 
 from engine_helpers import simplex_prior, tabular_split
 
@@ -216,8 +217,8 @@ def test_image_teachers_of_a_former_training_recipe_are_retrained_not_reused(mon
     from dfkd_core.data import load_split
 
     digits, table = load_split("digits", seed=0), tabular_split()
-    before = teachers._cache_path(digits, "cnn10"), teachers._cache_path(table, "mlp32")
+    before = teachers.cache_path(digits, "cnn10"), teachers.cache_path(table, "mlp32")
     monkeypatch.setattr(teachers, "IMAGE_TEACHER_RECIPE", "another-recipe")
-    after = teachers._cache_path(digits, "cnn10"), teachers._cache_path(table, "mlp32")
+    after = teachers.cache_path(digits, "cnn10"), teachers.cache_path(table, "mlp32")
     assert before[0] != after[0] and before[0].parent == after[0].parent
     assert before[1] == after[1]  # tabular teachers (Tables 3-4 caches) keep their key

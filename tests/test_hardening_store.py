@@ -28,7 +28,7 @@ from dfkd_core.data import catalog, download, load_split
 from dfkd_core.errors import ConfigError, DatasetError, DfkdError
 from dfkd_core.events import EpochMetrics, MemberResult, RunStarted, Snapshot
 from dfkd_core.runstore import RunStore, StoreError
-from dfkd_core.teachers import _cache_path, get_teacher
+from dfkd_core.teachers import cache_path, get_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 MEMBER = "gaussian|0|0"
@@ -93,7 +93,7 @@ def svr_split(tmp_path, monkeypatch):
 
 def test_a_pickle_planted_as_the_svr_cache_is_never_executed_and_the_teacher_is_rebuilt(svr_split, tmp_path):
     marker = tmp_path / "executed"
-    path = _cache_path(svr_split, "svr")
+    path = cache_path(svr_split, "svr")
     plant_pickle(path, marker)
     teacher, info = get_teacher(svr_split, "svr")
     assert not marker.exists()
@@ -104,7 +104,7 @@ def test_a_pickle_planted_as_the_svr_cache_is_never_executed_and_the_teacher_is_
 
 def test_a_pickle_left_at_the_former_pkl_cache_path_is_ignored(svr_split, tmp_path):
     marker = tmp_path / "executed"
-    plant_pickle(_cache_path(svr_split, "svr").with_suffix(".pkl"), marker)
+    plant_pickle(cache_path(svr_split, "svr").with_suffix(".pkl"), marker)
     get_teacher(svr_split, "svr")
     assert not marker.exists()
 

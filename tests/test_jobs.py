@@ -42,10 +42,10 @@ def quick_teacher() -> dict:
 def store(quick_teacher, tmp_path, monkeypatch) -> RunStore:
     """This test's run store, with the quick teacher in a teacher cache of this test's own
     (never in the session's shared cache, where other tests expect the fully trained teacher)."""
-    from dfkd_core.teachers import _cache_path
+    from dfkd_core.teachers import cache_path
 
     monkeypatch.setenv("DFKD_TEACHER_DIR", str(tmp_path / "quick-teachers"))
-    torch.save(quick_teacher["blob"], _cache_path(quick_teacher["split"], quick_teacher["arch"]))
+    torch.save(quick_teacher["blob"], cache_path(quick_teacher["split"], quick_teacher["arch"]))
     return RunStore()
 
 

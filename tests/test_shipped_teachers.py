@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
-from dfkd_core import shipped
+from dfkd_core import shipped, teachers
 from dfkd_core.data import load_split
-from dfkd_core.teachers import _cache_path, build_model, evaluate, get_teacher
+from dfkd_core.teachers import cache_path, build_model, evaluate, get_teacher
 
 ENTRIES = shipped.manifest()
 FIRST_VISIT = {("diabetes", "mlp500"), ("toy2d", "mlp500"), ("friedman1", "mlp500"), ("digits", "cnn10")}
@@ -33,7 +33,7 @@ def test_shipped_file_matches_its_checksum_size_and_command(name):
 def test_shipped_teacher_loads_weights_only_and_scores_its_recorded_test_metrics(name):
     entry = ENTRIES[name]
     split = load_split(entry["dataset"], seed=entry["split_seed"])
-    assert _cache_path(split, entry["arch"]).name == name  # the split and recipe it was trained for
+    assert cache_path(split, entry["arch"]).name == name  # the split and recipe it was trained for
     blob = torch.load(shipped.SHIPPED_DIR / name, map_location="cpu", weights_only=True)
     module = build_model(entry["arch"], split)
     module.load_state_dict(blob["state_dict"])
@@ -46,7 +46,7 @@ def test_get_teacher_on_a_fresh_cache_loads_the_shipped_teacher_instead_of_train
     split = load_split("diabetes", seed=0)
     teacher, info = get_teacher(split)
     assert info.extra == {"shipped": True} and info.cached and info.path.startswith(str(shipped.SHIPPED_DIR))
-    assert not (tmp_path / "fresh" / _cache_path(split, "mlp500").name).exists()
+    assert not (tmp_path / "fresh" / cache_path(split, "mlp500").name).exists()
     rmse, _ = evaluate(teacher.predict, split.x_test, split.y_test)
     assert rmse == pytest.approx(info.test_rmse, rel=1e-5)
 
@@ -59,17 +59,17 @@ def test_retrain_ignores_the_shipped_teacher(tmp_path, monkeypatch):
 
 def test_a_shipped_file_whose_checksum_differs_is_not_loaded(tmp_path, monkeypatch):
     split = load_split("diabetes", seed=0)
-    name = _cache_path(split, "mlp500").name
+    name = cache_path(split, "mlp500").name
     folder = tmp_path / "shipped"
     shutil.copytree(shipped.SHIPPED_DIR, folder)
     monkeypatch.setattr(shipped, "SHIPPED_DIR", folder)
     monkeypatch.setattr(shipped, "MANIFEST", folder / "MANIFEST.json")
-    assert shipped.shipped_file(split, "mlp500") == folder / name
+    assert teachers.shipped_file(split, "mlp500") == folder / name
     blob = torch.load(folder / name, weights_only=True)
     blob["state_dict"]["fc2.bias"] += 1.0
     torch.save(blob, folder / name)
-    assert shipped.shipped_file(split, "mlp500") is None
-    assert shipped.load_shipped_teacher(split, "mlp500", torch.device("cpu")) is None
+    assert teachers.shipped_file(split, "mlp500") is None
+    assert teachers.load_shipped_teacher(split, "mlp500", torch.device("cpu")) is None
 
 
 def test_teach_ship_writes_the_file_and_its_manifest_entry(tmp_path, monkeypatch, capsys):
@@ -80,7 +80,7 @@ def test_teach_ship_writes_the_file_and_its_manifest_entry(tmp_path, monkeypatch
     monkeypatch.setattr(shipped, "MANIFEST", folder / "MANIFEST.json")
     assert main(["teach", "--dataset", "diabetes", "--ship", "--json", "--device", "cpu"]) == 0
     entry = json.loads(capsys.readouterr().out)
-    name = _cache_path(load_split("diabetes", seed=0), "mlp500").name
+    name = cache_path(load_split("diabetes", seed=0), "mlp500").name
     assert json.loads((folder / "MANIFEST.json").read_text()) == {name: entry}
     assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
     assert entry["command"] == "python -m dfkd_core teach --dataset diabetes --split-seed 0 --arch auto --ship"

@@ -35,7 +35,7 @@ def run(args) -> int:
     device = pick_device(args.device)
     split = load_split(args.dataset, seed=split_seed)
     if args.ship:
-        from ..shipped import ship_teacher
+        from ..teachers import ship_teacher
 
         command = f"python -m dfkd_core teach --dataset {args.dataset} --split-seed {split_seed} --arch {args.arch} --ship"
         entry = ship_teacher(split, args.arch, command, device)

@@ -31,6 +31,7 @@ Nothing in steps 1–3 reads a value back to the host, and nothing builds an aut
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -81,9 +82,10 @@ def supports(run: RunContext, members: list[Member]) -> bool:
 def _fusable(run: RunContext, kind: str, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
     (fastmlp.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
-    generator), an objective linear in (T, S), at most FUSED_MAX_MEMBERS members."""
+    generator), an objective linear in (T, S), on a CPU at most FUSED_MAX_MEMBERS members (a GPU
+    replays the step as a CUDA graph, where the fused kernels win at every K: `bench --device cuda`)."""
     objective = run.objective
-    return (size <= FUSED_MAX_MEMBERS and kind in GRADIENT_SAMPLERS
+    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and kind in GRADIENT_SAMPLERS
             and not (kind == "direct" and run.cfg.direct_optimizer != "rmsprop")
             and objective.y_rand == "none" and all(name in LINEAR_TERMS for name, w in objective.terms if w != 0.0))
 
@@ -134,6 +136,7 @@ class FusedMLPStack:
     """One stacked model of the fused MLP form: stacked students, sampler groups, buffers, selections."""
 
     form = "fused MLP"
+    cuda_graphs = True  # capture the step as CUDA graphs on a GPU (a class attribute so `bench` can time both)
 
     @torch.no_grad()
     def __init__(self, run: RunContext, members: list[Member]) -> None:
@@ -196,6 +199,7 @@ class FusedMLPStack:
         self.best_epoch = {name: self._best_epoch[i] for i, name in enumerate(names)}
         self.best_theta = {name: self._best_theta[i] for i, name in enumerate(names)}
         self.step = 0  # the batch of the epoch being trained (generators learn on batch 0)
+        self._graphs: list | bool | None = None  # CUDA graphs of the step (_cuda_graphs), made when first needed
         self.fused = self._make_fused()
         self._draws = self._draw_plan()
 
@@ -597,9 +601,17 @@ class FusedMLPStack:
         acc = torch.zeros(K, 1, 2, dtype=self.dtype, device=self.device)
         snap_epoch = epoch in self.ctx.snapshot_epochs
         kept = None
-        for step in range(cfg.batches_per_epoch):
-            self.step = step
-            kept = self.train_step(weights, acc, snap_epoch and step == cfg.batches_per_epoch - 1) or kept
+        graphs = None if snap_epoch else self._cuda_graphs(weights)
+        if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
+            self._graph_weights.copy_(weights)
+            self._graph_acc.zero_()
+            for step in range(cfg.batches_per_epoch):
+                graphs[min(step, 1)].replay()
+            acc = self._graph_acc
+        else:
+            for step in range(cfg.batches_per_epoch):
+                self.step = step
+                kept = self.train_step(weights, acc, snap_epoch and step == cfg.batches_per_epoch - 1) or kept
         for k in range(K):
             self.teacher_queries[k] += self.queries_per_epoch[k]
         self.ctx.teacher.queries += sum(self.queries_per_epoch)
@@ -614,6 +626,64 @@ class FusedMLPStack:
             kept = [v.cpu() for v in kept]
             snapshots = [self._snapshot(k, epoch, *kept) for k in range(K)]
         return EpochNumbers.from_internal(self.layout, host, alphas, snapshots)
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
+        """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
+        (generators learn there), one for the others — made on the first epoch that needs them;
+        None where graphs are off (CPU, DFKD_CUDA_GRAPHS=0, QMC samplers that draw on the host)
+        or capture failed (then eager, with one warning)."""
+        if self._graphs is None:
+            self._graphs = False
+            if (self.device.type == "cuda" and self.cuda_graphs and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
+                    and not any(g.kind in QMC_SAMPLERS for g in self.groups)):
+                try:
+                    self._graphs = self._capture(weights)
+                except Exception as exc:  # a driver or op that cannot be captured: stay eager
+                    warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); the engine runs eagerly")
+        return self._graphs or None
+
+    def _mutable_state(self) -> list[torch.Tensor]:
+        """The tensors a training step carries to the next one (everything else is rewritten)."""
+        state = [self.students.theta, self.square_avg]
+        for g in self.groups:
+            if g.nets is not None:
+                state += [g.nets.theta, g.nets.square_avg]
+        return state
+
+    def _capture(self, weights: torch.Tensor) -> list:
+        """Warm up on a side stream (then put the state and the random streams back as they were),
+        and capture train_step for batch 0 and for a later batch into one memory pool."""
+        self._graph_weights = weights.clone()
+        self._graph_acc = torch.zeros(self.K, 1, 2, dtype=self.dtype, device=self.device)
+        saved = [t.clone() for t in self._mutable_state()]
+        rng = [gen.get_state() for gen in self.gens]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for step in (0, 1, 0, 1):
+                self.step = step
+                self.train_step(self._graph_weights, self._graph_acc, False)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        for tensor, value in zip(self._mutable_state(), saved):
+            tensor.copy_(value)
+        for gen, state in zip(self.gens, rng):
+            gen.set_state(state)
+        self.students.refresh()
+        if self.fused is not None:
+            self.fused.refresh()
+        graphs, pool = [], None
+        for step in (0, 1):
+            graph = torch.cuda.CUDAGraph()
+            for gen in self.gens:
+                graph.register_generator_state(gen)
+            self.step = step
+            with torch.cuda.graph(graph, pool=pool):
+                self.train_step(self._graph_weights, self._graph_acc, False)
+            pool = graph.pool()
+            graphs.append(graph)
+        self.step = 0
+        return graphs
 
     def _snapshot(self, k: int, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor) -> Snapshot:
         n = self.m_g[k] or self.m_p[k]  # x_g, or x_p when there is no x_g

@@ -6,6 +6,9 @@ from its own stream, the teacher (whatever it is) is queried ONCE for all K·2m 
 RMSprop (elementwise, so each member's update is its own) updates every student."""
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
@@ -70,9 +73,10 @@ class ModuleStack:
         # evaluations of a group of students: compiled when the policy says so (engine.compiled)
         policy = dict(steps=steps, family=family, device=dev.type, mode=compile)
         self.train_loss = maybe_compile(self._train_loss, name="student step", **policy)
-        self.group_forward = maybe_compile(self._stacked_call(False), name="samplers' student calls", **policy)
+        self.group_forward = maybe_compile(self._members, name="samplers' student calls", **policy)
         self.dtype = next(iter(self.params.values())).dtype
-        self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                       capturable=dev.type == "cuda")
         self.samplers = []
         self.views = []
         for kind, m_g, k0, k1 in lay.groups:
@@ -88,6 +92,7 @@ class ModuleStack:
         self.best = torch.full((len(SELECTIONS), self.K), float("inf"), dtype=torch.float64, device=dev)
         self.best_epoch = torch.full((len(SELECTIONS), self.K), -1, dtype=torch.long, device=dev)
         self.best_params = [{n: p.detach().clone() for n, p in self.params.items()} for _ in SELECTIONS]
+        self._graphs: list | bool | None = None  # CUDA graphs of the step (_cuda_graphs), made when first needed
 
     # ------------------------------------------------------------------ the stacked model
     def forward(self, x: torch.Tensor, k0: int = 0, k1: int | None = None, train: bool = False,
@@ -95,10 +100,10 @@ class ModuleStack:
         """Members [k0, k1) on x (Kg, n, *shape) (or, `shared`, all on the same x (n, *shape)) → (Kg, n)."""
         k1 = self.K if k1 is None else k1
         params = self.params if params is None else params
+        self.base.train(train)
         p = {n: t[k0:k1] for n, t in params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
-        self.base.train(train)
-        return self._stacked_call(shared)(p, b, x)
+        return self._members(p, b, x, shared)
 
     def sampler_call(self, x: torch.Tensor, k0: int, k1: int) -> torch.Tensor:
         """Members [k0, k1) in eval mode on x (Kg, n, *shape) → (Kg, n), differentiable in x only
@@ -109,20 +114,23 @@ class ModuleStack:
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
         return self.group_forward(p, b, x)
 
-    def _stacked_call(self, shared: bool):
-        """(params, buffers, x) → (Kg, n): every member of the given stacked weights on its own x
-        (Kg, n, *shape), or on the same x (n, *shape) when `shared`, in the base's current mode."""
-        base = self.base
+    def _members(self, params: dict, buffers: dict, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Every member of the given stacked weights (Kg, ...) on its own x (Kg, n, *shape), or on
+        the same x (n, *shape) when `shared`, in the base's current mode → (Kg, n)."""
+        if next(iter(params.values())).shape[0] == 1:  # one member: the module itself (vmap's overhead buys nothing)
+            p = {n: t[0] for n, t in params.items()}
+            b = {n: t[0] for n, t in buffers.items()}
+            return functional_call(self.base, (p, b), (x if shared else x[0],))[None]
 
         def one(p_, b_, x_):
-            return functional_call(base, (p_, b_), (x_,))
+            return functional_call(self.base, (p_, b_), (x_,))
 
-        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")
+        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(params, buffers, x)
 
     def _train_loss(self, params: dict, buffers: dict, x: torch.Tensor, t: torch.Tensor,
                     weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample student losses (K, M) in train mode and their eq. 7 weighted sum."""
-        per_sample = student_loss_per_sample(self.cfg.student_loss, self._stacked_call(False)(params, buffers, x), t)
+        per_sample = student_loss_per_sample(self.cfg.student_loss, self._members(params, buffers, x), t)
         return per_sample, (per_sample * weights).sum()
 
     # ------------------------------------------------------------------ one step, one epoch
@@ -168,8 +176,19 @@ class ModuleStack:
                 sampler.begin_epoch()
         keep_last = epoch in self.run.snapshot_epochs
         kept = None
-        for step in range(cfg.batches_per_epoch):
-            kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
+        graphs = None if keep_last or epoch == 0 else self._cuda_graphs(weights)
+        if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
+            self._graph_weights.copy_(weights)
+            self._graph_acc.zero_()
+            for step in range(cfg.batches_per_epoch):
+                graph, queries, per_member = graphs[min(step, 1)]
+                graph.replay()
+                self.run.teacher.queries += queries  # what the captured step's teacher calls counted
+                self.teacher_queries += per_member
+            acc = self._graph_acc
+        else:
+            for step in range(cfg.batches_per_epoch):
+                kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
         if validate:
             rmse, mae = self.validate(epoch)
         else:
@@ -184,6 +203,46 @@ class ModuleStack:
                 snapshots[k] = Snapshot(lay.members[k].key, epoch, x[k, :rows].numpy().astype(np.float32),
                                         loss[k, :rows].numpy().astype(np.float64), t[k, :rows].numpy().astype(np.float64))
         return EpochNumbers.from_internal(lay, host, alphas, snapshots)
+
+    # ------------------------------------------------------------------ CUDA graphs
+    def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
+        """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
+        (generators learn there), one for the others — made on the second epoch (the first, run
+        eagerly, is their warm-up: optimizer states and caches exist by then); None where graphs
+        are off (CPU, DFKD_CUDA_GRAPHS=0, samplers that work on the host: QMC designs, evolution)
+        or capture failed (then eager, with one warning)."""
+        if self._graphs is None:
+            self._graphs = False
+            host = {"lhs", "halton", "sobol", "evolution"}
+            if (self.device.type == "cuda" and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
+                    and not any(kind in host for kind, *_ in self.layout.groups)):
+                try:
+                    self._graphs = self._capture(weights)
+                except Exception as exc:  # an op or a teacher that cannot be captured: stay eager
+                    warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); the engine runs eagerly")
+        return self._graphs or None
+
+    def _capture(self, weights: torch.Tensor) -> list:
+        """Capture _step for batch 0 and for a later batch into one memory pool, with every member's
+        random stream registered; each with the teacher queries it makes (counted while capturing)."""
+        self._graph_weights = weights.clone()
+        self._graph_acc = torch.zeros(self.K, 2, dtype=self.dtype, device=self.device)
+        teacher = self.run.teacher
+        graphs, pool = [], None
+        for sampler in self.samplers:
+            if sampler is not None:
+                sampler.begin_epoch()  # batch 0 first: a generator learns there, and not in the later batch
+        for _ in (0, 1):
+            graph = torch.cuda.CUDAGraph()
+            for gen in self.gens:
+                graph.register_generator_state(gen)
+            queries, per_member = teacher.queries, self.teacher_queries.copy()
+            with torch.cuda.graph(graph, pool=pool):
+                self._step(self._graph_weights, self._graph_acc, False)
+            pool = graph.pool()
+            graphs.append((graph, teacher.queries - queries, self.teacher_queries - per_member))
+            teacher.queries, self.teacher_queries = queries, per_member  # capturing ran nothing
+        return graphs
 
     # ------------------------------------------------------------------ evaluation and selections
     @torch.no_grad()
