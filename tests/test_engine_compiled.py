@@ -17,7 +17,7 @@ from dfkd_core.engine.stacked import ModuleStack
 from dfkd_core.errors import ConfigError
 from test_batched import assert_same_events, make_run, run_both
 
-TINY = DistillConfig(samplers=("direct", "generator"), alphas=("decreasing",), seeds=(0,), epochs=1,
+TINY = DistillConfig(samplers=("direct", "generator"), alphas=("decreasing",), seeds=(0, 1), epochs=1,
                      batch_size=8, batches_per_epoch=2, generator_hidden=16)
 
 

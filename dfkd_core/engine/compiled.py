@@ -17,11 +17,11 @@ log = logging.getLogger(__name__)
 COMPILE_MODES = ("auto", "on", "off")
 # 'auto' compiles the students of these families (models.MODELS keys) in runs of at least
 # AUTO_MIN_STEPS training steps (epochs × n_s), on a CPU. None qualifies: measured on one CPU
-# thread (experiments.compile_timing; docs/compile.md) compilation speeds up the student's own parts (MLP
-# step ×1.34, CNN samplers' calls ×1.17) but an epoch is mostly the teacher's work, so whole
-# epochs gain 2–7 %, inside the shared box's noise, for 10–160 s of cold compilation (2–7 s with
+# thread (experiments.compile_timing; docs/compile.md), whole epochs of the MLP (K = 1, 10) and
+# the digits CNN (K = 3) come out 10 % slower to 3 % faster compiled, inside the shared box's
+# noise (an epoch is mostly the teacher's work), for 10–160 s of cold compilation (1–7 s with
 # inductor's cache warm). A family enters here when a measurement shows a clear margin; the
-# threshold is where a ~5 % gain on a ~3.5 s CNN epoch repays a ~90 s cold compile.
+# threshold is where a ~5 % gain on a ~3 s CNN epoch would repay a ~60–90 s cold compile.
 AUTO_FAMILIES: tuple[str, ...] = ()
 AUTO_MIN_STEPS = 5000
 CACHE_FOLDER = "inductor-cache"  # under DFKD_HOME, unless TORCHINDUCTOR_CACHE_DIR is set
