@@ -9,7 +9,7 @@
     shipped      teachers shipped in the package (weights, checksums, the commands that made them)
     models       MLP, the MNIST CNN, RBF network, Kang & Kang's generator
     samplers     Sampler registry: gaussian, lhs, halton, sobol, generator, direct, evolution
-    objectives   the synthetic-data loss as registered terms (eqs. 3, 5, 8, 9 are presets)
+    objectives   the synthetic-data loss: registered terms, weighted by DistillConfig.objective's pairs
     schedules    α schedules (eq. 7)
     config       DistillConfig (every hyperparameter, the paper's defaults) and presets; the one
                  place every setting is read and checked (CLI, --set, config files, URL, widgets)

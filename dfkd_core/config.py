@@ -39,6 +39,26 @@ class Member:
         return cls(sampler, alpha, int(seed))
 
 
+# The paper's synthetic-data objectives as (term, weight) pairs of objectives.TERMS; `--objective eq8`
+# expands to these (eq. 8 also wants y_rand 'digits', eq. 9 y_rand 'unit': the presets below set both).
+EQ5 = (("neg_squared_discrepancy", 1.0), ("l2sq_input", 1e-5), ("student_sq", 1e-5))  # −(T − S)² + β‖x‖² + γS(x)², β = γ = 1e-5
+PAPER_OBJECTIVES: dict[str, tuple[tuple[str, float], ...]] = {
+    "eq3": EQ5,  # the generator's objective: the same terms as eq. 5, over the generator's outputs
+    "eq5": EQ5,  # direct optimization of the points
+    # MNIST: −ε·logcosh(T − S) + β|x| + γ(T − y_rand)², y_rand ∈ {0..9}; ε 1e-6, β 1e-6, γ 1
+    "eq8": (("neg_logcosh_discrepancy", 1e-6), ("l1_input", 1e-6), ("teacher_to_random", 1.0)),
+    # protein: −ε(T − S)² + (1 − ε)(T − y_rand)², y_rand ~ U[0, 1]; ε 0.05
+    "eq9": (("neg_squared_discrepancy", 0.05), ("teacher_to_random", 0.95)),
+}
+MAX_OBJECTIVE_TERMS = 10  # terms of one objective
+WEIGHT_RANGE = (0.0, 1e6)  # a term's weight; the sign is in the term (neg_squared_discrepancy)
+# DistillConfig's fields before the objective was a list of pairs; stored runs and old config
+# files still hold them (legacy_objective reads them as objectives.build_objective did)
+LEGACY_OBJECTIVE_FIELDS = {"discrepancy": "mse", "epsilon": 1.0, "input_norm": "l2sq", "beta": 1e-5,
+                           "output_term": "student_sq", "gamma": 1e-5}
+LEGACY_OBJECTIVE_NAMES = ("eq3", "eq5", "eq8", "eq9", "custom")  # the old 'objective' field's values (it changed nothing)
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     # --- what to distill
@@ -67,16 +87,10 @@ class DistillConfig:
     lr: float = 1e-3  # student RMSprop learning rate
     weight_decay: float = 1e-5  # student RMSprop weight decay (protein: 1e-6)
     student_loss: str = "mse"  # 'mse' or 'logcosh' (MNIST)
-    # --- synthetic-data objective (eqs. 3, 5, 8, 9 are presets of these terms)
-    objective: str = "eq5"  # 'eq3' (generator) / 'eq5' (direct) / 'eq8' (MNIST) / 'eq9' (protein) / 'custom'
-    discrepancy: str = "mse"  # 'mse' or 'logcosh'
-    epsilon: float = 1.0  # weight of the discrepancy term
-    beta: float = 1e-5  # weight of the input-norm term
-    input_norm: str = "l2sq"  # 'l2sq' (β‖x‖²) or 'l1' (β|x|)
+    # --- synthetic-data objective L_G = Σ weight · term (objectives.TERMS; eqs. 3, 5, 8, 9 in PAPER_OBJECTIVES)
+    objective: tuple[tuple[str, float], ...] = EQ5  # (term, weight) pairs, as text 'neg_squared_discrepancy:1,l2sq_input:1e-05,…' or 'eq3'/'eq5'/'eq8'/'eq9'
     input_norm_scope: str = "sample"  # 'sample': β per point, as eqs. 3/5 read; 'batch': β per batch, as the paper's code
-    gamma: float = 1e-5  # weight of the output term
-    output_term: str = "student_sq"  # 'student_sq' (γ·S(x)²), 'teacher_to_random' (γ·(T(x)−y_rand)²), 'none'
-    y_rand: str = "none"  # 'none', 'digits' (integers 0-9), 'unit' (uniform [0, 1])
+    y_rand: str = "none"  # random targets of 'teacher_to_random': 'none' (then 'unit'), 'digits' (integers 0-9), 'unit' (uniform [0, 1])
     # --- direct sampler (Algorithm 2)
     direct_optimizer: str = "rmsprop"  # fresh optimizer per batch: 'rmsprop', 'adam' or 'sgd'
     direct_lr: float = 0.1  # η (paper: 0.1 tabular, 1e-3 MNIST)
@@ -134,7 +148,9 @@ class DistillConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
-                if isinstance(value, tuple):
+                if f.name == "objective":
+                    out[f.name] = objective_text(value)
+                elif isinstance(value, tuple):
                     items = [str(v) for v in value]
                     out[f.name] = (";" if any("," in i for i in items) else ",").join(items)
                 else:
@@ -180,6 +196,7 @@ class DistillConfig:
             check(_check_text, name)
         for name in TUPLE_FIELDS:
             check(_check_items, name)
+        check(_check_objective)
         check(_check_names)
         from .user_models import validate_user_fields
 
@@ -213,20 +230,15 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {  # (low, high, low excluded)
     "lr": (0.0, 10.0, True), "direct_lr": (0.0, 10.0, True), "generator_lr": (0.0, 10.0, True),
     "weight_decay": (0.0, 1e6, False), "generator_weight_decay": (0.0, 1e6, False),
-    "beta": (0.0, 1e6, False), "gamma": (0.0, 1e6, False), "epsilon": (0.0, 1e6, False),
     "de_mutation": (0.0, 2.0, False), "de_recombination": (0.0, 1.0, False),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "student_loss": ("mse", "logcosh"),
-    "discrepancy": ("mse", "logcosh"),
-    "input_norm": ("l2sq", "l1"),
     "input_norm_scope": ("sample", "batch"),
-    "output_term": ("student_sq", "teacher_to_random", "none"),
     "y_rand": ("none", "digits", "unit"),
     "direct_optimizer": ("rmsprop", "adam", "sgd"),
     "selection": ("validation", "last", "synthetic"),
     "engine": ("auto", "generic"),
-    "objective": ("eq3", "eq5", "eq8", "eq9", "custom"),
     # scipy.optimize.differential_evolution's strategies
     "de_strategy": ("best1bin", "best1exp", "best2bin", "best2exp", "rand1bin", "rand1exp", "rand2bin", "rand2exp",
                     "randtobest1bin", "randtobest1exp", "currenttobest1bin", "currenttobest1exp"),
@@ -251,8 +263,16 @@ def coerce_settings(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]
     fields = {f.name: f for f in dataclasses.fields(DistillConfig)}
     if not isinstance(data, Mapping):
         return {}, [f"The configuration must be a JSON object. Got {type(data).__name__} instead."]
-    unknown = sorted(str(k) for k in data if k not in fields)
     problems = []
+    data, legacy, conflict = _without_legacy_objective(data)
+    if conflict:
+        problems.append(conflict)
+    if legacy is not None:
+        try:
+            data["objective"] = legacy_objective(legacy)
+        except ConfigErrors as exc:
+            problems += exc.problems
+    unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         problems.append(f"Unknown configuration key(s): {', '.join(k if k.isidentifier() and len(k) <= 40 else _shown(k, 40) for k in unknown[:10])}"
                         f"{' …' if len(unknown) > 10 else ''}. Known keys: {', '.join(fields)}.")
@@ -329,9 +349,123 @@ def split_alphas(text: str) -> list[str]:
     return out
 
 
+def objective_text(pairs: Iterable[tuple[str, float]]) -> str:
+    """(term, weight) pairs as the text the CLI, URLs and config files take: 'neg_squared_discrepancy:1,l2sq_input:1e-05'."""
+    return ",".join(f"{name}:{_weight_text(weight)}" for name, weight in pairs)
+
+
+def _weight_text(weight: Any) -> str:
+    """1.0 → '1', 1e-05 → '1e-05'; full precision where %g would round."""
+    if isinstance(weight, numbers.Real) and not isinstance(weight, bool):
+        short = f"{float(weight):g}"
+        return short if float(short) == float(weight) else repr(float(weight))
+    return str(weight)
+
+
+_OBJECTIVE_FORM = (f"(term, weight) pairs as 'neg_squared_discrepancy:1,l2sq_input:1e-05' or one of "
+                   f"{', '.join(map(repr, PAPER_OBJECTIVES))}")
+
+
+def parse_objective(value: Any) -> tuple[tuple[str, float], ...]:
+    """The objective's (term, weight) pairs from text ('term:weight,…' or a paper equation's name),
+    a JSON list of [term, weight] pairs (as stored) or an object {term: weight}. Which terms are
+    registered, the weights' range and repeated terms are checked by DistillConfig.problems()."""
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > MAX_TEXT:
+            raise ConfigError(f"The 'objective' parameter must be at most {MAX_TEXT} characters. Got {_shown(value)} instead.")
+        if text in PAPER_OBJECTIVES:
+            return PAPER_OBJECTIVES[text]
+        items: list[Any] = [i.strip() for i in re.split(r"[,;]", text) if i.strip()]
+    elif isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"The 'objective' parameter must be {_OBJECTIVE_FORM}. Got {_shown(value)} instead.")
+    if len(items) > MAX_OBJECTIVE_TERMS:
+        raise ConfigError(f"The 'objective' parameter must have at most {MAX_OBJECTIVE_TERMS} terms. Got {len(items)} instead.")
+    pairs = []
+    for item in items:
+        if isinstance(item, str) and ":" in item:
+            name, _, weight = item.partition(":")
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            name, weight = item
+        else:
+            raise ConfigError(f"The 'objective' parameter must be {_OBJECTIVE_FORM}. Got {_shown(item)} instead.")
+        if not isinstance(name, str) or len(name) > MAX_TEXT:
+            raise ConfigError(f"The 'objective' parameter must name its terms by text. Got {_shown(name)} instead.")
+        pairs.append((name.strip(), _as_weight(name.strip(), weight)))
+    return tuple(pairs)
+
+
+def _as_weight(term: str, value: Any) -> float:
+    try:
+        return _as_float("objective", value)
+    except ConfigError:
+        raise ConfigError(f"The weight of {_shown(term, 40)} in the 'objective' parameter must be a number. "
+                          f"Got {_shown(value)} instead.") from None
+
+
+def _without_legacy_objective(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    """(data without the legacy objective fields, those fields or None, a conflict message or None).
+    The legacy fields stand for the objective unless `data` also gives one as pairs."""
+    legacy = {k: v for k, v in data.items() if k in LEGACY_OBJECTIVE_FIELDS}
+    if not legacy:
+        return dict(data), None, None
+    rest = {k: v for k, v in data.items() if k not in LEGACY_OBJECTIVE_FIELDS}
+    given = rest.get("objective")
+    if given is None or (isinstance(given, str) and given.strip() in LEGACY_OBJECTIVE_NAMES):
+        rest.pop("objective", None)
+        return rest, legacy, None
+    names = ", ".join(map(repr, legacy))
+    return rest, None, (f"The {names} parameter(s) must be given as term:weight pairs of the 'objective' parameter "
+                        f"(e.g. 'neg_squared_discrepancy:0.5,l2sq_input:1e-05'). Got {names} beside objective "
+                        f"{_shown(given)} instead.")
+
+
+def upgrade_legacy_objective(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole config of the former shape (a config file) with its legacy objective fields turned
+    into 'objective' pairs, so that a later layer (a flag) may replace the objective; unchanged
+    where they cannot be read (coerce_settings then reports why)."""
+    rest, legacy, conflict = _without_legacy_objective(data)
+    if legacy is None or conflict:
+        return dict(data)
+    try:
+        return {**rest, "objective": legacy_objective(legacy)}
+    except ConfigErrors:
+        return dict(data)
+
+
+def legacy_objective(fields: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The (term, weight) pairs of a stored config's discrepancy/epsilon, input_norm/beta and
+    output_term/gamma fields (missing ones take their old defaults), as build_objective read them."""
+    values: dict[str, Any] = dict(LEGACY_OBJECTIVE_FIELDS)
+    problems = []
+    for name, raw in fields.items():
+        try:
+            values[name] = _as_float(name, raw) if isinstance(LEGACY_OBJECTIVE_FIELDS[name], float) else _as_text(name, raw)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    for name, choices in (("discrepancy", ("mse", "logcosh")), ("input_norm", ("l2sq", "l1")),
+                          ("output_term", ("student_sq", "teacher_to_random", "none"))):
+        if values[name] not in choices:
+            problems.append(f"The {name!r} parameter must be one of {', '.join(map(repr, choices))}. Got {_shown(values[name])} instead.")
+    if problems:
+        raise ConfigErrors(problems)
+    disc = "neg_logcosh_discrepancy" if values["discrepancy"] == "logcosh" else "neg_squared_discrepancy"
+    norm = "l1_input" if values["input_norm"] == "l1" else "l2sq_input"
+    pairs = [(disc, values["epsilon"]), (norm, values["beta"])]
+    if values["output_term"] != "none":
+        pairs.append((values["output_term"], values["gamma"]))
+    return tuple(pairs)
+
+
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
     """A JSON / query-string / widget value as the field's type, by the rules above."""
     name, default = f.name, f.default
+    if name == "objective":
+        return parse_objective(value)
     if isinstance(default, tuple):
         if isinstance(value, str):
             if len(value) > MAX_TEXT * 10:
@@ -446,6 +580,35 @@ def _check_items(cfg: DistillConfig, name: str) -> None:
         raise ConfigError(f"The {name!r} parameter must not repeat a value. Got {', '.join(repeated)} more than once.")
 
 
+def _check_objective(cfg: DistillConfig) -> None:
+    """(term, weight) pairs: at least one, at most MAX_OBJECTIVE_TERMS, each term registered in
+    objectives.TERMS (a term registered anywhere is usable), weights in WEIGHT_RANGE, no term twice."""
+    from .objectives import TERMS
+
+    value = cfg.objective
+    if not (isinstance(value, tuple) and value and all(
+            isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value)):
+        raise ConfigError(f"The 'objective' parameter must hold at least one (term, weight) pair. Got {_shown(value)} instead.")
+    if len(value) > MAX_OBJECTIVE_TERMS:
+        raise ConfigError(f"The 'objective' parameter must have at most {MAX_OBJECTIVE_TERMS} terms. Got {len(value)} instead.")
+    problems = []
+    names = [name for name, _ in value]
+    unknown = [name for name in names if name not in TERMS]
+    if unknown:
+        problems.append(f"The 'objective' parameter must name registered terms ({', '.join(TERMS.names())}). "
+                        f"Got {_shown(unknown[0], 40)} instead.")
+    low, high = WEIGHT_RANGE
+    for name, weight in value:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and low <= weight <= high):
+            problems.append(f"The weight of {_shown(name, 40)} in the 'objective' parameter must be a float in "
+                            f"[{low:g}, {high:g}]. Got {_shown(weight)} instead.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        problems.append(f"The 'objective' parameter must not repeat a term. Got {', '.join(repeated)} more than once.")
+    if problems:
+        raise ConfigErrors(problems)
+
+
 def _check_names(cfg: DistillConfig) -> None:
     """Names that live in registries, the size of the comparison, CNNs for images only."""
     from .data import DATASETS
@@ -497,16 +660,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # decay 1e-5, β per batch (input_norm_scope 'batch'; eqs. 3 and 5 read β per point)
     "paper-tabular": dict(
         epochs=2000, batch_size=50, batches_per_epoch=10, lr=1e-3, weight_decay=1e-5, student_loss="mse",
-        objective="eq5", discrepancy="mse", epsilon=1.0, beta=1e-5, input_norm="l2sq", gamma=1e-5,
-        output_term="student_sq", y_rand="none", direct_optimizer="rmsprop", direct_lr=0.1, direct_steps=2,
+        objective=PAPER_OBJECTIVES["eq5"], y_rand="none", direct_optimizer="rmsprop", direct_lr=0.1, direct_steps=2,
         generator_steps=1, generator_weight_decay=1e-5, input_norm_scope="batch", selection="validation",
     ),
     # Table 5 (sections 3.5, 4.3): CNN f=10 → f=5, log-cosh, eq. 8 with β 1e-6, γ 1, ε 1e-6,
     # direct RMSprop lr 1e-3 × 20 steps, 20 generator rounds per epoch, 1000 epochs, MAE
     "paper-mnist": dict(
         epochs=1000, batch_size=50, batches_per_epoch=10, lr=1e-3, weight_decay=1e-5, student_loss="logcosh",
-        objective="eq8", discrepancy="logcosh", epsilon=1e-6, beta=1e-6, input_norm="l1", gamma=1.0,
-        output_term="teacher_to_random", y_rand="digits", direct_optimizer="rmsprop", direct_lr=1e-3,
+        objective=PAPER_OBJECTIVES["eq8"], y_rand="digits", direct_optimizer="rmsprop", direct_lr=1e-3,
         direct_steps=20, generator_steps=20, selection="validation",
     ),
     # Table 6 (sections 3.6, 4.4): SVR teacher, RBF student (100 units), eq. 9 with ε 0.05,
@@ -514,8 +675,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # count for this case study; 500 epochs is where our runs level off.
     "paper-protein": dict(
         epochs=500, batch_size=50, batches_per_epoch=10, lr=1e-3, weight_decay=1e-6, student_loss="mse",
-        objective="eq9", discrepancy="mse", epsilon=0.05, beta=0.0, input_norm="l2sq", gamma=0.95,
-        output_term="teacher_to_random", y_rand="unit", de_strategy="best2bin", de_generations=25,
+        objective=PAPER_OBJECTIVES["eq9"], y_rand="unit", de_strategy="best2bin", de_generations=25,
         alphas=("decreasing",), selection="validation",
     ),
 }

@@ -17,22 +17,19 @@ import numpy as np
 import pandas as pd
 
 from . import config
-from .config import PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
+from .config import MAX_OBJECTIVE_TERMS, PAPER_OBJECTIVES, PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
 from .errors import ConfigError, DfkdError
 
 DEFAULT = DistillConfig()
 ALPHA_CHOICES = ("decreasing", "0", "1", "constant:0.3", "cosine", "increasing")
 MAIN_FIELDS = ("dataset", "student_hidden", "samplers", "alphas", "seeds", "epochs")  # drawn outside "Advanced"
-HIDDEN_FIELDS = ("preset",  # set by the "Your model" section's uploads (issue 13), not by the form's widgets:
-                 "teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file", "target",
-                 "nan_policy", "input_spec")
 # the values DistillConfig accepts, declared once in config.CHOICES; the device field takes any
 # 'cuda:N' there, the form offers these three
 CHOICES: dict[str, tuple[str, ...]] = {**config.CHOICES, "device": ("auto", "cpu", "cuda")}
 SECTIONS = (  # the "Advanced" expander's groups, in DistillConfig's order
     ("Teacher and student", ("split_seed", "teacher", "student")),
     ("Algorithm 1", ("batch_size", "batches_per_epoch", "lr", "weight_decay", "student_loss")),
-    ("Synthetic-data objective", ("objective", "discrepancy", "epsilon", "beta", "input_norm", "input_norm_scope", "gamma", "output_term", "y_rand")),
+    ("Synthetic-data objective", ("objective", "input_norm_scope", "y_rand")),
     ("Direct sampler (Algorithm 2)", ("direct_optimizer", "direct_lr", "direct_steps")),
     ("Generator sampler", ("generator_z_dim", "generator_hidden", "generator_lr", "generator_weight_decay", "generator_steps")),
     ("Evolution sampler", ("de_strategy", "de_generations", "de_mutation", "de_recombination")),
@@ -62,7 +59,8 @@ def plain(text: Any) -> str:
 # ---------------------------------------------------------------------------- widget specs
 @dataclass(frozen=True)
 class FieldSpec:
-    """How the page draws one DistillConfig field: kind is 'int', 'float', 'choice', 'text'."""
+    """How the page draws one DistillConfig field: kind is 'int', 'float', 'choice', 'text' or
+    'objective' (the (term, weight) pairs: a multiselect of registered terms and a weight each)."""
 
     name: str
     kind: str
@@ -93,6 +91,8 @@ def field_spec(name: str) -> FieldSpec:
     help_text = field_help().get(name, "") + f" (default {widget_value(name, default)})"
     if name in CHOICES:
         return FieldSpec(name, "choice", help_text, CHOICES[name])
+    if name == "objective":
+        return FieldSpec(name, "objective", help_text, tuple(term_names()))
     if isinstance(default, bool) or isinstance(default, (str, tuple)):
         return FieldSpec(name, "text", help_text)
     if isinstance(default, int):
@@ -106,9 +106,12 @@ def advanced_sections() -> list[tuple[str, list[FieldSpec]]]:
 
 
 def widget_value(name: str, value: Any) -> Any:
-    """A config value as its widget holds it (tuples of ints as '0,1,2', others unchanged)."""
+    """A config value as its widget holds it (tuples of ints as '0,1,2', the objective as its
+    text 'term:weight,…', others unchanged)."""
     if name in ("samplers", "alphas"):
         return list(value)
+    if name == "objective":
+        return config.objective_text(value)
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return value
@@ -194,6 +197,51 @@ def sampler_help() -> str:
     from .samplers import SAMPLERS
 
     return "\n".join(f"- **{n}**: {getattr(SAMPLERS.get(n), 'description', '')}" for n in SAMPLERS.names())
+
+
+def term_names() -> list[str]:
+    from .objectives import TERMS
+
+    return TERMS.names()
+
+
+def term_summary(name: str) -> str:
+    from .objectives import term_summary as summary
+
+    return summary(name)
+
+
+def term_help() -> str:
+    """Every registered objective term with the first line of its docstring (its formula)."""
+    return "\n".join(f"- **{n}**: {term_summary(n)}" for n in term_names())
+
+
+def default_weight(term: str) -> float:
+    """The weight a term gets when it is added to the objective: its weight in the first of the
+    paper's objectives that has it (β = 1e-5 for ‖x‖²), else 1."""
+    for pairs in PAPER_OBJECTIVES.values():
+        for name, weight in pairs:
+            if name == term and weight:
+                return weight
+    return 1.0
+
+
+def objective_widgets(text: str) -> tuple[list[str], dict[str, float], list[str]]:
+    """The objective editor's values of a widget value ('term:weight,…'): (registered terms in
+    order, their weights, the terms that are not registered — the page says it leaves them out)."""
+    try:
+        pairs = config.parse_objective(text)
+    except ConfigError:
+        pairs = DEFAULT.objective
+    known = set(term_names())
+    return ([n for n, _ in pairs if n in known], {n: w for n, w in pairs if n in known},
+            [n for n, _ in pairs if n not in known])
+
+
+def objective_from_widgets(terms: Sequence[str], weights: Mapping[str, Any]) -> str:
+    """The objective editor's terms and weights as the widget value 'term:weight,…' (read and
+    checked by config.parse_config with the rest of the form)."""
+    return config.objective_text((t, weights.get(t)) for t in terms)
 
 
 # ---------------------------------------------------------------------------- words on the pages
@@ -369,13 +417,6 @@ def runs_table(status: str | None = None, dataset: str | None = None) -> pd.Data
     cols = ["id", "created_at", "status", "dataset", "title", "epochs", "last_epoch", "members", "best_test_rmse",
             "best_test_mae", "teacher_test_rmse", "device", "error"]
     return df[[c for c in cols if c in df]]
-
-
-def latest_run(datasets: Sequence[str] | None = None) -> str | None:
-    df = store().list_runs()
-    if datasets:
-        df = df[df["dataset"].isin(list(datasets))]
-    return None if df.empty else str(df.iloc[0]["id"])
 
 
 @dataclass

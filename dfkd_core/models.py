@@ -1,6 +1,7 @@
 """The networks of the paper: MLP regressors (teacher 500, students 25/50 tanh units),
 Kang & Kang's generator, the MNIST CNN of Table 2, and the RBF network of the protein
-case study. Every regressor maps (n, *input_shape) to predictions of shape (n,)."""
+case study. Every regressor maps (n, *input_shape) to predictions of shape (n,); a model
+string ('mlp500', 'cnn10', 'rbf100') names one through teachers.build_model, sized by limits.parse_arch."""
 from __future__ import annotations
 
 import math
@@ -9,12 +10,8 @@ import torch
 from torch import nn
 
 from .data.priors import Prior
-from .registry import Registry
-
-MODELS: Registry = Registry("model")
 
 
-@MODELS.register("mlp")
 class MLPRegressor(nn.Module):
     """d → hidden (tanh) → 1, on flattened inputs (paper 3.4: teacher 500, students 25 or 50)."""
 
@@ -30,7 +27,6 @@ class MLPRegressor(nn.Module):
         return self.fc2(torch.tanh(self.fc1(x.flatten(1)))).squeeze(-1)
 
 
-@MODELS.register("cnn")
 class DigitCNN(nn.Module):
     """The MNIST regression CNN of the paper's Table 2 (after Wang et al. 2020):
     conv3×3·f ReLU → conv3×3·2f softplus → maxpool 2 → conv3×3·4f softplus → maxpool 2 →
@@ -72,7 +68,6 @@ class DigitCNN(nn.Module):
         return self.head(self.features(x)).squeeze(-1)
 
 
-@MODELS.register("rbf")
 class RBFNetwork(nn.Module):
     """Gaussian radial-basis layer (`units` centres with learnable widths) → linear output
     (the protein case study's student, 100 units). Centres start at prior samples."""

@@ -1,6 +1,7 @@
 """The synthetic-data objective L_G minimised by the generator and the direct samplers,
-as a weighted sum of named, registered terms; eqs. 3, 5, 8 and 9 of the paper are
-presets of these terms. Every term returns one value per sample, shape (n,)."""
+as a weighted sum of named, registered terms (DistillConfig.objective: (term, weight) pairs;
+eqs. 3, 5, 8 and 9 of the paper are config.PAPER_OBJECTIVES). Every term returns one value
+per sample, shape (n,); a new term is one decorated function, usable from every door."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -102,17 +103,19 @@ class Objective:
 
 
 def build_objective(cfg) -> Objective:
-    """The objective a DistillConfig describes (its discrepancy/epsilon, input_norm/beta,
-    output_term/gamma and y_rand fields)."""
-    disc = "neg_logcosh_discrepancy" if cfg.discrepancy == "logcosh" else "neg_squared_discrepancy"
-    norm = "l1_input" if cfg.input_norm == "l1" else "l2sq_input"
-    terms = [(disc, float(cfg.epsilon)), (norm, float(cfg.beta))]
-    if cfg.output_term != "none":
-        terms.append((cfg.output_term, float(cfg.gamma)))
+    """The objective a DistillConfig describes: its (term, weight) pairs and y_rand ('none' with a
+    teacher_to_random term means 'unit': that term needs random targets)."""
+    terms = tuple((str(name), float(weight)) for name, weight in cfg.objective)
     y_rand = cfg.y_rand
-    if cfg.output_term == "teacher_to_random" and y_rand == "none":
+    if y_rand == "none" and any(name == "teacher_to_random" for name, _ in terms):
         y_rand = "unit"
-    return Objective(tuple(terms), y_rand)
+    return Objective(terms, y_rand)
+
+
+def term_summary(name: str) -> str:
+    """The first line of a registered term's docstring: its formula and equation."""
+    doc = (TERMS.get(name).__doc__ or "").strip()
+    return doc.splitlines()[0].strip() if doc else ""
 
 
 INPUT_NORM_TERMS = ("l2sq_input", "l1_input")
@@ -132,14 +135,3 @@ def sampler_objective(objective: Objective, cfg, sampler: str, n: int) -> Object
     terms = tuple((name, w * factor if name in INPUT_NORM_TERMS else w) for name, w in objective.terms)
     return Objective(terms, objective.y_rand)
 
-
-# Field values of DistillConfig that make each equation of the paper.
-OBJECTIVE_PRESETS: dict[str, dict] = {
-    # eq. 3 (generator) and eq. 5 (direct): −(T − S)² + β‖x‖² + γ·S(x)², β = γ = 1e-5
-    "eq3": dict(discrepancy="mse", epsilon=1.0, input_norm="l2sq", beta=1e-5, output_term="student_sq", gamma=1e-5, y_rand="none"),
-    "eq5": dict(discrepancy="mse", epsilon=1.0, input_norm="l2sq", beta=1e-5, output_term="student_sq", gamma=1e-5, y_rand="none"),
-    # eq. 8 (MNIST): −ε·logcosh(T − S) + β|x| + γ(T − y_rand)², y_rand ∈ {0..9}; ε 1e-6, β 1e-6, γ 1
-    "eq8": dict(discrepancy="logcosh", epsilon=1e-6, input_norm="l1", beta=1e-6, output_term="teacher_to_random", gamma=1.0, y_rand="digits"),
-    # eq. 9 (protein): −ε(T − S)² + (1 − ε)(T − y_rand)², y_rand ~ U[0, 1]; ε 0.05
-    "eq9": dict(discrepancy="mse", epsilon=0.05, input_norm="l2sq", beta=0.0, output_term="teacher_to_random", gamma=0.95, y_rand="unit"),
-}

@@ -317,7 +317,7 @@ class PlaygroundConfig:
             dataset="toy2d", samplers=self.samplers, alphas=(str(float(self.alpha)),), seeds=(self.seed,),
             batch_size=self.batch_size, batches_per_epoch=self.batches_per_step, lr=self.student_lr,
             student_hidden=self.student_hidden, direct_steps=self.direct_steps, direct_lr=self.direct_lr,
-            beta=self.beta, gamma=self.gamma, de_generations=self.de_generations, device="cpu", engine="reference")
+            objective=(("neg_squared_discrepancy", 1.0), ("l2sq_input", self.beta), ("student_sq", self.gamma)), de_generations=self.de_generations, device="cpu", engine="generic")
 
 
 # ---------------------------------------------------------------------------- one sampler's lane

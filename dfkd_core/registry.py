@@ -1,4 +1,4 @@
-"""Registries of swappable parts (samplers, objective terms, α schedules, datasets, models):
+"""Registries of swappable parts (samplers, objective terms, α schedules, datasets):
 one decorator to register, one lookup that fails with the list of what is registered."""
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ Arrangement: DistillConfig's members are a product samplers × α × seeds and t
 seed (data split and teacher) is one per config, so a table is run as, per (dataset, seed),
 one comparison of the paper's gradient methods (e.g. generator, direct × decreasing, 1)
 plus one comparison holding only random sampling (gaussian, α 0). Nothing is trained twice
-and no member outside the table is trained. Both are stored runs, titled
-'Table 4 · cpusmall · seed 3' and 'Table 4 · cpusmall · seed 3 · random'.
+and no member outside the table is trained. Both are stored runs, tagged with what they reproduce
+(RunStore tags {'reproduction': {'table', 'dataset', 'seed', 'part'}}: how they are found) and
+titled 'Table 4 · cpusmall · seed 3' and 'Table 4 · cpusmall · seed 3 · random' (display only).
 
 Two selection protocols are reported side by side: 'validation' (the paper's: the student
 best on real validation data) and 'synthetic' (strictly data-free: the student that agrees
@@ -28,7 +29,6 @@ import functools
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -51,7 +51,6 @@ QUICK_TEACHER_HIDDEN = 100  # --quick: the teacher is an MLP of this width (its 
 # --quick's teachers by data kind: narrower networks trained for a few epochs, cached under their own
 # architecture keys so the paper's teachers (mlp500 / cnn10) are never replaced by them
 QUICK_TEACHER_ARCHS = {"tabular": f"mlp{QUICK_TEACHER_HIDDEN}", "image": "cnn4", "composition": "svr"}
-TITLE_RE = re.compile(r"^Table (?P<table>\d+) · (?P<dataset>[\w.-]+) · seed (?P<seed>\d+)(?: · (?P<part>\w+))?$")
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,10 @@ class TableSpec:
     quick_real: tuple[str, ...] = ()  # --quick: real datasets used when their files are present
     quick_builtin: tuple[str, ...] = ()  # --quick: built-ins that fill up to `quick_count`
     quick_count: int = 1
-    # one comparison per method: for tables whose students train on the reference path (CNN
-    # and SVR teachers), where batching members gains nothing and separate runs keep workers busy
+    # one comparison per method: for the black-box table, whose evolution runs each member's search
+    # on the host (stacking gains nothing there and separate runs keep workers busy); Table 5's
+    # generator and direct students train as one stacked CNN model (random sampling, α = 0, is
+    # its own comparison: a comparison is a product of samplers and α schedules)
     one_run_per_method: bool = False
 
     @property
@@ -127,7 +128,7 @@ TABLES: dict[int, TableSpec] = {
         Method("random", "random", "gaussian", "0"),
         Method("generator", "generator", "generator", "decreasing"),
         Method("direct", "direct", "direct", "decreasing"),
-    ), ("mnist",), 5, quick_real=("mnist",), quick_builtin=("digits",), one_run_per_method=True),
+    ), ("mnist",), 5, quick_real=("mnist",), quick_builtin=("digits",)),
     # black-box SVR teacher: direct optimization by differential evolution
     6: TableSpec(6, "rmse", "paper-protein", (
         Method("teacher", "teacher (SVR)"),
@@ -199,18 +200,28 @@ class Comparison:
     def title(self) -> str:
         return run_title(self.table, self.dataset, self.seed, self.part)
 
+    @property
+    def tags(self) -> dict[str, Any]:
+        """What the stored run is, as data (RunStore tags): how collect() and resume find it."""
+        from .runstore import REPRODUCTION_TAG
+
+        return {REPRODUCTION_TAG: {"table": self.table, "dataset": self.dataset, "seed": self.seed, "part": self.part}}
+
 
 def run_title(table: int, dataset: str, seed: int, part: str = "") -> str:
+    """A reproduction run's display title (runs are found by their tags, never by this)."""
     return f"Table {table} · {dataset} · seed {seed}" + (f" · {part}" if part else "")
 
 
-def parse_title(title: str | None) -> dict[str, Any] | None:
-    """{'table', 'dataset', 'seed', 'part'} from a reproduction run's title; None for other runs."""
-    match = TITLE_RE.match(title or "")
-    if not match:
+def reproduction_of(tags: Any) -> dict[str, Any] | None:
+    """{'table', 'dataset', 'seed', 'part'} of a reproduction run's tags; None for other runs."""
+    from .runstore import REPRODUCTION_TAG
+
+    what = tags.get(REPRODUCTION_TAG) if isinstance(tags, dict) else None
+    if not (isinstance(what, dict) and isinstance(what.get("table"), int) and isinstance(what.get("dataset"), str)
+            and isinstance(what.get("seed"), int)):
         return None
-    return {"table": int(match["table"]), "dataset": match["dataset"], "seed": int(match["seed"]),
-            "part": match["part"] or ""}
+    return {"table": what["table"], "dataset": what["dataset"], "seed": what["seed"], "part": str(what.get("part") or "")}
 
 
 def available_datasets(data_dir=None) -> dict[str, bool]:
@@ -420,7 +431,7 @@ def run_comparison(c: Comparison, teacher: str, store) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cfg = c.cfg.replace(teacher=teacher)
-    run_id = store.create_run(cfg, title=c.title)
+    run_id = store.create_run(cfg, title=c.title, tags=c.tags)
     store.set_worker(run_id, os.getpid())
     last_check = [0.0]
 
@@ -453,23 +464,28 @@ def _teacher_task(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]
 
 def stored_comparisons(store, comparisons: list[Comparison], quick: bool) -> dict[int, str]:
     """{index in comparisons: run id} of the comparisons already stored as finished ('done')
-    runs with the same title and the same configuration, teacher included (the newest such run
-    of each)."""
-    wanted: dict[str, list[int]] = {}
+    runs of the same reproduction (tags) and the same configuration, teacher included (the
+    newest such run of each)."""
+    wanted: dict[tuple, list[int]] = {}
     for i, c in enumerate(comparisons):
-        wanted.setdefault(c.title, []).append(i)
+        wanted.setdefault(_key(reproduction_of(c.tags)), []).append(i)
     found: dict[int, str] = {}
     runs = store.list_runs(status="done")  # newest first
-    for run_id, title in zip(runs["id"], runs["title"]):
-        todo = [i for i in wanted.get(title, []) if i not in found]
+    for run_id, tags in zip(runs["id"], runs["tags"]):
+        what = reproduction_of(tags)
+        todo = [i for i in wanted.get(_key(what), []) if i not in found] if what else []
         if not todo:
             continue
-        stored = store.get_run(run_id).config_dict
+        stored = store.get_run(run_id).config  # a config of the former shape reads as the same pairs
         for i in todo:
             c = comparisons[i]
-            if json.loads(c.cfg.replace(teacher=teacher_setting(c.dataset, quick)).to_json()) == stored:
+            if c.cfg.replace(teacher=teacher_setting(c.dataset, quick)) == stored:
                 found[i] = run_id
     return found
+
+
+def _key(what: dict[str, Any] | None) -> tuple:
+    return tuple(what[k] for k in ("table", "dataset", "seed", "part")) if what else ()
 
 
 def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
@@ -617,7 +633,7 @@ LONG_COLUMNS = ["run_id", "dataset", "seed", "epochs", "method", "validation", "
 
 def collect(store, table: int, run_ids: list[str] | None = None, epochs: int | None = None) -> pd.DataFrame:
     """Long rows (run_id, dataset, seed, epochs, method, validation, synthetic) of a table's
-    finished stored runs: `run_ids` if given, else every run titled 'Table N · …' (with
+    finished stored runs: `run_ids` if given, else every run tagged as a reproduction of table N (with
     `epochs` if given). Where a (dataset, seed, method) was run more than once, the newest wins."""
     spec = get_table(table)
     runs = store.list_runs()
@@ -628,7 +644,7 @@ def collect(store, table: int, run_ids: list[str] | None = None, epochs: int | N
     col = "test_rmse" if spec.metric == "rmse" else "test_mae"
     pick = 1 if spec.metric == "rmse" else 2  # other_selections[name] = [epoch, test_rmse, test_mae]
     for run in runs.itertuples(index=False):  # newest first
-        parsed = parse_title(run.title)
+        parsed = reproduction_of(run.tags)
         if parsed is None or parsed["table"] != spec.number:
             continue
         if epochs is not None and run.epochs != epochs:
@@ -827,7 +843,7 @@ def stored_reproductions(store, table: int) -> pd.DataFrame:
     runs = store.list_runs()
     rows = []
     for run in runs.itertuples(index=False):
-        parsed = parse_title(run.title)
+        parsed = reproduction_of(run.tags)
         if parsed and parsed["table"] == spec.number:
             rows.append({"epochs": int(run.epochs), "status": run.status, "dataset": parsed["dataset"],
                          "seed": parsed["seed"], "created_at": run.created_at})
@@ -849,7 +865,7 @@ def active_runs(store, table: int | None = None) -> pd.DataFrame:
     """Reproduction runs still queued or running (id, title, status, last_epoch, epochs)."""
     runs = store.list_runs()
     runs = runs[runs["status"].isin(["queued", "running"])]
-    keep = pd.Series([bool((p := parse_title(t)) and (table is None or p["table"] == table)) for t in runs["title"]],
+    keep = pd.Series([bool((p := reproduction_of(t)) and (table is None or p["table"] == table)) for t in runs["tags"]],
                      index=runs.index, dtype=bool)
     return runs.loc[keep, ["id", "title", "status", "last_epoch", "epochs"]].reset_index(drop=True)
 

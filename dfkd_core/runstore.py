@@ -30,7 +30,7 @@ from .paths import home_dir, usable_dir
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
-SCHEMA_VERSION = 2  # 2: teacher_val_rmse, teacher_progress
+SCHEMA_VERSION = 3  # 2: teacher_val_rmse, teacher_progress; 3: tags (reproduction runs found by data, not by title)
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's write lock
 FLUSH_INTERVAL_S = 0.5  # buffered epoch metrics reach the database at least this often while events arrive
 TEACHER_PROGRESS_INTERVAL_S = 0.5  # a training teacher's progress is written at most this often
@@ -61,7 +61,12 @@ _RUN_COLUMNS: dict[str, str] = {
     "stop_requested": "INTEGER NOT NULL DEFAULT 0",
     "teacher_val_rmse": "REAL",  # the validation charts' reference line
     "teacher_progress": "TEXT",  # JSON of the last TeacherProgress while the teacher trains; NULL once the run starts
+    "tags": "TEXT",  # JSON object saying what the run is, e.g. {"reproduction": {"table": 4, "dataset": …, "seed": 3, "part": ""}}
 }
+REPRODUCTION_TAG = "reproduction"  # tags[REPRODUCTION_TAG]: the paper table, dataset, seed and part a run reproduces
+# The titles reproduction runs were recognised by before schema 3; read once, by the migration to tags
+_LEGACY_REPRODUCTION_TITLE = re.compile(
+    r"^Table (?P<table>\d+) · (?P<dataset>[\w.-]+) · seed (?P<seed>\d+)(?: · (?P<part>\w+))?$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs ({run_columns});
@@ -119,6 +124,7 @@ class RunInfo:
     stop_requested: bool
     teacher_val_rmse: float | None = None
     teacher_progress: TeacherProgress | None = None  # while the teacher trains
+    tags: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the run is (REPRODUCTION_TAG, ...)
 
 
     @property
@@ -233,6 +239,8 @@ class RunStore:
                         kind = re.sub(r"PRIMARY KEY|NOT NULL", "", kind).strip()
                         conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
                 conn.execute("CREATE INDEX IF NOT EXISTS runs_status_created ON runs (status, created_at)")
+                for row in conn.execute("SELECT id, title FROM runs WHERE tags IS NULL").fetchall():  # runs stored before tags
+                    conn.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(legacy_title_tags(row["title"])), row["id"]))
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -257,8 +265,9 @@ class RunStore:
         return row
 
     # ------------------------------------------------------------------ writing
-    def create_run(self, cfg: DistillConfig, title: str | None = None) -> str:
-        """Store a new run as 'queued' and return its id."""
+    def create_run(self, cfg: DistillConfig, title: str | None = None, tags: dict[str, Any] | None = None) -> str:
+        """Store a new run as 'queued' and return its id. `title` is display text; `tags` (a JSON
+        object) says what the run is, for code that looks for runs (reproduce.py)."""
         run_id = new_run_id()
         if title is None:
             title = _default_title(cfg)
@@ -267,9 +276,9 @@ class RunStore:
             while conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 run_id = new_run_id()
             conn.execute(
-                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, stop_requested)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, 0)",
-                (run_id, now, now, cfg.to_json(), cfg.dataset, title),
+                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, tags, stop_requested)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0)",
+                (run_id, now, now, cfg.to_json(), cfg.dataset, title, json.dumps(tags or {})),
             )
         self.run_dir(run_id)
         return run_id
@@ -534,6 +543,7 @@ class RunStore:
         except ConfigError:
             config = None
         row["stop_requested"] = bool(row["stop_requested"])
+        row["tags"] = _tags(row.get("tags"))
         progress = _safe_json(row.get("teacher_progress"))
         try:
             row["teacher_progress"] = TeacherProgress(**progress) if isinstance(progress, dict) else None
@@ -565,9 +575,10 @@ class RunStore:
             row["epochs"] = cfg.get("epochs")
             row["members"] = len(cfg.get("samplers") or ()) * len(cfg.get("alphas") or ()) * len(cfg.get("seeds") or ())
             row["stop_requested"] = bool(row["stop_requested"])
+            row["tags"] = _tags(row.get("tags"))
         order = ["id", "created_at", "status", "dataset", "title", "epochs", "members", "last_epoch", "best_test_rmse",
                  "best_test_mae", "device", "engine", "teacher_kind", "teacher_test_rmse", "teacher_test_mae", "error",
-                 "note", "started_at", "finished_at", "updated_at", "heartbeat", "pid", "host", "stop_requested"]
+                 "note", "started_at", "finished_at", "updated_at", "heartbeat", "pid", "host", "stop_requested", "tags"]
         df = pd.DataFrame(rows, columns=order)
         for col in _TIME_COLUMNS:
             df[col] = pd.to_datetime(df[col].map(_local_time), errors="coerce")
@@ -686,6 +697,21 @@ def _safe_json(text: str | None) -> Any:
         return json.loads(text) if text else {}
     except (TypeError, ValueError):
         return {}
+
+
+def _tags(text: str | None) -> dict[str, Any]:
+    tags = _safe_json(text)
+    return tags if isinstance(tags, dict) else {}
+
+
+def legacy_title_tags(title: str | None) -> dict[str, Any]:
+    """The tags of a run stored before schema 3: a reproduction run's title 'Table 4 · cpusmall ·
+    seed 3 · random' said what it was; any other title says nothing ({})."""
+    match = _LEGACY_REPRODUCTION_TITLE.match(title or "")
+    if not match:
+        return {}
+    return {REPRODUCTION_TAG: {"table": int(match["table"]), "dataset": match["dataset"], "seed": int(match["seed"]),
+                               "part": match["part"] or ""}}
 
 
 def _local_time(ts: float | None) -> datetime | None:

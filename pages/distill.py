@@ -26,6 +26,7 @@ if "cfg_dataset" not in st.session_state or opened_run is not None:  # first vis
                            else st.session_state.get("distill_last_cfg", url_cfg))
     for name, value in dashboard.widget_values(start).items():
         st.session_state[f"cfg_{name}"] = value
+    st.session_state["objective_loaded"] = None  # the objective editor takes cfg_objective below
 if "run" in st.query_params and st.query_params["run"] != st.session_state.get("run_id"):
     st.session_state["run_id"] = st.query_params["run"]
 
@@ -44,7 +45,42 @@ alpha_options = list(dict.fromkeys([*dashboard.ALPHA_CHOICES, *st.session_state[
 
 
 def form_values() -> dict:
-    return {name[4:]: value for name, value in st.session_state.items() if name.startswith("cfg_")}
+    values = {name[4:]: value for name, value in st.session_state.items() if name.startswith("cfg_")}
+    if "objective_terms" in st.session_state:  # the objective editor's widgets hold the objective
+        values["objective"] = dashboard.objective_from_widgets(
+            st.session_state["objective_terms"],
+            {t: st.session_state.get(f"objective_weight_{t}") for t in st.session_state["objective_terms"]})
+    return values
+
+
+def load_objective() -> None:
+    """The objective editor's widgets take cfg_objective (a link's, a preset's, a stored run's)."""
+    terms, weights, unknown = dashboard.objective_widgets(st.session_state["cfg_objective"])
+    st.session_state["objective_terms"] = terms
+    for term, weight in weights.items():
+        st.session_state[f"objective_weight_{term}"] = weight
+    st.session_state["objective_loaded"] = st.session_state["cfg_objective"]
+    if unknown:
+        st.error(dashboard.plain(f"No objective term {', '.join(map(repr, unknown))} registered "
+                                 f"(have: {', '.join(dashboard.term_names())}); left out."))
+
+
+def objective_editor(spec) -> None:
+    """The objective L_G as (term, weight) pairs: the registered terms to add up, a weight each."""
+    if st.session_state.get("objective_loaded") != st.session_state["cfg_objective"] or "objective_terms" not in st.session_state:
+        load_objective()
+    st.multiselect("Objective terms (L_G = Σ weight · term)", spec.choices, key="objective_terms",
+                   max_selections=dashboard.MAX_OBJECTIVE_TERMS, help=spec.help)
+    st.caption(dashboard.term_help())
+    terms = st.session_state["objective_terms"]
+    columns = st.columns(4)
+    for i, term in enumerate(terms):
+        st.session_state.setdefault(f"objective_weight_{term}", dashboard.default_weight(term))
+        with columns[i % 4]:
+            st.number_input(f"weight of {term}", key=f"objective_weight_{term}", format="%g", step=None,
+                            help=dashboard.term_summary(term))
+    # cfg_objective follows the editor: only a preset, a link or an opened run (which clear objective_loaded) reload it
+    st.session_state["cfg_objective"] = st.session_state["objective_loaded"] = form_values()["objective"]
 
 
 def start_run() -> None:
@@ -64,6 +100,7 @@ def stop_run() -> None:
 def apply_preset() -> None:
     for name, value in dashboard.preset_values(st.session_state["preset_choice"]).items():
         st.session_state[f"cfg_{name}"] = value
+    st.session_state["objective_loaded"] = None  # the objective editor takes the preset's objective
 
 
 def add_alpha() -> None:
@@ -98,8 +135,11 @@ with st.container(border=True):
                      help="Sets every field below to the preset's values (the paper's experiments).")
         for title, specs in dashboard.advanced_sections():
             st.markdown(f"**{title}**")
+            for spec in specs:
+                if spec.kind == "objective":
+                    objective_editor(spec)
             columns = st.columns(4)
-            for i, spec in enumerate(specs):
+            for i, spec in enumerate(s for s in specs if s.kind != "objective"):
                 with columns[i % 4]:
                     if spec.kind == "choice":
                         if st.session_state[spec.key] not in spec.choices:

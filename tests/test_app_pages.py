@@ -99,10 +99,17 @@ def test_datasets_page_lists_the_catalogue_with_availability():
 
 
 # ------------------------------------------------------------------ the distill form
+# set by the "Your model" section's uploads (issue 13), not by the form's widgets
+NO_FORM_WIDGET = ("preset", "teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file",
+                  "target", "nan_policy", "input_spec")
+OWN_EDITOR = {"objective": "objective_terms"}  # fields drawn by an editor of several widgets: its first widget's key
+
+
 def test_distill_form_has_a_widget_for_every_hyperparameter():
     at = start_app()
     keys = {w.key for kind in ("selectbox", "number_input", "text_input", "multiselect") for w in at.get(kind)}
-    missing = [f for f in dashboard.widget_values(DistillConfig()) if f"cfg_{f}" not in keys and f not in dashboard.HIDDEN_FIELDS]
+    missing = [f for f in dashboard.widget_values(DistillConfig())
+               if OWN_EDITOR.get(f, f"cfg_{f}") not in keys and f not in NO_FORM_WIDGET]
     assert missing == []
     assert at.selectbox(key="cfg_dataset").value == "friedman1"
     assert at.multiselect(key="cfg_samplers").options == dashboard.sampler_names()
@@ -131,7 +138,46 @@ def test_a_preset_sets_every_field_to_its_values():
     at.selectbox(key="preset_choice").set_value("paper-mnist").run()
     assert at.selectbox(key="cfg_student_loss").value == "logcosh"
     assert at.number_input(key="cfg_direct_steps").value == 20
-    assert at.number_input(key="cfg_beta").value == pytest.approx(1e-6)
+    assert at.multiselect(key="objective_terms").value == ["neg_logcosh_discrepancy", "l1_input", "teacher_to_random"]
+    assert at.number_input(key="objective_weight_l1_input").value == pytest.approx(1e-6)
+
+
+def test_the_objective_editor_lists_every_registered_term_with_its_formula():
+    from dfkd_core.objectives import TERMS, term_summary
+
+    at = start_app()
+    assert at.multiselect(key="objective_terms").options == TERMS.names()
+    listing = " ".join(c.value for c in at.caption)
+    assert all(f"**{name}**: {term_summary(name)}" in listing for name in TERMS.names())
+    assert [w.value for w in at.number_input if w.key.startswith("objective_weight_")] == [1.0, 1e-5, 1e-5]
+
+
+def test_an_objective_in_the_url_fills_the_editor_and_is_written_back():
+    text = "neg_logcosh_discrepancy:0.5,l1_input:0.001"
+    at = start_app(query={"objective": text})
+    assert errors(at) == []
+    assert at.multiselect(key="objective_terms").value == ["neg_logcosh_discrepancy", "l1_input"]
+    assert at.number_input(key="objective_weight_l1_input").value == pytest.approx(1e-3)
+    assert at.query_params["objective"] == text
+    at.number_input(key="objective_weight_l1_input").set_value(0.004).run()
+    assert at.query_params["objective"] == "neg_logcosh_discrepancy:0.5,l1_input:0.004"
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S + 300)
+def test_the_objective_editor_changes_the_started_runs_objective():
+    at = start_app()
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.multiselect(key="cfg_samplers").set_value(["direct"])
+    at.multiselect(key="objective_terms").set_value(["neg_logcosh_discrepancy", "l1_input", "student_sq"]).run()
+    assert at.number_input(key="objective_weight_student_sq").value == pytest.approx(1e-5)  # eq. 5's γ when added
+    at.number_input(key="objective_weight_neg_logcosh_discrepancy").set_value(0.5)
+    at.number_input(key="objective_weight_l1_input").set_value(0.002).run()
+    button(at, "Start").click().run()
+    assert not at.exception and errors(at) == []
+    run_id = at.session_state["run_id"]
+    wait_until_finished(run_id)
+    assert RunStore().get_run(run_id).config.objective == (
+        ("neg_logcosh_discrepancy", 0.5), ("l1_input", 0.002), ("student_sq", 1e-5))
 
 
 @pytest.mark.parametrize("query, message", [

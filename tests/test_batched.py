@@ -123,15 +123,16 @@ def test_one_epoch_equals_the_reference_for_every_member_of_a_mixed_batch(form):
 def test_two_epochs_with_adam_inner_optimizer_and_logcosh_terms_equal_the_reference(form):
     cfg = DistillConfig(samplers=("direct", "generator"), alphas=("decreasing",), seeds=(0,), epochs=2,
                         batch_size=16, batches_per_epoch=3, generator_hidden=32, direct_optimizer="adam",
-                        discrepancy="logcosh", input_norm="l1", output_term="teacher_to_random", gamma=0.5,
-                        student_loss="logcosh", objective="custom")
+                        objective=(("neg_logcosh_discrepancy", 1.0), ("l1_input", 1e-5), ("teacher_to_random", 0.5)),
+                        student_loss="logcosh")
     ref, bat = run_both(cfg, form=form)
     assert_same_events(ref, bat)
 
 
 def test_fused_direct_fast_path_equals_the_reference_for_several_members_with_an_l1_input_term():
     cfg = DistillConfig(samplers=("direct",), alphas=("constant:0.3",), seeds=(0, 1, 2), epochs=2,
-                        batch_size=16, batches_per_epoch=3, input_norm="l1", beta=1e-3)
+                        batch_size=16, batches_per_epoch=3,
+                        objective=(("neg_squared_discrepancy", 1.0), ("l1_input", 1e-3), ("student_sq", 1e-5)))
     assert FusedMLPStack(make_run(cfg, torch.float64), cfg.members()).fused is not None
     ref, bat = run_both(cfg)
     assert_same_events(ref, bat)
@@ -140,7 +141,8 @@ def test_fused_direct_fast_path_equals_the_reference_for_several_members_with_an
 @pytest.mark.parametrize("alpha, steps", [("decreasing", 1), ("1", 3), ("decreasing", 0)])
 def test_fused_generator_fast_path_equals_the_reference(alpha, steps):
     cfg = DistillConfig(samplers=("generator",), alphas=(alpha,), seeds=(0, 1), epochs=2, batch_size=16,
-                        batches_per_epoch=3, generator_hidden=32, generator_steps=steps, input_norm="l1", beta=1e-3)
+                        batches_per_epoch=3, generator_hidden=32, generator_steps=steps,
+                        objective=(("neg_squared_discrepancy", 1.0), ("l1_input", 1e-3), ("student_sq", 1e-5)))
     assert FusedMLPStack(make_run(cfg, torch.float64), cfg.members()).fused is not None
     ref, bat = run_both(cfg)
     assert_same_events(ref, bat)
@@ -153,7 +155,7 @@ def test_per_batch_input_norm_and_generator_weight_decay_equal_the_reference(sam
     # generator weight decay, several generator updates on each epoch's first batch
     cfg = DistillConfig(samplers=samplers, alphas=("decreasing", "1"), seeds=(0,), epochs=2, batch_size=16,
                         batches_per_epoch=3, generator_hidden=32, generator_steps=2, generator_weight_decay=1e-2,
-                        input_norm_scope="batch", beta=1e-2)
+                        input_norm_scope="batch", objective=(("neg_squared_discrepancy", 1.0), ("l2sq_input", 1e-2), ("student_sq", 1e-5)))
     ref, bat = run_both(cfg, form=form)
     assert_same_events(ref, bat)
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error
 
-from dfkd_core.config import PRESETS, DistillConfig, preset_config
+from dfkd_core.config import PAPER_OBJECTIVES, PRESETS, DistillConfig, preset_config
 from dfkd_core.errors import ConfigError, ModelError, RegistryError
 from dfkd_core.models import DigitCNN, Generator, MLPRegressor, RBFNetwork, count_parameters
-from dfkd_core.objectives import OBJECTIVE_PRESETS, build_objective, log_cosh
+from dfkd_core.objectives import build_objective, log_cosh
 from dfkd_core.schedules import parse_alpha
 from dfkd_core.teachers import BlackBoxTeacher, evaluate, get_teacher
 from dfkd_core.user_models import load_product_teacher_file as load_teacher_file
@@ -46,14 +46,14 @@ def test_log_cosh_equals_the_naive_formula_where_that_is_finite():
 
 
 def test_eq5_objective_is_minus_disagreement_plus_norm_and_output_penalties():
-    objective = build_objective(DistillConfig(**OBJECTIVE_PRESETS["eq5"]))
+    objective = build_objective(DistillConfig(objective=PAPER_OBJECTIVES["eq5"]))
     x = torch.tensor([[1.0, 2.0]])
     value = objective(x, torch.tensor([3.0]), torch.tensor([1.0]))
     assert value.item() == pytest.approx(-(3 - 1) ** 2 + 1e-5 * 5 + 1e-5 * 1)
 
 
 def test_eq8_objective_uses_log_cosh_l1_and_distance_of_teacher_to_random_digit():
-    objective = build_objective(DistillConfig(**OBJECTIVE_PRESETS["eq8"]))
+    objective = build_objective(DistillConfig(objective=PAPER_OBJECTIVES["eq8"], y_rand="digits"))
     x = torch.tensor([[0.5, -0.5]])
     value = objective(x, torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([7.0]))
     assert value.item() == pytest.approx(-1e-6 * math.log(math.cosh(2.0)) + 1e-6 * 1.0 + 1.0 * 16.0)
@@ -62,7 +62,7 @@ def test_eq8_objective_uses_log_cosh_l1_and_distance_of_teacher_to_random_digit(
 
 
 def test_eq9_objective_weights_disagreement_by_epsilon_and_target_distance_by_one_minus_epsilon():
-    objective = build_objective(DistillConfig(**OBJECTIVE_PRESETS["eq9"]))
+    objective = build_objective(DistillConfig(objective=PAPER_OBJECTIVES["eq9"], y_rand="unit"))
     value = objective(torch.zeros(1, 3), torch.tensor([0.8]), torch.tensor([0.5]), torch.tensor([0.2]))
     assert value.item() == pytest.approx(-0.05 * 0.09 + 0.95 * 0.36)
 
@@ -70,21 +70,22 @@ def test_eq9_objective_weights_disagreement_by_epsilon_and_target_distance_by_on
 def test_paper_tabular_preset_equals_the_papers_settings():
     cfg = preset_config("paper-tabular")
     assert (cfg.epochs, cfg.batch_size, cfg.batches_per_epoch) == (2000, 50, 10)
-    assert (cfg.lr, cfg.weight_decay, cfg.beta, cfg.gamma) == (1e-3, 1e-5, 1e-5, 1e-5)
+    assert (cfg.lr, cfg.weight_decay) == (1e-3, 1e-5)
+    assert cfg.objective == (("neg_squared_discrepancy", 1.0), ("l2sq_input", 1e-5), ("student_sq", 1e-5))
     assert (cfg.direct_optimizer, cfg.direct_lr, cfg.direct_steps) == ("rmsprop", 0.1, 2)
     assert (cfg.generator_z_dim, cfg.generator_hidden) == (50, 500)
 
 
 def test_paper_mnist_preset_equals_the_papers_settings():
     cfg = preset_config("paper-mnist")
-    assert (cfg.epochs, cfg.student_loss, cfg.discrepancy, cfg.input_norm) == (1000, "logcosh", "logcosh", "l1")
-    assert (cfg.beta, cfg.gamma, cfg.epsilon) == (1e-6, 1.0, 1e-6)
+    assert (cfg.epochs, cfg.student_loss) == (1000, "logcosh")
+    assert cfg.objective == (("neg_logcosh_discrepancy", 1e-6), ("l1_input", 1e-6), ("teacher_to_random", 1.0))
     assert (cfg.direct_lr, cfg.direct_steps, cfg.generator_steps, cfg.y_rand) == (1e-3, 20, 20, "digits")
 
 
 def test_paper_protein_preset_equals_the_papers_settings():
     cfg = preset_config("paper-protein")
-    assert (cfg.epsilon, cfg.gamma, cfg.weight_decay) == (0.05, 0.95, 1e-6)
+    assert (cfg.objective, cfg.weight_decay) == ((("neg_squared_discrepancy", 0.05), ("teacher_to_random", 0.95)), 1e-6)
     assert (cfg.de_strategy, cfg.de_generations, cfg.y_rand, cfg.alphas) == ("best2bin", 25, "unit", ("decreasing",))
 
 

@@ -150,3 +150,15 @@ def test_protein_evolution_runs_with_the_svr_teacher_and_counts_its_queries():
     member = result.members[0]
     assert member.teacher_queries == 2 * 2 * 50 * (3 + 1) + 2 * 2 * 100  # DE populations + labels of x_g and x_p
     assert np.isfinite(member.test_rmse)
+
+
+def test_the_mnist_preset_trains_its_three_samplers_as_one_stacked_model():
+    """The CNN's students (gaussian, generator, direct) on the engine's one step, as one stacked model
+    (8×8 digits, the shipped digits teacher, one epoch)."""
+    proc = run_cli("distill", "--dataset", "digits", "--preset", "paper-mnist", "--sampler", "gaussian,generator,direct",
+                   "--epochs", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    assert [r["sampler"] for r in rows] == ["gaussian", "generator", "direct"]
+    assert {r["engine"] for r in rows} == {"stacked (torch.func)"}
+    assert all(np.isfinite(r["test_rmse"]) for r in rows)

@@ -35,7 +35,7 @@ def test_small_direct_steps_raise_the_loss_of_nearly_every_point():
     """Guarantee (a) holds point by point for a small enough step (plain gradient ascent)."""
     split = tabular_split()
     teacher, student = torch_teacher(), random_mlp(5, 50, seed=7)
-    cfg = DistillConfig(direct_optimizer="sgd", direct_lr=1e-3, direct_steps=3, beta=0.0, gamma=0.0)
+    cfg = DistillConfig(direct_optimizer="sgd", direct_lr=1e-3, direct_steps=3, objective=(("neg_squared_discrepancy", 1.0),))
     start = split.prior.sample(200, torch.Generator().manual_seed(3))
     x_g = DirectOptimizationSampler(context(teacher, split.prior, cfg, seed=3)).sample(student, 200)
     gained = student_loss(teacher, student, x_g) >= student_loss(teacher, student, start)
@@ -60,7 +60,7 @@ def test_direct_displacement_stays_within_the_rmsprop_bound(lr, steps):
 def test_paper_direct_first_step_moves_every_coordinate_by_about_one():
     split = tabular_split()
     teacher, student = torch_teacher(), random_mlp(5, 50, seed=7)
-    cfg = DistillConfig(direct_steps=1, beta=0.0, gamma=0.0)
+    cfg = DistillConfig(direct_steps=1, objective=(("neg_squared_discrepancy", 1.0),))
     start = split.prior.sample(50, torch.Generator().manual_seed(2))
     x_g = DirectOptimizationSampler(context(teacher, split.prior, cfg, seed=2)).sample(student, 50)
     step = (x_g - start).abs()
@@ -75,7 +75,8 @@ def test_direct_with_per_batch_input_norm_is_the_paper_codes_weight_decay_on_the
     split = tabular_split()
     teacher, student = torch_teacher(), random_mlp(5, 50, seed=7)
     beta, gamma, n = 0.05, 1e-5, 40
-    cfg = DistillConfig(direct_steps=2, beta=beta, gamma=gamma, input_norm_scope="batch")
+    cfg = DistillConfig(direct_steps=2, input_norm_scope="batch",
+                        objective=(("neg_squared_discrepancy", 1.0), ("l2sq_input", beta), ("student_sq", gamma)))
     x = split.prior.sample(n, torch.Generator().manual_seed(2)).requires_grad_(True)
     opt = torch.optim.RMSprop([x], lr=0.1, weight_decay=beta, eps=1e-8 / n)
     for _ in range(2):
@@ -93,7 +94,7 @@ def test_direct_with_per_batch_input_norm_is_the_paper_codes_weight_decay_on_the
 
 
 def test_per_batch_input_norm_weighs_n_beta_per_generator_point_and_n_beta_over_2_per_direct_point():
-    cfg = DistillConfig(beta=1e-5, input_norm_scope="batch")
+    cfg = DistillConfig(objective=(("neg_squared_discrepancy", 1.0), ("l2sq_input", 1e-5)), input_norm_scope="batch")
     objective = build_objective(cfg)
     weight = lambda obj: dict(obj.terms)["l2sq_input"]  # noqa: E731
     assert weight(sampler_objective(objective, cfg, "generator", 100)) == pytest.approx(1e-3)
@@ -129,8 +130,8 @@ def test_evolution_output_lies_on_the_simplex_and_queries_one_population_per_gen
     prior = simplex_prior(20)
     teacher = svr_like_teacher(20)
     student = random_mlp(20, 25, seed=1)
-    cfg = DistillConfig(objective="eq9", epsilon=0.05, beta=0.0, output_term="teacher_to_random", gamma=0.95,
-                        y_rand="unit", de_generations=25)
+    cfg = DistillConfig(objective=(("neg_squared_discrepancy", 0.05), ("teacher_to_random", 0.95)), y_rand="unit",
+                        de_generations=25)
     x = EvolutionSampler(context(teacher, prior, cfg, seed=0)).sample(student, 50)
     assert x.shape == (50, 20)
     assert torch.all(x >= 0) and torch.all(x <= 1)
@@ -141,7 +142,7 @@ def test_evolution_output_lies_on_the_simplex_and_queries_one_population_per_gen
 def test_evolution_lowers_the_objective_of_its_population():
     prior = simplex_prior(20)
     teacher, student = svr_like_teacher(20), random_mlp(20, 25, seed=1)
-    cfg = DistillConfig(epsilon=1.0, beta=0.0, output_term="none", de_generations=25)
+    cfg = DistillConfig(objective=(("neg_squared_discrepancy", 1.0),), de_generations=25)
     start = prior.sample(50, torch.Generator().manual_seed(0))
     x = EvolutionSampler(context(teacher, prior, cfg, seed=0)).sample(student, 50)
     assert student_loss(teacher, student, x).mean() > student_loss(teacher, student, start).mean()

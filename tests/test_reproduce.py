@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from dfkd_core import reproduce
+from dfkd_core.config import DistillConfig
 from dfkd_core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,16 +91,15 @@ def test_plan_sets_split_seed_student_seed_hidden_units_and_titles():
                                              "Table 3 · toy2d · seed 1", "Table 3 · toy2d · seed 1 · random"]
     first = comparisons[2].cfg
     assert (first.split_seed, first.seeds, first.student_hidden, first.epochs, first.preset) == (1, (1,), 25, 5, "paper-tabular")
-    assert reproduce.parse_title(comparisons[3].title) == {"table": 3, "dataset": "toy2d", "seed": 1, "part": "random"}
+    assert reproduce.reproduction_of(comparisons[3].tags) == {"table": 3, "dataset": "toy2d", "seed": 1, "part": "random"}
 
 
 def test_table_5_uses_decreasing_alpha_for_generator_and_direct():
     comparisons = reproduce.plan(5, seeds=1, datasets=["digits"], epochs=1)
-    # the reference engine trains these (CNN teacher): one run per method, so workers share them
-    assert [(c.part, c.cfg.samplers, c.cfg.alphas) for c in comparisons] == [
-        ("random", ("gaussian",), ("0",)), ("generator", ("generator",), ("decreasing",)),
-        ("direct", ("direct",), ("decreasing",))]
-    assert [reproduce._only_random(c) for c in comparisons] == [True, False, False]
+    # generator and direct train as one stacked CNN model; random sampling (α = 0) is its own comparison
+    assert sorted((c.part, c.cfg.samplers, c.cfg.alphas) for c in comparisons) == [
+        ("", ("generator", "direct"), ("decreasing",)), ("random", ("gaussian",), ("0",))]
+    assert sorted(reproduce._only_random(c) for c in comparisons) == [False, True]
     assert comparisons[0].cfg.preset == "paper-mnist"
 
 
@@ -132,13 +132,14 @@ def _fake_table_6_store() -> FakeStore:
     for seed, (direct, random) in enumerate([(0.260, 0.295), (0.270, 0.293)]):
         for part, rows in (("", [("evolution", "decreasing", direct)]), ("random", [("gaussian", "0", random)])):
             run_id = f"r{seed}{part}"
-            runs.append({"id": run_id, "status": "done", "title": reproduce.run_title(6, "protein", seed, part),
+            c = reproduce.Comparison(6, "protein", seed, part, DistillConfig())
+            runs.append({"id": run_id, "status": "done", "title": "any title", "tags": c.tags,
                          "epochs": 100, "teacher_test_rmse": 0.25, "teacher_test_mae": 0.2})
             results[run_id] = [{"sampler": s, "alpha": a, "test_rmse": v, "test_mae": v / 2,
                                 "other_selections": {"synthetic": [9, v + 0.01, v / 2], "last": [99, v, v]}}
                                for s, a, v in rows]
-    runs.append({"id": "other", "status": "done", "title": "protein: direct", "epochs": 100,
-                 "teacher_test_rmse": 0.25, "teacher_test_mae": 0.2})
+    runs.append({"id": "other", "status": "done", "title": "Table 6 · protein · seed 0", "tags": {}, "epochs": 100,
+                 "teacher_test_rmse": 0.25, "teacher_test_mae": 0.2})  # a reproduction's title, but not one: left out
     return FakeStore(runs, results)
 
 
@@ -152,6 +153,25 @@ def test_summarize_gives_mean_sd_and_verdict_under_both_protocols():
     assert cells.loc["direct", "verdict"] == "within"
     assert cells.loc["direct", "synthetic_verdict"] == "within"
     assert cells.loc["random", "verdict"] == "worse"  # 0.294 > 0.287 + 2 · 0.001
+
+
+def test_a_reproduction_run_stored_before_tags_is_found_by_its_migrated_tags(tmp_path):
+    import sqlite3
+
+    from dfkd_core.runstore import RunStore
+
+    store = RunStore(tmp_path / "home")
+    old = store.create_run(DistillConfig(epochs=3), title="Table 6 · protein · seed 2 · random")
+    other = store.create_run(DistillConfig(epochs=3), title="protein: gaussian")
+    for run_id in (old, other):
+        store.finish(run_id, "done")
+    with sqlite3.connect(store.db_path) as conn:  # the store as schema 2 left it: titles only
+        conn.execute("ALTER TABLE runs DROP COLUMN tags")
+        conn.execute("PRAGMA user_version = 2")
+    runs = RunStore(tmp_path / "home").list_runs().set_index("id")
+    assert reproduce.reproduction_of(runs.loc[old, "tags"]) == {"table": 6, "dataset": "protein", "seed": 2, "part": "random"}
+    assert reproduce.reproduction_of(runs.loc[other, "tags"]) is None
+    assert list(reproduce.stored_reproductions(RunStore(tmp_path / "home"), 6)["runs"]) == [1]
 
 
 def test_claims_check_the_papers_statements_on_our_numbers():

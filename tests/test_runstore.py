@@ -286,6 +286,31 @@ def test_a_store_from_an_older_schema_gains_new_columns_and_keeps_its_runs():
     assert (info.status, info.config, info.stop_requested, info.heartbeat) == ("done", CFG, False, None)
 
 
+def test_tags_say_what_a_run_is_and_round_trip_through_the_store(store):
+    tagged = store.create_run(CFG, title="shown to people", tags={"reproduction": {"table": 4, "dataset": "pole", "seed": 1, "part": ""}})
+    plain = store.create_run(CFG)
+    assert store.get_run(tagged).tags == {"reproduction": {"table": 4, "dataset": "pole", "seed": 1, "part": ""}}
+    assert store.get_run(plain).tags == {}
+    assert store.list_runs().set_index("id")["tags"].to_dict() == {tagged: store.get_run(tagged).tags, plain: {}}
+
+
+def test_a_schema_2_store_gets_tags_from_its_reproduction_titles_once():
+    store = RunStore()
+    table = store.create_run(CFG, title="Table 4 · cpusmall · seed 3")
+    random = store.create_run(CFG, title="Table 4 · cpusmall · seed 3 · random")
+    mine = store.create_run(CFG, title="Table 4 · my own notes")
+    with sqlite3.connect(store.db_path) as conn:  # what schema 2 held: no tags column
+        conn.execute("ALTER TABLE runs DROP COLUMN tags")
+        conn.execute("PRAGMA user_version = 2")
+    migrated = RunStore()
+    assert migrated.get_run(table).tags == {"reproduction": {"table": 4, "dataset": "cpusmall", "seed": 3, "part": ""}}
+    assert migrated.get_run(random).tags["reproduction"]["part"] == "random"
+    assert migrated.get_run(mine).tags == {}
+    with sqlite3.connect(store.db_path) as conn:  # titles are display text from now on: renaming one changes nothing
+        conn.execute("UPDATE runs SET title = 'renamed' WHERE id = ?", (table,))
+    assert RunStore().get_run(table).tags["reproduction"]["dataset"] == "cpusmall"
+
+
 def test_deleting_a_run_removes_its_rows_and_files_and_leaves_other_runs_intact(store):
     keep, gone = store.create_run(CFG), store.create_run(CFG)
     for run_id in (keep, gone):

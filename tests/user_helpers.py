@@ -80,7 +80,7 @@ def fast_config(**changes):
     """Tiny runs: 2 epochs of 2 batches, no snapshots."""
     from dfkd_core.config import DistillConfig
 
-    base = dict(dataset="user", epochs=2, batches_per_epoch=2, batch_size=20, snapshot_epochs=(), engine="generic",
+    base = dict(dataset="user", epochs=2, batches_per_epoch=2, batch_size=20, snapshot_epochs=(),
                 de_generations=2)
     return DistillConfig(**{**base, **changes})
 

@@ -13,8 +13,9 @@ HELP = "distill a student from a dataset's teacher with the chosen sampler(s) an
 
 
 def configure(parser) -> None:
-    from ..config import PRESETS
+    from ..config import PAPER_OBJECTIVES, PRESETS, objective_text
     from ..data import DATASETS
+    from ..objectives import TERMS, term_summary
     from ..samplers import SAMPLERS
     from ..schedules import SCHEDULES
 
@@ -29,6 +30,10 @@ def configure(parser) -> None:
     parser.add_argument("--epochs", default=None, help=f"epochs t_max (default {d.epochs}, or the preset's)")
     parser.add_argument("--seed", default=None, help="student seed(s), comma-separated (default 0)")
     parser.add_argument("--split-seed", default=None, help="seed of the data split and teacher (default 0)")
+    parser.add_argument("--objective", default=None, metavar="TERM:WEIGHT,...",
+                        help=f"the synthetic-data objective as term:weight pairs, or one of {', '.join(PAPER_OBJECTIVES)} "
+                             f"(default {objective_text(d.objective)}); registered terms: "
+                             + "; ".join(f"{name}: {term_summary(name).rstrip('.')}" for name in TERMS.names()))
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
     parser.add_argument("--selection", default=None, choices=("validation", "last", "synthetic"),
                         help="how the reported student is chosen (default: validation, as the paper)")
@@ -46,7 +51,7 @@ def configure(parser) -> None:
 def config_from_args(args) -> DistillConfig:
     """Preset (if any) < config file (if any) < the flags the user typed, read and checked by
     config.parse_config like a URL or the dashboard's form (every problem reported at once)."""
-    from ..config import MAX_CONFIG_BYTES, json_settings, parse_config
+    from ..config import MAX_CONFIG_BYTES, json_settings, parse_config, upgrade_legacy_objective
     from ..errors import ConfigError
 
     merged: dict = preset_config(args.preset).to_dict() if args.preset else {}
@@ -58,10 +63,10 @@ def config_from_args(args) -> DistillConfig:
             raise ConfigError(f"Cannot read the config file {args.config!r}: {exc.strerror}.") from None
         if len(text) > MAX_CONFIG_BYTES:
             raise ConfigError(f"The config file {args.config!r} must be at most {MAX_CONFIG_BYTES} bytes. Got more instead.")
-        merged.update(json_settings(text))
+        merged.update(upgrade_legacy_objective(json_settings(text)))  # a file of the former shape: its objective as pairs
     flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed,
              "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
-             "selection": args.selection, "engine": args.engine, "device": args.device}
+             "selection": args.selection, "engine": args.engine, "device": args.device, "objective": args.objective}
     merged.update({k: v for k, v in flags.items() if v is not None})
     merged.update(_user_input_fields(args))
     for item in args.set:
