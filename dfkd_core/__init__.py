@@ -18,12 +18,14 @@
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written
-                kernels); on a GPU both forms replay their step as CUDA graphs
+                kernels); on a GPU both forms replay their step as CUDA graphs; compiled (the
+                torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
                 jobs (runs in worker processes, queue, stop, recovery of dead workers)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
                 plain_loop (the plain PyTorch loop: bench's baseline, the tests' oracle),
-                playground (samplers on a function of two inputs, one step at a time)
+                playground (samplers on a function of two inputs, one step at a time),
+                compile_timing (the generic form eager against compiled, side by side)
     dashboard/  the pages' adapters (forms, run pickers, plain-text messages), figures (plotly
                 figures of the paper's Figs. 4-9 from stored runs), embedding (UMAP / PCA of real
                 vs synthetic points)

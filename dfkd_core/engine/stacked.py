@@ -17,7 +17,9 @@ from ..config import Member
 from ..events import MemberResult, Snapshot
 from ..synth.objectives import sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
-from .context import EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_loss_per_sample
+from .compiled import maybe_compile
+from .context import (EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_arch,
+                      student_loss_per_sample)
 
 EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)
 SELECTIONS = ("validation", "synthetic")  # the best-so-far selections kept on the device ('last' is the params)
@@ -31,7 +33,7 @@ class GroupView:
         self.stack, self.k0, self.k1 = stack, k0, k1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stack.forward(x, self.k0, self.k1)
+        return self.stack.sampler_call(x, self.k0, self.k1)
 
     def member(self, k: int):
         k = self.k0 + k
@@ -43,7 +45,8 @@ class ModuleStack:
 
     form = "stacked (torch.func)"
 
-    def __init__(self, run: RunContext, members: list[Member]) -> None:
+    def __init__(self, run: RunContext, members: list[Member], compile: str | None = None) -> None:
+        """`compile`: 'auto', 'on' or 'off' (None: DFKD_COMPILE), see engine.compiled."""
         cfg, dev = run.cfg, run.device
         self.run, self.cfg, self.device = run, cfg, dev
         self.layout = lay = MemberLayout(cfg, members)
@@ -65,6 +68,12 @@ class ModuleStack:
             # convolutions as one grouped convolution in its own layout
             self.base.memory_format = torch.contiguous_format
         self.params, self.buffers = stack_module_state(modules)
+        steps, family = cfg.epochs * cfg.batches_per_epoch, student_arch(run).rstrip("0123456789")
+        # the student step (forward, loss and, through autograd, its backward) and the samplers'
+        # evaluations of a group of students: compiled when the policy says so (engine.compiled)
+        policy = dict(steps=steps, family=family, device=dev.type, mode=compile)
+        self.train_loss = maybe_compile(self._train_loss, name="student step", **policy)
+        self.group_forward = maybe_compile(self._members, name="samplers' student calls", **policy)
         self.dtype = next(iter(self.params.values())).dtype
         self.opt = torch.optim.RMSprop(list(self.params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                        capturable=dev.type == "cuda")
@@ -92,17 +101,37 @@ class ModuleStack:
         k1 = self.K if k1 is None else k1
         params = self.params if params is None else params
         self.base.train(train)
-        if k1 - k0 == 1:  # one member: the module itself on its weights (vmap's overhead buys nothing)
-            p = {n: t[k0] for n, t in params.items()}
-            b = {n: t[k0] for n, t in self.buffers.items()}
-            return functional_call(self.base, (p, b), (x if shared else x[0],))[None]
         p = {n: t[k0:k1] for n, t in params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
+        return self._members(p, b, x, shared)
+
+    def sampler_call(self, x: torch.Tensor, k0: int, k1: int) -> torch.Tensor:
+        """Members [k0, k1) in eval mode on x (Kg, n, *shape) → (Kg, n), differentiable in x only
+        (a sampler never trains the students: their weights enter detached, so neither eager nor a
+        compiled backward computes gradients for them)."""
+        self.base.train(False)
+        p = {n: t[k0:k1].detach() for n, t in self.params.items()}
+        b = {n: t[k0:k1] for n, t in self.buffers.items()}
+        return self.group_forward(p, b, x)
+
+    def _members(self, params: dict, buffers: dict, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Every member of the given stacked weights (Kg, ...) on its own x (Kg, n, *shape), or on
+        the same x (n, *shape) when `shared`, in the base's current mode → (Kg, n)."""
+        if next(iter(params.values())).shape[0] == 1:  # one member: the module itself (vmap's overhead buys nothing)
+            p = {n: t[0] for n, t in params.items()}
+            b = {n: t[0] for n, t in buffers.items()}
+            return functional_call(self.base, (p, b), (x if shared else x[0],))[None]
 
         def one(p_, b_, x_):
             return functional_call(self.base, (p_, b_), (x_,))
 
-        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(p, b, x)
+        return vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(params, buffers, x)
+
+    def _train_loss(self, params: dict, buffers: dict, x: torch.Tensor, t: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample student losses (K, M) in train mode and their eq. 7 weighted sum."""
+        per_sample = student_loss_per_sample(self.cfg.student_loss, self._members(params, buffers, x), t)
+        return per_sample, (per_sample * weights).sum()
 
     # ------------------------------------------------------------------ one step, one epoch
     def _draw_batch(self) -> torch.Tensor:
@@ -127,8 +156,9 @@ class ModuleStack:
             t = self.run.teacher.predict(x.reshape(self.K * self.M, *self.shape)).reshape(self.K, self.M)
         self.teacher_queries += self.M
         params = list(self.params.values())
-        per_sample = student_loss_per_sample(self.cfg.student_loss, self.forward(x, train=True), t)
-        grads = torch.autograd.grad((per_sample * weights).sum(), params)
+        self.base.train(True)
+        per_sample, total = self.train_loss(self.params, self.buffers, x, t, weights)
+        grads = torch.autograd.grad(total, params)
         for p, g in zip(params, grads):
             p.grad = g
         self.opt.step()
