@@ -20,6 +20,8 @@ def configure(parser) -> None:
     parser.add_argument("--teacher", default="auto", choices=("auto", "train", "random"),
                         help="'auto': the cached paper teacher, else a random MLP of its shape (timing does not "
                              "depend on the weights); 'train': train it when missing; 'random'")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the generic form eager against torch.compile (cpusmall K=1, K=10, digits CNN K=3)")
     parser.add_argument("--playground", action="store_true",
                         help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
@@ -48,7 +50,7 @@ def run(args) -> int:
     device = pick_device(args.device)
     torch.set_num_threads(threads)
     progress = None if args.json else (lambda text: print(text, flush=True))
-    result = bench(datasets, ks, epochs=epochs, warmup=warmup, device=str(device), teacher=args.teacher,
+    result = bench(datasets, ks, epochs=epochs, warmup=warmup, device=str(device), teacher=args.teacher, compiled=args.compile,
                    progress=progress or (lambda text: print(text, file=sys.stderr, flush=True)))
     if args.json:
         print(json.dumps(result))
