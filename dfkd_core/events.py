@@ -17,7 +17,7 @@ class RunStarted:
     teacher_test_rmse: float
     teacher_test_mae: float
     teacher_kind: str  # 'mlp', 'cnn', 'svr', 'callable'
-    engine: str  # 'batched' or 'reference'
+    engine: str  # the stack forms that train the run: 'fused MLP', 'stacked (torch.func)' (formerly 'batched' / 'reference')
     note: str = ""  # the split's note (e.g. MNIST offline split)
     teacher_val_rmse: float = float("nan")  # the reference line of validation charts (test figures stay in the results)
 

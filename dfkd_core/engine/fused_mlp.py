@@ -7,11 +7,11 @@ CPU one per sampler group that has a fused fast path (engine_parts), else one fo
 One training step of Algorithm 1 for all K students at once:
 
 1. noise   — each member draws its random numbers from its own torch.Generator seeded with
-             distill.stream_seed(member), in exactly the order and sizes of the reference
-             path (prior samples, y_rand, generator z, x_p; QMC points from the member's own
+             context.stream_seed(member), in exactly the order and sizes of the plain
+             loop (prior samples, y_rand, generator z, x_p; QMC points from the member's own
              scipy engine). This is the one per-member Python loop of the hot path and it
              only draws random numbers, no arithmetic; it is what makes one batched epoch
-             equal to one reference epoch (tests/test_batched.py).
+             equal to one epoch of the plain loop (tests/test_batched.py).
 2. x_g     — gradient samplers run their inner steps together: for step τ the points of
              every 'direct' and 'generator' member still iterating go through ONE teacher
              call (forward + input gradient); each sampler group then takes its own update
@@ -21,13 +21,14 @@ One training step of Algorithm 1 for all K students at once:
              Random samplers ('gaussian', 'lhs', 'halton', 'sobol') need no inner steps.
 3. student — ONE teacher call on the K·2m points [x_g | x_p]; per-sample loss weights carry
              eq. 7 (α/|x_g| on x_g, (1 − α)/|x_p| on x_p); hand-written gradients for the K
-             students (dfkd_core.fastmlp) and one RMSprop update of the flat parameter vector.
+             students (engine.mlp_kernels) and one RMSprop update of the flat parameter vector.
 4. epoch   — validation of all K students on the whole validation set and on the synthetic
              probe in one pass each; the best-so-far selections are kept on the device with
              masked copies; a single device→host transfer per epoch feeds the events.
 
 Nothing in steps 1–3 reads a value back to the host, and nothing builds an autograd graph
-(the teacher's parameters and x_g in the student step get no gradient).
+(the teacher's parameters and x_g in the student step get no gradient); on a GPU the step is
+captured as CUDA graphs and replayed (_cuda_graphs).
 """
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
 
 def supports(run: RunContext, members: list[Member]) -> bool:
-    """True when the batched engine can train these members: an MLP teacher (TorchTeacher over
+    """True when the fused MLP form can train these members: an MLP teacher (TorchTeacher over
     MLPRegressor), MLP students, only gradient or random samplers (no 'evolution'), and an
-    objective made of the known terms. Everything else goes to the reference path."""
+    objective made of the known terms. Everything else takes the generic form (engine.stacked)."""
     cfg = run.cfg
     if not members or not isinstance(run.teacher, TorchTeacher) or not isinstance(run.teacher.module, MLPRegressor):
         return False
@@ -81,7 +82,7 @@ def supports(run: RunContext, members: list[Member]) -> bool:
 
 def _fusable(run: RunContext, kind: str, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
-    (fastmlp.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
+    (mlp_kernels.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
     generator), an objective linear in (T, S), on a CPU at most FUSED_MAX_MEMBERS members (a GPU
     replays the step as a CUDA graph, where the fused kernels win at every K: `bench --device cuda`)."""
     objective = run.objective
@@ -184,7 +185,7 @@ class FusedMLPStack:
                                   and bool((self.prior.std == 1).all()))
         # eq. 7 loss statistics: column 0 averages x_g rows, column 1 x_p rows
         self.stat_w = torch.as_tensor(lay.set_means(), dtype=self.dtype, device=device)
-        # teacher queries per member per epoch, as the reference path counts them
+        # teacher queries per member per epoch, as the plain loop counts them
         self.queries_per_epoch = [cfg.batches_per_epoch * self.M + self.m_g[k] * self._steps_per_epoch(self.group_of[k])
                                   for k in range(K)]
         self.teacher_queries = [0] * K
@@ -222,7 +223,7 @@ class FusedMLPStack:
         return plan
 
     def _make_fused(self) -> FusedTeacherStudents | None:
-        """The fast path (fastmlp.FusedTeacherStudents) when every member (at most
+        """The fast path (mlp_kernels.FusedTeacherStudents) when every member (at most
         FUSED_MAX_MEMBERS) uses the same gradient sampler with the same |x_g| — direct with
         RMSprop inside, or generator — and an objective linear in (T, S)."""
         if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].kind, self.K):
@@ -238,7 +239,7 @@ class FusedMLPStack:
         self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
         self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
         self.den_x = torch.empty_like(self.v_x)
-        like = self.v_x  # the step's scalar operands as 0-dim tensors (see fastmlp.scalar)
+        like = self.v_x  # the step's scalar operands as 0-dim tensors (see mlp_kernels.scalar)
         self.c_rho, self.c_one_minus_rho = scalar(RMSPROP_ALPHA, like), scalar(1.0 - RMSPROP_ALPHA, like)
         self.c_eps, self.c_two = scalar(RMSPROP_EPS, like), scalar(2.0, like)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
@@ -349,7 +350,7 @@ class FusedMLPStack:
 
     # ------------------------------------------------------------------ one step
     def _draw_noise(self) -> list:
-        """Every member's random numbers for one step, in the reference path's order."""
+        """Every member's random numbers for one step, in the plain loop's order."""
         if self._draws is not None:
             for gen, out in self._draws:
                 out.normal_(generator=gen)
@@ -561,7 +562,7 @@ class FusedMLPStack:
         return err.pow(2).mean(1).sqrt(), err.abs().mean(1)
 
     def _validation_setup(self) -> None:
-        """Validation points and probe points concatenated once (as fastmlp.StackedMLPs.augment
+        """Validation points and probe points concatenated once (as mlp_kernels.StackedMLPs.augment
         takes them), their targets, and the (n, 2) matrix whose product with squared errors
         gives both mean squared errors (column 0: validation rows, column 1: probe rows)."""
         run, dev = self.ctx, self.device

@@ -36,7 +36,7 @@ class Selection:
 
 
 class StudentTrainer:
-    """One student of the comparison on the reference (unbatched) path: its model,
+    """One student of the comparison in the plain loop: its model,
     optimizer, sampler, α schedule and random streams, trained one epoch at a time."""
 
     def __init__(self, member: Member, run: RunContext) -> None:
