@@ -63,10 +63,10 @@ class ModuleStack:
             self.gens.append(torch.Generator(device=dev).manual_seed(stream_seed(mem)))
             rngs.append(np.random.default_rng(stream_seed(mem)))
         self.base = modules[0]  # the architecture; weights come from self.params
-        if getattr(self.base, "memory_format", None) is not None:
-            # vmap cannot ask for a channels-last layout (DigitCNN): its batching rule runs the K
-            # convolutions as one grouped convolution in its own layout
-            self.base.memory_format = torch.contiguous_format
+        # a model's preferred activation layout (DigitCNN: channels-last, faster on CPUs); vmap cannot
+        # ask for it (NYI there: its batching rule runs the K convolutions as one grouped convolution
+        # in its own layout), so it is used where one member runs alone (_members)
+        self._layout = getattr(self.base, "memory_format", None)
         self.params, self.buffers = stack_module_state(modules)
         steps, family = cfg.epochs * cfg.batches_per_epoch, student_arch(run).rstrip("0123456789")
         # the student step (forward, loss and, through autograd, its backward) and the samplers'
@@ -117,7 +117,10 @@ class ModuleStack:
     def _members(self, params: dict, buffers: dict, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """Every member of the given stacked weights (Kg, ...) on its own x (Kg, n, *shape), or on
         the same x (n, *shape) when `shared`, in the base's current mode → (Kg, n)."""
-        if next(iter(params.values())).shape[0] == 1:  # one member: the module itself (vmap's overhead buys nothing)
+        single = next(iter(params.values())).shape[0] == 1
+        if self._layout is not None:
+            self.base.memory_format = self._layout if single else torch.contiguous_format
+        if single:  # one member: the module itself (vmap's overhead buys nothing)
             p = {n: t[0] for n, t in params.items()}
             b = {n: t[0] for n, t in buffers.items()}
             return functional_call(self.base, (p, b), (x if shared else x[0],))[None]
