@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from user_helpers import fast_config, fitted_teacher, write_csv, write_spec, write_torchscript
+from user_helpers import csv, fast_config, ts_teacher, write_spec  # noqa: F401 (csv, ts_teacher: fixtures)
 
 from dfkd_core.cli import main
 from dfkd_core.config import DistillConfig
@@ -32,16 +32,6 @@ PLAIN_LOADER = textwrap.dedent("""
     print(json.dumps({"dfkd_core_imported": "dfkd_core" in sys.modules, "torchscript": ts.tolist(), "onnx": onnx.tolist(),
                       "y": rows[card["output"]["name"]].tolist()}))
 """)
-
-
-@pytest.fixture
-def csv(tmp_path):
-    return write_csv(tmp_path / "plant.csv")
-
-
-@pytest.fixture
-def ts_teacher(tmp_path, csv):
-    return write_torchscript(tmp_path / "T.pt", fitted_teacher(csv, steps=100))
 
 
 def _plain_process(folder) -> dict:

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 from torch import nn
-from user_helpers import NaNTeacher, RawReLUTeacher, fast_config, fitted_teacher, write_csv, write_spec, write_torchscript
+from user_helpers import (NaNTeacher, RawReLUTeacher, csv, fast_config, ts_teacher,  # noqa: F401 (fixtures)
+                          write_spec, write_torchscript)
 
 from dfkd_core.cli import main
 from dfkd_core.data.protocol import split_sizes, train_size
@@ -19,16 +20,6 @@ from dfkd_core.data.user import list_user_files, read_input_spec, read_table, ta
 from dfkd_core.engine import run_distillation
 from dfkd_core.errors import DatasetError
 from dfkd_core.runs.runstore import RunStore
-
-
-@pytest.fixture
-def csv(tmp_path):
-    return write_csv(tmp_path / "plant.csv")
-
-
-@pytest.fixture
-def ts_teacher(tmp_path, csv):
-    return write_torchscript(tmp_path / "T.pt", fitted_teacher(csv, steps=100))
 
 
 def test_a_csv_is_split_as_the_paper_splits_tabular_data(csv):

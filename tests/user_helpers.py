@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from torch import nn
 
@@ -130,3 +131,15 @@ class ServedTeacher:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def csv(tmp_path):
+    """A user's table on disk (write_csv), for the tests of user data and exports."""
+    return write_csv(tmp_path / "plant.csv")
+
+
+@pytest.fixture
+def ts_teacher(tmp_path, csv):
+    """A TorchScript teacher fitted briefly on that table."""
+    return write_torchscript(tmp_path / "T.pt", fitted_teacher(csv, steps=100))

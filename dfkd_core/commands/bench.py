@@ -50,8 +50,14 @@ def run(args) -> int:
     device = pick_device(args.device)
     torch.set_num_threads(threads)
     progress = None if args.json else (lambda text: print(text, flush=True))
-    result = bench(datasets, ks, epochs=epochs, warmup=warmup, device=str(device), teacher=args.teacher, compiled=args.compile,
-                   progress=progress or (lambda text: print(text, file=sys.stderr, flush=True)))
+    say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
+    result = bench(datasets, ks, epochs=epochs, warmup=warmup, device=str(device), teacher=args.teacher, progress=say)
+    if args.compile:  # the generic form eager against torch.compile, side by side (experiments.compile_timing)
+        from ..experiments.compile_timing import time_compiled
+
+        for row in time_compiled(epochs=max(3, epochs // 10), say=say):
+            case = row["case"].replace(" ", "_").replace("=", "")
+            result.update({f"compile_{case}_{key}": value for key, value in row.items() if key != "case"})
     if args.json:
         print(json.dumps(result))
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..config import MAX_OBJECTIVE_TERMS, PAPER_OBJECTIVES, PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
+from ..config import PAPER_OBJECTIVES, PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
 from ..errors import ConfigError, DfkdError
 
 DEFAULT = DistillConfig()

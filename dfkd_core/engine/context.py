@@ -135,6 +135,21 @@ def build_student(run: RunContext, member: Member) -> tuple[nn.Module, torch.Ten
     return module.to(run.device), torch.get_rng_state()
 
 
+def build_members(run: RunContext, members: list[Member]) -> tuple[list[nn.Module], list[torch.Tensor],
+                                                                   list[torch.Generator], list[np.random.Generator]]:
+    """Every member's student (build_student), the global RNG state right after it, and its own
+    random streams — a torch generator on the run's device and a numpy generator, both seeded
+    stream_seed(member) — as every stack form builds them."""
+    modules, states, gens, rngs = [], [], [], []
+    for member in members:
+        module, state = build_student(run, member)
+        modules.append(module)
+        states.append(state)
+        gens.append(torch.Generator(device=run.device).manual_seed(stream_seed(member)))
+        rngs.append(np.random.default_rng(stream_seed(member)))
+    return modules, states, gens, rngs
+
+
 class MemberLayout:
     """The members of one stack in internal order: grouped by (sampler, |x_g|), contiguous, in
     order of first appearance; every member's batch is [x_g | x_p] of M = 2m rows (batch_sizes)."""

@@ -46,7 +46,7 @@ from ..synth.objectives import Objective, log_cosh, sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
 from ..models.teachers import TorchTeacher
-from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_student, student_arch, stream_seed
+from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
 from .mlp_kernels import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 
 RANDOM_SAMPLERS = ("gaussian", "lhs", "halton", "sobol")
@@ -156,13 +156,7 @@ class FusedMLPStack:
         K = self.K = lay.K
 
         # students (and generators, QMC engines) built exactly as every form builds them
-        students, states, rngs, self.gens = [], [], [], []
-        for mem in self.members:
-            module, state = build_student(run, mem)
-            students.append(module)
-            states.append(state)
-            self.gens.append(torch.Generator(device=device).manual_seed(stream_seed(mem)))
-            rngs.append(np.random.default_rng(stream_seed(mem)))
+        students, states, self.gens, rngs = build_members(run, self.members)
         self.students = StackedMLPs(students, device, self.dtype)
         self.square_avg = torch.zeros_like(self.students.theta)
 

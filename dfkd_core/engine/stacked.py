@@ -18,7 +18,7 @@ from ..events import MemberResult, Snapshot
 from ..synth.objectives import sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from .compiled import maybe_compile
-from .context import (EpochNumbers, MemberLayout, RunContext, build_student, stream_seed, student_arch,
+from .context import (EpochNumbers, MemberLayout, RunContext, build_members, student_arch,
                       student_loss_per_sample)
 
 EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)
@@ -54,14 +54,7 @@ class ModuleStack:
         self.prior = run.split.prior.to(dev)
         self.shape = self.prior.shape
         self.K, self.M = lay.K, lay.M
-        modules, states, rngs = [], [], []
-        self.gens = []
-        for mem in lay.members:
-            module, state = build_student(run, mem)
-            modules.append(module)
-            states.append(state)
-            self.gens.append(torch.Generator(device=dev).manual_seed(stream_seed(mem)))
-            rngs.append(np.random.default_rng(stream_seed(mem)))
+        modules, states, self.gens, rngs = build_members(run, lay.members)
         self.base = modules[0]  # the architecture; weights come from self.params
         # a model's preferred activation layout (DigitCNN: channels-last, faster on CPUs); vmap cannot
         # ask for it (NYI there: its batching rule runs the K convolutions as one grouped convolution

@@ -222,9 +222,8 @@ def time_cnn(dataset: str, device: torch.device, epochs: int, teacher: str, say:
 
 
 def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: int = 5, device: str = "cpu",
-          teacher: str = "auto", progress: Callable[[str], None] | None = None, compiled: bool = False) -> dict:
-    """Run the benchmark; returns one flat dict (the `bench --json` object). `compiled`: also the
-    generic form eager against torch.compile (experiments.compile_timing), side by side."""
+          teacher: str = "auto", progress: Callable[[str], None] | None = None) -> dict:
+    """Run the benchmark; returns one flat dict (the `bench --json` object)."""
     say = progress or (lambda text: None)
     dev = torch.device(device)
     out: dict = {"threads": torch.get_num_threads(), "device": describe_device(dev), "epochs_measured": epochs,
@@ -289,12 +288,6 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
         say(f"{ds}: a Table 4 comparison (generator and direct × α dec, 1): one mixed model {mixed * FULL_EPOCHS:.1f} s, "
             f"one model per fast-path group {split * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} epochs (×{mixed / split:.2f})")
         out[f"single_{ds}_fraction_of_matmul"] = out[f"single_{ds}_gflops"] / time_matmul(m_g + m_p, d, hidden, dev)
-    if compiled:
-        from .compile_timing import time_compiled
-
-        for row in time_compiled(epochs=max(3, epochs // 10), say=say):
-            case = row["case"].replace(" ", "_").replace("=", "")
-            out.update({f"compile_{case}_{key}": value for key, value in row.items() if key != "case"})
     for key in ("single_cpusmall_s", "engine_k50_cpusmall_s", "speedup_k50_cpusmall", "indoorloc_fraction_of_matmul"):
         out.setdefault(key, None)
     return out

@@ -13,14 +13,11 @@ import torch
 import torch._dynamo
 
 from ..config import preset_config
-from ..data import load_split
 from ..engine.compiled import MaybeCompiled
-from ..engine.context import SYNTHETIC_PROBE_SIZE, RunContext
 from ..engine.loop import train_members
 from ..engine.stacked import ModuleStack
 from ..events import EpochMetrics
-from ..synth.objectives import build_objective
-from ..models.teachers import TeacherInfo, TorchTeacher, build_model, default_teacher_arch
+from .bench import make_run
 
 TIMING_CASES = {  # name: (dataset, preset, samplers, seeds → K); α decreasing, student 50
     "cpusmall K=1": ("cpusmall", "paper-tabular", ("direct",), (0,)),
@@ -29,32 +26,19 @@ TIMING_CASES = {  # name: (dataset, preset, samplers, seeds → K); α decreasin
 }
 
 
-def timing_run(dataset: str, preset: str, samplers: tuple[str, ...], seeds: tuple[int, ...], data_dir=None):
+def timing_run(dataset: str, preset: str, samplers: tuple[str, ...], seeds: tuple[int, ...]):
     """(RunContext, members) of a one-epoch preset run with α decreasing, student 50, on the CPU, with a
-    randomly initialised teacher of the paper's shape (the loop's cost does not depend on its weights)."""
-    device = torch.device("cpu")
+    randomly initialised teacher of the paper's shape (bench.make_run: the cost does not depend on its weights)."""
     cfg = preset_config(preset, dataset=dataset, samplers=samplers, alphas=("decreasing",), seeds=seeds,
                         student_hidden=50, device="cpu", epochs=1)  # the loop is driven one epoch at a time
-    split = load_split(dataset, seed=cfg.split_seed, data_dir=data_dir)
-    arch = default_teacher_arch(split)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(12345)  # layers the init generator does not reach draw from the global stream
-        teacher = TorchTeacher(build_model(arch, split, torch.Generator().manual_seed(12345)), arch[:3])
-    prior = split.prior.to(device)
-    probe_x = prior.sample(SYNTHETIC_PROBE_SIZE, torch.Generator().manual_seed(123_457))
-    with torch.no_grad():
-        probe_t = teacher.predict(probe_x)
-    teacher.queries = 0
-    run = RunContext(cfg, split, device, teacher, TeacherInfo(arch, float("nan"), float("nan"), float("nan"), False, 0.0),
-                     build_objective(cfg), split.x_val, split.y_val, split.x_test, split.y_test, probe_x, probe_t,
-                     frozenset([cfg.epochs - 1]))
+    run, _ = make_run(cfg, torch.device("cpu"), "random")
     return run, cfg.members()
 
 
 VARIANTS = ("eager", "step", "sampler", "both")  # what is compiled: nothing, the student step, the samplers' calls, both
 
 
-def time_compiled(cases: tuple[str, ...] = tuple(TIMING_CASES), epochs: int = 10, data_dir=None,
+def time_compiled(cases: tuple[str, ...] = tuple(TIMING_CASES), epochs: int = 10,
                   say: Callable[[str], None] = print) -> list[dict]:
     """Seconds per epoch of the generic stack form with nothing compiled ('eager'), only the student
     step, only the samplers' student calls, or both, side by side in this process: after one warm-up
@@ -90,7 +74,7 @@ def time_compiled(cases: tuple[str, ...] = tuple(TIMING_CASES), epochs: int = 10
             with tempfile.TemporaryDirectory(prefix="dfkd-inductor-") as cache:
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
                 torch._dynamo.reset()
-                run, members = timing_run(*TIMING_CASES[name], data_dir=data_dir)
+                run, members = timing_run(*TIMING_CASES[name])
                 stacks = {which: variant(run, members, which) for which in ("eager", "both")}
                 first_eager = epoch_seconds(stacks["eager"])
                 cold = epoch_seconds(stacks["both"]) - first_eager

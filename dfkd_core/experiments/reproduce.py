@@ -317,7 +317,7 @@ def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, 
     import torch
 
     from ..data import load_split
-    from ..models.teachers import cache_path, build_model, evaluate, get_teacher, train_torch_teacher
+    from ..models.teachers import cache_path, evaluate, get_teacher, train_torch_teacher
 
     split = load_split(dataset, seed=seed)
     arch = teacher_setting(dataset, quick)
