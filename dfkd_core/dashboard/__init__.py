@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..config import PAPER_OBJECTIVES, PRESETS, DistillConfig, Member, parse_config, preset_config, read_config
+from ..config import (MAX_OBJECTIVE_TERMS, PAPER_OBJECTIVES, PRESETS, DistillConfig, Member,  # noqa: F401 (the page reads
+                      parse_config, preset_config, read_config)  # MAX_OBJECTIVE_TERMS from here)
 from ..errors import ConfigError, DfkdError
 
 DEFAULT = DistillConfig()
