@@ -13,6 +13,7 @@ from dfkd_core.dashboard import figures
 from dfkd_core.dashboard import plain
 from dfkd_core.device import describe_device
 from dfkd_core.errors import DfkdError
+from dfkd_core.models.http_teacher import note_server_address
 from dfkd_core.paths import data_dir, home_dir
 
 PAGE_DIR = Path(__file__).resolve().parent / "pages"  # absolute: a page script run on its own routes too
@@ -147,6 +148,7 @@ def run() -> None:
     # an emoji favicon is drawn in the browser; a :material/…: one is fetched from fonts.gstatic.com
     st.set_page_config(page_title="DFKD Lab", page_icon="🧪", layout="wide")
     hide_script_stop()
+    note_server_address(st.get_option("server.address"))  # exposed beyond loopback: no HTTP teacher host by default
     recovered = recover_once()
     if recovered and recovered[0].startswith("error: "):
         st.error(plain(recovered[0][len("error: "):]))

@@ -11,7 +11,8 @@
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
                 trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
-                state_dict, skops, HTTP — never unpickled); export (the student to take away:
+                state_dict, skops, HTTP — never unpickled); http_teacher (the HTTP teacher: allowed
+                hosts only, no redirects, one deadline per request, capped answers); export (the student to take away:
                 TorchScript + ONNX on raw inputs, model.json card)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)

@@ -37,6 +37,8 @@ def clean_state(tmp_path, monkeypatch, session_teacher_dir):
     monkeypatch.setenv("DFKD_HOME", str(tmp_path / "dfkd-home"))
     monkeypatch.setenv("DFKD_TEACHER_DIR", str(session_teacher_dir))
     monkeypatch.delenv("DFKD_DEVICE", raising=False)
+    monkeypatch.delenv("DFKD_TEACHER_HOSTS", raising=False)  # the HTTP teacher's default allow-list: loopback
+    monkeypatch.setenv("DFKD_SERVER_EXPOSED", "")  # the app sets it when a test says the server is exposed
     if shared_data_available():
         monkeypatch.setenv("DFKD_DATA_DIR", str(SHARED_DATA))
     else:

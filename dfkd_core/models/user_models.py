@@ -3,12 +3,9 @@ regressor or an HTTP endpoint — loaded without ever unpickling, probed before 
 wrapped so that the teacher sees inputs in its own units while the engine works standardized."""
 from __future__ import annotations
 
-import json
 import pickle  # only for pickle.UnpicklingError: nothing here is ever unpickled
 import time
 import warnings
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -22,6 +19,7 @@ from ..data.split import Split
 from ..data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_scaling,
                         spec_split, store_user_file, table_split)
 from ..errors import ConfigError, DfkdError, ModelError
+from .http_teacher import HttpModel, check_endpoint
 from .teachers import BlackBoxTeacher, Teacher, TeacherInfo, TorchTeacher, build_model, evaluate
 
 # Hidden activations of a state_dict teacher (the file stores weights, not the activation).
@@ -214,57 +212,6 @@ def _load_skops(path: Path):
     return lambda x: model.predict(x)
 
 
-class HttpModel:
-    """A black box on the user's machine: POST {"inputs": [[...], ...]} as JSON, receive
-    {"predictions": [...]} (or a bare list). Timeout per request, retries on connection
-    errors and 5xx, and a budget on the number of points sent (0 = none)."""
-
-    max_batch = 10_000  # points per request
-
-    def __init__(self, url: str, *, timeout: float = 10.0, retries: int = 2, query_budget: int = 0) -> None:
-        self.url, self.timeout, self.retries, self.query_budget = url, float(timeout), int(retries), int(query_budget)
-        self.sent = 0
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        if self.query_budget and self.sent + len(x) > self.query_budget:
-            raise ModelError(f"The HTTP teacher's query budget of {self.query_budget} points is spent "
-                             f"({self.sent} sent, {len(x)} more asked for).")
-        parts = [self._post(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
-        self.sent += len(x)
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def _post(self, x: np.ndarray) -> np.ndarray:
-        body = json.dumps({"inputs": x.tolist()}).encode()
-        last = ""
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"}, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode() or "null")
-                break
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code} {exc.reason}"
-                if exc.code < 500:
-                    raise ModelError(f"The HTTP teacher at {self.url} refused the request: {last}.") from None
-            except (TimeoutError, OSError) as exc:  # URLError is an OSError; socket timeouts too
-                reason = getattr(exc, "reason", exc)
-                last = "no answer within the timeout" if isinstance(reason, TimeoutError) or "timed out" in str(reason) else str(reason)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ModelError(f"The HTTP teacher at {self.url} must answer JSON. Got something else.") from None
-            if attempt < self.retries:
-                time.sleep(min(0.2 * 2**attempt, 2.0))
-        else:
-            raise ModelError(f"The HTTP teacher at {self.url} failed after {self.retries + 1} tries "
-                             f"(timeout {self.timeout:g} s): {last}.")
-        preds = payload.get("predictions") if isinstance(payload, dict) else payload
-        try:
-            out = np.asarray(preds, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ModelError(f"The HTTP teacher at {self.url} must answer a list of numbers. Got {str(payload)[:80]!r}.") from None
-        return out.reshape(out.shape[0], -1) if out.ndim == 2 else out
-
-
 # ---------------------------------------------------------------- the engine's teacher
 def wrap_user_model(kind: str, model, split: Split, x_mean: np.ndarray, x_std: np.ndarray,
                     y_mean: float, y_std: float) -> Teacher:
@@ -419,6 +366,8 @@ def validate_user_fields(cfg) -> None:
         if cfg.selection == "validation":
             raise ConfigError("With an input spec there is no real data to validate on: the 'selection' parameter must be "
                               "'synthetic' or 'last'. Got 'validation' instead.")
+    if cfg.teacher_file.startswith(("http://", "https://")):
+        check_endpoint(cfg.teacher_file)  # an endpoint off the allowed hosts is refused before any request
     if cfg.teacher_file and (cfg.teacher_file.startswith(("http://", "https://")) or Path(cfg.teacher_file).is_file()):
         from ..synth.samplers import SAMPLERS
         from ..synth.schedules import parse_alpha
