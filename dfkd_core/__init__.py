@@ -2,6 +2,8 @@
 (Zhou & Chiam 2023), usable without Streamlit. Data flows one way:
 
     errors, registry, paths, device     the ground floor: error types, registries of parts, folders, CPU/GPU
+    files_out   files written for people: CSV formula cells neutralised, written via a new file and a
+                rename (a planted link is never followed), JSON with null for NaN
     config      DistillConfig (every hyperparameter, the paper's defaults) and presets; the one place every
                 setting is read and checked (CLI, --set, config files, URL, widgets)
     limits      caps on model sizes; memory / work budgets checked before a run starts

@@ -51,6 +51,8 @@ PAPER_OBJECTIVES: dict[str, tuple[tuple[str, float], ...]] = {
     "eq9": (("neg_squared_discrepancy", 0.05), ("teacher_to_random", 0.95)),
 }
 MAX_OBJECTIVE_TERMS = 10  # terms of one objective
+# fields that name a file on this machine: given on the command line or by an upload, never by a link
+FILE_FIELDS = ("teacher_file", "data_file", "input_spec")
 WEIGHT_RANGE = (0.0, 1e6)  # a term's weight; the sign is in the term (neg_squared_discrepancy)
 # DistillConfig's fields before the objective was a list of pairs; stored runs and old config
 # files still hold them (legacy_objective reads them as objectives.build_objective did)
@@ -142,10 +144,13 @@ class DistillConfig:
 
     def to_query(self) -> dict[str, str]:
         """Fields that differ from the defaults, as strings, for a URL: tuples joined with ',',
-        or with ';' when an item holds a comma (a custom α spec 'custom:0:1,1000:0')."""
+        or with ';' when an item holds a comma (a custom α spec 'custom:0:1,1000:0'). The fields
+        that name files (FILE_FIELDS) never go into a URL."""
         default = DistillConfig()
         out = {}
         for f in dataclasses.fields(self):
+            if f.name in FILE_FIELDS:
+                continue
             value = getattr(self, f.name)
             if value != getattr(default, f.name):
                 if f.name == "objective":
@@ -159,7 +164,8 @@ class DistillConfig:
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> "DistillConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
+        """The config of a URL's query; a link never names a file (FILE_FIELDS are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)} - set(FILE_FIELDS)
         return cls.from_dict({k: v for k, v in query.items() if k in names})
 
     def validate(self) -> "DistillConfig":
@@ -170,8 +176,12 @@ class DistillConfig:
             raise ConfigErrors(problems)
         from .limits import check_budget
 
-        if not (self.data_file or self.input_spec):  # the user's table is capped by data/user.py's size limits
-            check_budget(self)
+        try:
+            check_budget(self)  # the user's data, spec and teacher too: counted from their headers, nothing decoded
+        except ConfigErrors:
+            raise
+        except DfkdError as exc:  # the user's file cannot be measured: the same message as when it is read
+            raise ConfigErrors([str(exc)]) from None
         return self
 
     def problems(self) -> list[str]:

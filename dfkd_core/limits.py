@@ -114,16 +114,72 @@ def resolved_archs(cfg: "DistillConfig", kind: str) -> tuple[str, str]:
     return teacher, student
 
 
-def estimate(cfg: "DistillConfig") -> Estimate:
-    """Memory and work of `cfg` (values already range-checked) on its dataset."""
+@dataclass(frozen=True)
+class DataShape:
+    """What the estimate needs of a run's data: kind, input shape, rows, training rows, a label."""
+
+    kind: str
+    input_shape: tuple[int, ...]
+    rows: int
+    n_train: int
+    label: str
+
+
+def data_shape(cfg: "DistillConfig") -> DataShape:
+    """The registered dataset's shape, or the user's table's (its header and row count, or the
+    Parquet metadata: nothing decoded) or input spec's (its features; the synthetic split's points)."""
+    if cfg.data_file or cfg.input_spec:
+        from .data.user import SPEC_SPLIT, original_name, spec_feature_count, table_shape
+
+        if cfg.data_file:
+            rows, columns = table_shape(cfg.data_file)
+            return DataShape("tabular", (max(1, len(columns) - 1),), rows, min(5000, int(0.6 * rows)),
+                             f"data_file={original_name(cfg.data_file)}")
+        return DataShape("tabular", (spec_feature_count(cfg.input_spec),), sum(SPEC_SPLIT), SPEC_SPLIT[0],
+                         f"input_spec={original_name(cfg.input_spec)}")
     from .data.catalog import get_dataset
 
     spec = get_dataset(cfg.dataset)
+    return DataShape(spec.kind, tuple(spec.input_shape), spec.rows, spec.n_train or min(5000, int(0.6 * spec.rows)),
+                     f"dataset={cfg.dataset}")
+
+
+def teacher_file_cost(source: str, d: int) -> ModelCost:
+    """A user's teacher, counted without loading it: an HTTP endpoint costs nothing here; a
+    TorchScript or state_dict archive has as many float32 parameters as its tensor entries hold
+    (their sizes as the zip lists them, nothing expanded), a skops or other file ~ its bytes /
+    8. Per input it does ~2 FLOPs per parameter and keeps ~d + parameters/d floats (a dense
+    network's first hidden layer)."""
+    import zipfile
+
+    if source.startswith(("http://", "https://")):
+        return ModelCost(0, d, 0)
+    try:
+        size = os.path.getsize(source)
+        params = size // 8
+        if zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as zf:
+                tensors = sum(i.file_size for i in zf.infolist() if "/data/" in i.filename and not i.filename.endswith("/"))
+            if tensors:
+                params = tensors // FLOAT_BYTES
+    except (OSError, zipfile.BadZipFile, ValueError):
+        params = 0  # a file that cannot be read is refused where it is loaded
+    return ModelCost(params, d + params // max(1, d), 2 * params)
+
+
+def estimate(cfg: "DistillConfig") -> Estimate:
+    """Memory and work of `cfg` (values already range-checked) on its dataset, or on the
+    user's data / input spec with the user's teacher."""
+    spec = data_shape(cfg)
     shape = tuple(spec.input_shape)
     d = math.prod(shape)
-    n_train = spec.n_train or min(5000, int(0.6 * spec.rows))
+    n_train = spec.n_train
     teacher_arch, student_arch = resolved_archs(cfg, spec.kind)
-    teacher = model_cost(teacher_arch, shape, n_train)
+    if cfg.teacher_file:  # the user's own: used as it is, never trained here
+        teacher = teacher_file_cost(cfg.teacher_file, d)
+        teacher_arch = "the user's teacher"
+    else:
+        teacher = model_cost(teacher_arch, shape, n_train)
     student = model_cost(student_arch, shape)
     generator = generator_cost(cfg.generator_z_dim, cfg.generator_hidden, d)
     members = cfg.members()
@@ -132,17 +188,19 @@ def estimate(cfg: "DistillConfig") -> Estimate:
     m = cfg.batch_size
     f = FLOAT_BYTES
     teacher_label = f"teacher={cfg.teacher}" if cfg.teacher != "auto" else f"teacher (auto: {teacher_arch})"
+    if cfg.teacher_file:
+        teacher_label = f"teacher_file (~{teacher.params:.3g} parameters)"
     student_label = (f"student={cfg.student}" if cfg.student != "auto" else f"student_hidden={cfg.student_hidden}") + f" × {k} students"
     memory = {
         # the teacher as it is trained: weights, gradients, Adam's two moments
-        teacher_label: 4 * teacher.params * f,
+        teacher_label: (1 if cfg.teacher_file else 4) * teacher.params * f,
         student_label: 3 * k * student.params * f,  # weights, gradients, RMSprop's square average
         f"generator_hidden={cfg.generator_hidden}, generator_z_dim={cfg.generator_z_dim} × {k_gen} generators":
             3 * k_gen * generator.params * f,
         # one batch of every student through the teacher and itself (kept for backward, and its gradient)
         f"batch_size={m} × {k} students (activations)":
             2 * k * m * (teacher.activations + student.activations) * f + 2 * k_gen * m * generator.activations * f,
-        f"dataset={cfg.dataset}": spec.rows * d * (8 + f),  # as read (float64) and as tensors
+        spec.label: spec.rows * d * (8 + f),  # as read (float64) and as tensors
     }
     per_epoch = 0.0
     for member in members:
@@ -155,7 +213,8 @@ def estimate(cfg: "DistillConfig") -> Estimate:
         elif member.sampler == "evolution":
             per_epoch += points * (cfg.de_generations + 1) * (teacher.flops + student.flops)
         per_epoch += spec.rows * 0.2 * student.flops / cfg.eval_every  # validation
-    teacher_training = 3 * teacher.flops * n_train * TEACHER_TRAIN_EPOCHS[spec.kind] if teacher_arch != "svr" else 0
+    trained = not cfg.teacher_file and teacher_arch != "svr"
+    teacher_training = 3 * teacher.flops * n_train * TEACHER_TRAIN_EPOCHS[spec.kind] if trained else 0
     work = per_epoch * cfg.epochs + teacher_training
     factors = (f"epochs={cfg.epochs}, {k} student{'s' if k != 1 else ''} (samplers × alphas × seeds), batch_size={m}, "
                f"batches_per_epoch={cfg.batches_per_epoch}, teacher {teacher_arch}")

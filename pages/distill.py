@@ -170,7 +170,13 @@ def start_user_run(spec_rows: list[dict] | None) -> None:
     import json
 
     from dfkd_core.data.user import spec_from_rows
-    from dfkd_core.models.user_models import store_upload, teacher_endpoint, user_run_config
+    from dfkd_core.models.user_models import teacher_endpoint, user_run_config
+
+    uploads: list[str] = []  # kept only if the run starts
+
+    def store_upload(name: str, data: bytes, role: str) -> str:
+        uploads.append(dashboard.keep_upload(name, data, role))
+        return uploads[-1]
 
     try:
         teacher = st.session_state.get("own_teacher")
@@ -194,8 +200,9 @@ def start_user_run(spec_rows: list[dict] | None) -> None:
             input_spec=input_spec, teacher_timeout=float(st.session_state.get("own_timeout", 10.0)),
             teacher_query_budget=int(st.session_state.get("own_budget", 0)))
         title = url if url else teacher.name
-        st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {title}")
+        st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {title}", uploads=uploads)
     except DfkdError as exc:
+        dashboard.discard_uploads(uploads)
         st.session_state["distill_error"] = str(exc)
 
 
@@ -203,13 +210,10 @@ def spec_table_rows(teacher):
     """The spec table's starting rows: one per input of the teacher when its file says how many, else 2."""
     import pandas as pd
 
-    from dfkd_core.models.user_models import store_upload, teacher_input_dim
-
     dim = None
     if teacher is not None:
         try:
-            dim = teacher_input_dim(store_upload(teacher.name, teacher.getvalue(), "teacher"),
-                                    st.session_state.get("own_activation") or "")
+            dim = dashboard.upload_input_dim(teacher.name, teacher.getvalue(), st.session_state.get("own_activation") or "")
         except DfkdError:
             dim = None
     n = dim or 2
@@ -219,7 +223,8 @@ def spec_table_rows(teacher):
 
 def your_model_section() -> None:
     from dfkd_core.data.user import SPEC_CONSTRAINTS
-    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
+    from dfkd_core.data.user import table_header
+    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON
 
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "
@@ -239,7 +244,7 @@ def your_model_section() -> None:
         spec_rows = None
         if data is not None:
             try:
-                columns = table_columns(store_upload(data.name, data.getvalue(), "data"))
+                columns = table_header(data.name, data.getvalue())  # nothing is kept before Start
                 c2.selectbox("Target column", columns, index=len(columns) - 1, key="own_target")
                 c2.radio("Rows with missing values", ["refuse", "drop"], horizontal=True, key="own_nan")
             except DfkdError as exc:
@@ -283,7 +288,11 @@ if not dashboard.run_exists(run_id):
     st.session_state.pop("run_id", None)
     del st.query_params["run"]
     st.stop()
-polling = dashboard.load_view(run_id).active
+try:
+    polling = dashboard.load_view(run_id).active
+except (DfkdError, OSError) as exc:  # the store cannot be read: one message, never a traceback
+    st.error(dashboard.plain(dashboard.error_line(exc)))
+    st.stop()
 
 
 @st.fragment(run_every=1.0 if polling else None)
@@ -314,8 +323,11 @@ def live() -> None:
     a.caption(dashboard.CAPTIONS["val_rmse"])
     b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
     b.caption(dashboard.CAPTIONS["loss_xg"])
-    st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
-    st.caption(dashboard.CAPTIONS["boxplots"])
+    try:
+        st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
+        st.caption(dashboard.CAPTIONS["boxplots"])
+    except (DfkdError, OSError) as exc:  # a missing or damaged snapshot
+        st.error(dashboard.plain(dashboard.error_line(exc)))
     if polling and not view.active:
         st.rerun()  # finished: stop polling, show the results
 
@@ -328,7 +340,11 @@ proj_polling = polling or dashboard.umap_warming(run_id)
 
 @st.fragment(run_every=2.0 if proj_polling else None)
 def synthetic_points() -> None:
-    view = dashboard.load_view(run_id)
+    try:
+        view = dashboard.load_view(run_id)
+    except (DfkdError, OSError) as exc:
+        st.error(dashboard.plain(dashboard.error_line(exc)))
+        return
     st.subheader("Real vs synthetic points")
     if not view.snapshot_epochs:
         st.caption("The first snapshot (epoch 0) appears once training starts.")
@@ -342,8 +358,8 @@ def synthetic_points() -> None:
                                             help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
     try:
         proj = dashboard.projection_later(view, epoch, method.lower())
-    except DfkdError as exc:
-        st.error(dashboard.plain(exc))
+    except (DfkdError, OSError) as exc:  # a missing or damaged snapshot, a full disk
+        st.error(dashboard.plain(dashboard.error_line(exc)))
         return
     if proj is None:
         st.caption(f"fitting the {method} projection of epoch {epoch} in the background… the curves above keep updating.")
@@ -362,7 +378,12 @@ def synthetic_points() -> None:
 
 synthetic_points()
 
-view = dashboard.load_view(run_id)
-if app.results_section(view, "Teacher test RMSE", "result_bars"):
+try:
+    view = dashboard.load_view(run_id)
+    shown_results = app.results_section(view, "Teacher test RMSE", "result_bars")
+except (DfkdError, OSError) as exc:
+    st.error(dashboard.plain(dashboard.error_line(exc)))
+    shown_results = False
+if shown_results:
     st.caption("Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
                "real validation data); the data-free columns select without it.")

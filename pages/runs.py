@@ -39,54 +39,63 @@ for run_id in selected:
     st.page_link("pages/distill.py", label=f"Open {dashboard.plain(run_id)} on the Distill page", query_params={"run": run_id},
                  icon=":material/open_in_new:")
 
-metrics, teachers = dashboard.compare_metrics(selected)
-teacher = next(iter(teachers.values())) if len(set(teachers.values())) == 1 else None
-smoothing = st.toggle("Savitzky–Golay smoothing (window 15)", key="runs_smooth")
-rmse_fig = figures.validation_rmse(metrics, teacher, smoothing)
-st.plotly_chart(rmse_fig, key="runs_rmse")
-st.subheader("Final metrics")
-final = dashboard.compare_results(selected)
-if final.empty:
-    st.caption("No finished results among the selected runs yet.")
-else:
-    st.dataframe(final, hide_index=True, width="stretch")
-
-st.subheader("Export")
-e1, e2, e3 = st.columns(3)
-e1.download_button("Metrics (CSV)", dashboard.metrics_csv(selected), file_name="dfkd-metrics.csv", mime="text/csv")
-e2.download_button("RMSE figure (HTML)", dashboard.figure_html(rmse_fig), file_name="dfkd-validation-rmse.html",
-                   mime="text/html")
-with e3:
-    weights_run = st.selectbox("Student weights of run", selected, key="weights_run")
-    members = dashboard.members_with_weights(weights_run)
-    if members:
-        member = st.selectbox("Student", members, key="weights_member")
-        st.download_button("Student weights (.pt)", dashboard.weights_bytes(weights_run, member),
-                           file_name=f"{weights_run}-{member.replace('|', '_')}.pt", mime="application/octet-stream")
+def compare_and_export() -> None:
+    """Curves, final metrics and downloads of the selected runs (a damaged run's error is one
+    message, and the Delete below stays reachable)."""
+    metrics, teachers = dashboard.compare_metrics(selected)
+    teacher = next(iter(teachers.values())) if len(set(teachers.values())) == 1 else None
+    smoothing = st.toggle("Savitzky–Golay smoothing (window 15)", key="runs_smooth")
+    rmse_fig = figures.validation_rmse(metrics, teacher, smoothing)
+    st.plotly_chart(rmse_fig, key="runs_rmse")
+    st.subheader("Final metrics")
+    final = dashboard.compare_results(selected)
+    if final.empty:
+        st.caption("No finished results among the selected runs yet.")
     else:
-        st.caption("This run has no saved student weights (yet).")
+        st.dataframe(final, hide_index=True, width="stretch")
 
-# ---- the student to take away (issue 13): TorchScript + ONNX on raw inputs, state_dict, model.json
-with st.expander("Download the student (TorchScript, ONNX, model card)"):
-    export_run = st.selectbox("Run", selected, key="export_run")
-    export_members = dashboard.members_with_weights(export_run)
-    if export_members:
-        export_member = st.selectbox("Student", export_members, key="export_member")
-        if st.button("Prepare the student", key="export_prepare"):
-            from dfkd_core.models.export import export_stored_run
+    st.subheader("Export")
+    e1, e2, e3 = st.columns(3)
+    e1.download_button("Metrics (CSV)", dashboard.metrics_csv(selected), file_name="dfkd-metrics.csv", mime="text/csv")
+    e2.download_button("RMSE figure (HTML)", dashboard.figure_html(rmse_fig), file_name="dfkd-validation-rmse.html",
+                       mime="text/html")
+    with e3:
+        weights_run = st.selectbox("Student weights of run", selected, key="weights_run")
+        members = dashboard.members_with_weights(weights_run)
+        if members:
+            member = st.selectbox("Student", members, key="weights_member")
+            st.download_button("Student weights (.pt)", dashboard.weights_bytes(weights_run, member),
+                               file_name=f"{weights_run}-{member.replace('|', '_')}.pt", mime="application/octet-stream")
+        else:
+            st.caption("This run has no saved student weights (yet).")
 
-            try:
-                st.session_state["export_zip"] = (export_run, export_member, export_stored_run(export_run, export_member))
-            except DfkdError as exc:
-                st.error(str(exc))
-        ready = st.session_state.get("export_zip")
-        if ready and ready[:2] == (export_run, export_member):
-            st.download_button("Student (.zip)", ready[2], file_name=f"{export_run}-student.zip", mime="application/zip",
-                               key="export_download")
-        st.code("import torch\nstudent = torch.jit.load(\"student/student.pt\")\n"
-                "y = student(torch.tensor(x_raw, dtype=torch.float32))  # x_raw in the teacher's units", language="python")
-    else:
-        st.caption("This run has no saved student weights (yet).")
+    # ---- the student to take away (issue 13): TorchScript + ONNX on raw inputs, state_dict, model.json
+    with st.expander("Download the student (TorchScript, ONNX, model card)"):
+        export_run = st.selectbox("Run", selected, key="export_run")
+        export_members = dashboard.members_with_weights(export_run)
+        if export_members:
+            export_member = st.selectbox("Student", export_members, key="export_member")
+            if st.button("Prepare the student", key="export_prepare"):
+                from dfkd_core.models.export import export_stored_run
+
+                try:
+                    st.session_state["export_zip"] = (export_run, export_member, export_stored_run(export_run, export_member))
+                except DfkdError as exc:
+                    st.error(dashboard.plain(exc))
+            ready = st.session_state.get("export_zip")
+            if ready and ready[:2] == (export_run, export_member):
+                st.download_button("Student (.zip)", ready[2], file_name=f"{export_run}-student.zip", mime="application/zip",
+                                   key="export_download")
+            st.code("import torch\nstudent = torch.jit.load(\"student/student.pt\")\n"
+                    "y = student(torch.tensor(x_raw, dtype=torch.float32))  # x_raw in the teacher's units", language="python")
+        else:
+            st.caption("This run has no saved student weights (yet).")
+
+
+try:
+    compare_and_export()
+except (DfkdError, OSError) as exc:  # a missing or damaged file of a run, a full disk
+    st.error(dashboard.plain(dashboard.error_line(exc)))
 
 st.subheader("Delete")
 

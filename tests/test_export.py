@@ -127,8 +127,10 @@ def test_a_run_on_the_users_files_is_submitted_to_a_worker_like_any_other(csv, t
     from dfkd_core import dashboard
     from dfkd_core.runs.runstore import RunStore
 
-    cfg = fast_config(teacher_file=str(ts_teacher), data_file=str(csv), target="y", samplers=("gaussian",))
-    run_id = dashboard.submit(cfg)
+    uploads = [dashboard.keep_upload("T.pt", ts_teacher.read_bytes(), "teacher"),  # as the page's Start stores them
+               dashboard.keep_upload("plant.csv", csv.read_bytes(), "data")]
+    cfg = fast_config(teacher_file=uploads[0], data_file=uploads[1], target="y", samplers=("gaussian",))
+    run_id = dashboard.submit(cfg, uploads=uploads)
     store = RunStore()
     deadline = time.monotonic() + 300
     while store.get_run(run_id).active and time.monotonic() < deadline:

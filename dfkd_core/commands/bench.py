@@ -3,8 +3,9 @@ forms) on cpusmall and indoorloc, seconds per 2000 epochs, speedups and GFLOP/s 
 torch.matmul; the MNIST CNN's loop stacked (see dfkd_core.experiments.bench)."""
 from __future__ import annotations
 
-import json
 import sys
+
+from ..files_out import json_text
 
 HELP = "time the plain PyTorch loop against the engine's stack forms (seconds per 2000 epochs, speedups, GFLOP/s)"
 
@@ -59,7 +60,7 @@ def run(args) -> int:
             case = row["case"].replace(" ", "_").replace("=", "")
             result.update({f"compile_{case}_{key}": value for key, value in row.items() if key != "case"})
     if args.json:
-        print(json.dumps(result))
+        print(json_text(result))
     return 0
 
 
@@ -76,5 +77,5 @@ def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int
             print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "
                   f"canvas figure {r['figure_ms_median']:5.1f} ms", flush=True)
     if as_json:
-        print(json.dumps({"playground": result, "threads": threads}))
+        print(json_text({"playground": result, "threads": threads}))
     return 0

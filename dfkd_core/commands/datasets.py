@@ -3,12 +3,12 @@ present, download a dataset, or load one by the paper's split protocol."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ..data.catalog import dataset_catalog, get_dataset, load_dataset
 from ..data.download import stderr_progress
 from ..data.protocol import load_split
+from ..files_out import json_text
 
 HELP = "List the datasets (rows, features, target, available here or not); --check verifies checksums."
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return _check(args)
     rows = dataset_catalog(args.data_dir)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows, indent=2))
         return 0
     _print_table(rows)
     return 0
@@ -67,7 +67,7 @@ def _check(args: argparse.Namespace) -> int:
             results.append({"dataset": r["name"], "file": f["path"], "found_at": f["found_at"], "check": f["check"]})
             bad += f["check"] == "mismatch"
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json_text(results, indent=2))
     else:
         for res in results:
             print(f"{res['check']:<10} {res['dataset']:<10} {res['found_at']}")
@@ -89,7 +89,7 @@ def _show_split(args: argparse.Namespace) -> int:
         "prior": split.prior.kind, "seed": split.seed, "note": split.note, "source": split.extra.get("source"),
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_text(info, indent=2))
     else:
         for key, value in info.items():
             print(f"{key:<12} {value}")

@@ -2,12 +2,12 @@
 progress bar on stderr; `--json` ends stdout with one JSON object per run."""
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 
 from ..config import CHOICES, DistillConfig, preset_config
+from ..files_out import json_text
 
 HELP = "distill a student from a dataset's teacher with the chosen sampler(s) and α schedule(s)"
 
@@ -139,7 +139,7 @@ def run(args) -> int:
         if exported:
             row["export"] = exported.get(m.member)
         if args.json:
-            print(json.dumps(row))
+            print(json_text(row))  # NaN (a student that diverged) as null: valid JSON
         else:
             print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
                   f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")

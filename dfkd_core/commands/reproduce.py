@@ -3,8 +3,9 @@ comparison stored in the run store) and print our mean ± sd beside the paper's,
 verdict per cell, under both selection protocols; `--json` ends stdout with one JSON object."""
 from __future__ import annotations
 
-import json
 import sys
+
+from ..files_out import json_text
 
 HELP = "reproduce one of the paper's Tables 3-6 and print ours beside the paper's numbers"
 
@@ -75,5 +76,5 @@ def run(args) -> int:
         for protocol in PROTOCOLS:
             print(f"\n{protocol} selection:\n\n{markdown_table(rep, protocol)}", flush=True)
     if args.json:
-        print(json.dumps(rep), flush=True)
+        print(json_text(rep), flush=True)
     return 0

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 # = runstore.STATUSES, spelled out so that building the CLI does not import pandas
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
@@ -26,6 +24,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..runs.runstore import RunStore
 
+    for flag, value in (("--delete", args.delete), ("--stop", args.stop), ("--export", args.export), ("--out", args.out)):
+        if value is not None and not value.strip():
+            print(f"error: {flag} needs a value. Got '' instead.", file=sys.stderr)
+            return 2
     store = RunStore()
     store.mark_interrupted()  # runs whose worker died show as interrupted, not running
     if args.delete:
@@ -42,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             print("error: --export needs --out DIR", file=sys.stderr)
             return 2
+        from ..files_out import json_text, plain_folder, write_csv, write_text
+
         info = store.get_run(args.export)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        store.metrics(args.export).to_csv(out / "metrics.csv", index=False)
+        out = plain_folder(args.out)
+        write_csv(out / "metrics.csv", store.metrics(args.export))  # formula-like cells neutralised, links not followed
         results = store.results(args.export)
-        results["other_selections"] = results["other_selections"].map(json.dumps)
-        results.to_csv(out / "results.csv", index=False)
-        (out / "config.json").write_text(json.dumps(info.config_dict, indent=2, sort_keys=True) + "\n")
+        results["other_selections"] = results["other_selections"].map(json_text)
+        write_csv(out / "results.csv", results)
+        write_text(out / "config.json", json_text(info.config_dict, indent=2, sort_keys=True) + "\n")
         for name in ("metrics.csv", "results.csv", "config.json"):
             print(out / name)
         return 0

@@ -1,8 +1,9 @@
 """`teach`: train (or load the cached) teacher of a dataset and print its test metrics."""
 from __future__ import annotations
 
-import json
 import sys
+
+from ..files_out import json_text
 
 HELP = "train or load the cached teacher of a dataset and print its test RMSE/MAE"
 
@@ -39,7 +40,7 @@ def run(args) -> int:
 
         command = f"python -m dfkd_core teach --dataset {args.dataset} --split-seed {split_seed} --arch {args.arch} --ship"
         entry = ship_teacher(split, args.arch, command, device)
-        print(json.dumps(entry) if args.json else f"shipped {entry['arch']} teacher of {args.dataset}: "
+        print(json_text(entry) if args.json else f"shipped {entry['arch']} teacher of {args.dataset}: "
               f"test RMSE {entry['test_rmse']:.4f}, MAE {entry['test_mae']:.4f}, {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…")
         return 0
 
@@ -52,7 +53,7 @@ def run(args) -> int:
            "test_mae": info.test_mae, "val_rmse": info.val_rmse, "cached": info.cached, "seconds": round(info.seconds, 3),
            "device": describe_device(device), "path": info.path}
     if args.json:
-        print(json.dumps(out))
+        print(json_text(out))
     else:
         state = "cached" if info.cached else f"trained in {info.seconds:.1f} s"
         print(f"{args.dataset} teacher {info.arch} ({state}, {out['device']}): test RMSE {info.test_rmse:.4f}, MAE {info.test_mae:.4f}")

@@ -42,6 +42,19 @@ AUTOLINK_TRIGGERS = re.compile(r"(?i):|@|www(?=\.)")  # where GFM starts a bare 
 WORD_JOINER = "\u2060"  # invisible, neither space nor punctuation: no autolink can start right after it
 
 
+def error_line(exc: BaseException) -> str:
+    """The product's own error, or the machine's (a full disk, a file it cannot read), as one
+    line for st.error: never a traceback."""
+    import errno
+
+    if isinstance(exc, OSError) and not isinstance(exc, DfkdError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "The disk is full: free some space (delete runs you no longer need), then try again."
+        return f"The server could not read or write a file: {exc.strerror or type(exc).__name__}."
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def plain(text: Any) -> str:
     """`text` (a value from a URL, a file or a form, or a message quoting one) as markdown that
     shows exactly those characters, and nothing else: every ASCII punctuation character becomes a
@@ -136,7 +149,8 @@ def preset_names() -> list[str]:
 def config_from_widgets(values: Mapping[str, Any], validate: bool = True) -> DistillConfig:
     """The DistillConfig of the form's values (unknown / missing keys use defaults).
     Raises ConfigError listing every problem (config.parse_config: the URL's and the CLI's rules)."""
-    data = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(DistillConfig)}}
+    # the form never names a file: only the Your model section's uploads do (see submit)
+    data = {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(DistillConfig)} - set(config.FILE_FIELDS)}
     for name in ("samplers", "alphas"):
         if name in data and isinstance(data[name], (list, tuple)):
             data[name] = tuple(data[name])
@@ -154,9 +168,13 @@ def config_from_query(params: Mapping[str, Any]) -> tuple[DistillConfig, str | N
     values that cannot be read keep the defaults, values out of range are kept so the form
     shows them. Checked by config.read_config, as the CLI and the form are."""
     params = {k: (v[-1] if isinstance(v, list) else v) for k, v in params.items() if k != "run"}
-    names = {f.name for f in dataclasses.fields(DistillConfig)}
+    names = {f.name for f in dataclasses.fields(DistillConfig)} - set(config.FILE_FIELDS)
     base = preset_config(params["preset"]) if params.get("preset") in PRESETS else DEFAULT
     cfg, problems = read_config({k: v for k, v in params.items() if k in names}, base=base)
+    files = [k for k in config.FILE_FIELDS if k in params]
+    if files:  # never read, never looked up: the link learns nothing about the server's files
+        problems.insert(0, f"A link cannot name a file ({', '.join(files)} left out): upload your teacher and data "
+                           "in the Your model section.")
     if not problems:
         return cfg, None
     return cfg, "The link's settings are not valid; fix them before pressing Start:\n" + "\n".join(f"- {p}" for p in problems)
@@ -356,10 +374,14 @@ def store(home=None):
     return RunStore(home)
 
 
-def submit(cfg: DistillConfig, title: str | None = None) -> str:
-    """Validate and start a run in a worker process; ConfigError (message for st.error) if it cannot start."""
+def submit(cfg: DistillConfig, title: str | None = None, uploads: Sequence[str] = ()) -> str:
+    """Validate and start a run in a worker process; ConfigError (message for st.error) if it cannot start.
+    Its teacher / data / input-spec files must be among `uploads` (stored by this session's Start):
+    a path from a link or a form is refused before anything looks at it."""
+    from ..data.user import uploaded_only
     from ..runs import jobs
 
+    uploaded_only(cfg, uploads)
     cfg.validate()
     if cfg.data_file or cfg.input_spec:  # the user's own data: stored files, not a registered dataset
         from ..models.user_models import store_user_inputs
@@ -367,6 +389,42 @@ def submit(cfg: DistillConfig, title: str | None = None) -> str:
         return jobs.submit(store_user_inputs(cfg), title=title)
     check_dataset(cfg.dataset)
     return jobs.submit(cfg, title=title)
+
+
+def keep_upload(name: str, data: bytes, role: str) -> str:
+    """A file uploaded for the run about to start, stored within DFKD_MAX_UPLOAD_GB (old
+    uploads no stored run names are swept first); its path goes to submit(uploads=...)."""
+    from ..data.user import store_upload_bytes
+
+    return store_upload_bytes(name, data, role, referenced=store().referenced_files())
+
+
+def upload_input_dim(name: str, data: bytes, activation: str = "") -> int | None:
+    """The input dimension an uploaded teacher file states (user_models.teacher_input_dim), read
+    from a temporary copy that is deleted at once (nothing is kept before Start)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..models.user_models import teacher_input_dim
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (Path(name).name or "teacher.pt")
+        path.write_bytes(data)
+        return teacher_input_dim(path, activation)
+
+
+def discard_uploads(paths: Sequence[str]) -> None:
+    """Uploads of a Start that did not start a run: deleted at once unless a stored run names them."""
+    from ..data.user import sweep_uploads
+
+    sweep_uploads(store().referenced_files(), older_than=0.0, only=paths)
+
+
+def sweep_uploads() -> list[str]:
+    """At server start: delete old uploads that no stored run names."""
+    from ..data.user import sweep_uploads as sweep
+
+    return sweep(store().referenced_files())
 
 
 def stop(run_id: str) -> None:
@@ -378,7 +436,9 @@ def stop(run_id: str) -> None:
 def recover() -> list[str]:
     from ..runs import jobs
 
-    return jobs.recover()
+    recovered = jobs.recover()
+    sweep_uploads()  # once per server, with the recovery: uploads no run kept
+    return recovered
 
 
 def run_exists(run_id: str | None) -> bool:
@@ -818,7 +878,9 @@ def metrics_csv(run_ids: Sequence[str]) -> bytes:
         m = s.metrics(run_id)
         m.insert(0, "run", run_id)
         frames.append(m)
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()).to_csv(index=False).encode()
+    from ..files_out import csv_bytes
+
+    return csv_bytes(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())  # formula-like cells neutralised
 
 
 def figure_html(fig) -> bytes:

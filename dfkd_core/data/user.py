@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .split import Split
 MAX_FILE_BYTES = 512 * 2**20  # a larger table is refused before it is read
 MAX_ROWS = 2_000_000
 MAX_FEATURES = 10_000
+MAX_SPEC_BYTES = 16 * 2**20  # an input spec file
 MIN_ROWS = 10  # fewer cannot be split into train / validation / test
 NAN_POLICIES = ("refuse", "drop")
 SPEC_CONSTRAINTS = ("none", "clip", "simplex")
@@ -66,7 +68,7 @@ def user_files_dir() -> Path:
     return path
 
 
-def store_user_file(path: str | Path, role: str) -> str:
+def store_user_file(path: str | Path, role: str, *, upload: bool = False) -> str:
     """Copy a user's file under DFKD_HOME/user_files named by its sha256 (the same file is
     stored once), with a sidecar naming the original; returns the stored path. A file already
     in the store is returned as it is."""
@@ -82,13 +84,138 @@ def store_user_file(path: str | Path, role: str) -> str:
             digest.update(chunk)
     sha = digest.hexdigest()
     target = folder / f"{sha[:20]}{''.join(path.suffixes[-1:]).lower()}"
+    if target.exists() and upload:  # uploaded again: kept from now on, as a fresh upload
+        meta_path = target.with_name(target.name + ".json")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("upload"):
+                meta["stored_at"] = time.time()
+                meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass
     if not target.exists():
         tmp = target.with_name(target.name + ".tmp")
         shutil.copyfile(path, tmp)
         tmp.replace(target)
-        meta = {"original": path.name, "role": role, "sha256": sha, "bytes": target.stat().st_size, "stored_at": time.time()}
+        meta = {"original": path.name, "role": role, "sha256": sha, "bytes": target.stat().st_size, "stored_at": time.time(),
+                "upload": upload}
         target.with_name(target.name + ".json").write_text(json.dumps(meta), encoding="utf-8")
     return str(target)
+
+
+# ---------------------------------------------------------------- uploads from the dashboard
+DEFAULT_MAX_UPLOAD_GB = 2.0  # all uploads kept together (DFKD_MAX_UPLOAD_GB)
+UPLOAD_KEEP_S = 3600.0  # an upload no stored run names is swept once it is this old
+FILE_FIELDS = ("teacher_file", "data_file", "input_spec")  # = config.FILE_FIELDS: the fields that name files
+
+
+def max_upload_bytes() -> float:
+    raw = os.environ.get("DFKD_MAX_UPLOAD_GB", "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_MAX_UPLOAD_GB
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise DatasetError(f"The 'DFKD_MAX_UPLOAD_GB' environment variable must be a number >= 0. Got {raw[:40]!r} instead.")
+    return value * 1e9
+
+
+def _uploads() -> list[tuple[Path, dict]]:
+    """(stored file, its sidecar) of every file kept from a dashboard upload."""
+    out = []
+    for meta_path in user_files_dir().glob("*.json"):
+        stored = meta_path.with_suffix("")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(meta, dict) and meta.get("upload") and stored.is_file():
+            out.append((stored, meta))
+    return out
+
+
+def sweep_uploads(referenced, *, older_than: float = UPLOAD_KEEP_S, only=None) -> list[str]:
+    """Delete uploaded files that no stored run names (`referenced`: paths) and that are older
+    than `older_than` seconds (`only`: restrict to these paths); returns what was deleted. Files
+    given on the command line are never swept."""
+    keep = {str(Path(p)) for p in referenced if p}
+    only = None if only is None else {str(Path(p)) for p in only if p}
+    now, gone = time.time(), []
+    for stored, meta in _uploads():
+        path = str(stored)
+        if path in keep or (only is not None and path not in only):
+            continue
+        if now - float(meta.get("stored_at", 0) or 0) < older_than:
+            continue
+        for item in (stored, stored.with_name(stored.name + ".json")):
+            try:
+                item.unlink()
+            except FileNotFoundError:
+                pass
+        gone.append(path)
+    return gone
+
+
+def store_upload_bytes(name: str, data: bytes, role: str, referenced=None) -> str:
+    """An uploaded file kept under DFKD_HOME/user_files (content-addressed, its name kept),
+    within DFKD_MAX_UPLOAD_GB for all uploads together: old uploads no stored run names
+    (`referenced`: the paths runs name; None: sweep nothing) are swept first, and an upload
+    that would still pass the quota is refused."""
+    import tempfile
+
+    if not data:
+        raise DatasetError(f"The uploaded {role} file {Path(name).name!r} is empty.")
+    if referenced is not None:
+        sweep_uploads(referenced)
+    held = sum(stored.stat().st_size for stored, _ in _uploads())
+    quota = max_upload_bytes()
+    if held + len(data) > quota:
+        raise DatasetError(f"The uploaded {role} file {Path(name).name!r} ({len(data) / 1e6:.3g} MB) would pass the quota on "
+                           f"uploads of {quota / 1e9:g} GB (DFKD_MAX_UPLOAD_GB; {held / 1e9:.3g} GB kept for stored runs). "
+                           "Delete runs you no longer need, or ask the operator to raise it.")
+    with tempfile.TemporaryDirectory(dir=user_files_dir()) as tmp:
+        path = Path(tmp) / (Path(name).name or "upload")
+        path.write_bytes(data)
+        return store_user_file(path, role, upload=True)
+
+
+def uploaded_only(cfg, uploads) -> None:
+    """Refuse a run from the dashboard whose teacher, data or input spec is not a file uploaded
+    for it (a link or a form value naming a path on the server). Says nothing about the path:
+    not whether it exists, not what it holds."""
+    allowed = {str(Path(p)) for p in uploads if p}
+    named = []
+    for field_name in FILE_FIELDS:
+        value = getattr(cfg, field_name, "")
+        if not value or (field_name == "teacher_file" and str(value).startswith(("http://", "https://"))):
+            continue
+        if str(Path(str(value))) not in allowed:
+            named.append(field_name)
+    if named:
+        raise DatasetError(f"A teacher, data or input-spec file can only come from an upload in this browser session "
+                           f"(the Your model section), never from a link or a typed path. Got {', '.join(map(repr, named))} "
+                           "naming a file that was not uploaded here.")
+
+
+def table_header(name: str, data: bytes) -> list[str]:
+    """The column names of an uploaded CSV / Parquet file, read from its bytes (nothing stored)."""
+    import io
+
+    import pandas as pd
+
+    try:
+        if Path(name).suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            columns = list(pq.read_schema(io.BytesIO(data)).names)
+        else:
+            pd.read_csv(io.BytesIO(data), nrows=0)  # a header pandas can read ...
+            columns = _header_names(data[:MAX_HEADER_BYTES + 1].split(b"\n", 1)[0], Path(name).suffix.lower(), Path(name).name)
+    except Exception as exc:  # noqa: BLE001 - pandas and pyarrow raise many kinds
+        text = str(exc).strip().splitlines()
+        raise DatasetError(f"The data file {Path(name).name!r} cannot be read as a table: {text[0][:200] if text else type(exc).__name__}") from None
+    _refuse_duplicates(columns, Path(name).name)
+    return columns
 
 
 def list_user_files() -> list[dict]:
@@ -132,14 +259,17 @@ def read_table(path: str | Path, target: str, nan_policy: str = "refuse") -> Use
         raise DatasetError(f"The data file {name!r} must be at most {MAX_FILE_BYTES // 2**20} MiB. Got {size / 2**20:.0f} MiB.")
     if size == 0:
         raise DatasetError(f"The data file {name!r} is empty.")
+    rows, columns = table_shape(path)  # from the header and the Parquet metadata: nothing decoded yet
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
+            df = _read_parquet_capped(path, name)
         else:
-            df = pd.read_csv(path, sep=None, engine="python") if path.suffix.lower() not in (".csv",) else pd.read_csv(path)
+            df = _read_csv_capped(path, len(columns), name)
+    except DatasetError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
         text = str(exc).strip().splitlines()
-        raise DatasetError(f"The data file {name!r} cannot be read as a table: {text[0] if text else type(exc).__name__}.") from None
+        raise DatasetError(f"The data file {name!r} cannot be read as a table: {text[0][:200] if text else type(exc).__name__}.") from None
     if df.shape[1] == 0 or len(df) == 0:
         raise DatasetError(f"The data file {name!r} has no rows. It must have a header and at least {MIN_ROWS} rows.")
     df.columns = [str(c).strip() for c in df.columns]
@@ -180,6 +310,120 @@ def read_table(path: str | Path, target: str, nan_policy: str = "refuse") -> Use
         raise DatasetError(f"The target column {target!r} of {name!r} must vary. Got the constant {y[0]:g}.")
     constant = tuple(f for f, span in zip(features, np.ptp(X, axis=0)) if span == 0)
     return UserTable(X, y, features, target, name, dropped, constant)
+
+
+MAX_CELLS = 50_000_000  # rows × columns of a table (400 MB as float64), whatever the budgets
+MAX_HEADER_BYTES = 4 * 2**20  # a CSV header line
+PARQUET_NUMERIC = ("int", "uint", "float", "double", "halffloat", "bool", "decimal")
+
+
+def _refuse_duplicates(columns, name: str) -> None:
+    seen, repeated = set(), []
+    for c in columns:
+        if c in seen and c not in repeated:
+            repeated.append(c)
+        seen.add(c)
+    if repeated:
+        shown = ", ".join(repr(c)[:40] for c in repeated[:10])
+        raise DatasetError(f"The data file {name!r} must name each column once. Got duplicate column names: {shown}.")
+
+
+def _csv_header(path: Path, name: str) -> list[str]:
+    """The first line of a CSV file as column names (read as text, so that pandas cannot rename
+    a repeated name to 'a.1' before it is seen)."""
+    with open(path, "rb") as fh:
+        first = fh.readline(MAX_HEADER_BYTES + 1)
+    return _header_names(first, path.suffix.lower(), name)
+
+
+def _header_names(first: bytes, suffix: str, name: str) -> list[str]:
+    import csv
+
+    if len(first) > MAX_HEADER_BYTES:
+        raise DatasetError(f"The data file {name!r} has a header line longer than {MAX_HEADER_BYTES // 2**20} MiB.")
+    text = first.decode("utf-8-sig", errors="replace")
+    try:
+        dialect = csv.Sniffer().sniff(text, delimiters=",;\t|") if suffix != ".csv" else csv.excel
+    except csv.Error:
+        dialect = csv.excel
+    return [c.strip() for c in next(csv.reader([text.rstrip("\r\n")], dialect), [])]
+
+
+def table_shape(path: str | Path) -> tuple[int, list[str]]:
+    """(data rows, column names) of a CSV / Parquet file without decoding it: the Parquet
+    metadata (row count, column types, uncompressed size), or the CSV's header and line count.
+    Refuses, naming the cap, a table above MAX_ROWS, MAX_FEATURES, MAX_CELLS or the file cap."""
+    path = Path(path)
+    name = original_name(path)
+    if not path.is_file():
+        raise DatasetError(f"The data file {str(path)!r} does not exist.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DatasetError(f"The data file {name!r} must be at most {MAX_FILE_BYTES // 2**20} MiB. Got {size / 2**20:.0f} MiB.")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(path).metadata
+            schema = meta.schema.to_arrow_schema()
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many kinds
+            text = str(exc).strip().splitlines()
+            raise DatasetError(f"The data file {name!r} cannot be read as a table: {text[0][:200] if text else type(exc).__name__}.") from None
+        columns = [str(c).strip() for c in schema.names]
+        rows = int(meta.num_rows)
+        text_columns = [f.name for f in schema if not str(f.type).startswith(PARQUET_NUMERIC)]
+        if text_columns:
+            raise DatasetError(f"Every column of {name!r} must be numeric. Got text in column {text_columns[0]!r} "
+                               f"(Parquet type {schema.field(text_columns[0]).type}).")
+    else:
+        columns = _csv_header(path, name)
+        with open(path, "rb") as fh:
+            rows = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(2**20), b""))
+        with open(path, "rb") as fh:  # a last line without its newline is a row too
+            fh.seek(max(0, size - 1))
+            rows += fh.read(1) not in (b"\n", b"")
+        rows = max(0, rows - 1)  # the header
+    _refuse_duplicates(columns, name)
+    if rows > MAX_ROWS or len(columns) - 1 > MAX_FEATURES or rows * len(columns) > MAX_CELLS:
+        raise DatasetError(f"The data file {name!r} must have at most {MAX_ROWS} rows, {MAX_FEATURES} features and "
+                           f"{MAX_CELLS:,} cells. Got {'about ' if not path.suffix.lower() in ('.parquet', '.pq') else ''}"
+                           f"{rows} rows and {max(0, len(columns) - 1)} features.")
+    return rows, columns
+
+
+def _read_parquet_capped(path: Path, name: str):
+    """The Parquet file decoded batch by batch, stopped (and refused) as soon as it holds more
+    rows or cells than the caps, whatever its metadata said."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames, rows = [], 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+        rows += batch.num_rows
+        if rows > MAX_ROWS or rows * max(1, batch.num_columns) > MAX_CELLS:
+            raise DatasetError(f"The data file {name!r} must have at most {MAX_ROWS} rows and {MAX_CELLS:,} cells. "
+                               f"Got more than {rows - batch.num_rows} rows of {batch.num_columns} columns.")
+        frames.append(batch.to_pandas())
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _read_csv_capped(path: Path, n_columns: int, name: str):
+    """The CSV read in chunks, stopped (and refused) as soon as it passes the row or cell cap."""
+    import pandas as pd
+
+    options = {} if path.suffix.lower() == ".csv" else {"sep": None, "engine": "python"}
+    frames, rows = [], 0
+    for chunk in pd.read_csv(path, chunksize=200_000, **options):
+        rows += len(chunk)
+        if rows > MAX_ROWS or rows * max(1, chunk.shape[1]) > MAX_CELLS:
+            raise DatasetError(f"The data file {name!r} must have at most {MAX_ROWS} rows and {MAX_CELLS:,} cells. "
+                               f"Got more than {rows - len(chunk)} rows of {chunk.shape[1]} columns.")
+        frames.append(chunk)
+    if not frames:
+        return pd.DataFrame(columns=range(n_columns))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def _columns(df) -> str:
@@ -223,12 +467,24 @@ def read_input_spec(path: str | Path) -> InputSpec:
     path = Path(path)
     name = original_name(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise DatasetError(f"The input spec {str(path)!r} cannot be read: {exc.strerror}.") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise DatasetError(f"The input spec {name!r} must be at most {MAX_SPEC_BYTES // 2**20} MiB. Got more.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"The input spec {name!r} must be JSON. Got invalid JSON ({exc}).") from None
+        raise DatasetError(f"The input spec {name!r} must be JSON. Got invalid JSON ({str(exc)[:120]}).") from None
+    except RecursionError:
+        raise DatasetError(f"The input spec {name!r} must be a flat object of features. Got JSON nested too deeply to read.") from None
     return parse_input_spec(data, name)
+
+
+def spec_feature_count(path: str | Path) -> int:
+    """How many inputs an input spec names (for the budget, before anything runs)."""
+    return len(read_input_spec(path).features)
 
 
 def parse_input_spec(data, name: str = "input spec") -> InputSpec:

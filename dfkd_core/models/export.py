@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 import warnings
@@ -18,6 +19,7 @@ from torch import nn
 from ..config import DistillConfig
 from ..data.split import Split
 from ..errors import ModelError
+from ..files_out import plain_folder, write_csv, write_file
 from .networks import count_parameters
 from .teachers import TorchTeacher, build_model, default_student_arch
 
@@ -82,9 +84,22 @@ def _torch_fn(module: nn.Module):
 def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: str | Path, *, member: str,
                    selection: dict, teacher_fn=None, teacher_info: dict | None = None) -> dict:
     """Write student.pt (TorchScript), student.onnx, state_dict.pt, model.json and test_rows.csv
-    into out_dir; return the card. teacher_fn(raw (n, d) numpy) → (n,) is timed beside the student."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    into out_dir; return the card. teacher_fn(raw (n, d) numpy) → (n,) is timed beside the student.
+    Every file is written in a fresh folder inside out_dir and renamed into place: a link planted
+    at one of these names is replaced, never followed."""
+    import tempfile
+
+    final = plain_folder(out_dir)
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=final) as tmp:
+        card = _write_student(cfg, split, state_dict, Path(tmp), member=member, selection=selection,
+                              teacher_fn=teacher_fn, teacher_info=teacher_info)
+        for item in sorted(Path(tmp).iterdir()):
+            os.replace(item, final / item.name)
+    return card
+
+
+def _write_student(cfg: DistillConfig, split: Split, state_dict: dict, out: Path, *, member: str,
+                   selection: dict, teacher_fn=None, teacher_info: dict | None = None) -> dict:
     module = raw_student(cfg, split, state_dict)
     x_mean, x_std, y_mean, y_std = split_scaling(split)
     d = split.dim
@@ -114,7 +129,7 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
 
         table = pd.DataFrame(raw_x, columns=features)
         table[split.extra.get("target", "y")] = raw_y
-        table.to_csv(out / "test_rows.csv", index=False)
+        write_csv(out / "test_rows.csv", table)  # the user's column names: formula-like ones neutralised
 
     probe = {b: np.repeat(raw_x[:1], b, axis=0) if len(raw_x) else np.zeros((b, d)) for b in LATENCY_BATCHES}
     student_card = {
@@ -209,7 +224,7 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
             with torch.no_grad():
                 z = torch.as_tensor((raw - x_mean) / x_std, dtype=torch.float32).reshape(-1, *run.split.input_shape)
                 return teacher.predict(z.to(run.device)).cpu().numpy()
-    out = Path(out_dir)
+    out = plain_folder(out_dir)  # a link given as the folder is refused, not followed
     cards, folders = {}, {}
     best = min(members, key=lambda m: (m["best_val_rmse"] if np.isfinite(m["best_val_rmse"]) else np.inf))
     for m in members:
@@ -220,8 +235,9 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
                                             selection=selection, teacher_fn=teacher_fn, teacher_info=teacher_card)
         folders[m["member"]] = str(folder)
         if m is best:
-            for item in folder.iterdir():
-                shutil.copyfile(item, out / item.name)
+            for item in sorted(folder.iterdir()):
+                if item.is_file() and not item.is_symlink():
+                    write_file(out / item.name, lambda tmp, item=item: shutil.copyfile(item, tmp))
     return {"best": best["member"], "students": cards, "folders": folders}
 
 

@@ -438,15 +438,13 @@ def spec_split_probe(spec) -> Split:
 
 # ---------------------------------------------------------------- the dashboard's "Your model" section
 def store_upload(name: str, data: bytes, role: str) -> str:
-    """An uploaded file stored under DFKD_HOME/user_files (content-addressed, its name kept)."""
-    import tempfile
+    """An uploaded file stored under DFKD_HOME/user_files (content-addressed, its name kept),
+    within the uploads' quota (data.user.store_upload_bytes)."""
+    from ..data.user import store_upload_bytes
 
     if not data:
         raise ModelError(f"The uploaded {role} file {name!r} is empty.")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(name).name
-        path.write_bytes(data)
-        return store_user_file(path, role)
+    return store_upload_bytes(name, data, role)
 
 
 def table_columns(path: str | Path) -> list[str]:

@@ -552,6 +552,19 @@ class RunStore:
         fields = {f.name for f in dataclasses.fields(RunInfo)}
         return RunInfo(config=config, config_dict=config_dict, **{k: v for k, v in row.items() if k in fields})
 
+    def referenced_files(self) -> set[str]:
+        """Every file a stored run's configuration names (teacher, data, input spec): what the
+        sweep of unused uploads keeps."""
+        from ..config import FILE_FIELDS
+
+        with self._connect() as conn:
+            texts = [r[0] for r in conn.execute("SELECT config FROM runs")]
+        out = set()
+        for text in texts:
+            cfg = _safe_json(text)
+            out.update(v for k in FILE_FIELDS for v in [cfg.get(k) if isinstance(cfg, dict) else None] if isinstance(v, str) and v)
+        return out
+
     def list_runs(self, status: str | None = None, dataset: str | None = None) -> pd.DataFrame:
         """One row per run, newest first: id, created_at, status, dataset, title, epochs, members,
         last_epoch (highest epoch logged), best_test_rmse, device, engine, teacher numbers, error, ..."""
