@@ -34,6 +34,7 @@ SCHEMA_VERSION = 3  # 2: teacher_val_rmse, teacher_progress; 3: tags (reproducti
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's write lock
 FLUSH_INTERVAL_S = 0.5  # buffered epoch metrics reach the database at least this often while events arrive
 TEACHER_PROGRESS_INTERVAL_S = 0.5  # a training teacher's progress is written at most this often
+RESERVE_BYTES = 2**20  # kept free in DFKD_HOME (reserve.bin) so that a full disk can still end a run 'failed'
 STALE_AFTER_S = 60.0  # a run whose heartbeat is older than this is considered orphaned
 
 # column name -> SQL type; new columns are added to existing databases (never dropped)
@@ -173,6 +174,34 @@ class RunStore:
         self._last_flush = -math.inf  # the first epoch of a run is written at once
         self._last_teacher_write = -math.inf
         self._init_db()
+        self._keep_reserve()
+
+    def _disk_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.home).free < RESERVE_BYTES
+        except OSError:
+            return False
+
+    def _keep_reserve(self) -> None:
+        """A file of RESERVE_BYTES in DFKD_HOME, made when there is room: deleted when the disk is
+        full, so that a run's final status (failed: disk full) can still be written."""
+        path = self.home / "reserve.bin"
+        try:
+            if not path.exists() or path.stat().st_size < RESERVE_BYTES:
+                with open(path, "wb") as fh:
+                    fh.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            try:
+                path.unlink()  # half a reserve is no reserve
+            except OSError:
+                pass
+
+    def _release_reserve(self) -> bool:
+        try:
+            (self.home / "reserve.bin").unlink()
+            return True
+        except OSError:
+            return False
 
     # ------------------------------------------------------------------ plumbing
     def _open(self) -> sqlite3.Connection:
@@ -207,7 +236,7 @@ class RunStore:
             conn.close()
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
-        if "disk is full" in str(exc):
+        if "disk is full" in str(exc) or ("disk I/O error" in str(exc) and self._disk_full()):
             return StoreError(f"The run store {self.db_path} cannot be written: the disk is full ({exc}). "
                               "Free some space, then start the run again.")
         if "not a database" in str(exc) or "malformed" in str(exc):
@@ -411,13 +440,19 @@ class RunStore:
                      "teacher_test_rmse": _num(result.teacher_test_rmse), "teacher_test_mae": _num(result.teacher_test_mae)}
         else:
             status, extra = _check_status(result_or_status), {}
-        with self._connect(write=True) as conn:
-            now = time.time()  # taken under the write lock: timestamps follow commit order
-            self._require(conn, run_id)
-            sets = ", ".join(f"{k} = COALESCE({k}, ?)" for k in extra)
-            conn.execute(
-                f"UPDATE runs SET status = ?, error = ?, updated_at = ?, finished_at = ?, heartbeat = ?{', ' + sets if sets else ''}"
-                " WHERE id = ?", (status, error, now, now, now, *extra.values(), run_id))
+        for attempt in range(2):
+            try:
+                with self._connect(write=True) as conn:
+                    now = time.time()  # taken under the write lock: timestamps follow commit order
+                    self._require(conn, run_id)
+                    sets = ", ".join(f"{k} = COALESCE({k}, ?)" for k in extra)
+                    conn.execute(
+                        f"UPDATE runs SET status = ?, error = ?, updated_at = ?, finished_at = ?, heartbeat = ?{', ' + sets if sets else ''}"
+                        " WHERE id = ?", (status, error, now, now, now, *extra.values(), run_id))
+                return
+            except StoreError:  # the disk is full (SQLite says 'disk is full' or 'disk I/O error'):
+                if attempt or not self._release_reserve():  # free the reserve so the run ends with its reason
+                    raise
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
         """Set a run's status (and error message; None clears it)."""
