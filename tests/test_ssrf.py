@@ -297,3 +297,21 @@ def test_an_allowed_teacher_on_loopback_still_answers():
     with ServedTeacher() as served:
         out = HttpModel(served.url)(np.ones((3, 4)))
     assert out.shape == (3,) and np.isfinite(out).all()
+
+
+def test_a_dashboard_started_on_all_interfaces_refuses_an_endpoint_on_its_loopback():
+    from streamlit import config as st_config
+    from test_app_pages import errors, start_app
+    from test_app_your_model import TINY, fill_your_model, spec_table
+
+    from dfkd_core.runs.runstore import RunStore
+
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "0.0.0.0")  # as `streamlit run app.py --server.address 0.0.0.0`
+    try:
+        with ServedTeacher() as served:
+            at = fill_your_model(start_app("pages/distill.py", query=TINY), served.url, spec_table())
+            assert any("is not on the allowed list" in e for e in errors(at)), errors(at)
+            assert served.handler.calls == 0 and RunStore().list_runs().empty
+    finally:
+        st_config.set_option("server.address", before)
