@@ -366,7 +366,7 @@ def validate_user_fields(cfg) -> None:
         if cfg.selection == "validation":
             raise ConfigError("With an input spec there is no real data to validate on: the 'selection' parameter must be "
                               "'synthetic' or 'last'. Got 'validation' instead.")
-    if cfg.teacher_file.startswith(("http://", "https://")):
+    if isinstance(cfg.teacher_file, str) and cfg.teacher_file.startswith(("http://", "https://")):
         check_endpoint(cfg.teacher_file)  # an endpoint off the allowed hosts is refused before any request
     if cfg.teacher_file and (cfg.teacher_file.startswith(("http://", "https://")) or Path(cfg.teacher_file).is_file()):
         from ..synth.samplers import SAMPLERS
