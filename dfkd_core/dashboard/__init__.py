@@ -437,7 +437,10 @@ def recover() -> list[str]:
     from ..runs import jobs
 
     recovered = jobs.recover()
-    sweep_uploads()  # once per server, with the recovery: uploads no run kept
+    try:
+        sweep_uploads()  # once per server, with the recovery: uploads no run kept
+    except OSError:  # a file that cannot be deleted now is swept next time
+        pass
     return recovered
 
 
