@@ -160,3 +160,17 @@ def test_a_quota_full_of_unused_old_uploads_makes_room_for_a_new_one(monkeypatch
     _age(old, 10 * user.UPLOAD_KEEP_S)
     new = store_upload_bytes("new.csv", b"y" * 1500, "data", referenced=set())
     assert not os.path.exists(old) and os.path.exists(new)
+
+
+def test_the_servers_start_sweeps_old_uploads_that_no_stored_run_names():
+    from dfkd_core import dashboard
+    from dfkd_core.config import DistillConfig
+    from dfkd_core.runs.runstore import RunStore
+
+    kept = store_upload_bytes("kept.csv", b"1,2\n", "data")
+    gone = store_upload_bytes("gone.csv", b"3,4\n", "data")
+    RunStore().create_run(DistillConfig(dataset="user", data_file=kept, target="y"))
+    for path in (kept, gone):
+        _age(path, 10 * user.UPLOAD_KEEP_S)
+    dashboard.recover()  # what the app does once per server
+    assert os.path.exists(kept) and not os.path.exists(gone)
