@@ -122,7 +122,7 @@ def test_runs_with_an_empty_id_or_folder_is_an_error(argv, flag, tmp_path, capsy
     argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert main(["runs", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {flag} needs a value. Got '' instead."]
+    assert err == [f"error: {flag} needs a value. Got {' ' if flag == '--stop' else ''!r} instead."]
     assert not (tmp_path / "out").exists()
 
 

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     for flag, value in (("--delete", args.delete), ("--stop", args.stop), ("--export", args.export), ("--out", args.out)):
         if value is not None and not value.strip():
-            print(f"error: {flag} needs a value. Got '' instead.", file=sys.stderr)
+            print(f"error: {flag} needs a value. Got {value!r} instead.", file=sys.stderr)
             return 2
     store = RunStore()
     store.mark_interrupted()  # runs whose worker died show as interrupted, not running
