@@ -5,12 +5,10 @@ import time
 
 import streamlit as st
 
-import app
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures
-from dfkd_core.errors import DfkdError
+from dfkd_core.dashboard import figures, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Distill")
 with st.expander("What is this?"):
     st.markdown(dashboard.WHAT_IS_DFKD + "\n\n" + dashboard.PAGE_INTRO["distill"])
@@ -87,14 +85,14 @@ def objective_editor(spec) -> None:
 def start_run() -> None:
     try:
         st.session_state["run_id"] = dashboard.submit(dashboard.config_from_widgets(form_values()))
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
 def stop_run() -> None:
     try:
         dashboard.stop(st.session_state["run_id"])
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
@@ -164,69 +162,37 @@ with st.container(border=True):
         st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
 # ------------------------------------------------------------------ your own model (issue 13)
+def upload(key: str):
+    """An uploaded file of the section as (name, bytes), or None."""
+    file = st.session_state.get(key)
+    return None if file is None else (file.name, file.getvalue())
+
+
 def start_user_run(spec_rows: list[dict] | None) -> None:
     """The uploads (or the endpoint URL, or the spec table), stored under DFKD_HOME, become an
     ordinary run with the form's settings."""
-    import json
-
-    from dfkd_core.data.user import spec_from_rows
-    from dfkd_core.models.user_models import store_upload, teacher_endpoint, user_run_config
-
     try:
-        teacher = st.session_state.get("own_teacher")
         url = (st.session_state.get("own_url") or "").strip()
-        data = st.session_state.get("own_data")
-        spec = st.session_state.get("own_spec")
-        if teacher is None and not url:
-            raise DfkdError("Upload your teacher file or give the URL of its endpoint first.")
-        teacher_file = teacher_endpoint(url) if url else store_upload(teacher.name, teacher.getvalue(), "teacher")
-        input_spec = ""
-        if data is None and spec_rows is not None:
-            spec_json = json.dumps(spec_from_rows(spec_rows, st.session_state.get("own_constraint", "none")), indent=1)
-            input_spec = store_upload("input_spec_table.json", spec_json.encode(), "input spec")
-        elif data is None and spec is not None:
-            input_spec = store_upload(spec.name, spec.getvalue(), "input spec")
-        base = dashboard.config_from_widgets(form_values(), validate=False)
-        cfg = user_run_config(
-            base, teacher_file=teacher_file, teacher_activation=st.session_state.get("own_activation") or "",
-            data_file=store_upload(data.name, data.getvalue(), "data") if data is not None else "",
+        teacher = upload("own_teacher")
+        cfg = dashboard.upload_run_config(
+            dashboard.config_from_widgets(form_values(), validate=False), teacher=teacher, url=url,
+            activation=st.session_state.get("own_activation") or "", data=upload("own_data"),
             target=st.session_state.get("own_target") or "", nan_policy=st.session_state.get("own_nan", "refuse"),
-            input_spec=input_spec, teacher_timeout=float(st.session_state.get("own_timeout", 10.0)),
-            teacher_query_budget=int(st.session_state.get("own_budget", 0)))
-        title = url if url else teacher.name
+            spec=upload("own_spec"), spec_rows=spec_rows, constraint=st.session_state.get("own_constraint", "none"),
+            timeout=float(st.session_state.get("own_timeout", 10.0)), budget=int(st.session_state.get("own_budget", 0)))
+        title = url if url else teacher[0]
         st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {title}")
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
-def spec_table_rows(teacher):
-    """The spec table's starting rows: one per input of the teacher when its file says how many, else 2."""
-    import pandas as pd
-
-    from dfkd_core.models.user_models import store_upload, teacher_input_dim
-
-    dim = None
-    if teacher is not None:
-        try:
-            dim = teacher_input_dim(store_upload(teacher.name, teacher.getvalue(), "teacher"),
-                                    st.session_state.get("own_activation") or "")
-        except DfkdError:
-            dim = None
-    n = dim or 2
-    return pd.DataFrame({"name": [f"x{i + 1}" for i in range(n)], "mean": [0.0] * n, "std": [1.0] * n,
-                         "min": [None] * n, "max": [None] * n}).astype({"min": "float64", "max": "float64"})
-
-
 def your_model_section() -> None:
-    from dfkd_core.data.user import SPEC_CONSTRAINTS
-    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
-
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "
                    "Samplers, epochs and every setting come from the form above.")
         c1, c2 = st.columns(2)
         teacher = c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
-        c1.selectbox("Activation (state_dict teachers only)", ["", *ACTIVATIONS], key="own_activation")
+        c1.selectbox("Activation (state_dict teachers only)", ["", *dashboard.activation_names()], key="own_activation")
         url = c1.text_input("…or the URL of your model's endpoint", key="own_url", placeholder="http://my-server:8000/predict",
                             help='POST {"inputs": [[...], ...]} as JSON, answered with {"predictions": [...]}.')
         if url.strip():
@@ -234,27 +200,28 @@ def your_model_section() -> None:
             t1.number_input("Timeout per request (s)", min_value=0.1, max_value=600.0, value=10.0, step=1.0, key="own_timeout")
             t2.number_input("Query budget (points, 0 = no limit)", min_value=0, value=0, step=1000, key="own_budget")
             c1.info(dashboard.plain(f"An endpoint teacher cannot use the 'direct' and 'generator' samplers: "
-                                    f"{GRADIENT_FREE_REASON}. Use 'evolution' or a random sampler."))
+                                    f"{dashboard.gradient_free_reason()}. Use 'evolution' or a random sampler."))
         data = c2.file_uploader("Data (CSV or Parquet with a header)", type=["csv", "parquet"], key="own_data")
         spec_rows = None
         if data is not None:
             try:
-                columns = table_columns(store_upload(data.name, data.getvalue(), "data"))
+                columns = dashboard.table_columns(data.name, data.getvalue())
                 c2.selectbox("Target column", columns, index=len(columns) - 1, key="own_target")
                 c2.radio("Rows with missing values", ["refuse", "drop"], horizontal=True, key="own_nan")
-            except DfkdError as exc:
+            except dashboard.DfkdError as exc:
                 c2.error(dashboard.plain(exc))
         elif c2.radio("…or an input spec (strictly data-free)", ["upload spec.json", "fill in a table"],
                       horizontal=True, key="own_spec_mode") == "upload spec.json":
             c2.file_uploader("Input spec (JSON: features with mean/std or min/max)", type=["json"], key="own_spec")
         else:
             if st.session_state.get("own_spec_table_for") != getattr(teacher, "file_id", None) or "own_spec_table" not in st.session_state:
-                st.session_state["own_spec_table"] = spec_table_rows(teacher)
+                st.session_state["own_spec_table"] = dashboard.spec_table_rows(
+                    upload("own_teacher"), st.session_state.get("own_activation") or "")
                 st.session_state["own_spec_table_for"] = getattr(teacher, "file_id", None)
             st.caption("One row per input of your teacher, in its own units: mean and std, or min and max (or both).")
             edited = st.data_editor(st.session_state["own_spec_table"], num_rows="dynamic", key="own_spec_editor",
                                     hide_index=True, width="stretch")
-            st.selectbox("Constraint", SPEC_CONSTRAINTS, key="own_constraint",
+            st.selectbox("Constraint", dashboard.spec_constraints(), key="own_constraint",
                          help="clip: points stay in the min/max box; simplex: each row's inputs are fractions summing to 1.")
             spec_rows = edited.to_dict("records")
         if st.button("Start with your model", icon=":material/play_arrow:", key="own_start"):
@@ -270,7 +237,7 @@ try:  # the URL always describes what the form holds (and the run in view): shar
     shown = dashboard.config_from_widgets(values, validate=False)
     st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id")))
     st.session_state["distill_last_cfg"] = shown
-except DfkdError:
+except dashboard.DfkdError:
     pass
 
 # ------------------------------------------------------------------ the run in view, live
@@ -290,7 +257,7 @@ polling = dashboard.load_view(run_id).active
 def live() -> None:
     try:
         view = dashboard.load_view(run_id)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(dashboard.plain(exc))
         return
     st.markdown(dashboard.run_status_line(view))
@@ -342,7 +309,7 @@ def synthetic_points() -> None:
                                             help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
     try:
         proj = dashboard.projection_later(view, epoch, method.lower())
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(dashboard.plain(exc))
         return
     if proj is None:
@@ -363,6 +330,6 @@ def synthetic_points() -> None:
 synthetic_points()
 
 view = dashboard.load_view(run_id)
-if app.results_section(view, "Teacher test RMSE", "result_bars"):
+if ui.results_section(view, "Teacher test RMSE", "result_bars"):
     st.caption("Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
                "real validation data); the data-free columns select without it.")

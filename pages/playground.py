@@ -2,12 +2,10 @@
 each sampler's points move and the student's error |T − S| shrink where they land."""
 import streamlit as st
 
-import app
-from dfkd_core.dashboard import figures
-from dfkd_core.experiments import playground
-from dfkd_core.errors import DfkdError
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures, playground, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Sampler playground")
 
 with st.expander("What is this?"):
@@ -84,7 +82,7 @@ if "pg_state" not in st.session_state:
     try:
         with st.spinner("Training the teacher of this function (about a second, once)…"):
             st.session_state["pg_state"] = playground.Playground.create(cfg)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(str(exc))
         st.stop()
 state: playground.Playground = st.session_state["pg_state"]
