@@ -23,11 +23,14 @@ opened_run = dashboard.run_config(st.query_params["run"]) if set(st.query_params
 if "cfg_dataset" not in st.session_state or opened_run is not None:  # first visit in the session, or a run opened
     start = opened_run or (url_cfg if any(k != "run" for k in st.query_params)
                            else st.session_state.get("distill_last_cfg", url_cfg))
-    for name, value in dashboard.widget_values(start).items():
+    for name, value in dashboard.widget_values(dashboard.form_config(start)).items():
         st.session_state[f"cfg_{name}"] = value
     st.session_state["objective_loaded"] = None  # the objective editor takes cfg_objective below
-if "run" in st.query_params and st.query_params["run"] != st.session_state.get("run_id"):
-    st.session_state["run_id"] = st.query_params["run"]
+    # a run on the user's own teacher and data: Start reuses its stored files, named by the run's id
+    inputs_of = st.query_params["run"] if opened_run is not None else st.query_params.get("inputs_of")
+    st.session_state["inputs_of"] = inputs_of if dashboard.user_inputs(inputs_of) else None
+if "run" in st.query_params and st.query_params["run"] not in (st.session_state.get("run_id"), st.session_state.get("url_run")):
+    st.session_state["run_id"] = st.query_params["run"]  # a link to another run (not the URL this page wrote last)
 
 names, labels = dashboard.dataset_choices()
 if st.session_state["cfg_dataset"] not in names:
@@ -84,6 +87,10 @@ def objective_editor(spec) -> None:
 
 def start_run() -> None:
     try:
+        if st.session_state.get("inputs_of"):  # the teacher and data of a stored your-model run
+            cfg = dashboard.config_from_widgets(form_values(), validate=False)
+            st.session_state["run_id"] = dashboard.submit_with_inputs_of(cfg, st.session_state["inputs_of"])
+            return
         st.session_state["run_id"] = dashboard.submit(dashboard.config_from_widgets(form_values()))
     except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
@@ -112,7 +119,8 @@ def add_alpha() -> None:
 with st.container(border=True):
     left, middle, right = st.columns([1, 1, 1.2])
     with left:
-        st.selectbox("Dataset", names, key="cfg_dataset", format_func=lambda n: labels.get(n, n))
+        st.selectbox("Dataset", names, key="cfg_dataset", format_func=lambda n: labels.get(n, n),
+                     disabled=bool(st.session_state.get("inputs_of")))
         st.number_input("Student hidden units", key="cfg_student_hidden", step=1, help=dashboard.field_spec("student_hidden").help)
         st.number_input("Epochs", key="cfg_epochs", step=50, help=dashboard.field_spec("epochs").help)
     with middle:
@@ -153,11 +161,16 @@ with st.container(border=True):
                     else:
                         st.number_input(spec.label, key=spec.key, format="%g", step=None, help=spec.help)
 
+    if st.session_state.get("inputs_of"):
+        i1, i2 = st.columns([4, 1])
+        i1.info(dashboard.plain(f"Start uses {dashboard.user_inputs_note(st.session_state['inputs_of'])}, "
+                                "with the settings above."))
+        i2.button("Use a dataset instead", key="inputs_of_clear", on_click=lambda: st.session_state.update(inputs_of=None))
     start_col, stop_col, _ = st.columns([1, 1, 4])
     start_col.button("Start", type="primary", icon=":material/play_arrow:", width="stretch", key="distill_start",
                      on_click=start_run)
     stop_col.button("Stop", icon=":material/stop:", width="stretch", key="distill_stop", on_click=stop_run,
-                    disabled=not st.session_state.get("run_id"))
+                    disabled=not dashboard.run_active(st.session_state.get("run_id")))
     if "distill_error" in st.session_state:
         st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
@@ -235,7 +248,8 @@ if "distill_error" in st.session_state:
 values = form_values()
 try:  # the URL always describes what the form holds (and the run in view): share it to reproduce
     shown = dashboard.config_from_widgets(values, validate=False)
-    st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id")))
+    st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id"), st.session_state.get("inputs_of")))
+    st.session_state["url_run"] = st.session_state.get("run_id")
     st.session_state["distill_last_cfg"] = shown
 except dashboard.DfkdError:
     pass
@@ -297,6 +311,10 @@ proj_polling = polling or dashboard.umap_warming(run_id)
 def synthetic_points() -> None:
     view = dashboard.load_view(run_id)
     st.subheader("Real vs synthetic points")
+    unavailable = dashboard.projection_unavailable(view)
+    if unavailable:  # the user's own data or spec: a notice, and no controls that would do nothing
+        st.info(unavailable)
+        return
     if not view.snapshot_epochs:
         st.caption("The first snapshot (epoch 0) appears once training starts.")
         return
@@ -323,13 +341,11 @@ def synthetic_points() -> None:
     st.plotly_chart(figures.projection_scatter(proj.points, proj.method, epoch), key="proj_chart")
     st.caption(dashboard.CAPTIONS["projection"] + ("" if plane else " UMAP's transform pulls far-away points toward "
                "the real ones: the distance to the nearest real training point (input space) is in the hover and here."))
-    st.dataframe(dashboard.plain_columns(proj.summary), hide_index=True)
+    st.dataframe(dashboard.plain_columns(proj.summary), hide_index=True, width="stretch")
     if not proj_polling and dashboard.umap_warming(run_id):
         st.rerun()  # UMAP started warming up just now: rerun so this section polls until it is ready
 
 synthetic_points()
 
 view = dashboard.load_view(run_id)
-if ui.results_section(view, "Teacher test RMSE", "result_bars"):
-    st.caption("Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
-               "real validation data); the data-free columns select without it.")
+ui.results_section(view, "Teacher test RMSE", "result_bars")

@@ -42,7 +42,7 @@ polling = dashboard.load_view(run_id).active
 def live() -> None:
     view = dashboard.load_view(run_id)
     ui.run_header(view)
-    if view.run.note:
+    if view.run.note and view.run.note != note:  # the dataset's note is shown above once
         st.info(dashboard.plain(view.run.note))
     st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
                     key="mnist_mae_curve")
@@ -70,9 +70,9 @@ live()
 view = dashboard.load_view(run_id)
 if not view.results.empty:
     st.subheader("Test MAE per sampler")
-    table, numbers = dashboard.result_summary(view.results, metric="test_mae")
+    table, numbers = dashboard.view_summary(view, metric="test_mae")
     c1, c2 = st.columns([1, 3])
     c1.metric("Teacher test MAE", dashboard.teacher_row(view, "test_mae"))
     c2.plotly_chart(figures.result_bars(numbers, view.run.teacher_test_mae, metric="test_mae"), key="mnist_bars")
     c2.caption(dashboard.CAPTIONS["results"])
-    st.dataframe(table, hide_index=True)
+    st.dataframe(table, hide_index=True, width="stretch")

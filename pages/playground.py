@@ -122,7 +122,7 @@ def canvases() -> None:
     columns = st.columns(len(frames))
     for index, (column, (name, frame)) in enumerate(zip(columns, frames.items())):
         with column:
-            st.plotly_chart(figures.playground_canvas(frame, state.axes(), region, name, zmax, playground.PLANE, index),
+            st.plotly_chart(figures.playground_canvas(frame, state.axes(), region, name, zmax, playground.PLANE),
                             key=f"pg_canvas_{index}")
             st.caption("Grey: the student's error |T − S| (white: it matches the teacher); dashed: where the real "
                        "data lived; dots: the last batch" + (", arrows from where each point started." if frame.starts is not None else "."))

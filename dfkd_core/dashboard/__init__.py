@@ -31,13 +31,14 @@ from .forms import (ALPHA_CHOICES, BLACKBOX_SAMPLERS, CHOICES, DEFAULT, MAIN_FIE
                     widget_value, widget_values)
 from .paper import (PAPER_TABLES, VERDICT_HELP, active_reproduction, paper_claims, paper_table, reproduction_cells,  # noqa: F401
                     reproduction_table, start_reproduction, stored_reproductions, table_caption, table_defaults)
-from .projections import is_plane, plane_projection, projection, projection_later, umap_warming  # noqa: F401
+from .projections import (is_plane, plane_projection, projection, projection_later, projection_unavailable,  # noqa: F401
+                          umap_warming)
 from .texts import (AUTOLINK_TRIGGERS, CAPTIONS, MARKDOWN_PUNCTUATION, PAGE_INTRO, PLAIN_COLUMNS,  # noqa: F401
                     WHAT_IS_DFKD, WORD_JOINER, plain, plain_columns)
 from .views import (ACTIVE, STATUSES, RunView, as_image, case_study_runs, constraint_table, digit_items,  # noqa: F401
                     epoch_widget, load_view, recover, result_summary, run_active, run_config, run_exists,
                     run_status_line, runs_table, snapshot, snapshot_frame, store, stop, submit, synthetic_batches,
-                    teacher_bar, teacher_queries, teacher_row)
+                    teacher_bar, teacher_queries, teacher_row, view_summary)
 from .yours import (activation_names, gradient_free_reason, spec_constraints, spec_table_rows,  # noqa: F401
                     submit_with_inputs_of, table_columns, upload_run_config, user_inputs, user_inputs_note)
 

@@ -9,35 +9,35 @@ from typing import Sequence
 import pandas as pd
 
 from ..errors import DfkdError
-from .views import result_summary, store
+from .views import load_view, store, teacher_row, view_summary
 
 
 def compare_metrics(run_ids: Sequence[str]) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Metrics of several runs stacked with a `run` column (its title or id), and each run's teacher RMSE."""
-    s = store()
+    """Metrics of several runs stacked with a `run` column (its id), and each run's teacher
+    validation RMSE: the same reference line as the Distill page's (validation curves are drawn
+    against the teacher on the same validation data; data-free runs have none)."""
     frames, teachers = [], {}
     for run_id in run_ids:
-        info = s.get_run(run_id)
-        label = run_id
-        m = s.metrics(run_id)
-        m["run"] = label
+        view = load_view(run_id)
+        m = view.metrics.copy()
+        m["run"] = run_id
         frames.append(m)
-        if info.teacher_test_rmse is not None:
-            teachers[label] = float(info.teacher_test_rmse)
+        if view.teacher_val_rmse is not None:
+            teachers[run_id] = view.teacher_val_rmse
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), teachers
 
 
 def compare_results(run_ids: Sequence[str]) -> pd.DataFrame:
-    s = store()
+    """Each run's results (view_summary) stacked, with its dataset and its teacher's test RMSE."""
     rows = []
     for run_id in run_ids:
-        info = s.get_run(run_id)
-        table, _ = result_summary(s.results(run_id))
+        view = load_view(run_id)
+        table, _ = view_summary(view)
         if table.empty:
             continue
         table.insert(0, "run", run_id)
-        table.insert(1, "dataset", info.dataset)
-        table.insert(2, "teacher test_rmse", "—" if info.teacher_test_rmse is None else f"{info.teacher_test_rmse:.4f}")
+        table.insert(1, "dataset", view.run.dataset)
+        table.insert(2, "teacher test_rmse", teacher_row(view))
         rows.append(table)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 

@@ -135,10 +135,20 @@ def projection_later(view: RunView, epoch: int, method: str = "auto", wait: floa
     return result
 
 
+UNAVAILABLE = ("Real vs synthetic points are drawn for the registered datasets only: a run on your own data or "
+               "input spec has no projection fitted on its rows.")
+
+
+def projection_unavailable(view: RunView) -> str | None:
+    """Why the run in view has no real-vs-synthetic projection (a notice for the page), or None."""
+    cfg = view.run.config
+    return UNAVAILABLE if cfg is not None and (cfg.data_file or cfg.input_spec) else None
+
+
 def _check_projectable(cfg) -> None:
     """Projections are fitted on a registered dataset's rows (issue 13: not on the user's own data)."""
     if cfg.data_file or cfg.input_spec:
-        raise ConfigError("Real vs synthetic points are not available for a run on your own data or input spec.")
+        raise ConfigError(UNAVAILABLE)
 
 
 

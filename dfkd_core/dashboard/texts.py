@@ -63,6 +63,16 @@ CAPTIONS = {
                   "checks the chosen batch.",
     "results": "Each dot is a sampler's students on the real test set (mean ± sd over seeds); the dashed line is "
                "the teacher's test figure.",
+    "results_data_free": "Each dot is a sampler's students on test points drawn from your input spec and labelled by "
+                         "your teacher (mean ± sd over seeds): how far they are from the teacher, 0 being a perfect copy.",
+    "teacher_data_free": "A data-free run has no real data: its validation and test points are drawn from your input "
+                         "spec and labelled by your teacher, so the teacher is the reference the students are measured "
+                         "against, not a competitor with an error of its own.",
+    "selections": "Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
+                  "real validation data); the data-free columns select without it. Selections that chose the same "
+                  "students share a column.",
+    "selections_data_free": "Mean ± sd over seeds. Every selection here is data-free: the validation points, too, are "
+                            "drawn from your input spec. Selections that chose the same students share a column.",
 }
 PLAIN_COLUMNS = {  # raw column -> header with units, for the tables the pages show
     "sampler": "sampler",

@@ -82,14 +82,19 @@ def run_header(view) -> None:
 
 
 def results_section(view, teacher_label: str, key: str) -> bool:
-    """Test RMSE per sampler (mean ± sd over seeds) beside the teacher's; False while there are no results."""
+    """Test RMSE per sampler (mean ± sd over seeds, under the run's own selection) beside the
+    teacher's; on a data-free run, against the teacher itself. False while there are no results."""
     if view.results.empty:
         return False
     st.subheader("Test RMSE per sampler")
-    table, numbers = dashboard.result_summary(view.results)
+    table, numbers = dashboard.view_summary(view)
     c1, c2 = st.columns([1, 3])
-    c1.metric(teacher_label, dashboard.teacher_row(view))
+    if view.data_free:
+        c1.metric("Teacher", dashboard.teacher_row(view), help=dashboard.CAPTIONS["teacher_data_free"])
+    else:
+        c1.metric(teacher_label, dashboard.teacher_row(view))
     c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key=key)
-    c2.caption(dashboard.CAPTIONS["results"])
-    st.dataframe(table, hide_index=True)
+    c2.caption(dashboard.CAPTIONS["results_data_free" if view.data_free else "results"])
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(dashboard.CAPTIONS["selections_data_free" if view.data_free else "selections"])
     return True

@@ -110,13 +110,25 @@ class RunView:
         return self.run.status in ACTIVE
 
     @property
+    def data_free(self) -> bool:
+        """A run on the user's input spec: no real data at all; its validation and test points are
+        drawn from the spec and labelled by the teacher, so the teacher's own errors are 0 by construction."""
+        cfg = self.run.config
+        return bool(cfg is not None and cfg.input_spec)
+
+    @property
     def teacher_rmse(self) -> float | None:
+        """The teacher's test RMSE (None on a data-free run: 0 by construction says nothing)."""
+        if self.data_free:
+            return None
         v = self.run.teacher_test_rmse
         return None if v is None or not np.isfinite(v) else float(v)
 
     @property
     def teacher_val_rmse(self) -> float | None:
         """The validation charts' reference line (runs stored before it was recorded: None)."""
+        if self.data_free:
+            return None
         v = getattr(self.run, "teacher_val_rmse", None)
         return None if v is None or not np.isfinite(v) else float(v)
 
@@ -196,6 +208,8 @@ def run_status_line(view: RunView) -> str:
         bits.append(f"teacher validation RMSE {view.teacher_val_rmse:.4f}")
     if view.teacher_rmse is not None:
         bits.append(f"teacher test RMSE {view.teacher_rmse:.4f}")
+    if view.data_free:
+        bits.append("data-free: the students are scored against the teacher on points drawn from your input spec")
     return " · ".join(bits)
 
 
@@ -289,36 +303,68 @@ def _fmt(mean: float, sd: float) -> str:
     return f"{mean:.4f}" + (f" ± {sd:.4f}" if np.isfinite(sd) else "")
 
 
-def result_summary(results: pd.DataFrame, metric: str = "test_rmse") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Test metric per sampler (and α where several), mean ± sd over seeds: the paper's
-    protocol (best on validation) and each strictly data-free selection side by side.
+def selection_label(metric: str, names: Sequence[str], data_free: bool = False) -> str:
+    """'test_rmse (validation-selected, paper)', 'test_rmse (last- and synthetic-selected, data-free)':
+    the column of students selected by `names` (several when they chose the same students). On a
+    data-free run every selection is data-free: its validation points are the teacher's labels too."""
+    kind = "paper" if list(names) == ["validation"] and not data_free else "data-free"
+    words = ", ".join(f"{n}-" for n in names[:-1]) + (" and " if len(names) > 1 else "") + f"{names[-1]}-selected"
+    return f"{metric} ({words}, {kind})"
 
-    Returns (table for display, numbers with group, <metric>_mean, <metric>_sd for the bars)."""
+
+def result_summary(results: pd.DataFrame, metric: str = "test_rmse", selection: str = "validation",
+                   data_free: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test metric per sampler (and α where several), mean ± sd over seeds: the run's own
+    selection (`selection`: the paper's 'validation' unless the run chose another) and each other
+    selection side by side; selections that chose the same students share one column.
+
+    Returns (table for display, numbers with group, sampler, <metric>_mean, <metric>_sd for the bars)."""
     if results is None or results.empty:
         return pd.DataFrame(), pd.DataFrame()
     df = results.copy()
     several_alphas = df["alpha"].nunique() > 1
     df["group"] = df["sampler"] + ((", α " + df["alpha"].astype(str)) if several_alphas else "")
     index = 1 if metric == "test_rmse" else 2  # other_selections: name -> [epoch, test_rmse, test_mae]
-    selections = sorted({k for d in df["other_selections"] if isinstance(d, dict) for k in d})
+    others = sorted({k for d in df["other_selections"] if isinstance(d, dict) for k in d} - {selection})
+    groups = list(dict.fromkeys(df["group"]))
+    columns: dict[str, list[str]] = {selection: [_fmt(*_mean_sd(df.loc[df["group"] == g, metric])) for g in groups]}
+    for name in others:
+        columns[name] = [_fmt(*_mean_sd(pd.Series([d[name][index] if isinstance(d, dict) and name in d else np.nan
+                                                   for d in df.loc[df["group"] == g, "other_selections"]])))
+                         for g in groups]
+    merged: list[tuple[list[str], list[str]]] = []  # identical columns: one column naming each selection
+    for name, cells in columns.items():
+        same = next((names for names, kept in merged if kept == cells), None)
+        if same is None:
+            merged.append(([name], cells))
+        else:
+            same.append(name)
     shown, numbers = [], []
-    order = list(dict.fromkeys(df["group"]))
-    for group in order:
+    for i, group in enumerate(groups):
         part = df[df["group"] == group]
         mean, sd = _mean_sd(part[metric])
-        row = {"sampler": group, "seeds": len(part), f"{metric} (validation-selected, paper)": _fmt(mean, sd)}
-        for name in selections:
-            vals = pd.Series([d[name][index] if isinstance(d, dict) and name in d else np.nan for d in part["other_selections"]])
-            row[f"{metric} ({name}-selected, data-free)"] = _fmt(*_mean_sd(vals))
+        row = {"sampler": group, "seeds": len(part)}
+        for names, cells in merged:
+            row[selection_label(metric, names, data_free)] = cells[i]
         row["best epoch"] = ", ".join(str(int(e)) for e in part["best_epoch"].dropna())
         if "teacher_queries" in part and pd.to_numeric(part["teacher_queries"], errors="coerce").fillna(0).sum() > 0:
             row["teacher queries"] = int(pd.to_numeric(part["teacher_queries"]).mean())
         shown.append(row)
-        numbers.append({"group": group, f"{metric}_mean": mean, f"{metric}_sd": sd})
+        numbers.append({"group": group, "sampler": str(part["sampler"].iloc[0]), f"{metric}_mean": mean, f"{metric}_sd": sd})
     return pd.DataFrame(shown), pd.DataFrame(numbers)
 
 
+def view_summary(view: RunView, metric: str = "test_rmse") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """result_summary of the run in view, under its own selection (data-free runs say so)."""
+    cfg = view.run.config
+    return result_summary(view.results, metric, cfg.selection if cfg else "validation", view.data_free)
+
+
 def teacher_row(view: RunView, metric: str = "test_rmse") -> str:
+    """The teacher's test figure as the results show it; a data-free run has none (its test
+    points are labelled by the teacher itself)."""
+    if view.data_free:
+        return "the reference"
     v = view.run.teacher_test_rmse if metric == "test_rmse" else view.run.teacher_test_mae
     return "—" if v is None else f"{v:.4f}"
 
