@@ -73,7 +73,7 @@ def test_the_card_says_what_the_distillation_bought(tmp_path, csv, ts_teacher):
         assert set(card[who]["latency_seconds"]) == {"batch_1", "batch_1000"}
         assert all(v > 0 for v in card[who]["latency_seconds"].values())
     assert card["real_data"] is True and card["inputs"]["names"] == ["load", "speed", "temp", "ratio"]
-    assert card["selection"]["rule"] == "validation" and card["configuration"]["data_file"] == run.cfg.data_file
+    assert card["selection"]["rule"] == "validation" and card["configuration"]["data_file"] == "plant.csv"  # its name, not the server's path
     assert {"student.pt", "student.onnx", "state_dict.pt", "model.json", "test_rows.csv"} <= set(card["files"])
 
 
