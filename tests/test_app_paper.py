@@ -13,7 +13,7 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "paper.py")
 
 
 def _page() -> AppTest:
-    return AppTest.from_file(PAGE, default_timeout=30)
+    return AppTest.from_file(PAGE, default_timeout=300)
 
 
 def test_paper_page_renders_on_an_empty_store():
