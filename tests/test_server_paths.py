@@ -93,7 +93,7 @@ def test_a_stored_run_naming_a_server_file_opened_on_the_page_starts_nothing_fro
 
 def test_a_failed_start_with_your_model_keeps_no_upload(tmp_path):
     csv = write_csv(tmp_path / "plant.csv")
-    uploads = [dashboard.keep_upload("plant.csv", csv.read_bytes(), "data")]
+    uploads = [dashboard.store_upload("plant.csv", csv.read_bytes(), "data")]
     cfg = DistillConfig(dataset="user", data_file=uploads[0], target="y", epochs=0, samplers=("gaussian",))
     with pytest.raises(DfkdError):
         dashboard.submit(cfg, uploads=uploads)
