@@ -221,3 +221,12 @@ def test_the_model_card_of_a_config_names_files_not_server_paths():
                                                    "teacher_url": "https://models.example.org/predict"}, "n": [1, "/a/b.csv"]})
     assert json.dumps(card) == json.dumps({"configuration": {"teacher_file": "0a1b.pt", "data_file": "",
                                                              "teacher_url": "https://models.example.org/predict"}, "n": [1, "b.csv"]})
+
+
+def test_selections_that_chose_the_same_students_share_one_column_named_after_each():
+    rows = [dict(member=f"direct|1|{seed}", sampler="direct", alpha="1", seed=seed, test_rmse=v, test_mae=v / 2, best_epoch=1,
+                 best_val_rmse=v, other_selections={"synthetic": [1, v, v / 2], "last": [2, v + 0.1, v]}, teacher_queries=0,
+                 weights=None) for seed, v in enumerate([0.2, 0.3])]
+    table, _ = dashboard.result_summary(pd.DataFrame(rows))
+    assert [c for c in table.columns if c.startswith("test_rmse")] == [
+        "test_rmse (validation-selected, paper = synthetic-selected, data-free)", "test_rmse (last-selected, data-free)"]
