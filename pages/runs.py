@@ -18,7 +18,7 @@ try:
 except dashboard.DfkdError as exc:
     st.error(dashboard.plain(exc))
     st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
+ui.table(table, hide_index=True)
 if table.empty:
     st.info("No stored runs match. Start one on the Distill page.")
     st.stop()
@@ -50,7 +50,7 @@ def compare_and_export() -> None:
     if final.empty:
         st.caption("No finished results among the selected runs yet.")
     else:
-        st.dataframe(final, hide_index=True, width="stretch")
+        ui.table(final, hide_index=True)
 
     st.subheader("Export")
     e1, e2, e3 = st.columns(3)
