@@ -13,6 +13,10 @@ from dfkd_core.runs.runstore import RunStore
 VERDICT_HELP = ("Each cell: ours mean ± sd (paper mean ± sd) and a verdict — 'within' the paper's mean ± 2 sd, "
                 "'better' below that band, 'worse' above it.")
 
+PAIRED_HELP = ("Paired over seeds (each seed shares its split and teacher across methods): per dataset the mean of "
+               "the per-seed difference a − b with its 95 % t interval and the Wilcoxon signed-rank p; 'a ≤ b' holds "
+               "when the whole interval lies below 0, does not hold when it lies above 0, else undecided.")
+
 app.ensure_routed()
 
 
@@ -24,7 +28,8 @@ def tables_section(store: RunStore, table: int) -> None:
     labels = {int(r.epochs): f"{r.epochs} epochs — {r.done}/{r.runs} runs done, {r.seeds} seed(s): {r.datasets}"
               for r in groups.itertuples(index=False)}
     epochs = st.selectbox("Stored reproduction", list(labels), format_func=labels.get, key=f"epochs-{table}")
-    cells = reproduce.summarize(reproduce.collect(store, table, epochs=epochs), table)
+    long = reproduce.collect(store, table, epochs=epochs)
+    cells = reproduce.summarize(long, table)
     if cells.empty:
         st.info("No finished runs in this reproduction yet.")
         return
@@ -37,6 +42,8 @@ def tables_section(store: RunStore, table: int) -> None:
             for claim in reproduce.claims(cells, table, protocol):
                 mark = {True: "✅", False: "❌", None: "⏳ not decided yet (cells missing):"}[claim["holds"]]
                 st.markdown(f"{mark} **{claim['claim']}** — paper: {claim['paper']}; ours: {claim['ours']}")
+            st.caption(PAIRED_HELP)
+            st.dataframe(reproduce.paired_verdicts(long, table, protocol), hide_index=True, use_container_width=True)
 
 
 def start_section(table: int) -> None:

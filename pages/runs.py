@@ -4,7 +4,7 @@ import streamlit as st
 
 import app
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures
+from dfkd_core.dashboard import figures, sweep_figures
 from dfkd_core.errors import DfkdError
 from dfkd_core.runs.runstore import STATUSES
 
@@ -25,6 +25,23 @@ st.dataframe(table, hide_index=True, width="stretch")
 if table.empty:
     st.info("No stored runs match. Start one on the Distill page.")
     st.stop()
+
+# ---- sweeps (issue 21): a sweep's runs as one table and the metric against each swept field
+sweeps = sweep_figures.stored_sweeps()
+if not sweeps.empty:
+    with st.expander(f"Sweeps ({len(sweeps)})", expanded=True):
+        sweep_labels = {r.sweep: f"{r.sweep} · {r.fields} · {r.done}/{r.runs} runs done · {r.dataset}"
+                        for r in sweeps.itertuples(index=False)}
+        sweep_id = st.selectbox("Sweep", list(sweep_labels), format_func=sweep_labels.get, key="runs_sweep")
+        sweep_metric = st.radio("Metric", list(sweep_figures.METRICS), format_func=sweep_figures.METRICS.get,
+                                horizontal=True, key="runs_sweep_metric")
+        sweep_table, sweep_paired, sweep_fig = sweep_figures.sweep_view(sweep_id, sweep_metric)
+        st.dataframe(sweep_table, hide_index=True, width="stretch")
+        st.plotly_chart(sweep_fig, key="runs_sweep_fig")
+        if not sweep_paired.empty:
+            st.caption("Paired over seeds: the first method against each other one per grid point — mean difference "
+                       "with its 95 % t interval and the Wilcoxon signed-rank p.")
+            st.dataframe(sweep_paired, hide_index=True, width="stretch")
 
 titles = dict(zip(table["id"], table["title"].fillna("")))
 if any(i not in titles for i in st.session_state.get("runs_selected", [])):  # deleted, or filtered out

@@ -215,13 +215,18 @@ def sweep_results(store, sweep_id: str) -> tuple[list[str], pd.DataFrame]:
     (as typed) beside RESULT_COLUMNS. Where a cell was run more than once, the newest run wins."""
     runs = store.list_runs(status="done")  # newest first
     fields: list[str] = []
+    rank: dict[str, int] = {}
     rows = []
     seen: set[tuple] = set()
     for run in runs.itertuples(index=False):
         what = sweep_of(run.tags)
         if what is None or what["id"] != sweep_id:
             continue
-        fields = fields or list(what["fields"])
+        if not fields:
+            fields = list(what["fields"])
+            cfg = store.get_run(run.id).config
+            if cfg is not None:  # methods in the order the sweep names them: its first sampler is the reference
+                rank = {f"{s} · α {a}": i for i, (s, a) in enumerate((s, a) for s in cfg.samplers for a in cfg.alphas)}
         point = {k: str(what["point"].get(k)) for k in what["fields"]}
         key = (tuple(point.items()), what["seed"])
         if key in seen:
@@ -237,7 +242,7 @@ def sweep_results(store, sweep_id: str) -> tuple[list[str], pd.DataFrame]:
     if long.empty:
         return fields, long
     order = sorted(range(len(long)), key=lambda i: tuple(_value_key(long.at[i, f]) for f in fields)
-                   + (int(long.at[i, "seed"]), str(long.at[i, "method"])))
+                   + (int(long.at[i, "seed"]), rank.get(long.at[i, "method"], len(rank)), str(long.at[i, "method"])))
     return fields, long.iloc[order].reset_index(drop=True)
 
 
