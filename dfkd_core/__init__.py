@@ -23,12 +23,15 @@
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
                 jobs (runs in worker processes, queue, stop, recovery of dead workers)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
+                runner (the one runner of multi-run jobs: local processes, a Dask LocalCluster or a Dask
+                scheduler; results stored by the driver alone), sweep (a grid over config fields × seeds,
+                stored as one sweep), paired (two methods compared seed by seed: t interval, Wilcoxon),
                 plain_loop (the plain PyTorch loop: bench's baseline, the tests' oracle),
                 playground (samplers on a function of two inputs, one step at a time),
                 compile_timing (the generic form eager against compiled, side by side)
     dashboard/  the pages' adapters (forms, run pickers, plain-text messages), figures (plotly
                 figures of the paper's Figs. 4-9 from stored runs), embedding (UMAP / PCA of real
-                vs synthetic points)
+                vs synthetic points), sweep_figures (a stored sweep: table and metric against each field)
     cli         `python -m dfkd_core <command>`; one module per command in commands/: distill, bench,
-                reproduce, datasets, runs, teach, worker (a run's worker process)
+                reproduce, sweep, datasets, runs, teach, worker (a run's worker process)
 """

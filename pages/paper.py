@@ -6,6 +6,7 @@ import streamlit as st
 
 import app
 from dfkd_core.experiments import reproduce
+from dfkd_core.experiments.runner import dashboard_executor, executor_label
 from dfkd_core.dashboard import plain
 from dfkd_core.errors import DfkdError
 from dfkd_core.runs.runstore import RunStore
@@ -50,6 +51,7 @@ def start_section(table: int) -> None:
     spec = reproduce.get_table(table)
     with st.form(f"start-{table}"):
         st.markdown(f"**Start a reproduction of Table {table}**")
+        st.caption(f"Runs on {executor_label(*dashboard_executor())}.")
         quick = st.checkbox("Quick harness check (20 epochs, one seed, two small datasets)", value=False)
         seeds = st.number_input("Seeds", min_value=1, max_value=100, value=spec.default_seeds, step=1)
         epochs = st.number_input("Epochs (0 = the paper's)", min_value=0, max_value=100_000, value=0, step=100)

@@ -431,7 +431,7 @@ def _install_teacher(name: str, data: bytes) -> None:
 
 def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
               quick: bool = False, store=None, log: Callable[[str], None] | None = None,
-              workers: int | None = None, resume: bool = False, executor: str | None = "local",
+              workers: int | None = None, resume: bool = False, executor: str | None = None,
               scheduler: str | None = None) -> dict[str, Any]:
     """Run a reproduction on one executor (runner.Runner: 'local' worker processes, 'dask-local',
     or the Dask cluster at `scheduler`): teachers first (the missing MLP teachers of each dataset
@@ -847,7 +847,8 @@ def active_runs(store, table: int | None = None) -> pd.DataFrame:
 
 
 def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] | None = None,
-                      epochs: int | None = None, quick: bool = False, resume: bool = False) -> list[str]:
+                      epochs: int | None = None, quick: bool = False, resume: bool = False,
+                      scheduler: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "dfkd_core", "reproduce", "--table", str(get_table(table).number)]
     if seeds is not None:
         cmd += ["--seeds", str(int(seeds))]
@@ -859,6 +860,8 @@ def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] 
         cmd.append("--quick")
     if resume:
         cmd.append("--resume")
+    if scheduler:
+        cmd += ["--scheduler", scheduler]
     return cmd + ["--json"]
 
 
@@ -866,10 +869,12 @@ def start_reproduction(table: int, seeds: int | None = None, datasets: list[str]
                        epochs: int | None = None, quick: bool = False, resume: bool = False) -> tuple[int, Path]:
     """Start `python -m dfkd_core reproduce …` detached (its own session: a page rerun or a
     closed tab does not stop it), logging to DFKD_HOME/reproduce/<time>-table<N>.log.
+    Runs on the Dask cluster at DFKD_SCHEDULER when that is set (runner.dashboard_executor).
     Returns (pid, log path)."""
     from ..paths import home_dir
+    from .runner import dashboard_executor
 
-    cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume)
+    cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume, scheduler=dashboard_executor()[1])
     folder = home_dir() / "reproduce"
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-table{get_table(table).number}.log"

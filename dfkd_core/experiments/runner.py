@@ -82,6 +82,18 @@ def check_executor(executor: Any, scheduler: Any = None) -> tuple[str, str | Non
     return executor, None
 
 
+def dashboard_executor() -> tuple[str, str | None]:
+    """The executor of jobs the dashboard starts: the Dask cluster at DFKD_SCHEDULER when set, else local."""
+    return check_executor(None, os.environ.get(SCHEDULER_ENV, "").strip() or None)
+
+
+def executor_label(executor: str, scheduler: str | None) -> str:
+    """What runs a job, in words, for the pages."""
+    if scheduler:
+        return f"the Dask cluster of scheduler {scheduler} ({SCHEDULER_ENV})"
+    return "a Dask LocalCluster on 127.0.0.1" if executor == "dask-local" else "local worker processes"
+
+
 def _worker_name() -> str:
     try:
         from distributed import get_worker

@@ -155,7 +155,7 @@ def _prepare_teachers(cells: list[Cell], log: Callable[[str], None]) -> dict[tup
 
 
 def run_sweep(base: Mapping[str, Any], grid: Mapping[str, list[str]], seeds: list[int], store=None,
-              executor: str | None = "local", scheduler: str | None = None, workers: int | None = None,
+              executor: str | None = None, scheduler: str | None = None, workers: int | None = None,
               resume: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or, with resume, complete) a sweep; returns its report (see `sweep_report`) with the
     executor, tasks per worker, runs reused and failed cells."""
