@@ -33,6 +33,9 @@ def test_paper_page_shows_a_stored_quick_reproduction_beside_the_paper():
     assert list(frame.index) == ["toy2d"]
     assert list(frame.columns) == [m.label for m in reproduce.TABLES[4].methods]
     assert any("direct dec-α ≤ random" in m.value for m in at.markdown)
+    paired = at.dataframe[1].value  # the paired verdicts under the table
+    assert set(paired["claim"]) == {"direct_dec ≤ random", "direct_dec ≤ generator_dec"}
+    assert set(paired["verdict"]) == {"undecided"} and list(paired["n"]) == [1, 1]
 
 
 def test_start_button_launches_the_reproduce_command(monkeypatch):
