@@ -285,7 +285,10 @@ class Runner:
                     value, worker = future.result()
                     done(task, value, worker)
                 else:
-                    exc = future.exception()
+                    try:
+                        exc = future.exception()
+                    except Exception as cancelled:  # cancelled by the scheduler (e.g. it lost the task's data)
+                        exc = cancelled
                     name = type(exc).__name__
                     fail(task, "its worker died twice (Dask's KilledWorker)" if name == "KilledWorker" else _describe(exc))
                 future.release()  # the driver keeps no finished result: memory stays flat
