@@ -161,3 +161,31 @@ def test_killing_one_worker_mid_sweep_still_completes_it_with_nothing_lost(clust
     assert len(runs) == 8 and set(runs["status"]) == {"done"}  # every cell stored once, none lost
     assert len(rep["runs"]) == 8
     assert len(_numbers(store, rep["sweep"])) == 16
+
+
+def test_the_dashboard_runs_reproductions_on_the_cluster_named_by_dfkd_scheduler(monkeypatch):
+    from dfkd_core.experiments import reproduce
+
+    monkeypatch.delenv(R.SCHEDULER_ENV, raising=False)
+    assert R.dashboard_executor() == ("local", None)
+    assert R.executor_label(*R.dashboard_executor()) == "local worker processes"
+    monkeypatch.setenv(R.SCHEDULER_ENV, "tcp://10.0.0.5:8786")
+    assert R.dashboard_executor() == ("dask", "tcp://10.0.0.5:8786")
+    assert "tcp://10.0.0.5:8786" in R.executor_label(*R.dashboard_executor())
+    cmd = reproduce.reproduce_command(4, quick=True, scheduler=R.dashboard_executor()[1])
+    assert cmd[-3:] == ["--scheduler", "tcp://10.0.0.5:8786", "--json"]
+    monkeypatch.setenv(R.SCHEDULER_ENV, "not an address")
+    with pytest.raises(ConfigError, match="must be a Dask scheduler address"):
+        R.dashboard_executor()
+
+
+def test_the_reproduction_log_tail_keeps_the_line_saying_what_runs_it():
+    from dfkd_core.experiments import reproduce
+    from dfkd_core.paths import home_dir
+
+    folder = home_dir() / "reproduce"
+    folder.mkdir(parents=True)
+    lines = ["executor: dask: scheduler tcp://127.0.0.1:8786, 2 worker(s)"] + [f"[{i}/20] Table 4 · run {i}" for i in range(1, 21)]
+    (folder / "20260101-000000-table4.log").write_text("\n".join(lines + ['{"table": 4}']) + "\n")
+    _, tail = reproduce.latest_log(lines=4)
+    assert tail.splitlines() == [lines[0], "[18/20] Table 4 · run 18", "[19/20] Table 4 · run 19", "[20/20] Table 4 · run 20"]

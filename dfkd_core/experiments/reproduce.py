@@ -902,4 +902,8 @@ def latest_log(lines: int = 8) -> tuple[Path | None, str]:
         return logs[-1], ""
     # the final JSON line is long; the page shows the progress lines
     keep = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("{")]
-    return logs[-1], "\n".join(keep[-lines:])
+    tail = keep[-lines:]
+    executor = next((line for line in keep if line.startswith("executor: ")), None)  # what runs it, and how many workers
+    if executor and executor not in tail:
+        tail = [executor, *tail[1:]]
+    return logs[-1], "\n".join(tail)
