@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from .figures import _rgba, sampler_color
 
+DASHES = ("solid", "dash", "dot", "dashdot")
 METRICS = {"test_rmse": "test RMSE", "test_mae": "test MAE", "synthetic_rmse": "test RMSE (data-free selection)"}
 
 
@@ -30,19 +31,22 @@ def sweep_figure(fields: list[str], long: pd.DataFrame, metric: str = "test_rmse
         fig.update_layout(title="No finished runs in this sweep yet")
         return fig
     methods = list(dict.fromkeys(long["method"]))
+    alphas = list(dict.fromkeys(long["alpha"])) if "alpha" in long else []
     for col, field in enumerate(fields, start=1):
         numeric = _numeric(long[field])
         x_all = numeric if numeric is not None else long[field].astype(str)
-        for k, method in enumerate(methods):
+        for method in methods:
             mask = (long["method"] == method).to_numpy()
             part = pd.DataFrame({"x": x_all[mask].to_numpy(), "y": long.loc[mask, metric].to_numpy(float)})
             sampler = str(long.loc[mask, "sampler"].iloc[0])
-            color = sampler_color(sampler, k)
+            color = sampler_color(sampler)  # a sampler's own colour; its α schedules differ by dash
+            alpha = long.loc[mask, "alpha"].iloc[0] if alphas else None
+            dash = DASHES[alphas.index(alpha) % len(DASHES)] if alphas else "solid"
             stats = part.groupby("x", sort=numeric is not None)["y"].agg(
                 mean="mean", sd=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n="count").reset_index()
             fig.add_trace(go.Scatter(
                 x=stats["x"], y=stats["mean"], mode="lines+markers", name=method, legendgroup=method,
-                showlegend=col == 1, line=dict(color=color),
+                showlegend=col == 1, line=dict(color=color, dash=dash),
                 error_y=dict(type="data", array=stats["sd"], visible=True),
                 customdata=stats[["sd", "n"]].to_numpy(),
                 hovertemplate=f"{field}=%{{x}}<br>{label} %{{y:.4f}} ± %{{customdata[0]:.4f}} (n %{{customdata[1]}})"
@@ -61,14 +65,14 @@ def sweep_figure(fields: list[str], long: pd.DataFrame, metric: str = "test_rmse
 def sweep_view(sweep_id: str, metric: str = "test_rmse", store: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, go.Figure]:
     """(summary table, paired verdicts table, figure) of a stored sweep, for the Runs page."""
     from ..experiments.sweep import sweep_paired, sweep_results, sweep_summary
-    from ..runs.runstore import RunStore
+    from .views import store as default_store
 
-    fields, long = sweep_results(store or RunStore(), sweep_id)
+    fields, long = sweep_results(store or default_store(), sweep_id)
     return sweep_summary(fields, long, metric), sweep_paired(fields, long, metric), sweep_figure(fields, long, metric)
 
 
 def stored_sweeps(store: Any = None) -> pd.DataFrame:
     from ..experiments.sweep import list_sweeps
-    from ..runs.runstore import RunStore
+    from .views import store as default_store
 
-    return list_sweeps(store or RunStore())
+    return list_sweeps(store or default_store())
