@@ -18,7 +18,7 @@ try:
 except dashboard.DfkdError as exc:
     st.error(dashboard.plain(exc))
     st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
+ui.table(table, hide_index=True)
 if table.empty:
     st.info("No stored runs match. Start one on the Distill page.")
     st.stop()
@@ -33,12 +33,12 @@ if not sweeps.empty:
         sweep_metric = st.radio("Metric", list(sweep_figures.METRICS), format_func=sweep_figures.METRICS.get,
                                 horizontal=True, key="runs_sweep_metric")
         sweep_table, sweep_paired, sweep_fig = sweep_figures.sweep_view(sweep_id, sweep_metric)
-        st.dataframe(sweep_table, hide_index=True, width="stretch")
+        ui.table(sweep_table, hide_index=True)
         st.plotly_chart(sweep_fig, key="runs_sweep_fig")
         if not sweep_paired.empty:
             st.caption("Paired over seeds: the first method against each other one per grid point — mean difference "
                        "with its 95 % t interval and the Wilcoxon signed-rank p.")
-            st.dataframe(sweep_paired, hide_index=True, width="stretch")
+            ui.table(sweep_paired, hide_index=True)
 
 titles = dict(zip(table["id"], table["title"].fillna("")))
 if any(i not in titles for i in st.session_state.get("runs_selected", [])):  # deleted, or filtered out
@@ -63,7 +63,7 @@ final = dashboard.compare_results(selected)
 if final.empty:
     st.caption("No finished results among the selected runs yet.")
 else:
-    st.dataframe(final, hide_index=True, width="stretch")
+    ui.table(final, hide_index=True)
 
 st.subheader("Export")
 e1, e2, e3 = st.columns(3)
