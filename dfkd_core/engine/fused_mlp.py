@@ -41,20 +41,15 @@ import torch
 
 from ..config import Member
 from ..events import MemberResult, Snapshot
-from ..models.networks import MLPRegressor
-from ..synth.objectives import Objective, log_cosh, sampler_objective
+from ..synth.objectives import TERMS, Objective, TermInputs, log_cosh, sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
-from ..models.teachers import TorchTeacher
 from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
-from .mlp_kernels import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
+from .teacher_call import teacher_call
+from .mlp_kernels import FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 
-RANDOM_SAMPLERS = ("gaussian", "lhs", "halton", "sobol")
-QMC_SAMPLERS = ("lhs", "halton", "sobol")
-GRADIENT_SAMPLERS = ("direct", "generator")
-KNOWN_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "l2sq_input", "l1_input",
-               "student_sq", "teacher_to_random")
-LINEAR_TERMS = ("neg_squared_discrepancy", "l2sq_input", "l1_input", "student_sq")  # the fast path's objectives
+# the fused implementations a sampler may declare (samplers.Sampler.fused); 'none' is a group with α ≡ 0
+GRADIENT_IMPLS = ("input_descent", "generator_net")
 # The fast path wins at small K (cpusmall, one thread, AMD EPYC, first version: K=1 0.94 → 0.74 ms/step, K=10
 # 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
 # dominate there and MKL's batched GEMM falls back to per-member loops for some layouts).
@@ -63,32 +58,55 @@ RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
 
-def supports(run: RunContext, members: list[Member]) -> bool:
-    """True when the fused MLP form can train these members: an MLP teacher (TorchTeacher over
-    MLPRegressor), MLP students, only gradient or random samplers (no 'evolution'), and an
-    objective made of the known terms. Everything else takes the generic form (engine.stacked)."""
-    cfg = run.cfg
-    if not members or not isinstance(run.teacher, TorchTeacher) or not isinstance(run.teacher.module, MLPRegressor):
-        return False
-    arch = student_arch(run)
-    if not (arch.startswith("mlp") and arch[3:].isdigit() and int(arch[3:]) > 0):
-        return False
-    if any(m.sampler not in RANDOM_SAMPLERS + GRADIENT_SAMPLERS for m in members):
-        return False
-    if any(name not in KNOWN_TERMS for name, w in run.objective.terms if w != 0.0):
+def fused_impl(kind: str) -> str | None:
+    """The fused implementation a group of `kind` takes: 'none' for α ≡ 0 (no sampler is called),
+    else the one its sampler declares (samplers.Sampler.fused; None: the generic form only)."""
+    return "none" if kind == "none" else SAMPLERS.get(kind).fused
+
+
+def students_fit(run: RunContext) -> bool:
+    """Whether the run's students can take the fused MLP form at all: MLP students (d → h → 1)
+    with a student loss and a direct optimizer it implements. The teacher never decides: any
+    teacher is one callable (engine.teacher_call)."""
+    cfg, arch = run.cfg, student_arch(run)
+    if cfg.engine == "generic" or not (arch.startswith("mlp") and arch[3:].isdigit() and int(arch[3:]) > 0):
         return False
     return cfg.student_loss in ("mse", "logcosh") and cfg.direct_optimizer in ("rmsprop", "adam", "sgd")
 
 
-def _fusable(run: RunContext, kind: str, size: int) -> bool:
+def member_fits(run: RunContext, member: Member) -> bool:
+    """Whether one member can take the fused MLP form: α ≡ 0 (its sampler is never called), or a
+    sampler that declares a fused implementation — and, when it searches with the teacher's
+    gradients, an objective whose every term declares its gradient (objectives.term)."""
+    m_g, _ = batch_sizes(parse_alpha(member.alpha), run.cfg.batch_size)
+    if not m_g:
+        return True
+    sampler = SAMPLERS.get(member.sampler)
+    if sampler.fused is None:
+        return False
+    if sampler.fused in GRADIENT_IMPLS:
+        return all(getattr(TERMS.get(name), "grad", None) is not None for name, w in run.objective.terms if w != 0.0)
+    return True
+
+
+def supports(run: RunContext, members: list[Member]) -> bool:
+    """True when the fused MLP form can train all these members (students_fit, member_fits)."""
+    return bool(members) and students_fit(run) and all(member_fits(run, m) for m in members)
+
+
+def _fusable(run: RunContext, impl: str | None, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
-    (mlp_kernels.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
-    generator), an objective linear in (T, S), on a CPU at most FUSED_MAX_MEMBERS members (a GPU
-    replays the step as a CUDA graph, where the fused kernels win at every K: `bench --device cuda`)."""
+    (mlp_kernels.FusedTeacherStudents): the teacher given by the hand-written MLP kernels
+    (teacher_call), a gradient sampler (direct with RMSprop inside, or the generator), an
+    objective linear in (T, S) (every term declares a fused_coef), on a CPU at most
+    FUSED_MAX_MEMBERS members (a GPU replays the step as a CUDA graph, where the fused kernels
+    win at every K: `bench --device cuda`)."""
     objective = run.objective
-    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and kind in GRADIENT_SAMPLERS
-            and not (kind == "direct" and run.cfg.direct_optimizer != "rmsprop")
-            and objective.y_rand == "none" and all(name in LINEAR_TERMS for name, w in objective.terms if w != 0.0))
+    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and impl in GRADIENT_IMPLS
+            and getattr(teacher_call(run), "kernels", False)
+            and not (impl == "input_descent" and run.cfg.direct_optimizer != "rmsprop")
+            and objective.y_rand == "none"
+            and all(getattr(TERMS.get(name), "fused_coef", None) for name, w in objective.terms if w != 0.0))
 
 
 def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
@@ -104,7 +122,7 @@ def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
     for i, mem in enumerate(members):
         m_g, _ = batch_sizes(parse_alpha(mem.alpha), run.cfg.batch_size)
         groups.setdefault((mem.sampler if m_g else "none", m_g), []).append(i)
-    fast = [idx for (kind, _), idx in groups.items() if _fusable(run, kind, len(idx))]
+    fast = [idx for (kind, _), idx in groups.items() if _fusable(run, fused_impl(kind), len(idx))]
     rest = sorted(i for idx in groups.values() if idx not in fast for i in idx)
     parts = fast + ([rest] if rest else [])
     return parts if len(parts) > 1 else [list(range(len(members)))]
@@ -127,6 +145,7 @@ class _Group:
     y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) random targets of the objective
     nets: StackedGenerators | None = None
     engines: list = field(default_factory=list)  # QMC: the members' scipy designs (the registered sampler's)
+    impl: str | None = None  # the fused implementation (fused_impl): what the step does for this group
 
     @property
     def size(self) -> int:
@@ -147,7 +166,7 @@ class FusedMLPStack:
         self.dtype = self.prior.mean.dtype
         self.shape, self.d = self.prior.shape, self.prior.dim
         self.objective = run.objective
-        self.teacher = FrozenMLP(run.teacher.module)
+        self.teacher = teacher_call(run)  # one callable for all K members' points (engine.teacher_call)
         self.layout = lay = MemberLayout(cfg, members)
         self.M = lay.M  # |x_g| + |x_p| is 2m for every α (batch_sizes)
         # internal order: members grouped by (sampler, |x_g|), contiguous, in order of appearance
@@ -164,13 +183,13 @@ class FusedMLPStack:
         self.groups: list[_Group] = []
         for kind, m_g, k0, k1 in lay.groups:
             sampler = None
-            if kind in QMC_SAMPLERS + ("generator",):
+            if fused_impl(kind) in ("unit_cube_design", "generator_net"):
                 ctx = SamplerContext(run.teacher, self.prior, sampler_objective(run.objective, cfg, kind, m_g), cfg,
                                      device, self.gens[k0:k1], rngs[k0:k1], states[k0:k1])
                 sampler = SAMPLERS.get(kind)(ctx)
             self.groups.append(self._make_group(kind, m_g, k0, k1, sampler))
         self.group_of = [g for g in self.groups for _ in range(g.size)]
-        self.grad_groups = [g for g in self.groups if g.kind in GRADIENT_SAMPLERS and g.steps > 0]
+        self.grad_groups = [g for g in self.groups if g.impl in GRADIENT_IMPLS and g.steps > 0]
 
         # [x_g | x_p] per member, with a constant-1 last column (biases live in the matrix products)
         self.x = torch.ones(K, self.M, self.d + 1, dtype=self.dtype, device=device)
@@ -203,14 +222,14 @@ class FusedMLPStack:
         without y_rand, gaussian, α ≡ 0), the (generator, view) pairs of one step in the
         reference order, made once: view.normal_(generator=gen) is what torch.randn(out=view)
         does after its (no-op) resize. None otherwise (_draw_noise's general loop)."""
-        if self.objective.y_rand != "none" or any(g.kind not in ("direct", "gaussian", "none") for g in self.groups):
+        if self.objective.y_rand != "none" or any(g.impl not in ("input_descent", "prior_draw", "none") for g in self.groups):
             return None
         plan = []
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
-            if grp.kind == "direct":
+            if grp.impl == "input_descent":
                 plan.append((gen, grp.noise[k - grp.k0].view(m_g, *self.shape)))
-            elif grp.kind == "gaussian":
+            elif grp.impl == "prior_draw":
                 plan.append((gen, self.noise[k, :m_g].view(m_g, *self.shape)))
             if m_p:
                 plan.append((gen, self.noise[k, m_g:].view(m_p, *self.shape)))
@@ -220,15 +239,15 @@ class FusedMLPStack:
         """The fast path (mlp_kernels.FusedTeacherStudents) when every member (at most
         FUSED_MAX_MEMBERS) uses the same gradient sampler with the same |x_g| — direct with
         RMSprop inside, or generator — and an objective linear in (T, S)."""
-        if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].kind, self.K):
+        if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].impl, self.K):
             return None
-        coef = {name: 0.0 for name in LINEAR_TERMS}
+        coef = {slot: 0.0 for slot in ("squared_discrepancy", "student_sq", "l2sq_input", "l1_input")}
         for name, w in self.groups[0].objective.terms:
             if w != 0.0:
-                coef[name] += w
+                coef[TERMS.get(name).fused_coef] += w
         self.l1 = coef["l1_input"]
         g = self.groups[0]
-        if g.kind == "direct":
+        if g.impl == "input_descent":
             g.noise = self.noise[:, :g.m_g]  # x₀ is drawn straight into the student batch's noise
         self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
         self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
@@ -237,7 +256,7 @@ class FusedMLPStack:
         self.c_rho, self.c_one_minus_rho = scalar(RMSPROP_ALPHA, like), scalar(1.0 - RMSPROP_ALPHA, like)
         self.c_eps, self.c_two = scalar(RMSPROP_EPS, like), scalar(2.0, like)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
-                                  (coef["neg_squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
+                                  (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
         self.x_d = self.x[..., :self.d]
         self.grad_x = fu._views(g.m_g)["gt"].transpose(1, 2)[..., :self.d]
@@ -254,7 +273,7 @@ class FusedMLPStack:
 
     def _fused_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """train_step on the fast path: the same random numbers and arithmetic, fewer ops."""
-        if self.groups[0].kind == "generator":
+        if self.groups[0].impl == "generator_net":
             self._fused_generator_phase()
         else:
             self._fused_direct_phase()
@@ -325,20 +344,20 @@ class FusedMLPStack:
 
     def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler) -> _Group:
         cfg, dev, dt = self.cfg, self.device, self.dtype
-        g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g))
+        g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g), impl=fused_impl(kind))
         n = k1 - k0
-        if kind == "direct":
+        if g.impl == "input_descent":
             g.steps = cfg.direct_steps
             g.x0 = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
             g.noise = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
-        elif kind == "generator":
+        elif g.impl == "generator_net":
             g.steps = cfg.generator_steps
             g.nets = StackedGenerators([sampler.member_net(j) for j in range(n)], dev, dt)
             g.z = torch.empty(g.steps + 1, n, m_g, g.nets.z_dim, dtype=dt, device=dev)
             g.xa = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
-        elif kind in QMC_SAMPLERS:
+        elif g.impl == "unit_cube_design":
             g.engines = sampler.engines
-        if kind in GRADIENT_SAMPLERS and self.objective.y_rand != "none":
+        if g.impl in GRADIENT_IMPLS and self.objective.y_rand != "none":
             g.y_rand = torch.empty(max(1, g.steps), n, m_g, dtype=dt, device=dev)
         return g
 
@@ -355,19 +374,19 @@ class FusedMLPStack:
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
             j = k - grp.k0
-            if grp.kind == "direct":
+            if grp.impl == "input_descent":
                 torch.randn((m_g, *shape), generator=gen, out=grp.noise[j].view(m_g, *shape))
                 if draw_y:
                     grp.y_rand[0, j].copy_(objective.draw_y_rand(m_g, gen, dev))
-            elif grp.kind == "gaussian":
+            elif grp.impl == "prior_draw":
                 torch.randn((m_g, *shape), generator=gen, out=x[k, :m_g].view(m_g, *shape))
-            elif grp.kind == "generator":
+            elif grp.impl == "generator_net":
                 for t in range(self._inner_steps(grp)):
                     torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[t, j])
                     if draw_y:
                         grp.y_rand[t, j].copy_(objective.draw_y_rand(m_g, gen, dev))
                 torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[grp.steps, j])
-            elif grp.kind in QMC_SAMPLERS:
+            elif grp.impl == "unit_cube_design":
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
                     qmc[k] = grp.engines[j].random(m_g)
@@ -400,30 +419,23 @@ class FusedMLPStack:
         def add(acc, value, coef):
             return value * coef if acc is None else acc.add_(value, alpha=coef)
 
+        inputs = TermInputs(x[..., :self.d], t, s_pred, y_rand)
         for name, w in objective.terms:
             if w == 0.0:
                 continue
+            g_t, g_s, g_x = TERMS.get(name).grad(inputs)  # each term's gradient, declared once with the term
             w = w * scale
-            if name == "neg_squared_discrepancy":
-                diff = t - s_pred
-                d_t, d_s = add(d_t, diff, -2.0 * w), add(d_s, diff, 2.0 * w)
-            elif name == "neg_logcosh_discrepancy":
-                th = torch.tanh(t - s_pred)
-                d_t, d_s = add(d_t, th, -w), add(d_s, th, w)
-            elif name == "student_sq":
-                d_s = add(d_s, s_pred, 2.0 * w)
-            elif name == "teacher_to_random":
-                d_t = add(d_t, t - y_rand, 2.0 * w)
-            elif name in ("l2sq_input", "l1_input"):
-                x_terms.append((name, w))
+            if g_t is not None:
+                d_t = add(d_t, g_t, w)
+            if g_s is not None:
+                d_s = add(d_s, g_s, w)
+            if g_x is not None:
+                x_terms.append((g_x, w))
         grad = torch.zeros_like(x) if d_t is None else jac_t * d_t[..., None]
         if d_s is not None:
             grad.addcmul_(jac_s, d_s[..., None])
-        for name, w in x_terms:
-            if name == "l2sq_input":
-                grad.add_(x, alpha=2.0 * w)
-            else:
-                grad.add_(x.sign(), alpha=w)
+        for g_x, w in x_terms:
+            grad[..., :self.d].add_(g_x, alpha=w)
         return grad
 
     def _direct_update(self, grp: _Group, tau: int, grad: torch.Tensor, state: dict) -> None:
@@ -453,12 +465,12 @@ class FusedMLPStack:
 
     def _steps_per_epoch(self, g: _Group) -> int:
         """Teacher-gradient steps of group g in one epoch (what _inner_steps adds up to)."""
-        return g.steps * (self.cfg.batches_per_epoch if g.kind == "direct" else 1)
+        return g.steps * (self.cfg.batches_per_epoch if g.impl == "input_descent" else 1)
 
     def _inner_steps(self, g: _Group) -> int:
         """Gradient steps group g takes before this batch: direct on every batch, a generator
         on the epoch's first."""
-        return g.steps if g.kind == "direct" or self.step == 0 else 0
+        return g.steps if g.impl == "input_descent" or self.step == 0 else 0
 
     def _gradient_phase(self) -> None:
         """The inner steps of the gradient samplers, one teacher call per step τ for all of them."""
@@ -471,7 +483,7 @@ class FusedMLPStack:
             active = [g for g in self.grad_groups if tau < self._inner_steps(g)]
             points = []
             for g in active:
-                if g.kind == "direct":
+                if g.impl == "input_descent":
                     points.append(g.x0)
                 else:
                     gx, saved[id(g)] = g.nets.forward(g.z[tau])
@@ -487,8 +499,8 @@ class FusedMLPStack:
                 offset += n
                 s_pred, s_act = st.forward(x, g.k0, g.k1)
                 jac_s = st.input_grad(s_act, g.k0, g.k1)
-                y_rand = None if g.y_rand is None else g.y_rand[tau if g.kind == "generator" else 0]
-                if g.kind == "direct":
+                y_rand = None if g.y_rand is None else g.y_rand[tau if g.impl == "generator_net" else 0]
+                if g.impl == "input_descent":
                     # per-sample objectives summed: each point's gradient is its own
                     grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, y_rand)
                     self._direct_update(g, tau, grad, states[id(g)])
@@ -502,12 +514,12 @@ class FusedMLPStack:
     def _fill_x(self, qmc: dict) -> None:
         """Place every group's x_g in the student batch (x_p is already there)."""
         for g in self.groups:
-            if g.kind == "direct":
+            if g.impl == "input_descent":
                 self.x[g.k0:g.k1, :g.m_g].copy_(g.x0)
-            elif g.kind == "generator":
+            elif g.impl == "generator_net":
                 gx, _ = g.nets.forward(g.z[g.steps])
                 self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(gx)
-            elif g.kind in QMC_SAMPLERS:
+            elif g.impl == "unit_cube_design":
                 u = torch.from_numpy(np.concatenate([qmc[k] for k in range(g.k0, g.k1)]))
                 xq = self.prior.from_unit_cube(u).reshape(g.size, g.m_g, self.d)
                 self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(xq)
@@ -520,7 +532,7 @@ class FusedMLPStack:
         qmc = self._draw_noise()
         self.x[..., :self.d].copy_(self._apply_prior(self.noise))
         for g in self.grad_groups:
-            if g.kind == "direct":
+            if g.impl == "input_descent":
                 g.x0[..., :self.d].copy_(self._apply_prior(g.noise))
         self._gradient_phase()
         self._fill_x(qmc)
@@ -631,7 +643,7 @@ class FusedMLPStack:
         if self._graphs is None:
             self._graphs = False
             if (self.device.type == "cuda" and self.cuda_graphs and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
-                    and not any(g.kind in QMC_SAMPLERS for g in self.groups)):
+                    and all(g.impl == "none" or SAMPLERS.get(g.kind).graph_safe for g in self.groups)):
                 try:
                     self._graphs = self._capture(weights)
                 except Exception as exc:  # a driver or op that cannot be captured: stay eager

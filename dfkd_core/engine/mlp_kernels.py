@@ -45,11 +45,22 @@ class FrozenMLP:
     bias is part of the matrix product (no broadcast copy); chunked over rows. The last
     column of ∂f/∂x (the derivative with respect to the constant) is not meaningful."""
 
+    kernels = True  # a hand-written teacher callable (engine.teacher_call)
+
     def __init__(self, module: nn.Module, chunk_rows: int | None = None) -> None:
-        w1 = module.fc1.weight.detach()  # (H, d)
-        b1 = module.fc1.bias.detach()
-        w2 = module.fc2.weight.detach().reshape(-1)  # (H,)
-        b2 = module.fc2.bias.detach().reshape(())
+        self._setup(module.fc1.weight.detach(), module.fc1.bias.detach(), module.fc2.weight.detach().reshape(-1),
+                    module.fc2.bias.detach().reshape(()), chunk_rows)
+
+    @classmethod
+    def from_weights(cls, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                     chunk_rows: int | None = None) -> "FrozenMLP":
+        """The network w₂·tanh(W₁x + b₁) + b₂ given by its weights (W₁ (H, d), b₁ (H,), w₂ (H,), b₂ 0-dim)."""
+        self = cls.__new__(cls)
+        self._setup(w1, b1, w2.reshape(-1), b2.reshape(()), chunk_rows)
+        return self
+
+    def _setup(self, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+               chunk_rows: int | None) -> None:
         self.hidden, self.dim = w1.shape
         self.dtype, self.device = w1.dtype, w1.device
         self.w_aug = (2.0 * torch.cat([w1, b1[:, None]], 1)).t().contiguous()  # (d + 1, H)
