@@ -26,9 +26,8 @@ PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green,
 
 
 # ---------------------------------------------------------------------------- helpers
-# a sampler keeps its colour on every chart (the paper's Fig. 4 order: Gaussian blue, LHS orange,
-# generator green, direct red, differential evolution purple)
-SAMPLER_COLORS = {"gaussian": 0, "lhs": 1, "generator": 2, "direct": 3, "evolution": 4, "halton": 5, "sobol": 6}
+# a sampler keeps its colour on every chart: the palette index it declares (samplers.Sampler.colour;
+# the paper's Fig. 4 order: Gaussian blue, LHS orange, generator green, direct red, evolution purple)
 
 
 # log axes labelled at powers of ten only (plotly's default minor labels "2, 5" read as 2 and 5)
@@ -40,7 +39,10 @@ def color_for(index: int) -> str:
 
 def sampler_color(name: str, fallback: int) -> str:
     """The sampler's own colour, else the palette's `fallback`-th colour."""
-    return color_for(SAMPLER_COLORS[name]) if name in SAMPLER_COLORS else color_for(fallback)
+    from ..synth.samplers import SAMPLERS  # the colour is the sampler's declared capability (Sampler.colour)
+
+    colour = SAMPLERS.get(name).colour if name in SAMPLERS else None
+    return color_for(fallback if colour is None else colour)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -4,9 +4,11 @@ gradients with respect to the inputs. Which callable a run gets depends on the t
 the students' stack form never does (plan_stacks chooses it from the students and their
 samplers):
 
-* the paper's tanh MLP (MLPRegressor, or a user's state_dict of one tanh hidden layer, whose
-  input and output scaling is folded into its weights): hand-written kernels
-  (mlp_kernels.FrozenMLP; `bench` times them against autograd through the same network);
+* the paper's tanh MLP (MLPRegressor, or a user's teacher of one tanh hidden layer — a state_dict,
+  or a TorchScript whose only parameters are its two layers' weights and biases, checked on
+  probe points to give the module's values and gradients — with the run's input and output
+  scaling folded into its weights): hand-written kernels (mlp_kernels.FrozenMLP; `bench
+  --teacher PATH` times them against the built-in teacher and the plain loop);
 * any other differentiable torch module (a TorchScript file, a state_dict MLP of any depth and
   activation, the MNIST CNN): autograd through the module (AutogradTeacher);
 * a black box (an SVR, a skops model, an HTTP endpoint): its values only (BlackBoxCall).
@@ -78,47 +80,93 @@ class BlackBoxCall:
         raise TypeError("a black-box teacher gives no input gradients")  # prepare_run refuses such runs first
 
 
-def foldable_mlp(module: nn.Module) -> tuple[torch.Tensor, ...] | None:
-    """(W₁, b₁, w₂, b₂) of a teacher that is one tanh hidden layer d → H → 1, with a user
-    teacher's input and output scaling (models.user_models.TeacherBoundary over a state_dict
-    LinearStack) folded into the weights, or None for any other module:
+def _tanh_mlp_weights(model: nn.Module) -> tuple[tuple[torch.Tensor, ...], bool] | None:
+    """((W₁, b₁, w₂, b₂), known) of a model that may be one tanh hidden layer d → H → 1: a
+    state_dict LinearStack with 'tanh' is one (known True); a module whose parameters are exactly
+    W₁ (H, d), b₁ (H,), W₂ (1, H), b₂ (1,) and nothing else (a TorchScript MLP with its scaling
+    folded into the weights) may be one — known False: verified on probe points before use."""
+    from ..models.user_models import LinearStack
+
+    if isinstance(model, LinearStack):
+        if model.activation != "tanh" or len(model.layers) != 2:
+            return None
+        fc1, fc2 = model.layers
+        if fc1.bias is None or fc2.bias is None:
+            return None
+        return (fc1.weight, fc1.bias, fc2.weight.reshape(-1), fc2.bias.reshape(())), True
+    params = [p.detach() for p in model.parameters()]
+    if len(params) != 4 or any(True for _ in model.buffers()):
+        return None
+    w1, b1, w2, b2 = params
+    hidden, d = w1.shape if w1.dim() == 2 else (0, 0)
+    if not (hidden and b1.shape == (hidden,) and w2.shape == (1, hidden) and b2.shape == (1,)):
+        return None
+    return (w1, b1, w2.reshape(-1), b2.reshape(())), False
+
+
+def foldable_mlp(module: nn.Module) -> tuple[tuple[torch.Tensor, ...], bool] | None:
+    """((W₁, b₁, w₂, b₂), known) of a teacher that is (or, known False, may be: _tanh_mlp_weights)
+    one tanh hidden layer d → H → 1, with a user teacher's input and output scaling
+    (models.user_models.TeacherBoundary) folded into the weights, or None for any other module:
         z → x = z·σ_x + μ_x → y = w₂·tanh(W₁x + b₁) + b₂ → (y − μ_y)/σ_y
     is the MLP with W₁' = W₁·diag(σ_x), b₁' = b₁ + W₁μ_x, w₂' = w₂/σ_y, b₂' = (b₂ − μ_y)/σ_y."""
     if isinstance(module, MLPRegressor):
         return (module.fc1.weight.detach(), module.fc1.bias.detach(), module.fc2.weight.detach().reshape(-1),
-                module.fc2.bias.detach().reshape(()))
-    from ..models.user_models import LinearStack, TeacherBoundary
+                module.fc2.bias.detach().reshape(())), True
+    from ..models.user_models import TeacherBoundary
 
-    if not (isinstance(module, TeacherBoundary) and isinstance(module.model, LinearStack)):
+    if not isinstance(module, TeacherBoundary) or len(module.input_shape) != 1:
         return None
-    stack = module.model
-    if stack.activation != "tanh" or len(stack.layers) != 2 or len(module.input_shape) != 1:
+    found = _tanh_mlp_weights(module.model)
+    if found is None or found[0][0].shape[1] != module.input_shape[0]:
         return None
-    fc1, fc2 = stack.layers
-    if fc1.bias is None or fc2.bias is None:
-        return None
+    (w1, b1, w2, b2), known = found
     with torch.no_grad():
-        w1, b1 = fc1.weight.double(), fc1.bias.double()
+        dtype = w1.dtype
+        w1, b1, w2, b2 = (w.detach().double() for w in (w1, b1, w2, b2))
         sx, mx = module.x_std.double(), module.x_mean.double()
-        w2, b2 = fc2.weight.double().reshape(-1), fc2.bias.double().reshape(())
-        dtype = fc1.weight.dtype
         return ((w1 * sx[None, :]).to(dtype), (b1 + w1 @ mx).to(dtype), (w2 / module.y_std).to(dtype),
-                ((b2 - module.y_mean) / module.y_std).to(dtype))
+                ((b2 - module.y_mean) / module.y_std).to(dtype)), known
+
+
+PROBE_ROWS = 2048  # points on which a candidate MLP is checked against the module before it replaces it
+PROBE_TOLERANCE = 1e-4  # relative to the outputs' (gradients') scale: σ-form rounding in float32 is ~1e-6
+
+
+def same_function(call: FrozenMLP, reference: "AutogradTeacher", dim: int) -> bool:
+    """Whether the kernels' candidate gives the module's values and input gradients on probe points
+    (standard normal at scales 1, 3 and 10: the standardized inputs a run sends, and far beyond)."""
+    gen = torch.Generator(device=call.device).manual_seed(2023)
+    z = torch.randn(PROBE_ROWS, dim, generator=gen, device=call.device, dtype=torch.float64)
+    z = z * torch.tensor([1.0, 3.0, 10.0], device=call.device, dtype=torch.float64).repeat_interleave(
+        -(-PROBE_ROWS // 3))[:PROBE_ROWS, None]
+    x = torch.cat([z, torch.ones(PROBE_ROWS, 1, device=call.device, dtype=torch.float64)], 1).to(call.dtype)
+    try:
+        f, g = call.forward_grad(x)
+        f_ref, g_ref = reference.forward_grad(x.to(reference.dtype))
+    except Exception:  # the module refuses such inputs: keep it whole
+        return False
+    f_ref, g_ref = f_ref.to(f.dtype), g_ref[:, :dim].to(g.dtype)
+    if not (torch.isfinite(f_ref).all() and torch.isfinite(g_ref).all()):
+        return False
+    f_ok = (f - f_ref).abs().max() <= PROBE_TOLERANCE * (1.0 + f_ref.abs().max())
+    g_ok = (g[:, :dim] - g_ref).abs().max() <= PROBE_TOLERANCE * (1.0 + g_ref.abs().max())
+    return bool(f_ok and g_ok)
 
 
 def make_teacher_call(teacher: Teacher, shape: tuple[int, ...], dtype: torch.dtype, kernels: bool = True):
     """The step's teacher callable for `teacher` (see the module docstring). `kernels=False`
     takes autograd even where the hand-written MLP kernels apply (`bench` times both)."""
     if isinstance(teacher, TorchTeacher):
-        weights = foldable_mlp(teacher.module) if kernels else None
-        if weights is not None:
-            if isinstance(teacher.module, MLPRegressor):
-                call = FrozenMLP(teacher.module)  # the module's own tensors: results as before, bit for bit
-            else:
-                call = FrozenMLP.from_weights(*(w.to(dtype) for w in weights))
-            call.kernels = True
-            return call
-        return AutogradTeacher(teacher.module, shape, dtype)
+        autograd = AutogradTeacher(teacher.module, shape, dtype)
+        found = foldable_mlp(teacher.module) if kernels else None
+        if found is None:
+            return autograd
+        weights, known = found
+        if isinstance(teacher.module, MLPRegressor):
+            return FrozenMLP(teacher.module)  # the module's own tensors: results as before, bit for bit
+        call = FrozenMLP.from_weights(*(w.to(dtype) for w in weights))
+        return call if known or same_function(call, autograd, math.prod(shape)) else autograd
     return BlackBoxCall(teacher, shape, dtype)
 
 

@@ -91,6 +91,7 @@ class Sampler:
     cost_settings: ClassVar[tuple[str, ...]] = ()  # the settings its cost grows with (named in budget errors)
     input_norm_batch_factor: ClassVar[float] = 1.0  # objectives.sampler_objective's n·factor·β per point ('batch' scope)
     min_batch: ClassVar[int] = 1  # the smallest batch_size it works with
+    min_batch_reason: ClassVar[str] = ""  # why, in the error that refuses a smaller one
     label: ClassVar[str] = ""  # its name in figures (default: name)
     colour: ClassVar[int | None] = None  # its palette index in figures (None: the next free one)
 
@@ -365,7 +366,7 @@ class EvolutionSampler(Sampler):
     description = "differential evolution of prior samples; queries a black-box teacher only"
     graph_safe = False  # scipy's differential evolution runs on the host
     cost_settings = ("de_generations",)
-    min_batch = 5  # its population
+    min_batch, min_batch_reason = 5, "its population"
     colour = 4
 
     @classmethod
