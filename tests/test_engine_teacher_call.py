@@ -145,3 +145,31 @@ def test_a_torchscript_mlp_takes_the_kernels_only_when_probes_show_the_same_func
         reference = make_teacher_call(teacher, (4,), torch.float32, kernels=False)
         x = torch.cat([torch.randn(100, 4), torch.ones(100, 1)], 1)
         torch.testing.assert_close(call.forward(x), reference.forward(x), rtol=1e-4, atol=1e-4)
+
+
+def test_bench_times_a_users_teacher_beside_the_builtin_one_and_the_plain_loop(tmp_path):
+    """`bench --teacher PATH --data CSV --target COL --json`: one object with every figure; a
+    TorchScript of two ReLU layers goes through autograd and its MLP students stay fused."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from user_helpers import fitted_teacher, write_torchscript
+
+    csv = write_csv(tmp_path / "data.csv")
+    path = write_torchscript(tmp_path / "T.pt", fitted_teacher(csv, steps=20))
+    proc = subprocess.run([sys.executable, "-m", "dfkd_core", "bench", "--teacher", str(path), "--data", str(csv),
+                           "--target", "y", "--ks", "2", "--epochs", "1", "--warmup", "1", "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["user_teacher_call"] == "AutogradTeacher" and out["user_teacher_shape"] == [32, 4]
+    assert out["user_forms_k2"] == "fused MLP"
+    for key in ("user_engine_k2_s", "builtin_engine_k2_s", "user_autograd_engine_k2_s", "user_plain_k2_s"):
+        assert out[key] > 0
+    assert out["user_over_builtin_k2"] == pytest.approx(out["user_engine_k2_s"] / out["builtin_engine_k2_s"])
+    alone = subprocess.run([sys.executable, "-m", "dfkd_core", "bench", "--teacher", str(path)], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 2 and alone.stderr.strip().splitlines() == [
+        f"error: bench --teacher PATH needs --data CSV --target COL or --spec JSON. Got --teacher {str(path)!r} alone instead."]

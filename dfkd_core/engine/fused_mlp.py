@@ -252,9 +252,7 @@ class FusedMLPStack:
         self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
         self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
         self.den_x = torch.empty_like(self.v_x)
-        like = self.v_x  # the step's scalar operands as 0-dim tensors (see mlp_kernels.scalar)
-        self.c_rho, self.c_one_minus_rho = scalar(RMSPROP_ALPHA, like), scalar(1.0 - RMSPROP_ALPHA, like)
-        self.c_eps, self.c_two = scalar(RMSPROP_EPS, like), scalar(2.0, like)
+        self.c_two = scalar(2.0, self.v_x)  # a 0-dim operand (see mlp_kernels.scalar)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
                                   (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
@@ -307,17 +305,13 @@ class FusedMLPStack:
         x_d.copy_(self._apply_prior(self.noise))
         fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
         xg, xg_d, v, den = self.xg, self.xg_d, self.v_x, self.den_x
-        lr, rho, one_minus_rho, eps = cfg.direct_lr, self.c_rho, self.c_one_minus_rho, self.c_eps
         grad = self.grad_x  # a view of the buffer objective_grad writes
         for tau in range(g.steps):
             if tau:
                 fu.forward(xg)
             fu.objective_grad(xg, self.l1)
-            if tau == 0:  # Algorithm 2's fresh RMSprop: v = (1 − ρ)g²
-                torch.mul(grad, grad, out=v).mul_(one_minus_rho)
-            else:
-                v.mul_(rho).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
-            xg_d.addcdiv_(grad, torch.sqrt(v, out=den).add_(eps), value=-lr)
+            # Algorithm 2's fresh RMSprop: v = (1 − ρ)g² on the first step
+            rmsprop_(xg_d, grad, v, cfg.direct_lr, 0.0, RMSPROP_ALPHA, RMSPROP_EPS, den, fresh=tau == 0)
             if self.prior.kind != "gaussian":
                 self._project(xg)
         if g.steps:
@@ -445,10 +439,8 @@ class FusedMLPStack:
         lr = cfg.direct_lr
         if cfg.direct_optimizer == "rmsprop":
             if tau == 0:  # fresh optimizer: v = 0·ρ + (1 − ρ)g²
-                v = state["v"] = torch.mul(grad, grad).mul_(1.0 - RMSPROP_ALPHA)
-            else:
-                v = state["v"].mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
-            x.addcdiv_(grad, v.sqrt().add_(RMSPROP_EPS), value=-lr)
+                state["v"] = torch.empty_like(grad)
+            rmsprop_(x, grad, state["v"], lr, 0.0, RMSPROP_ALPHA, RMSPROP_EPS, fresh=tau == 0)
         elif cfg.direct_optimizer == "adam":
             b1, b2 = ADAM_BETAS
             if tau == 0:

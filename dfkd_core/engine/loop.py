@@ -13,12 +13,12 @@ import torch
 from ..config import DistillConfig, Member
 from ..device import describe_device
 from ..events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted
-from .context import EpochNumbers, RunContext, prepare_run
+from .context import EpochNumbers, RunContext, StackForm, prepare_run
 from .fused_mlp import FusedMLPStack, engine_parts, member_fits, students_fit
 from .stacked import ModuleStack
 
 
-def plan_stacks(run: RunContext, members: list[Member]) -> list[tuple[type, list[int]]]:
+def plan_stacks(run: RunContext, members: list[Member]) -> list[tuple[type[StackForm], list[int]]]:
     """(stack form, caller's member indices) per stacked model, placed by what the parts declare:
     when the students fit the fused MLP form (the paper's MLPs: fused_mlp.students_fit), every
     member whose sampler declares a fused implementation (and, for a gradient search, whose
@@ -32,7 +32,7 @@ def plan_stacks(run: RunContext, members: list[Member]) -> list[tuple[type, list
         return [(ModuleStack, everyone)]
     fused = [i for i in everyone if member_fits(run, members[i])]
     rest = [i for i in everyone if i not in fused]
-    plan: list[tuple[type, list[int]]] = []
+    plan: list[tuple[type[StackForm], list[int]]] = []
     if fused:
         plan += [(FusedMLPStack, [fused[j] for j in part]) for part in engine_parts(run, [members[i] for i in fused])]
     if rest:
