@@ -1,8 +1,11 @@
-"""The fused MLP stack form: the paper's tanh MLPs (teacher d → H → 1, students d → h → 1) with
-hand-written kernels (mlp_kernels) instead of autograd — the MLP family's faster form of the
-engine's step (`bench` times it against the generic form). The students of a comparison that
-share a dataset, an MLP teacher and an MLP student shape are trained as stacked models — on a
-CPU one per sampler group that has a fused fast path (engine_parts), else one for all.
+"""The fused MLP stack form: the paper's tanh MLP students (d → h → 1) with hand-written kernels
+(mlp_kernels) instead of autograd — the MLP family's faster form of the engine's step (`bench`
+times it against the generic form). Any teacher: it is one callable of the step
+(engine.teacher_call) — the MLP kernels for a tanh MLP teacher (then the fast path below fuses
+teacher and students), autograd through any other torch module, a black box's values. The members
+whose samplers declare a fused implementation (samplers.Sampler.fused) are trained as stacked
+models — on a CPU one per sampler group that has a fused fast path (engine_parts), else one for
+all; what a group does in the step follows its sampler's declared implementation, not its name.
 
 One training step of Algorithm 1 for all K students at once:
 
@@ -630,11 +633,12 @@ class FusedMLPStack:
     def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
         """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
         (generators learn there), one for the others — made on the first epoch that needs them;
-        None where graphs are off (CPU, DFKD_CUDA_GRAPHS=0, QMC samplers that draw on the host)
-        or capture failed (then eager, with one warning)."""
+        None where graphs are off (CPU, DFKD_CUDA_GRAPHS=0, a sampler or a teacher callable that
+        declares it works on the host: graph_safe False) or capture failed (then eager, with one warning)."""
         if self._graphs is None:
             self._graphs = False
             if (self.device.type == "cuda" and self.cuda_graphs and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
+                    and getattr(self.teacher, "graph_safe", True)
                     and all(g.impl == "none" or SAMPLERS.get(g.kind).graph_safe for g in self.groups)):
                 try:
                     self._graphs = self._capture(weights)

@@ -65,6 +65,7 @@ class BlackBoxCall:
     """A teacher without gradients (values only): random and black-box samplers use it."""
 
     kernels = False
+    graph_safe = False  # it answers on the host (numpy, HTTP): no CUDA graph can hold it
 
     def __init__(self, teacher: Teacher, shape: tuple[int, ...], dtype: torch.dtype) -> None:
         self.teacher, self.shape, self.dim, self.dtype = teacher, tuple(shape), math.prod(shape), dtype

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,9 @@ from ..errors import ModelError
 from ..models.networks import Generator
 from .objectives import INPUT_NORM_BATCH_FACTORS, Objective
 from ..registry import Registry
-from ..models.teachers import BlackBoxTeacher, Teacher
+
+if TYPE_CHECKING:  # the samplers see a teacher only through predict / predict_numpy: no import of
+    from ..models.teachers import Teacher  # models.teachers (limits reads the samplers' declared costs)
 
 
 @dataclass
@@ -418,7 +420,7 @@ class EvolutionSampler(Sampler):
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         teacher = self.ctx.teacher
-        if isinstance(teacher, BlackBoxTeacher):
+        if hasattr(teacher, "predict_numpy"):  # a black box (models.teachers.BlackBoxTeacher): numpy in, numpy out
             flat = x.reshape(x.shape[0], -1).double().cpu().numpy()
             return torch.as_tensor(teacher.predict_numpy(flat), dtype=x.dtype, device=x.device)
         return teacher.predict(x)
