@@ -637,7 +637,7 @@ def _check_names(cfg: DistillConfig) -> None:
                 problems.append(f"The {name!r} parameter can be a CNN only for image data. Got {value!r} for {cfg.dataset!r} ({kind}).")
     for name in names.get("samplers", ()) if isinstance(cfg.batch_size, int) else ():
         part = SAMPLERS.get(name) if name in SAMPLERS else None  # each sampler declares the smallest batch it takes
-        if part is not None and cfg.batch_size < part.min_batch:
+        if part is not None and 1 <= cfg.batch_size < part.min_batch:  # below 1: the range check refuses it
             problems.append(f"The 'batch_size' parameter must be at least {part.min_batch} with the {name!r} sampler "
                             f"({part.min_batch_reason}). Got {cfg.batch_size} instead.")
     if problems:
