@@ -94,7 +94,6 @@ class Sampler:
     input_norm_batch_factor: ClassVar[float] = 1.0  # objectives.sampler_objective's n·factor·β per point ('batch' scope)
     min_batch: ClassVar[int] = 1  # the smallest batch_size it works with
     min_batch_reason: ClassVar[str] = ""  # why, in the error that refuses a smaller one
-    label: ClassVar[str] = ""  # its name in figures (default: name)
     colour: ClassVar[int | None] = None  # its palette index in figures (None: the next free one)
 
     @classmethod
