@@ -32,7 +32,8 @@ def test_every_registered_sampler_declares_what_the_engine_and_the_figures_read(
         part = SAMPLERS.get(name)
         assert part.fused in (None, "prior_draw", "unit_cube_design", "input_descent", "generator_net")
         assert isinstance(part.graph_safe, bool) and part.min_batch >= 1
-        assert sampler_color(name, 9) == color_for(9 if part.colour is None else part.colour)
+        if part.colour is not None:
+            assert sampler_color(name) == sampler_color(f"{name}, α 1") == color_for(part.colour)
     assert SAMPLERS.get("evolution").fused is None and not SAMPLERS.get("evolution").graph_safe
     assert Sampler.colour is None and Sampler.fused is None  # a new sampler: generic form, the next free colour
 
