@@ -21,7 +21,8 @@
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written
-                kernels); on a GPU both forms replay their step as CUDA graphs; compiled (the
+                kernels), teacher_call (the teacher as one callable of the step: MLP kernels,
+                autograd through any torch module, or a black box's values); on a GPU both forms replay their step as CUDA graphs; compiled (the
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
                 jobs (runs in worker processes, queue, stop, recovery of dead workers)
