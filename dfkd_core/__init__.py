@@ -15,6 +15,9 @@
                 TorchScript + ONNX on raw inputs, model.json card)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)
+    userrun     a user's run in one place (CLI and page): their teacher / data / spec / target / units / activation
+                checked, stored once, made a configuration; the run's split and teacher in the units that fit
+                ('auto' scores raw and standardized on the validation rows); an HTTP teacher's query plan
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written

@@ -70,6 +70,7 @@ class DistillConfig:
     # --- the user's own teacher and data (dfkd_core/user_models.py, data/user.py); '' = the product's own
     teacher_file: str = ""  # TorchScript / state_dict / skops file (stored under DFKD_HOME), or an http(s):// endpoint
     teacher_activation: str = ""  # hidden activation of a state_dict teacher: 'tanh', 'relu', 'sigmoid', ...
+    teacher_units: str = "auto"  # the teacher's inputs/output: 'raw' (the data's units), 'standardized' ((x−μ)/σ in, (y−μ_y)/σ_y out) or 'auto' (scored both ways on the validation rows; 'raw' with only an input spec)
     teacher_timeout: float = 10.0  # HTTP teacher: seconds per request (each failed request is retried twice)
     teacher_query_budget: int = 0  # HTTP teacher: most points ever sent (0 = no limit)
     data_file: str = ""  # a CSV / Parquet table (stored under DFKD_HOME) for the prior, validation and test
@@ -239,6 +240,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "direct_optimizer": ("rmsprop", "adam", "sgd"),
     "selection": ("validation", "last", "synthetic"),
     "engine": ("auto", "generic"),
+    "teacher_units": ("auto", "raw", "standardized"),  # models.user_models.TEACHER_UNITS
     # scipy.optimize.differential_evolution's strategies
     "de_strategy": ("best1bin", "best1exp", "best2bin", "best2exp", "rand1bin", "rand1exp", "rand2bin", "rand2exp",
                     "randtobest1bin", "randtobest1exp", "currenttobest1bin", "currenttobest1exp"),

@@ -170,7 +170,8 @@ def start_user_run(spec_rows: list[dict] | None) -> None:
     import json
 
     from dfkd_core.data.user import spec_from_rows
-    from dfkd_core.models.user_models import store_upload, teacher_endpoint, user_run_config
+    from dfkd_core.models.user_models import teacher_endpoint
+    from dfkd_core.userrun import store_upload, user_run_config
 
     try:
         teacher = st.session_state.get("own_teacher")
@@ -203,7 +204,8 @@ def spec_table_rows(teacher):
     """The spec table's starting rows: one per input of the teacher when its file says how many, else 2."""
     import pandas as pd
 
-    from dfkd_core.models.user_models import store_upload, teacher_input_dim
+    from dfkd_core.models.user_models import teacher_input_dim
+    from dfkd_core.userrun import store_upload
 
     dim = None
     if teacher is not None:
@@ -219,7 +221,8 @@ def spec_table_rows(teacher):
 
 def your_model_section() -> None:
     from dfkd_core.data.user import SPEC_CONSTRAINTS
-    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
+    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, table_columns
+    from dfkd_core.userrun import store_upload
 
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "

@@ -170,7 +170,8 @@ def test_a_data_error_is_a_dataset_error(tmp_path):
 
 def test_the_dashboard_turns_uploads_into_a_validated_user_run(csv, ts_teacher):
     from dfkd_core.config import DistillConfig
-    from dfkd_core.models.user_models import store_upload, table_columns, user_run_config
+    from dfkd_core.models.user_models import table_columns
+    from dfkd_core.userrun import store_upload, user_run_config
 
     data = store_upload("plant.csv", csv.read_bytes(), "data")
     assert table_columns(data) == ["load", "speed", "temp", "ratio", "y"]

@@ -15,6 +15,8 @@ from ..data.priors import Prior
 class MLPRegressor(nn.Module):
     """d → hidden (tanh) → 1, on flattened inputs (paper 3.4: teacher 500, students 25 or 50)."""
 
+    activation = "tanh"  # between fc1 and fc2 (export's model.json names it)
+
     def __init__(self, input_shape: tuple[int, ...], hidden: int = 50) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)

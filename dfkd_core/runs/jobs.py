@@ -251,6 +251,43 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr, flush=True)
 
 
+class InProcessRun:
+    """A run executed in this process (the CLI's `distill`) but stored like a dashboard run: created
+    'running' with `tags`, this process as its worker (beating, so the pages see it alive and a
+    killed process ends 'interrupted'), every event recorded, and its end written by finish() or,
+    on an error, by fail(). The Runs page's Stop is honoured through should_stop."""
+
+    def __init__(self, cfg: DistillConfig, tags: dict, store: RunStore | None = None, title: str | None = None) -> None:
+        self.store = store or RunStore()
+        self.run_id = self.store.create_run(cfg, title=title, tags=tags)
+        self.store.set_worker(self.run_id, os.getpid())
+        self.store.set_status(self.run_id, "running")
+        self._beat = _Heartbeat(self.store, self.run_id)
+        self._beat.start()
+        self.should_stop = _stop_flag(self.store, self.run_id)
+
+    def record(self, event: Event) -> None:
+        self.store.record(self.run_id, event)
+
+    def finish(self, result) -> None:
+        self._halt()
+        self.store.finish(self.run_id, result)
+        self.store.close()
+
+    def fail(self, status: str, error: str) -> None:
+        """End the run 'failed' or 'interrupted' with `error` (what could still be written is kept)."""
+        self._halt()
+        try:
+            self.store.finish(self.run_id, status, error=error)
+            self.store.close()
+        except DfkdError as exc:
+            print(f"error: the run {self.run_id} could not be marked {status} ({exc})", file=sys.stderr, flush=True)
+
+    def _halt(self) -> None:
+        self._beat.halt.set()
+        self._beat.join(timeout=5)
+
+
 def disk_error_message(exc: OSError) -> str:
     """The run's error for a failed write: says when the disk (or the quota) is full."""
     where = f" while writing {exc.filename}" if exc.filename else ""
