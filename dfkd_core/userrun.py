@@ -148,17 +148,14 @@ def choose_units(kind: str, model, split: Split, requested: str, label: str,
         teacher = wrap_user_model(kind, model, split, *teacher_scaling(split, units))
         if isinstance(model, torch.nn.Module):
             teacher.module.to(device)
-        probe = x_val[:PROBE_SIZE]
         try:
             with torch.no_grad():
-                teacher.predict(probe)
+                value, _ = evaluate(teacher.predict, x_val, y_val)
         except DfkdError:
             raise
-        except Exception:  # noqa: BLE001 - check_teacher says what went wrong, in one line
-            check_teacher(teacher, probe, split.dim, label)
+        except Exception:  # noqa: BLE001 - a wrong input count ...: check_teacher says what went wrong, in one line
+            check_teacher(teacher, x_val[:PROBE_SIZE], split.dim, label)
             raise
-        with torch.no_grad():
-            value, _ = evaluate(teacher.predict, x_val, y_val)
         rmse[units] = value if math.isfinite(value) else math.inf
     if requested == "auto":
         raw, std = rmse["raw"], rmse["standardized"]
@@ -293,3 +290,28 @@ def http_query_plan(cfg) -> dict | None:
     else:
         return None
     return query_plan(cfg, n_val, n_test)
+
+
+def page_query_plan(base, url: str, data_file: str, target: str, units: str, budget: int, spec: bool = False) -> str:
+    """The page's line, before the start, of what a run on an HTTP teacher will send it ('' when
+    it cannot be said yet: no data or target chosen)."""
+    if not url.strip() or (not spec and not (data_file and target)):
+        return ""
+    try:
+        cfg = base.replace(dataset=USER_DATASET, teacher_file=url.strip(), data_file=data_file, target=target,
+                           teacher_units=units, teacher_query_budget=int(budget),
+                           input_spec="spec" if spec else "")
+        if spec:
+            from .data.user import SPEC_SPLIT
+
+            return query_plan_line(query_plan(cfg, SPEC_SPLIT[1], SPEC_SPLIT[2]))
+        plan = http_query_plan(cfg)
+    except (DfkdError, TypeError, ValueError):
+        return ""
+    return query_plan_line(plan) if plan else ""
+
+
+def note_parts(note: str) -> tuple[str, str]:
+    """A run's note split into what it says and its warning (prepare_user_run writes '; warning: ...')."""
+    text, _, warning = (note or "").partition("; warning: ")
+    return text, warning

@@ -190,6 +190,7 @@ def start_user_run(spec_rows: list[dict] | None) -> None:
         base = dashboard.config_from_widgets(form_values(), validate=False)
         cfg = user_run_config(
             base, teacher_file=teacher_file, teacher_activation=st.session_state.get("own_activation") or "",
+            teacher_units=st.session_state.get("own_units") or "auto",
             data_file=store_upload(data.name, data.getvalue(), "data") if data is not None else "",
             target=st.session_state.get("own_target") or "", nan_policy=st.session_state.get("own_nan", "refuse"),
             input_spec=input_spec, teacher_timeout=float(st.session_state.get("own_timeout", 10.0)),
@@ -221,8 +222,8 @@ def spec_table_rows(teacher):
 
 def your_model_section() -> None:
     from dfkd_core.data.user import SPEC_CONSTRAINTS
-    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, table_columns
-    from dfkd_core.userrun import store_upload
+    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, TEACHER_UNITS, table_columns
+    from dfkd_core.userrun import page_query_plan, store_upload
 
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "
@@ -230,6 +231,10 @@ def your_model_section() -> None:
         c1, c2 = st.columns(2)
         teacher = c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
         c1.selectbox("Activation (state_dict teachers only)", ["", *ACTIVATIONS], key="own_activation")
+        c1.selectbox("Teacher units", TEACHER_UNITS, key="own_units",
+                     help="raw: your teacher takes the data's own units; standardized: it takes (x − mean)/std and "
+                          "answers (y − mean)/std, as most tabular teachers are trained; auto: both are scored on the "
+                          "validation rows and the clearly right one is taken (the run says which).")
         url = c1.text_input("…or the URL of your model's endpoint", key="own_url", placeholder="http://my-server:8000/predict",
                             help='POST {"inputs": [[...], ...]} as JSON, answered with {"predictions": [...]}.')
         if url.strip():
@@ -260,6 +265,13 @@ def your_model_section() -> None:
             st.selectbox("Constraint", SPEC_CONSTRAINTS, key="own_constraint",
                          help="clip: points stay in the min/max box; simplex: each row's inputs are fractions summing to 1.")
             spec_rows = edited.to_dict("records")
+        if url.strip():  # said before the start: what the run will spend of the endpoint's queries
+            line = page_query_plan(dashboard.config_from_widgets(form_values(), validate=False), url,
+                                   store_upload(data.name, data.getvalue(), "data") if data is not None else "",
+                                   st.session_state.get("own_target") or "", st.session_state.get("own_units") or "auto",
+                                   int(st.session_state.get("own_budget", 0)), spec=data is None)
+            if line:
+                st.caption(dashboard.plain(line))
         if st.button("Start with your model", icon=":material/play_arrow:", key="own_start"):
             start_user_run(spec_rows)
 
@@ -306,7 +318,12 @@ def live() -> None:
     elif view.status == "cancelled":
         st.warning("Run cancelled: everything logged up to the stop is kept.")
     if view.run.note:
-        st.info(dashboard.plain(view.run.note))
+        from dfkd_core.userrun import note_parts
+
+        note, warning = note_parts(view.run.note)  # the teacher's units, and a warning when it is no better than the mean
+        st.info(dashboard.plain(note))
+        if warning:
+            st.warning(dashboard.plain(warning))
     t1, t2 = st.columns(2)
     smoothing = t1.toggle("Savitzky–Golay smoothing (window 15)", key="smooth")
     zoom = t2.toggle("Zoom to the students", value=True, key="rmse_zoom",

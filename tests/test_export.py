@@ -74,7 +74,8 @@ def test_the_card_says_what_the_distillation_bought(tmp_path, csv, ts_teacher):
         assert all(v > 0 for v in card[who]["latency_seconds"].values())
     assert card["real_data"] is True and card["inputs"]["names"] == ["load", "speed", "temp", "ratio"]
     assert card["selection"]["rule"] == "validation" and card["configuration"]["data_file"] == run.cfg.data_file
-    assert {"student.pt", "student.onnx", "state_dict.pt", "model.json", "test_rows.csv"} <= set(card["files"])
+    assert {"student.pt", "student.onnx", "state_dict.pt", "model.json"} <= set(card["files"])
+    assert "test_rows.csv" in card["test_rows"] and (tmp_path / "OUT" / "test_rows.csv").exists()
 
 
 def test_a_data_free_export_says_no_real_data_was_used(tmp_path, ts_teacher):

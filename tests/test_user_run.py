@@ -235,3 +235,52 @@ def test_skops_errors_name_the_users_file(tmp_path):
     with pytest.raises(ModelError) as info:
         load_user_model(stored)
     assert "'my_model.skops'" in str(info.value) and stored not in str(info.value)
+
+
+def test_an_http_budget_is_announced_and_a_run_out_of_it_ends_interrupted_with_its_students(csv, capsys):
+    from user_helpers import ServedTeacher, truth
+
+    from dfkd_core.runs.runstore import RunStore
+    from dfkd_core.userrun import http_query_plan
+
+    sent = []
+
+    def counted(x):
+        sent.append(len(x))
+        return truth(x)
+
+    args = ["distill", "--data", str(csv), "--target", "y", "--json", "--sampler", "gaussian", *TINY]
+    with ServedTeacher(counted) as server:
+        assert main([*args, "--teacher", server.url, "--no-store"]) == 0
+        out, err = capsys.readouterr()
+        from dfkd_core.config import DistillConfig
+
+        cfg = DistillConfig(dataset="user", teacher_file=server.url, data_file=str(csv), target="y", samplers=("gaussian",),
+                            epochs=2, batches_per_epoch=2, batch_size=20, student_hidden=8, snapshot_epochs=())
+        plan = http_query_plan(cfg)
+        assert sum(sent) == plan["total"]  # the plan said before the start is what the run spent
+        assert f"the HTTP teacher will be sent {plan['total']}" in err
+        # a budget that runs out in the second epoch: the run ends interrupted, its student kept
+        budget = plan["before_training"] + plan["per_epoch"] + plan["per_epoch"] // 2
+        code = main([*args, "--teacher", server.url, "--query-budget", str(budget)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "runs out after about 1 epochs" in err and "interrupted: " in err
+    row = json.loads(out.strip().splitlines()[-1])
+    assert "query budget" in row["interrupted"] and np.isfinite(row["test_rmse"])
+    info = RunStore().get_run(row["run_id"])
+    assert info.status == "interrupted" and "query budget" in info.error
+    assert RunStore().load_weights(row["run_id"], RunStore().results(row["run_id"])["member"].iloc[0])
+
+
+def test_the_sidebar_says_the_threads_a_run_uses(monkeypatch):
+    from dfkd_core.device import describe_run_device
+
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setenv("DFKD_THREADS", "3")
+        assert describe_run_device() == "CPU (3 threads per run, DFKD_THREADS)"
+        monkeypatch.delenv("DFKD_THREADS")
+        assert describe_run_device() == "CPU (1 thread per run, DFKD_THREADS)"
+    finally:
+        torch.set_num_threads(1)

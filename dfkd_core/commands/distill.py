@@ -93,25 +93,19 @@ def run(args) -> int:
     plan = http_query_plan(cfg)
     if plan is not None:
         print(query_plan_line(plan), file=sys.stderr, flush=True)
-    stored = None
-    if not args.no_store:
-        from ..runs.jobs import InProcessRun
-
-        stored = InProcessRun(cfg, tags={"source": "cli"})
-        print(f"run {stored.run_id} (stored: `python -m dfkd_core runs` and the Runs page list it; --no-store to skip)",
-              file=sys.stderr, flush=True)
+    stored: list = []  # the stored run, once the teacher and data have passed their checks (bad input stores nothing)
     try:
         result, run_ctx = _train(args, cfg, stored)
     except KeyboardInterrupt:
         if stored:
-            stored.fail("interrupted", "Interrupted: the command was stopped (Ctrl-C).")
+            stored[0].fail("interrupted", "Interrupted: the command was stopped (Ctrl-C).")
         raise
     except BaseException as exc:
         if stored:
-            stored.fail("failed", " ".join(str(exc).split())[:500] or type(exc).__name__)
+            stored[0].fail("failed", " ".join(str(exc).split())[:500] or type(exc).__name__)
         raise
     if stored:
-        stored.finish(result)
+        stored[0].finish(result)
     if result.interrupted:
         print(f"interrupted: {result.interrupted} The best students so far are kept.", file=sys.stderr, flush=True)
     exported = _export(args, cfg, result, run_ctx)
@@ -123,7 +117,7 @@ def run(args) -> int:
                "teacher_test_rmse": result.teacher_test_rmse, "teacher_test_mae": result.teacher_test_mae,
                "teacher_queries": m.teacher_queries, "seconds": round(result.seconds, 3), "device": result.device,
                "engine": result.engine, "cancelled": result.cancelled, "interrupted": result.interrupted,
-               "run_id": stored.run_id if stored else None}
+               "run_id": stored[0].run_id if stored else None}
         choice = units_choice(run_ctx.teacher_info)
         if choice:
             row.update(teacher_units=choice["units"], teacher_units_requested=choice["requested"],
@@ -160,7 +154,7 @@ def _train(args, cfg, stored):
 
     def on_event(event) -> None:
         if stored:
-            stored.record(event)
+            stored[0].record(event)
         if isinstance(event, TeacherProgress):
             text = f"{event.line()}  val RMSE {event.val_rmse:.4f}"
             if bar:
@@ -196,7 +190,14 @@ def _train(args, cfg, stored):
               file=sys.stderr, flush=True)
         if choice["warning"]:
             print(f"warning: {choice['warning']}", file=sys.stderr, flush=True)
-    result = run_distillation(cfg, on_event=on_event, run=run_ctx, should_stop=stored.should_stop if stored else None)
+    if not args.no_store:
+        from ..runs.jobs import InProcessRun
+
+        stored.append(InProcessRun(run_ctx.cfg, tags={"source": "cli"}))
+        if not args.quiet:
+            print(f"run {stored[0].run_id} (stored: `python -m dfkd_core runs` and the Runs page list it; "
+                  "--no-store to skip)", file=sys.stderr, flush=True)
+    result = run_distillation(cfg, on_event=on_event, run=run_ctx, should_stop=stored[0].should_stop if stored else None)
     if bar:
         print("", file=sys.stderr)
     return result, run_ctx

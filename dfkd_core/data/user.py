@@ -239,6 +239,8 @@ def table_columns_of(path: str | Path) -> list[str]:
 
     path = Path(path)
     name = original_name(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetError(f"The data file {name!r} is empty.")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq

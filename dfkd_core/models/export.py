@@ -169,6 +169,8 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
         "split": {k: split.extra.get(k) for k in ("n_train", "n_val", "n_test", "source")},
         "configuration": cfg.to_dict(),
         "files": sorted(p.name for p in out.iterdir() if p.is_file()) + ["model.json"],
+        "test_rows": ("test_rows.csv beside this file" if test_rows else "test_rows.csv at the top of the export folder")
+        if real and len(split.input_shape) == 1 else "none (no real rows)",
         "load_in_pytorch": LOAD_SNIPPET.format(d=d),
     }
     (out / "model.json").write_text(json.dumps(card, indent=2, default=_json_default), encoding="utf-8")
@@ -265,6 +267,7 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
         raise ModelError(f"The export folder {str(out)!r} is not empty: the students would end up beside what is there. "
                          "Give a new or empty folder.")
     out.mkdir(parents=True, exist_ok=True)
+    write_test_rows(run.cfg, run.split, out / "test_rows.csv")  # once, at the top: every student's errors are on these rows
     cards, folders = {}, {}
     best = min(members, key=lambda m: (m["best_val_rmse"] if np.isfinite(m["best_val_rmse"]) else np.inf))
     for m in members:
@@ -278,7 +281,6 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
         if m is best:
             for item in folder.iterdir():
                 shutil.copyfile(item, out / item.name)
-    write_test_rows(run.cfg, run.split, out / "test_rows.csv")  # once, at the top: every student's errors are on these rows
     return {"best": best["member"], "students": cards, "folders": folders}
 
 

@@ -173,8 +173,8 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
             warnings.simplefilter("ignore")  # torch's note on pickle protocols
             blob = torch.load(str(source), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never here
-        raise ModelError(f"The teacher file {name} holds pickled Python objects (a whole module saved with torch.save?), "
-                         f"which are never loaded: save {PICKLE_HINT}.") from None
+        raise ModelError(f"The teacher file {name} holds pickled Python objects (a whole module saved with torch.save?): "
+                         f"pickled objects are refused, never loaded. Save {PICKLE_HINT}.") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, plain text ...
         raise ModelError(f"The teacher file {name} is not a TorchScript archive, a state_dict or a skops file "
                          f"(files holding pickled objects are refused, never loaded): {_first_line(exc)}") from None
