@@ -263,14 +263,17 @@ def query_plan(cfg, n_val: int, n_test: int) -> dict:
 
 
 def query_plan_line(plan: dict) -> str:
-    """'the HTTP teacher will be sent 81 064 points (3 064 before training, 780 per epoch)...'."""
-    text = (f"the HTTP teacher will be sent {plan['total']:,} points ({plan['before_training']:,} before training, "
-            f"{plan['per_epoch']:,} per epoch)").replace(",", " ")
+    """'the HTTP teacher will be sent 1 416 points (1 256 before training, 80 per epoch)...'."""
+    def n(value: int) -> str:
+        return f"{value:,}".replace(",", " ")
+
+    text = (f"the HTTP teacher will be sent {n(plan['total'])} points ({n(plan['before_training'])} before training, "
+            f"{n(plan['per_epoch'])} per epoch)")
     if plan["budget"] and "epochs_within_budget" in plan:
-        text += (f"; its budget of {plan['budget']:,} runs out after about {plan['epochs_within_budget']} epochs: the run "
-                 "will end 'interrupted' there, its best student kept").replace(",", " ")
+        text += (f"; its budget of {n(plan['budget'])} runs out after about {plan['epochs_within_budget']} epochs: the run "
+                 "will end 'interrupted' there, its best student kept")
     elif plan["budget"]:
-        text += f"; within its budget of {plan['budget']:,}".replace(",", " ")
+        text += f"; within its budget of {n(plan['budget'])}"
     return text
 
 
