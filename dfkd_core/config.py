@@ -199,7 +199,7 @@ class DistillConfig:
             check(_check_items, name)
         check(_check_objective)
         check(_check_names)
-        from .models.user_models import validate_user_fields
+        from .userrun import validate_user_fields  # a known upward edge: see tests/test_architecture.py
 
         check(validate_user_fields)  # the user's teacher / data / input spec fields (issue 13)
         return out
@@ -620,7 +620,7 @@ def _check_names(cfg: DistillConfig) -> None:
     problems = []
     names = {k: v for k in ("samplers", "alphas") for v in [getattr(cfg, k)]
              if isinstance(v, tuple) and all(isinstance(i, str) for i in v)}  # others are refused already
-    user_data = bool(cfg.data_file or cfg.input_spec)  # dataset 'user': checked by user_models.validate_user_fields
+    user_data = bool(cfg.data_file or cfg.input_spec)  # dataset 'user': checked by userrun.validate_user_fields
     checks = [lambda: DATASETS.get(str(cfg.dataset))] * (not user_data) + [lambda a=a: parse_alpha(a) for a in names.get("alphas", ())] \
         + [lambda s=s: SAMPLERS.get(s) for s in names.get("samplers", ())]
     for check in checks:

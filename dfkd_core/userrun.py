@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from .data.split import Split
-from .data.user import (USER_DATASET, original_name, read_input_spec, read_table, spec_prior, spec_scaling, spec_split,
-                        store_user_file, table_columns_of, table_split)
+from .data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_prior, spec_scaling,
+                        spec_split, store_user_file, table_columns_of, table_split)
 from .errors import ConfigError, DfkdError, ModelError
 from .models.teachers import Teacher, TeacherInfo, evaluate
-from .models.user_models import (PROBE_SIZE, LinearStack, check_input_count, check_teacher, load_user_model,
-                                 raw_teacher_function, teacher_scaling, teacher_source_kind, user_teacher_for,
-                                 wrap_user_model)
+from .models.user_models import (ACTIVATIONS, PROBE_SIZE, check_input_count, check_teacher, gradient_samplers_refused,
+                                 load_user_model, raw_teacher_function, teacher_scaling, teacher_source_kind,
+                                 user_teacher_for, wrap_user_model)
 
 CLEARLY_BETTER = 0.5  # 'auto' takes the units whose validation RMSE is below half the other's
 UNITS_CAUSES = ("the teacher's units (--teacher-units raw or standardized: was it trained on standardized inputs "
@@ -31,6 +31,45 @@ UNITS_CAUSES = ("the teacher's units (--teacher-units raw or standardized: was i
 
 def uses_user_inputs(cfg) -> bool:
     return bool(cfg.teacher_file or cfg.data_file or cfg.input_spec)
+
+
+# ---------------------------------------------------------------- the configuration's user fields
+def validate_user_fields(cfg) -> None:
+    """DistillConfig.validate's check of the user-input fields (teacher_file ... input_spec)."""
+    if cfg.nan_policy not in NAN_POLICIES:
+        raise ConfigError(f"The 'nan_policy' parameter must be one of {', '.join(map(repr, NAN_POLICIES))}. Got {cfg.nan_policy!r} instead.")
+    if cfg.teacher_activation and cfg.teacher_activation not in ACTIVATIONS:
+        raise ConfigError(f"The 'teacher_activation' parameter must be one of {', '.join(map(repr, ACTIVATIONS))}. "
+                          f"Got {cfg.teacher_activation!r} instead.")
+    timeout = cfg.teacher_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+        raise ConfigError(f"The 'teacher_timeout' parameter must be a float in (0, 600] seconds. Got {timeout!r} instead.")
+    budget = cfg.teacher_query_budget
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ConfigError(f"The 'teacher_query_budget' parameter must be an int >= 0 (0: no limit). Got {budget!r} instead.")
+    if cfg.data_file and cfg.input_spec:
+        raise ConfigError("Give either the 'data_file' parameter or the 'input_spec' parameter, not both. "
+                          f"Got {cfg.data_file!r} and {cfg.input_spec!r}.")
+    if (cfg.data_file or cfg.input_spec) and cfg.dataset != USER_DATASET:
+        raise ConfigError(f"The 'dataset' parameter must be {USER_DATASET!r} for a run on your own data or input spec. "
+                          f"Got {cfg.dataset!r} instead.")
+    if cfg.dataset == USER_DATASET and not (cfg.data_file or cfg.input_spec):
+        raise ConfigError(f"The {USER_DATASET!r} dataset needs the 'data_file' or the 'input_spec' parameter. Got neither.")
+    if cfg.data_file and not cfg.target:
+        raise ConfigError(f"The 'target' parameter must name the target column of {original_name(cfg.data_file)!r}. Got nothing.")
+    if cfg.input_spec:
+        if not cfg.teacher_file:
+            raise ConfigError("The 'teacher_file' parameter is needed with an input spec: with no data, no teacher can be trained here.")
+        if cfg.selection == "validation":
+            raise ConfigError("With an input spec there is no real data to validate on: the 'selection' parameter must be "
+                              "'synthetic' or 'last'. Got 'validation' instead.")
+    if cfg.teacher_file and (cfg.teacher_file.startswith(("http://", "https://")) or Path(cfg.teacher_file).is_file()):
+        from .synth.samplers import SAMPLERS
+        from .synth.schedules import parse_alpha
+
+        if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
+            gradient_samplers_refused(teacher_source_kind(cfg.teacher_file), cfg.samplers,
+                                      lambda s: SAMPLERS.get(s).needs_gradients)
 
 
 # ---------------------------------------------------------------- the user's files: checked, then kept
@@ -243,14 +282,12 @@ def query_plan(cfg, n_val: int, n_test: int) -> dict:
     probe) and in training (per epoch and member: the synthetic batch's labels, and for 'evolution'
     its population at every generation). Exact for the registered samplers (evolution runs all its
     generations)."""
-    from .config import Member
     from .synth.schedules import SYNTHETIC_PROBE_SIZE, batch_sizes, parse_alpha
 
     scoring = n_val * (2 if cfg.teacher_units == "auto" and cfg.data_file else 1 if cfg.data_file else 0)
     before = PROBE_SIZE + scoring + n_val + n_test + SYNTHETIC_PROBE_SIZE
     per_epoch = 0
     for member in cfg.members():
-        assert isinstance(member, Member)
         m_g, m_p = batch_sizes(parse_alpha(member.alpha), cfg.batch_size)
         searched = m_g * (cfg.de_generations + 1) if member.sampler == "evolution" and m_g else 0
         per_epoch += cfg.batches_per_epoch * (m_g + m_p + searched)

@@ -73,7 +73,7 @@ with st.expander("Download the student (TorchScript, ONNX, model card)"):
     if export_members:
         export_member = st.selectbox("Student", export_members, key="export_member")
         if st.button("Prepare the student", key="export_prepare"):
-            from dfkd_core.models.export import export_stored_run
+            from dfkd_core.runs.export import export_stored_run
 
             try:
                 st.session_state["export_zip"] = (export_run, export_member, export_stored_run(export_run, export_member))

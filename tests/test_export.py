@@ -18,7 +18,7 @@ from dfkd_core.cli import main
 from dfkd_core.config import DistillConfig
 from dfkd_core.engine import run_distillation
 from dfkd_core.engine.context import prepare_run
-from dfkd_core.models.export import export_run, export_stored_run, member_dicts, raw_student
+from dfkd_core.runs.export import export_run, export_stored_run, member_dicts, raw_student
 
 PLAIN_LOADER = textwrap.dedent("""
     import json, sys

@@ -266,7 +266,7 @@ def _export(args, cfg, result, run_ctx) -> dict:
     """--export DIR: every student into DIR (the best by validation also at DIR's top); member → folder."""
     if not args.export or not result.members:
         return {}
-    from ..models.export import export_run, member_dicts
+    from ..runs.export import export_run, member_dicts
 
     cards = export_run(cfg, member_dicts(result), args.export, run=run_ctx)
     print(f"exported {len(cards['students'])} student(s) to {args.export} (top level: {cards['best']})", file=sys.stderr)

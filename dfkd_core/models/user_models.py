@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.split import Split
-from ..data.user import NAN_POLICIES, USER_DATASET, original_name, table_columns_of
+from ..data.user import original_name, table_columns_of
 from ..errors import ConfigError, DfkdError, ModelError, QueryBudgetSpent
 from .teachers import BlackBoxTeacher, Teacher, TeacherInfo, TorchTeacher, build_model, evaluate
 
@@ -443,45 +443,6 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line if len(line) <= 200 else line[:197] + "..."
-
-
-# ---------------------------------------------------------------- runs on the user's teacher / data
-def validate_user_fields(cfg) -> None:
-    """DistillConfig.validate's check of the user-input fields (teacher_file ... input_spec)."""
-    if cfg.nan_policy not in NAN_POLICIES:
-        raise ConfigError(f"The 'nan_policy' parameter must be one of {', '.join(map(repr, NAN_POLICIES))}. Got {cfg.nan_policy!r} instead.")
-    if cfg.teacher_activation and cfg.teacher_activation not in ACTIVATIONS:
-        raise ConfigError(f"The 'teacher_activation' parameter must be one of {', '.join(map(repr, ACTIVATIONS))}. "
-                          f"Got {cfg.teacher_activation!r} instead.")
-    timeout = cfg.teacher_timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
-        raise ConfigError(f"The 'teacher_timeout' parameter must be a float in (0, 600] seconds. Got {timeout!r} instead.")
-    budget = cfg.teacher_query_budget
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise ConfigError(f"The 'teacher_query_budget' parameter must be an int >= 0 (0: no limit). Got {budget!r} instead.")
-    if cfg.data_file and cfg.input_spec:
-        raise ConfigError("Give either the 'data_file' parameter or the 'input_spec' parameter, not both. "
-                          f"Got {cfg.data_file!r} and {cfg.input_spec!r}.")
-    if (cfg.data_file or cfg.input_spec) and cfg.dataset != USER_DATASET:
-        raise ConfigError(f"The 'dataset' parameter must be {USER_DATASET!r} for a run on your own data or input spec. "
-                          f"Got {cfg.dataset!r} instead.")
-    if cfg.dataset == USER_DATASET and not (cfg.data_file or cfg.input_spec):
-        raise ConfigError(f"The {USER_DATASET!r} dataset needs the 'data_file' or the 'input_spec' parameter. Got neither.")
-    if cfg.data_file and not cfg.target:
-        raise ConfigError(f"The 'target' parameter must name the target column of {original_name(cfg.data_file)!r}. Got nothing.")
-    if cfg.input_spec:
-        if not cfg.teacher_file:
-            raise ConfigError("The 'teacher_file' parameter is needed with an input spec: with no data, no teacher can be trained here.")
-        if cfg.selection == "validation":
-            raise ConfigError("With an input spec there is no real data to validate on: the 'selection' parameter must be "
-                              "'synthetic' or 'last'. Got 'validation' instead.")
-    if cfg.teacher_file and (cfg.teacher_file.startswith(("http://", "https://")) or Path(cfg.teacher_file).is_file()):
-        from ..synth.samplers import SAMPLERS
-        from ..synth.schedules import parse_alpha
-
-        if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
-            gradient_samplers_refused(teacher_source_kind(cfg.teacher_file), cfg.samplers,
-                                      lambda s: SAMPLERS.get(s).needs_gradients)
 
 
 # ---------------------------------------------------------------- the dashboard's "Your model" section

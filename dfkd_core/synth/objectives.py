@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..registry import Registry
+from ..models.networks import log_cosh  # noqa: F401 - the objectives' loss, kept importable from here
 
 TermFn = Callable[["TermInputs"], torch.Tensor]
 TERMS: Registry[TermFn] = Registry("objective term", package=__package__)
@@ -23,12 +23,6 @@ class TermInputs:
     teacher: torch.Tensor  # (n,) T(x)
     student: torch.Tensor  # (n,) S(x)
     y_rand: torch.Tensor | None  # (n,) random targets, or None
-
-
-def log_cosh(d: torch.Tensor) -> torch.Tensor:
-    """log(cosh(d)), computed stably as |d| + softplus(−2|d|) − log 2."""
-    a = d.abs()
-    return a + F.softplus(-2.0 * a) - 0.6931471805599453
 
 
 @TERMS.register("neg_squared_discrepancy")

@@ -18,8 +18,8 @@ from torch import nn
 from ..config import DistillConfig
 from ..data.split import Split
 from ..errors import ModelError
-from .networks import count_parameters
-from .teachers import TorchTeacher, build_model, default_student_arch
+from ..models.networks import count_parameters
+from ..models.teachers import TorchTeacher, build_model, default_student_arch
 
 LOAD_SNIPPET = ("import torch\n"
                 "student = torch.jit.load(\"student.pt\")\n"
@@ -209,7 +209,7 @@ def _json_default(value):
 
 def teacher_summary(run_teacher, info, cfg: DistillConfig, split: Split | None = None) -> tuple[dict, object]:
     """(card part, raw-input function) of a run's teacher: kind, parameters, file size, errors."""
-    from .user_models import load_user_model, raw_teacher_function
+    from ..models.user_models import load_user_model, raw_teacher_function
 
     card = {"kind": getattr(run_teacher, "kind", "teacher"), "test_rmse": info.test_rmse, "test_mae": info.test_mae,
             "file": info.extra.get("file", Path(info.path).name if info.path else ""), "parameters": None, "file_bytes": None}
@@ -295,7 +295,7 @@ def export_stored_run(run_id: str, member: str, store=None) -> bytes:
     """A zip (bytes) of one stored run's student export, for the Runs page's download button."""
     import tempfile
 
-    from ..runs.runstore import RunStore
+    from .runstore import RunStore
 
     store = store or RunStore()
     info = store.get_run(run_id)
