@@ -94,7 +94,14 @@ def check_user_files(cfg) -> None:
 def store_user_inputs(cfg):
     """The config with its teacher / data / spec files checked (check_user_files) and then copied
     under DFKD_HOME/user_files (content-addressed, each once) and pointing there, so workers and
-    later sessions find them. Files already in the store are left as they are."""
+    later sessions find them. A config whose files are all in the store already (a worker starting a
+    submitted run) is returned as it is: its files were checked when they were kept."""
+    from .data.user import user_files_dir
+
+    folder = user_files_dir().resolve()
+    files = [f for f in (cfg.teacher_file, cfg.data_file, cfg.input_spec) if f and not f.startswith(("http://", "https://"))]
+    if all(Path(f).expanduser().resolve().parent == folder for f in files):
+        return cfg
     check_user_files(cfg)
     changes = {}
     if cfg.teacher_file and not cfg.teacher_file.startswith(("http://", "https://")):
@@ -118,6 +125,10 @@ def store_upload(name: str, data: bytes, role: str) -> str:
         path.write_bytes(data)
         if role == "teacher":  # checked before it is kept (its activation is asked for afterwards)
             load_user_model(path, activation="identity")
+        elif role == "data":
+            table_columns_of(path)  # readable, with a header row
+        elif role == "input spec":
+            read_input_spec(path)
         return store_user_file(path, role)
 
 
@@ -253,10 +264,51 @@ def prepare_user_run(cfg, device: torch.device, data_dir=None,
         teacher, info = user_teacher_for(kind, model, split, cfg.teacher_file, device, units=choice.units)
         info.seconds = time.perf_counter() - start
         info.extra["units_choice"] = choice.card()
+        if split.extra.get("real_data") and split.kind == "tabular":  # the user's rows: what data-free costs
+            info.extra["reference"] = reference = reference_student(cfg, split, device)
+            split = _with_note(split, f"data-trained reference student: test RMSE {reference['test_rmse']:.4f}")
         note = choice.line() + (f"; warning: {choice.warning}" if choice.warning else "")
         return _with_note(split, note), teacher, info
     teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
     return split, teacher, info
+
+
+def reference_student(cfg, split: Split, device: torch.device | str = "cpu") -> dict:
+    """What going data-free cost: the run's student (same architecture, init seed, optimizer and
+    epochs × n_s steps of 2m points) trained on the real training rows' labels instead of the
+    teacher's on synthetic points, picked by validation RMSE as the paper picks; its validation and
+    test RMSE (standardized target) and the epoch picked."""
+    from .models.teachers import build_model, default_student_arch
+
+    arch = default_student_arch(split, cfg.student_hidden) if cfg.student == "auto" else cfg.student
+    seed = cfg.seeds[0] if cfg.seeds else 0
+    torch.manual_seed(seed)
+    student = build_model(arch, split, torch.Generator().manual_seed(seed)).to(device)
+    opt = torch.optim.RMSprop(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    x, y = split.x_train.to(device), split.y_train.to(device)
+    x_val, y_val = split.x_val.to(device), split.y_val.to(device)
+    rows = torch.Generator().manual_seed(seed + 1)
+    best = (math.inf, -1, None)
+    for epoch in range(cfg.epochs):
+        student.train()
+        for _ in range(cfg.batches_per_epoch):
+            pick = torch.randint(len(x), (2 * cfg.batch_size,), generator=rows).to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = (student(x[pick]).reshape(-1) - y[pick]).pow(2).mean()
+            loss.backward()
+            opt.step()
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
+            student.eval()
+            with torch.no_grad():
+                val, _ = evaluate(lambda z: student(z).reshape(-1), x_val, y_val)
+            if val < best[0]:
+                best = (val, epoch, {k: v.detach().clone() for k, v in student.state_dict().items()})
+    student.load_state_dict(best[2])
+    student.eval()
+    with torch.no_grad():
+        test, test_mae = evaluate(lambda z: student(z).reshape(-1), split.x_test.to(device), split.y_test.to(device))
+    return {"val_rmse": best[0], "test_rmse": test, "test_mae": test_mae, "best_epoch": best[1], "epochs": cfg.epochs,
+            "note": "the same student trained on the real labels of the training rows (same split, epochs and steps)"}
 
 
 def _with_note(split: Split, text: str) -> Split:

@@ -87,6 +87,10 @@ def test_auto_keeps_raw_for_a_raw_teacher_and_the_card_and_store_say_it(tmp_path
     assert row["teacher_units"] == "raw"
     card = json.loads((out_dir / "model.json").read_text())
     assert card["teacher"]["units"]["units"] == "raw" and card["teacher"]["units"]["requested"] == "auto"
+    # the data-trained reference: the same student on the real labels, in the JSON, the card and the note
+    assert np.isfinite(row["reference_test_rmse"]) and row["reference_test_rmse"] != row["test_rmse"]
+    assert card["reference_student"]["test_rmse"] == pytest.approx(row["reference_test_rmse"])
+    assert card["reference_student"]["epochs"] == 2 and "real labels" in card["reference_student"]["note"]
     # the run is stored like a dashboard run, and `runs --json` lists it with what it is
     assert main(["runs", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -96,7 +100,7 @@ def test_auto_keeps_raw_for_a_raw_teacher_and_the_card_and_store_say_it(tmp_path
 
     info = RunStore().get_run(row["run_id"])
     assert info.status == "done" and info.tags == {"source": "cli"}
-    assert "teacher units: raw" in (info.note or "")
+    assert "teacher units: raw" in (info.note or "") and "data-trained reference student: test RMSE" in info.note
     assert len(RunStore().results(row["run_id"])) == 1
 
 
@@ -288,3 +292,22 @@ def test_the_sidebar_says_the_threads_a_run_uses(monkeypatch):
         assert describe_run_device() == "CPU (1 thread per run, DFKD_THREADS)"
     finally:
         torch.set_num_threads(1)
+
+
+def test_stored_runs_say_where_they_came_from(monkeypatch):
+    from dfkd_core.config import DistillConfig
+    from dfkd_core.errors import DfkdError
+    from dfkd_core.experiments import reproduce
+    from dfkd_core.runs import jobs
+    from dfkd_core.runs.runstore import RunStore
+
+    assert all(c.tags["source"] == "reproduce" for c in reproduce.plan(3, seeds=1, datasets=["toy2d"], epochs=5))
+
+    def no_process(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", no_process)  # the run is stored, its worker cannot start
+    with pytest.raises(DfkdError):
+        jobs.submit(DistillConfig(epochs=1))
+    (row,) = RunStore().list_runs().to_dict("records")
+    assert row["tags"] == {"source": "dashboard"} and row["status"] == "failed"

@@ -122,6 +122,9 @@ def run(args) -> int:
         if choice:
             row.update(teacher_units=choice["units"], teacher_units_requested=choice["requested"],
                        teacher_units_validation_rmse=choice["validation_rmse"], teacher_warning=choice["warning"] or None)
+        reference = run_ctx.teacher_info.extra.get("reference")
+        if reference:  # what going data-free cost: the same student on the real labels
+            row.update(reference_test_rmse=reference["test_rmse"], reference_best_epoch=reference["best_epoch"])
         if cfg.data_file or cfg.input_spec:  # the user's own data: errors in the target's units too
             row.update(dataset=original_name(cfg.data_file or cfg.input_spec), real_data=bool(cfg.data_file),
                        test_rmse_raw=m.test_rmse * run_ctx.split.y_std, test_mae_raw=m.test_mae * run_ctx.split.y_std,

@@ -144,6 +144,7 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
         "test_rmse_raw": student_rmse_raw, "test_mae_raw": student_mae_raw,
     }
     teacher_card = dict(teacher_info or {})
+    reference = teacher_card.pop("reference_student", None)  # the data-trained reference, beside the teacher
     for key in ("test_rmse", "test_mae"):  # the engine's errors are standardized; these are in the target's units
         if isinstance(teacher_card.get(key), float):
             teacher_card[f"{key}_raw"] = teacher_card[key] * y_std
@@ -161,6 +162,7 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
                    "note": "the student returns y in the target's units: standardized prediction × y_std + y_mean"},
         "student": student_card,
         "teacher": teacher_card,
+        **({"reference_student": reference} if reference else {}),
         "metrics_note": ("test_rmse / test_mae are on the standardized target (as the paper's tables); *_raw are in the "
                          "target's units on the test rows (test_rows.csv)" if real else
                          "strictly data-free: 'test' errors are disagreement with the teacher on held-out synthetic points"),
@@ -213,6 +215,10 @@ def teacher_summary(run_teacher, info, cfg: DistillConfig, split: Split | None =
 
     card = {"kind": getattr(run_teacher, "kind", "teacher"), "test_rmse": info.test_rmse, "test_mae": info.test_mae,
             "file": info.extra.get("file", Path(info.path).name if info.path else ""), "parameters": None, "file_bytes": None}
+    if info.extra.get("reference"):  # the same student trained on the real labels (userrun.reference_student)
+        card["reference_student"] = {**info.extra["reference"],
+                                     "test_rmse_raw": info.extra["reference"]["test_rmse"] * float(split.y_std)
+                                     if split is not None else None}
     if info.extra.get("units_choice"):  # which units the teacher was given, and why (userrun.choose_units)
         card["units"] = dict(info.extra["units_choice"])
         if card["units"].get("warning"):

@@ -43,7 +43,8 @@ def max_runs() -> int:
     return value
 
 
-def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None) -> str:
+def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None,
+           tags: dict | None = None) -> str:
     """Validate `cfg`, store it as a queued run and start its worker process; return the run id.
 
     A ConfigError from cfg.validate() (or a DatasetError for a data file that differs from its
@@ -57,7 +58,7 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
     if not (cfg.data_file or cfg.input_spec):  # the user's own files are checked when the run loads them
         verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
     store = store or RunStore()
-    run_id = store.create_run(cfg, title=title)
+    run_id = store.create_run(cfg, title=title, tags=tags if tags is not None else {"source": "dashboard"})
     env = dict(os.environ)
     env["DFKD_HOME"] = str(store.home)
     package_root = str(Path(__file__).resolve().parents[2])
