@@ -221,13 +221,14 @@ def choose_units(kind: str, model, split: Split, requested: str, label: str,
 
 
 # ---------------------------------------------------------------- the run's split and teacher
-def prepare_user_run(cfg, device: torch.device, data_dir=None,
-                     teacher_progress: Callable[[int, float], None] | None = None) -> tuple[Split, Teacher, TeacherInfo]:
+def prepare_user_run(cfg, device: torch.device, data_dir=None, teacher_progress: Callable[[int, float], None] | None = None,
+                     reference: bool = True) -> tuple[Split, Teacher, TeacherInfo]:
     """The split and the teacher of a run on the user's teacher and/or data: a table split by
     the paper's protocol (or a registered dataset's split), or a data-free split of the input spec
     labelled by the teacher; the product's own teacher is trained on the user's table when no
     teacher file is given. The teacher's units (cfg.teacher_units) are settled here and said in
-    the split's note and the teacher's info (extra['units'])."""
+    the split's note and the teacher's info (extra['units']); with `reference`, the data-trained
+    reference student is trained on the user's rows too (extra['reference'])."""
     from .data import load_split
     from .models.teachers import get_teacher
 
@@ -264,7 +265,7 @@ def prepare_user_run(cfg, device: torch.device, data_dir=None,
         teacher, info = user_teacher_for(kind, model, split, cfg.teacher_file, device, units=choice.units)
         info.seconds = time.perf_counter() - start
         info.extra["units_choice"] = choice.card()
-        if split.extra.get("real_data") and split.kind == "tabular":  # the user's rows: what data-free costs
+        if reference and split.extra.get("real_data") and split.kind == "tabular":  # the user's rows: what data-free costs
             info.extra["reference"] = reference = reference_student(cfg, split, device)
             split = _with_note(split, f"data-trained reference student: test RMSE {reference['test_rmse']:.4f}")
         note = choice.line() + (f"; warning: {choice.warning}" if choice.warning else "")

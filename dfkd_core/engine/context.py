@@ -62,9 +62,10 @@ class RunContext:
 
 
 def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None = None,
-                teacher_progress: Callable[[TeacherProgress], None] | None = None) -> RunContext:
+                teacher_progress: Callable[[TeacherProgress], None] | None = None, reference: bool = True) -> RunContext:
     """Validate the config, load the split and the teacher (shipped, cached or trained: then
-    `teacher_progress` hears of every teacher epoch), build the objective."""
+    `teacher_progress` hears of every teacher epoch), build the objective. `reference`: on the
+    user's rows, train the data-trained reference student too (userrun.reference_student)."""
     from ..data import load_split
 
     cfg.validate()
@@ -72,7 +73,7 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
     if uses_user_inputs(cfg):  # the user's teacher file, data file or input spec (stored under DFKD_HOME)
         cfg = store_user_inputs(cfg)
         progress = _progress_events(teacher_progress, teacher_epoch_budget("tabular"))  # a user's table is tabular
-        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress)
+        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress, reference=reference)
     else:
         split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
         progress = _progress_events(teacher_progress, teacher_epoch_budget(split.kind))

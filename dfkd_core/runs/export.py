@@ -256,7 +256,7 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
 
     if not members:
         raise ModelError("The run has no finished student to export.")
-    run = run or prepare_run(cfg)
+    run = run or prepare_run(cfg, reference=False)  # a stored run exported again: no reference student retrained
     teacher_card, teacher_fn = teacher_summary(run.teacher, run.teacher_info, run.cfg, run.split)
     if teacher_fn is False:  # not to be timed
         teacher_fn = None
