@@ -1,5 +1,6 @@
 """DFKD Lab's engine: data-free knowledge distillation of regression networks
-(Zhou & Chiam 2023), usable without Streamlit. Data flows one way:
+(Zhou & Chiam 2023), usable without Streamlit. Data flows one way, each floor importing only the floors
+above it here (tests/test_architecture.py checks it and lists the few known exceptions):
 
     errors, registry, paths, device     the ground floor: error types, registries of parts, folders, CPU/GPU
     files_out   files written for people: CSV formula cells neutralised, written via a new file and a
@@ -13,11 +14,13 @@
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
                 trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
-                state_dict, skops, HTTP — never unpickled); http_teacher (the HTTP teacher: allowed
-                hosts only, no redirects, one deadline per request, capped answers); export (the student to take away:
-                TorchScript + ONNX on raw inputs, model.json card)
+                state_dict, skops, HTTP — never unpickled); http_teacher (the
+                HTTP teacher: allowed hosts only, no redirects, one deadline per request, capped answers)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)
+    userrun     a user's run in one place (CLI and page): their teacher / data / spec / target / units / activation
+                checked, stored once, made a configuration; the run's split and teacher in the units that fit
+                ('auto' scores raw and standardized on the validation rows); an HTTP teacher's query plan
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written
@@ -25,7 +28,8 @@
                 autograd through any torch module, or a black box's values); on a GPU both forms replay their step as CUDA graphs; compiled (the
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
-                jobs (runs in worker processes, queue, stop, recovery of dead workers)
+                jobs (runs in worker processes, queue, stop, recovery of dead workers; a CLI run stored in
+                process), export (a run's student to take away: TorchScript + ONNX on raw inputs, model.json card)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
                 runner (the one runner of multi-run jobs: local processes, a Dask LocalCluster or a Dask
                 scheduler; results stored by the driver alone), sweep (a grid over config fields × seeds,

@@ -16,9 +16,13 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: what
 
 def neutral_cell(value: Any) -> Any:
     """A text cell that starts like a formula, with a leading ' (shown as text by spreadsheets);
-    numbers (negative ones too) and other text unchanged."""
+    numbers (negative ones too, also as text: '-1.5') and other text unchanged."""
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
+        try:
+            float(value)
+            return value  # a number written as text ('-1.5', '+2e3'): a spreadsheet reads a number
+        except ValueError:
+            return "'" + value
     return value
 
 

@@ -42,7 +42,7 @@ def test_a_csv_export_keeps_negative_numbers_as_numbers_and_quotes_formula_text(
 def test_an_exported_students_test_rows_open_as_text_where_the_users_columns_are_formulas(tmp_path):
     from dfkd_core.engine import run_distillation
     from dfkd_core.engine.context import prepare_run
-    from dfkd_core.models.export import export_run, member_dicts
+    from dfkd_core.runs.export import export_run, member_dicts
 
     names = ['=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "speed", "@temp"]
     table = pd.read_csv(write_csv(tmp_path / "raw.csv"))
@@ -57,22 +57,34 @@ def test_an_exported_students_test_rows_open_as_text_where_the_users_columns_are
     assert (body < 0).any() and np.isfinite(body).all()
 
 
-def test_an_export_replaces_a_planted_link_and_leaves_its_target_alone(tmp_path, csv_file=None):
+def test_an_export_never_writes_through_a_planted_link(tmp_path):
     from dfkd_core.engine import run_distillation
     from dfkd_core.engine.context import prepare_run
-    from dfkd_core.models.export import export_run, member_dicts
+    from dfkd_core.errors import DfkdError
+    from dfkd_core.runs.export import export_run, export_student, member_dicts
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in ("student.pt", "test_rows.csv", "model.json"):
-        (out / name).symlink_to(victim)
     cfg = fast_config(data_file=str(write_csv(tmp_path / "plant.csv")), target="y", samplers=("gaussian",))
     run = prepare_run(cfg)
-    export_run(cfg, member_dicts(run_distillation(cfg, run=run)), out, run=run)
-    assert victim.read_text() == "precious"
-    for name in ("student.pt", "test_rows.csv", "model.json"):
+    members = member_dicts(run_distillation(cfg, run=run))
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "test_rows.csv").symlink_to(victim)
+    with pytest.raises(DfkdError):  # a folder holding anything (a link too) is refused
+        export_run(cfg, members, planted, run=run)
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(DfkdError, match="is a symbolic link: exports never write through links"):
+        export_run(cfg, members, tmp_path / "linked", run=run)
+    out = tmp_path / "one"
+    out.mkdir()
+    for name in ("student.pt", "model.json"):  # one student's folder with links at its files' names
+        (out / name).symlink_to(victim)
+    export_student(run.cfg, run.split, members[0]["state_dict"], out, member=members[0]["member"],
+                   selection={"test_rmse": 0.0, "test_mae": 0.0})
+    assert victim.read_text() == "precious" and list((tmp_path / "elsewhere").iterdir()) == []
+    for name in ("student.pt", "model.json"):
         assert (out / name).is_file() and not (out / name).is_symlink()
     assert json.loads((out / "model.json").read_text())["inputs"]["names"] == list(FEATURES)
 

@@ -79,12 +79,14 @@ def run(args) -> int:
 
 def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int:
     """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
+    from ..dashboard import figures
     from ..experiments.playground import PlaygroundConfig, time_steps
     from ..synth.samplers import SAMPLERS
 
     result = {}
     for name in SAMPLERS.names():
-        result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=epochs, warmup=warmup))
+        result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=epochs, warmup=warmup,
+                                 canvas=figures.playground_canvas))
         if not as_json:
             r = result[name]
             print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "

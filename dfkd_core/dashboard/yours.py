@@ -37,14 +37,40 @@ def gradient_free_reason() -> str:
     return GRADIENT_FREE_REASON
 
 
-def store_upload(name: str, data: bytes, role: str, kept: list | None = None) -> str:
-    """A file uploaded for the run about to start, stored under DFKD_HOME/user_files
-    (content-addressed) within DFKD_MAX_UPLOAD_GB (old uploads no stored run names are swept
-    first): its stored path, also appended to `kept` (what submit may use, and what a Start
-    that fails deletes)."""
-    from ..data.user import store_upload_bytes
+def teacher_unit_names() -> tuple[str, ...]:
+    """What a teacher can take and return: 'auto', 'raw', 'standardized' (userrun.choose_units)."""
+    from ..models.user_models import TEACHER_UNITS
 
-    path = store_upload_bytes(name, data, role, referenced=store().referenced_files())
+    return tuple(TEACHER_UNITS)
+
+
+def query_plan_caption(base: DistillConfig, url: str, data: tuple[str, bytes] | None, target: str, units: str,
+                       budget: int) -> str:
+    """Before the start: how many points a run on the endpoint `url` will send it ('' when it
+    cannot be said yet)."""
+    from ..userrun import page_query_plan
+
+    try:
+        data_file = store_upload(*data, "data") if data is not None else ""
+    except DfkdError:
+        return ""
+    return page_query_plan(base, url, data_file, target, units, budget, spec=data is None)
+
+
+def note_parts(note: str) -> tuple[str, str]:
+    """A run's note and its warning apart (a teacher no better than the mean is warned about)."""
+    from ..userrun import note_parts as parts
+
+    return parts(note)
+
+
+def store_upload(name: str, data: bytes, role: str, kept: list | None = None) -> str:
+    """An uploaded file checked, then stored under DFKD_HOME/user_files (content-addressed) within
+    DFKD_MAX_UPLOAD_GB (old uploads no stored run names are swept first): its stored path, also
+    appended to `kept` (what submit may use, and what a Start that fails deletes)."""
+    from ..userrun import store_upload as stored
+
+    path = stored(name, data, role, referenced=store().referenced_files())
     if kept is not None:
         kept.append(path)
     return path
@@ -92,7 +118,7 @@ def spec_table_rows(teacher: tuple[str, bytes] | None = None, activation: str = 
 
 
 def upload_run_config(base: DistillConfig, *, teacher: tuple[str, bytes] | None = None, url: str = "",
-                      activation: str = "", data: tuple[str, bytes] | None = None, target: str = "",
+                      activation: str = "", units: str = "auto", data: tuple[str, bytes] | None = None, target: str = "",
                       nan_policy: str = "refuse", spec: tuple[str, bytes] | None = None,
                       spec_rows: Sequence[Mapping[str, Any]] | None = None, constraint: str = "none",
                       timeout: float = 10.0, budget: int = 0, kept: list | None = None) -> DistillConfig:
@@ -100,7 +126,8 @@ def upload_run_config(base: DistillConfig, *, teacher: tuple[str, bytes] | None 
     data (a table) or input spec (an uploaded JSON or the table's rows), every file stored under
     DFKD_HOME (and listed in `kept`). Raises DfkdError with one line for the page."""
     from ..data.user import spec_from_rows
-    from ..models.user_models import teacher_endpoint, user_run_config
+    from ..models.user_models import teacher_endpoint
+    from ..userrun import user_run_config
 
     url = (url or "").strip()
     if teacher is None and not url:
@@ -112,7 +139,7 @@ def upload_run_config(base: DistillConfig, *, teacher: tuple[str, bytes] | None 
         input_spec = store_upload("input_spec_table.json", spec_json.encode(), "input spec", kept)
     elif data is None and spec is not None:
         input_spec = store_upload(*spec, "input spec", kept)
-    return user_run_config(base, teacher_file=teacher_file, teacher_activation=activation or "",
+    return user_run_config(base, teacher_file=teacher_file, teacher_activation=activation or "", teacher_units=units or "auto",
                            data_file=store_upload(*data, "data", kept) if data is not None else "", target=target or "",
                            nan_policy=nan_policy, input_spec=input_spec, teacher_timeout=float(timeout),
                            teacher_query_budget=int(budget))
@@ -173,6 +200,6 @@ def submit_with_inputs_of(cfg: DistillConfig, run_id: str, title: str | None = N
         changes["selection"] = "synthetic"  # a data-free run has no validation data to select on
     if title is None:
         title = store().get_run(run_id).title
-    files = [inputs[name] for name in ("teacher_file", "data_file", "input_spec")]  # the stored run's own files
+    files = [inputs.get(name, "") for name in ("teacher_file", "data_file", "input_spec")]  # the stored run's own files
     return submit(cfg.replace(**changes), title=title, uploads=files)
 

@@ -537,12 +537,15 @@ class Playground:
                 for key in ("epoch", "region_rmse", "canvas_rmse", "loss_before", "loss_after")}
 
 
-def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[str, dict[str, float]]:
+def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5,
+               canvas: Callable | None = None) -> dict[str, dict[str, float]]:
     """Per sampler of cfg: the median and the largest ms of one playground step (sampling, student
     update, |T − S| on the grid and the guarantees) over `steps` steps after `warmup`, and the median
-    ms to build its canvas figure. The `bench --playground` line; the target is ≤ 100 ms a step."""
-    from ..dashboard import figures
-
+    ms to build its canvas figure with `canvas` (the dashboard's figures.playground_canvas: passed in
+    by the caller, so experiments/ does not import the dashboard above it). The `bench --playground`
+    line; the target is ≤ 100 ms a step."""
+    if canvas is None:
+        raise TypeError("time_steps needs the canvas figure builder (dashboard.figures.playground_canvas)")
     state = Playground.create(cfg)
     state.step(warmup)
     region = state.function.region.outline()
@@ -553,7 +556,7 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[
             frame = lane.step()
             step_ms.append(1000 * frame.seconds)
             start = time.perf_counter()
-            figures.playground_canvas(frame, state.axes(), region, name, 1.0, PLANE).to_json()
+            canvas(frame, state.axes(), region, name, 1.0, PLANE).to_json()
             figure_ms.append(1000 * (time.perf_counter() - start))
         out[name] = {"step_ms_median": float(np.median(step_ms)), "step_ms_max": float(np.max(step_ms)),
                      "figure_ms_median": float(np.median(figure_ms))}

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, QueryBudgetSpent
 
 HOSTS_ENV = "DFKD_TEACHER_HOSTS"
 EXPOSED_ENV = "DFKD_SERVER_EXPOSED"  # set to 1 by a dashboard that listens beyond loopback: no default hosts
@@ -254,7 +254,7 @@ class HttpModel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         if self.query_budget and self.sent + len(x) > self.query_budget:
-            raise ModelError(f"The HTTP teacher's query budget of {self.query_budget} points is spent "
+            raise QueryBudgetSpent(f"The HTTP teacher's query budget of {self.query_budget} points is spent "
                              f"({self.sent} sent, {len(x)} more asked for).")
         parts = [self._post(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
         self.sent += len(x)

@@ -21,7 +21,7 @@ from torch import nn
 from ..data.split import Split
 from ..errors import ConfigError, ModelError
 from .networks import DigitCNN, MLPRegressor, RBFNetwork
-from ..synth.objectives import log_cosh
+from .networks import log_cosh
 from . import shipped
 from ..paths import teacher_dir
 

@@ -4,6 +4,7 @@ wrapped so that the teacher sees inputs in its own units while the engine works 
 from __future__ import annotations
 
 import pickle  # only for pickle.UnpicklingError: nothing here is ever unpickled
+import re
 import time
 import warnings
 import zipfile
@@ -16,10 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.split import Split
-from ..data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_scaling,
-                        spec_split, store_user_file, table_split)
-from ..errors import ConfigError, DfkdError, ModelError
-from .http_teacher import HttpModel, check_endpoint
+from ..data.user import original_name, table_columns_of
+from ..errors import ConfigError, DfkdError, ModelError, QueryBudgetSpent
+from .http_teacher import HttpModel
 from .teachers import BlackBoxTeacher, Teacher, TeacherInfo, TorchTeacher, build_model, evaluate
 
 # Hidden activations of a state_dict teacher (the file stores weights, not the activation).
@@ -32,6 +32,8 @@ GRADIENT_FREE_REASON = "it is a black box (no gradients reach its inputs)"
 # skops files may only hold these types beyond skops' own trusted list: nothing that runs code
 SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "collections.OrderedDict", "collections.defaultdict")
 PROBE_SIZE = 64  # inputs sent to the teacher before training to check its output
+PICKLE_HINT = ("its weights with torch.save(model.state_dict(), path) (then give --teacher-activation), or the whole "
+               "model with torch.jit.save(torch.jit.script(model), path); see docs/your-model.md")
 
 
 # ---------------------------------------------------------------- the teacher's boundary
@@ -169,8 +171,8 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
             warnings.simplefilter("ignore")  # torch's note on pickle protocols
             blob = torch.load(str(source), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never here
-        raise ModelError(f"The teacher file {name} is not a TorchScript archive, a state_dict or a skops file: it holds "
-                         "pickled Python objects (files holding pickled objects are refused, never loaded).") from None
+        raise ModelError(f"The teacher file {name} holds pickled Python objects (a whole module saved with torch.save?): "
+                         f"pickled objects are refused, never loaded. Save {PICKLE_HINT}.") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, plain text ...
         raise ModelError(f"The teacher file {name} is not a TorchScript archive, a state_dict or a skops file "
                          f"(files holding pickled objects are refused, never loaded): {_first_line(exc)}") from None
@@ -182,28 +184,32 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
         raise ModelError(f"The teacher file {name} must hold a state_dict (a dict of tensors). Got {type(blob).__name__} instead.")
     layers = linear_layers(blob, name)
     if len(layers) > 1 and activation not in ACTIVATIONS:
-        raise ModelError(f"The 'teacher_activation' parameter must be one of {', '.join(map(repr, ACTIVATIONS))} "
-                         f"for a state_dict teacher (the file holds weights, not its activation). Got {activation!r} instead.")
+        got = f" Got {activation!r} instead." if activation else ""
+        raise ModelError(f"The teacher file {name} is a state_dict of {len(layers)} Linear layers, which holds weights, not "
+                         f"its hidden activation: give it with --teacher-activation (on the page: Hidden activation), one of "
+                         f"{', '.join(ACTIVATIONS)}.{got}")
     return kind, LinearStack(layers, activation or "identity").eval()
 
 
 def _load_skops(path: Path):
     import skops.io as sio
 
+    name = repr(original_name(path))
+
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"The teacher file {str(path)!r} is not a readable skops file ({_first_line(exc)}).") from None
+        raise ModelError(f"The teacher file {name} is not a readable skops file ({_first_line(exc)}).") from None
     refused = [t for t in untrusted if not t.startswith(SKOPS_TRUSTED_PREFIXES)]
     if refused:
-        raise ModelError(f"The skops file {str(path)!r} holds types outside scikit-learn, numpy and scipy, which are "
+        raise ModelError(f"The skops file {name} holds types outside scikit-learn, numpy and scipy, which are "
                          f"never loaded: {', '.join(refused[:5])}.")
     try:
         model = sio.load(path, trusted=untrusted)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"The skops file {str(path)!r} cannot be loaded ({_first_line(exc)}).") from None
+        raise ModelError(f"The skops file {name} cannot be loaded ({_first_line(exc)}).") from None
     if not callable(getattr(model, "predict", None)):
-        raise ModelError(f"The skops file {str(path)!r} must hold a regressor with predict(). Got {type(model).__name__} instead.")
+        raise ModelError(f"The skops file {name} must hold a regressor with predict(). Got {type(model).__name__} instead.")
     names = getattr(model, "feature_names_in_", None)
     if names is not None:  # fitted on a DataFrame: give it one with the same columns
         import pandas as pd
@@ -258,8 +264,12 @@ def check_teacher(teacher: Teacher, probe: torch.Tensor, dim: int, source: str) 
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - a shape mismatch inside the user's model
+        expects = expected_inputs(teacher, exc)
+        if expects is not None and expects != dim:
+            raise ModelError(f"The teacher {source} expects {expects} inputs, but the data has {dim} features "
+                             "(columns besides the target). They must match, in the teacher's order.") from None
         raise ModelError(f"The teacher {source} must accept inputs of {dim} features (the data's columns). "
-                         f"A batch of shape {tuple(probe.shape)} failed: {_first_line(exc)}") from None
+                         f"A batch of shape {tuple(probe.shape)} failed: {_model_error_line(exc)}") from None
     bad = int((~torch.isfinite(out)).sum())
     if bad:
         raise ModelError(f"The teacher {source} must return finite numbers. Got NaN or inf for {bad} of {len(out)} probe inputs.")
@@ -277,16 +287,37 @@ def load_user_teacher(source: str | Path, split: Split, *, activation: str = "",
     return teacher, info, kind, model
 
 
-def user_teacher_for(kind: str, model, split: Split, source: str | Path,
-                     device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:
-    """Wrap a loaded user model for this split, probe it, and measure it on the split's test rows."""
+TEACHER_UNITS = ("auto", "raw", "standardized")  # DistillConfig.teacher_units: what the teacher's inputs and output are
+
+
+def teacher_scaling(split: Split, units: str = "raw") -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(x_mean, x_std, y_mean, y_std) at the teacher's boundary. 'raw': the teacher takes the data's
+    own units and answers in the target's; 'standardized': it takes (x − μ)/σ and answers (y − μ_y)/σ_y,
+    the engine's own units (on an input spec its answers are standardized by the split like raw ones)."""
     dim = split.dim
-    if isinstance(model, LinearStack) and model.in_features != dim:
-        raise ModelError(f"The teacher {original_name(source)!r} takes {model.in_features} inputs (its first layer), "
-                         f"but the data has {dim} features. They must match.")
+    if units == "standardized":
+        real = bool(split.extra.get("real_data", True))
+        return np.zeros(dim), np.ones(dim), (0.0 if real else split.y_mean), (1.0 if real else split.y_std)
     x_mean = np.asarray(split.extra.get("x_mean", np.zeros(dim)), dtype=np.float64)
     x_std = np.asarray(split.extra.get("x_std", np.ones(dim)), dtype=np.float64)
-    teacher = wrap_user_model(kind, model, split, x_mean, x_std, split.y_mean, split.y_std)
+    return x_mean, x_std, split.y_mean, split.y_std
+
+
+def check_input_count(model, dim: int, source: str | Path, what: str = "the data has") -> None:
+    """A state_dict teacher states its input count: refuse a mismatch before any call."""
+    if isinstance(model, LinearStack) and model.in_features != dim:
+        raise ModelError(f"The teacher {original_name(source)!r} expects {model.in_features} inputs (its first layer), "
+                         f"but {what} {dim} features. They must match.")
+
+
+def user_teacher_for(kind: str, model, split: Split, source: str | Path,
+                     device: torch.device | str = "cpu", units: str = "raw") -> tuple[Teacher, TeacherInfo]:
+    """Wrap a loaded user model for this split (in `units`: see teacher_scaling), probe it, and
+    measure it on the split's test rows."""
+    dim = split.dim
+    check_input_count(model, dim, source)
+    x_mean, x_std, y_mean, y_std = teacher_scaling(split, units)
+    teacher = wrap_user_model(kind, model, split, x_mean, x_std, y_mean, y_std)
     if isinstance(teacher, TorchTeacher):
         teacher.module.to(device)
     probe = split.prior.sample(PROBE_SIZE, torch.Generator(device=split.prior.mean.device).manual_seed(5)).to(device)
@@ -296,7 +327,7 @@ def user_teacher_for(kind: str, model, split: Split, source: str | Path,
     val, _ = evaluate(teacher.predict, split.x_val.to(device), split.y_val.to(device))
     teacher.queries = 0
     name = original_name(source) if kind != "http" else str(source)
-    return teacher, TeacherInfo(kind, rmse, mae, val, True, 0.0, str(source), {"file": name, "kind": kind})
+    return teacher, TeacherInfo(kind, rmse, mae, val, True, 0.0, str(source), {"file": name, "kind": kind, "units": units})
 
 
 def load_product_teacher_file(path: str | Path, split: Split, device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:
@@ -331,141 +362,45 @@ def gradient_samplers_refused(kind: str, samplers, needs_gradients: Callable[[st
                          "(gaussian, lhs, halton, sobol).")
 
 
+_SHAPES = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+
+
+def _model_error_line(exc: BaseException) -> str:
+    """The line of a model's exception that says what went wrong: for TorchScript the interpreter's
+    last line (its first, "The following operation failed in the TorchScript interpreter.", says nothing)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and "TorchScript interpreter" in lines[0]:
+        line = lines[-1]
+        return line if len(line) <= 200 else line[:197] + "..."
+    return _first_line(exc)
+
+
+def expected_inputs(teacher, exc: BaseException) -> int | None:
+    """How many inputs a torch teacher that failed on a batch expects, when the error or its first
+    weight says it (a matrix product of (n, d) by (k, h) expects k); None when nothing says."""
+    found = _SHAPES.search(str(exc))
+    if found:
+        return int(found.group(3))
+    module = getattr(teacher, "module", None)
+    inner = getattr(module, "model", None)
+    if isinstance(inner, nn.Module):
+        for param in inner.parameters():
+            if param.dim() == 2:
+                return int(param.shape[1])
+            break
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-# ---------------------------------------------------------------- runs on the user's teacher / data
-def uses_user_inputs(cfg) -> bool:
-    return bool(cfg.teacher_file or cfg.data_file or cfg.input_spec)
-
-
-def validate_user_fields(cfg) -> None:
-    """DistillConfig.validate's check of the user-input fields (teacher_file ... input_spec)."""
-    if cfg.nan_policy not in NAN_POLICIES:
-        raise ConfigError(f"The 'nan_policy' parameter must be one of {', '.join(map(repr, NAN_POLICIES))}. Got {cfg.nan_policy!r} instead.")
-    if cfg.teacher_activation and cfg.teacher_activation not in ACTIVATIONS:
-        raise ConfigError(f"The 'teacher_activation' parameter must be one of {', '.join(map(repr, ACTIVATIONS))}. "
-                          f"Got {cfg.teacher_activation!r} instead.")
-    timeout = cfg.teacher_timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
-        raise ConfigError(f"The 'teacher_timeout' parameter must be a float in (0, 600] seconds. Got {timeout!r} instead.")
-    budget = cfg.teacher_query_budget
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise ConfigError(f"The 'teacher_query_budget' parameter must be an int >= 0 (0: no limit). Got {budget!r} instead.")
-    if cfg.data_file and cfg.input_spec:
-        raise ConfigError("Give either the 'data_file' parameter or the 'input_spec' parameter, not both. "
-                          f"Got {cfg.data_file!r} and {cfg.input_spec!r}.")
-    if (cfg.data_file or cfg.input_spec) and cfg.dataset != USER_DATASET:
-        raise ConfigError(f"The 'dataset' parameter must be {USER_DATASET!r} for a run on your own data or input spec. "
-                          f"Got {cfg.dataset!r} instead.")
-    if cfg.dataset == USER_DATASET and not (cfg.data_file or cfg.input_spec):
-        raise ConfigError(f"The {USER_DATASET!r} dataset needs the 'data_file' or the 'input_spec' parameter. Got neither.")
-    if cfg.data_file and not cfg.target:
-        raise ConfigError(f"The 'target' parameter must name the target column of {original_name(cfg.data_file)!r}. Got nothing.")
-    if cfg.input_spec:
-        if not cfg.teacher_file:
-            raise ConfigError("The 'teacher_file' parameter is needed with an input spec: with no data, no teacher can be trained here.")
-        if cfg.selection == "validation":
-            raise ConfigError("With an input spec there is no real data to validate on: the 'selection' parameter must be "
-                              "'synthetic' or 'last'. Got 'validation' instead.")
-    if isinstance(cfg.teacher_file, str) and cfg.teacher_file.startswith(("http://", "https://")):
-        check_endpoint(cfg.teacher_file)  # an endpoint off the allowed hosts is refused before any request
-    if cfg.teacher_file and (cfg.teacher_file.startswith(("http://", "https://")) or Path(cfg.teacher_file).is_file()):
-        from ..synth.samplers import SAMPLERS
-        from ..synth.schedules import parse_alpha
-
-        if any(parse_alpha(a).constant != 0.0 for a in cfg.alphas):  # α = 0 never calls the sampler
-            gradient_samplers_refused(teacher_source_kind(cfg.teacher_file), cfg.samplers,
-                                      lambda s: SAMPLERS.get(s).needs_gradients)
-
-
-def store_user_inputs(cfg):
-    """The config with its teacher / data / spec files copied under DFKD_HOME/user_files
-    (content-addressed) and pointing there, so workers and later sessions find them."""
-    changes = {}
-    if cfg.teacher_file and not cfg.teacher_file.startswith(("http://", "https://")):
-        if not Path(cfg.teacher_file).expanduser().is_file():
-            raise ModelError(f"The teacher file {cfg.teacher_file!r} does not exist.")
-        changes["teacher_file"] = store_user_file(cfg.teacher_file, "teacher")
-    if cfg.data_file:
-        changes["data_file"] = store_user_file(cfg.data_file, "data")
-    if cfg.input_spec:
-        changes["input_spec"] = store_user_file(cfg.input_spec, "input spec")
-    changes = {k: v for k, v in changes.items() if v != getattr(cfg, k)}
-    return cfg.replace(**changes) if changes else cfg
-
-
-def prepare_user_run(cfg, device: torch.device, data_dir=None,
-                     teacher_progress: Callable[[int, float], None] | None = None) -> tuple[Split, Teacher, TeacherInfo]:
-    """The split and the teacher of a run on the user's teacher and/or data: a table split by
-    the paper's protocol, or a data-free split of the input spec labelled by the teacher; the
-    product's own teacher is trained on the user's table when no teacher file is given."""
-    from ..data import load_split
-    from .teachers import get_teacher
-
-    options = dict(activation=cfg.teacher_activation, timeout=cfg.teacher_timeout, query_budget=cfg.teacher_query_budget)
-    if cfg.input_spec:
-        spec = read_input_spec(cfg.input_spec)
-        kind, model = load_user_model(cfg.teacher_file, **options)
-        if isinstance(model, LinearStack) and model.in_features != len(spec.features):
-            raise ModelError(f"The teacher {original_name(cfg.teacher_file)!r} takes {model.in_features} inputs (its first layer), "
-                             f"but the input spec has {len(spec.features)} features. They must match.")
-        x_mean, x_std = spec_scaling(spec)
-        probe_split = spec_split_probe(spec)
-        check_teacher(wrap_user_model(kind, model, probe_split, x_mean, x_std, 0.0, 1.0), probe_split.x_val, len(spec.features),
-                      repr(original_name(cfg.teacher_file)))
-        split = spec_split(spec, raw_teacher_function(kind, model), cfg.split_seed, name=f"{USER_DATASET}-{Path(cfg.input_spec).stem}")
-        teacher, info = user_teacher_for(kind, model, split, cfg.teacher_file, device)
-        return split, teacher, info
-    if cfg.data_file:
-        table = read_table(cfg.data_file, cfg.target, cfg.nan_policy)
-        split = table_split(table, cfg.split_seed, name=f"{USER_DATASET}-{Path(cfg.data_file).stem}")
-    else:
-        split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
-    if cfg.teacher_file:
-        teacher, info, _, _ = load_user_teacher(cfg.teacher_file, split, device=device, **options)
-        return split, teacher, info
-    teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
-    return split, teacher, info
-
-
-def spec_split_probe(spec) -> Split:
-    """A few prior points of the spec as a Split (only to probe the teacher before labelling)."""
-    from ..data.user import spec_prior
-
-    prior = spec_prior(spec)
-    z = prior.sample(PROBE_SIZE, torch.Generator().manual_seed(5))
-    return Split("probe", "tabular", z, torch.zeros(len(z)), z, torch.zeros(len(z)), z, torch.zeros(len(z)), prior)
-
-
 # ---------------------------------------------------------------- the dashboard's "Your model" section
-def store_upload(name: str, data: bytes, role: str) -> str:
-    """An uploaded file stored under DFKD_HOME/user_files (content-addressed, its name kept),
-    within the uploads' quota (data.user.store_upload_bytes)."""
-    from ..data.user import store_upload_bytes
-
-    if not data:
-        raise ModelError(f"The uploaded {role} file {name!r} is empty.")
-    return store_upload_bytes(name, data, role)
-
-
 def table_columns(path: str | Path) -> list[str]:
-    """The header of a stored CSV / Parquet file (for the target picker)."""
-    import pandas as pd
-
-    try:
-        if Path(path).suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        return [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
-    except Exception as exc:  # noqa: BLE001
-        from ..errors import DatasetError
-
-        raise DatasetError(f"The data file {original_name(path)!r} cannot be read as a table: {_first_line(exc)}") from None
+    """The header of a stored CSV / Parquet file (for the target picker); a headerless file is refused."""
+    return table_columns_of(path)
 
 
 def teacher_endpoint(url: str) -> str:
@@ -499,19 +434,3 @@ def teacher_input_dim(path: str | Path, activation: str = "") -> int | None:
     n = getattr(model, "n_features_in_", None)
     return int(n) if isinstance(n, (int, np.integer)) and n > 0 else None
 
-
-def user_run_config(base, *, teacher_file: str = "", teacher_activation: str = "", data_file: str = "", target: str = "",
-                    nan_policy: str = "refuse", input_spec: str = "", teacher_timeout: float | None = None,
-                    teacher_query_budget: int | None = None):
-    """The form's config turned into a run on the user's teacher and data (or input spec), validated."""
-    changes = dict(dataset=USER_DATASET, teacher_file=teacher_file, teacher_activation=teacher_activation,
-                   data_file=data_file, target=target, nan_policy=nan_policy, input_spec=input_spec)
-    if teacher_timeout is not None:
-        changes["teacher_timeout"] = teacher_timeout
-    if teacher_query_budget is not None:
-        changes["teacher_query_budget"] = teacher_query_budget
-    if input_spec and base.selection == "validation":
-        changes["selection"] = "synthetic"
-    if not (data_file or input_spec):
-        raise ConfigError("Upload a data file (CSV or Parquet) or give an input spec. Got neither.")
-    return base.replace(**changes).validate()

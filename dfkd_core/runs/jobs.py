@@ -43,7 +43,8 @@ def max_runs() -> int:
     return value
 
 
-def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None) -> str:
+def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None,
+           tags: dict | None = None) -> str:
     """Validate `cfg`, store it as a queued run and start its worker process; return the run id.
 
     A ConfigError from cfg.validate() (or a DatasetError for a data file that differs from its
@@ -57,7 +58,7 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
     if not (cfg.data_file or cfg.input_spec):  # the user's own files are checked when the run loads them
         verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
     store = store or RunStore()
-    run_id = store.create_run(cfg, title=title)
+    run_id = store.create_run(cfg, title=title, tags=tags if tags is not None else {"source": "dashboard"})
     env = dict(os.environ)
     env["DFKD_HOME"] = str(store.home)
     package_root = str(Path(__file__).resolve().parents[2])
@@ -249,6 +250,43 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             store.close()
         except DfkdError as exc:  # e.g. a full disk: what could not be written is lost, the run's state is not
             print(f"error: {exc}", file=sys.stderr, flush=True)
+
+
+class InProcessRun:
+    """A run executed in this process (the CLI's `distill`) but stored like a dashboard run: created
+    'running' with `tags`, this process as its worker (beating, so the pages see it alive and a
+    killed process ends 'interrupted'), every event recorded, and its end written by finish() or,
+    on an error, by fail(). The Runs page's Stop is honoured through should_stop."""
+
+    def __init__(self, cfg: DistillConfig, tags: dict, store: RunStore | None = None, title: str | None = None) -> None:
+        self.store = store or RunStore()
+        self.run_id = self.store.create_run(cfg, title=title, tags=tags)
+        self.store.set_worker(self.run_id, os.getpid())
+        self.store.set_status(self.run_id, "running")
+        self._beat = _Heartbeat(self.store, self.run_id)
+        self._beat.start()
+        self.should_stop = _stop_flag(self.store, self.run_id)
+
+    def record(self, event: Event) -> None:
+        self.store.record(self.run_id, event)
+
+    def finish(self, result) -> None:
+        self._halt()
+        self.store.finish(self.run_id, result)
+        self.store.close()
+
+    def fail(self, status: str, error: str) -> None:
+        """End the run 'failed' or 'interrupted' with `error` (what could still be written is kept)."""
+        self._halt()
+        try:
+            self.store.finish(self.run_id, status, error=error)
+            self.store.close()
+        except DfkdError as exc:
+            print(f"error: the run {self.run_id} could not be marked {status} ({exc})", file=sys.stderr, flush=True)
+
+    def _halt(self) -> None:
+        self._beat.halt.set()
+        self._beat.join(timeout=5)
 
 
 def disk_error_message(exc: OSError) -> str:

@@ -430,7 +430,8 @@ class RunStore:
                 self._buffer.clear()
         if isinstance(result_or_status, DistillResult):
             result = result_or_status
-            status = "cancelled" if result.cancelled else "done"
+            status = "interrupted" if result.interrupted else "cancelled" if result.cancelled else "done"
+            error = error or result.interrupted or None
             with self._connect() as conn:
                 have = {r[0] for r in conn.execute("SELECT member FROM results WHERE run_id = ?", (run_id,))}
             for member in result.members:

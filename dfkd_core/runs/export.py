@@ -20,8 +20,8 @@ from ..config import DistillConfig
 from ..data.split import Split
 from ..errors import ModelError
 from ..files_out import plain_folder, write_csv, write_file
-from .networks import count_parameters
-from .teachers import TorchTeacher, build_model, default_student_arch
+from ..models.networks import count_parameters
+from ..models.teachers import TorchTeacher, build_model, default_student_arch
 
 LOAD_SNIPPET = ("import torch\n"
                 "student = torch.jit.load(\"student.pt\")\n"
@@ -81,25 +81,48 @@ def _torch_fn(module: nn.Module):
     return call
 
 
+def write_test_rows(cfg: DistillConfig, split: Split, path: Path) -> bool:
+    """test_rows.csv: the test rows exactly as the user's file holds them (its own text, its own
+    column order), or for a registered dataset its rows in raw units; False when there are none to write."""
+    real = bool(split.extra.get("real_data", split.extra.get("rows", 0) > 0))
+    if not real or len(split.input_shape) != 1 or len(split.x_test) > TEST_ROWS_LIMIT:
+        return False
+    if cfg.data_file and "test_file_rows" in split.extra:
+        from ..data.user import source_rows
+
+        write_csv(path, source_rows(cfg.data_file, split.extra["test_file_rows"]))  # formula-like text neutralised
+        return True
+    import pandas as pd
+
+    x_mean, x_std, y_mean, y_std = split_scaling(split)
+    d = split.dim
+    table = pd.DataFrame(split.x_test.reshape(len(split.x_test), -1).double().numpy() * x_std + x_mean,
+                         columns=list(split.extra.get("features", [f"x{i + 1}" for i in range(d)])))
+    table[split.extra.get("target", "y")] = split.y_test.double().numpy() * y_std + y_mean
+    write_csv(path, table)  # the user's column names: formula-like ones neutralised
+    return True
+
+
 def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: str | Path, *, member: str,
-                   selection: dict, teacher_fn=None, teacher_info: dict | None = None) -> dict:
-    """Write student.pt (TorchScript), student.onnx, state_dict.pt, model.json and test_rows.csv
-    into out_dir; return the card. teacher_fn(raw (n, d) numpy) → (n,) is timed beside the student.
-    Every file is written in a fresh folder inside out_dir and renamed into place: a link planted
-    at one of these names is replaced, never followed."""
+                   selection: dict, teacher_fn=None, teacher_info: dict | None = None, test_rows: bool = True) -> dict:
+    """Write student.pt (TorchScript), student.onnx, state_dict.pt, model.json (and test_rows.csv
+    unless `test_rows` is False: export_run writes it once) into out_dir; return the card.
+    teacher_fn(raw (n, d) numpy) → (n,) is timed beside the student. Every file is written in a
+    fresh folder inside out_dir and renamed into place: a link planted at one of these names is
+    replaced, never followed."""
     import tempfile
 
     final = plain_folder(out_dir)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=final) as tmp:
         card = _write_student(cfg, split, state_dict, Path(tmp), member=member, selection=selection,
-                              teacher_fn=teacher_fn, teacher_info=teacher_info)
+                              teacher_fn=teacher_fn, teacher_info=teacher_info, test_rows=test_rows)
         for item in sorted(Path(tmp).iterdir()):
             os.replace(item, final / item.name)
     return card
 
 
 def _write_student(cfg: DistillConfig, split: Split, state_dict: dict, out: Path, *, member: str,
-                   selection: dict, teacher_fn=None, teacher_info: dict | None = None) -> dict:
+                   selection: dict, teacher_fn=None, teacher_info: dict | None = None, test_rows: bool = True) -> dict:
     module = raw_student(cfg, split, state_dict)
     x_mean, x_std, y_mean, y_std = split_scaling(split)
     d = split.dim
@@ -124,22 +147,19 @@ def _write_student(cfg: DistillConfig, split: Split, state_dict: dict, out: Path
     student_mae_raw = float(np.mean(np.abs(pred - raw_y)))
     features = list(split.extra.get("features", [f"x{i + 1}" for i in range(d)]))
     real = bool(split.extra.get("real_data", split.extra.get("rows", 0) > 0))
-    if real and len(raw_x) <= TEST_ROWS_LIMIT and len(split.input_shape) == 1:
-        import pandas as pd
-
-        table = pd.DataFrame(raw_x, columns=features)
-        table[split.extra.get("target", "y")] = raw_y
-        write_csv(out / "test_rows.csv", table)  # the user's column names: formula-like ones neutralised
+    if test_rows:
+        write_test_rows(cfg, split, out / "test_rows.csv")
 
     probe = {b: np.repeat(raw_x[:1], b, axis=0) if len(raw_x) else np.zeros((b, d)) for b in LATENCY_BATCHES}
     student_card = {
-        "architecture": _describe(module.student), "parameters": count_parameters(module.student),
+        "architecture": describe_architecture(module.student), "parameters": count_parameters(module.student),
         "file_bytes": (out / "student.pt").stat().st_size, "onnx_bytes": (out / "student.onnx").stat().st_size,
         "latency_seconds": {f"batch_{b}": _latency(student_raw, probe[b]) for b in LATENCY_BATCHES},
         "test_rmse": selection.get("test_rmse"), "test_mae": selection.get("test_mae"),
         "test_rmse_raw": student_rmse_raw, "test_mae_raw": student_mae_raw,
     }
     teacher_card = dict(teacher_info or {})
+    reference = teacher_card.pop("reference_student", None)  # the data-trained reference, beside the teacher
     for key in ("test_rmse", "test_mae"):  # the engine's errors are standardized; these are in the target's units
         if isinstance(teacher_card.get(key), float):
             teacher_card[f"{key}_raw"] = teacher_card[key] * y_std
@@ -157,6 +177,7 @@ def _write_student(cfg: DistillConfig, split: Split, state_dict: dict, out: Path
                    "note": "the student returns y in the target's units: standardized prediction × y_std + y_mean"},
         "student": student_card,
         "teacher": teacher_card,
+        **({"reference_student": reference} if reference else {}),
         "metrics_note": ("test_rmse / test_mae are on the standardized target (as the paper's tables); *_raw are in the "
                          "target's units on the test rows (test_rows.csv)" if real else
                          "strictly data-free: 'test' errors are disagreement with the teacher on held-out synthetic points"),
@@ -165,6 +186,8 @@ def _write_student(cfg: DistillConfig, split: Split, state_dict: dict, out: Path
         "split": {k: split.extra.get(k) for k in ("n_train", "n_val", "n_test", "source")},
         "configuration": cfg.to_dict(),
         "files": sorted(p.name for p in out.iterdir() if p.is_file()) + ["model.json"],
+        "test_rows": ("test_rows.csv beside this file" if test_rows else "test_rows.csv at the top of the export folder")
+        if real and len(split.input_shape) == 1 else "none (no real rows)",
         "load_in_pytorch": LOAD_SNIPPET.format(d=d),
     }
     card = without_server_paths(card)
@@ -189,9 +212,26 @@ def without_server_paths(value):
     return value
 
 
-def _describe(module: nn.Module) -> str:
-    layers = [f"Linear({m.in_features}→{m.out_features})" for m in module.modules() if isinstance(m, nn.Linear)]
-    return f"{type(module).__name__}: " + (", ".join(layers) if layers else str(module).replace("\n", " ")[:200])
+ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.ELU: "elu",
+                    nn.LeakyReLU: "leaky_relu", nn.SiLU: "silu", nn.Softplus: "softplus"}
+
+
+def describe_architecture(module: nn.Module) -> str:
+    """'MLP: Linear(14→50), tanh, Linear(50→1)': the layers in order with their activations, so the
+    state_dict can be rebuilt from the card (an MLP whose activation is a function, not a module,
+    names it from its `activation` attribute)."""
+    parts = []
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            parts.append(f"Linear({m.in_features}→{m.out_features})")
+        elif type(m) in ACTIVATION_NAMES:
+            parts.append(ACTIVATION_NAMES[type(m)])
+    linear = [i for i, p in enumerate(parts) if p.startswith("Linear")]
+    act = getattr(module, "activation", None)
+    act = act if isinstance(act, str) else getattr(act, "__name__", None)
+    if act and len(linear) > 1 and len(parts) == len(linear):  # activations applied as functions between the layers
+        parts = [x for i, p in enumerate(parts) for x in ([p, act] if i < len(parts) - 1 else [p])]
+    return f"{type(module).__name__}: " + (", ".join(parts) if parts else str(module).replace("\n", " ")[:200])
 
 
 def _json_default(value):
@@ -202,21 +242,38 @@ def _json_default(value):
     return str(value)
 
 
-def teacher_summary(run_teacher, info, cfg: DistillConfig) -> tuple[dict, object]:
+def teacher_summary(run_teacher, info, cfg: DistillConfig, split: Split | None = None) -> tuple[dict, object]:
     """(card part, raw-input function) of a run's teacher: kind, parameters, file size, errors."""
-    from .user_models import load_user_model, raw_teacher_function
+    from ..models.user_models import load_user_model, raw_teacher_function
 
     card = {"kind": getattr(run_teacher, "kind", "teacher"), "test_rmse": info.test_rmse, "test_mae": info.test_mae,
             "file": info.extra.get("file", Path(info.path).name if info.path else ""), "parameters": None, "file_bytes": None}
+    if info.extra.get("reference"):  # the same student trained on the real labels (userrun.reference_student)
+        card["reference_student"] = {**info.extra["reference"],
+                                     "test_rmse_raw": info.extra["reference"]["test_rmse"] * float(split.y_std)
+                                     if split is not None else None}
+    if info.extra.get("units_choice"):  # which units the teacher was given, and why (userrun.choose_units)
+        card["units"] = dict(info.extra["units_choice"])
+        if card["units"].get("warning"):
+            card["warning"] = card["units"]["warning"]
     if info.path and Path(info.path).is_file():
         card["file_bytes"] = Path(info.path).stat().st_size
     fn = None
+    if cfg.teacher_file and cfg.teacher_query_budget and cfg.teacher_file.startswith(("http://", "https://")):
+        card["latency_seconds"] = "not measured: the HTTP teacher's queries are budgeted (--query-budget)"
+        return card, False
     if cfg.teacher_file:
         kind, model = load_user_model(cfg.teacher_file, activation=cfg.teacher_activation, timeout=cfg.teacher_timeout,
                                       query_budget=0)
         if isinstance(model, nn.Module):
             card["parameters"] = count_parameters(model)
         fn = raw_teacher_function(kind, model)
+        if info.extra.get("units") == "standardized":  # timed on the raw rows it is given in the run: scaled first
+            x_mean, x_std, _, _ = split_scaling(split) if split is not None else (0.0, 1.0, 0.0, 1.0)
+            plain = fn
+
+            def fn(raw: np.ndarray) -> np.ndarray:
+                return plain((np.asarray(raw, dtype=np.float64).reshape(len(raw), -1) - x_mean) / x_std)
     elif isinstance(run_teacher, TorchTeacher):
         card["parameters"] = count_parameters(run_teacher.module)
         fn = None  # the product's own teacher works standardized; timed below through the engine's teacher
@@ -232,9 +289,11 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
 
     if not members:
         raise ModelError("The run has no finished student to export.")
-    run = run or prepare_run(cfg)
-    teacher_card, teacher_fn = teacher_summary(run.teacher, run.teacher_info, run.cfg)
-    if teacher_fn is None:
+    run = run or prepare_run(cfg, reference=False)  # a stored run exported again: no reference student retrained
+    teacher_card, teacher_fn = teacher_summary(run.teacher, run.teacher_info, run.cfg, run.split)
+    if teacher_fn is False:  # not to be timed
+        teacher_fn = None
+    elif teacher_fn is None:
         x_mean, x_std, _, _ = split_scaling(run.split)
         teacher = run.teacher
 
@@ -242,7 +301,14 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
             with torch.no_grad():
                 z = torch.as_tensor((raw - x_mean) / x_std, dtype=torch.float32).reshape(-1, *run.split.input_shape)
                 return teacher.predict(z.to(run.device)).cpu().numpy()
-    out = plain_folder(out_dir)  # a link given as the folder is refused, not followed
+    out = Path(out_dir)
+    if out.is_symlink():
+        plain_folder(out)  # refused: an export never writes through a link
+    if out.is_dir() and any(out.iterdir()):
+        raise ModelError(f"The export folder {str(out)!r} is not empty: the students would end up beside what is there. "
+                         "Give a new or empty folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    write_test_rows(run.cfg, run.split, out / "test_rows.csv")  # once, at the top: every student's errors are on these rows
     cards, folders = {}, {}
     best = min(members, key=lambda m: (m["best_val_rmse"] if np.isfinite(m["best_val_rmse"]) else np.inf))
     for m in members:
@@ -250,7 +316,8 @@ def export_run(cfg: DistillConfig, members: list[dict], out_dir: str | Path, *, 
         selection = {"test_rmse": m["test_rmse"], "test_mae": m["test_mae"], "best_epoch": m["best_epoch"],
                      "best_val_rmse": m["best_val_rmse"]}
         cards[m["member"]] = export_student(run.cfg, run.split, m["state_dict"], folder, member=m["member"],
-                                            selection=selection, teacher_fn=teacher_fn, teacher_info=teacher_card)
+                                            selection=selection, teacher_fn=teacher_fn, teacher_info=teacher_card,
+                                            test_rows=False)
         folders[m["member"]] = str(folder)
         if m is best:
             for item in sorted(folder.iterdir()):
@@ -270,7 +337,7 @@ def export_stored_run(run_id: str, member: str, store=None) -> bytes:
     """A zip (bytes) of one stored run's student export, for the Runs page's download button."""
     import tempfile
 
-    from ..runs.runstore import RunStore
+    from .runstore import RunStore
 
     store = store or RunStore()
     info = store.get_run(run_id)
