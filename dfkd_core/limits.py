@@ -23,35 +23,16 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .arch import ARCH_CAPS, ARCH_FORMS, parse_arch, short as _short  # noqa: F401 - limits' caps, kept importable here
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import DistillConfig
 
-ARCH_CAPS = {"mlp": 10_000, "cnn": 256, "rbf": 10_000}  # largest units / filters of a model string
-ARCH_FORMS = "'mlp<units>', 'cnn<filters>', 'rbf<units>'"
 DEFAULT_MEMORY_GB = 4.0
 DEFAULT_WORK = 1e16
 FLOAT_BYTES = 4  # float32 everywhere in the engine
 TEACHER_TRAIN_EPOCHS = {"image": 100, "tabular": 300, "composition": 0}  # teachers.train_torch_teacher's limits
-
-
-def parse_arch(arch: str, setting: str = "model") -> tuple[str, int]:
-    """'mlp500' → ('mlp', 500), refusing other forms and sizes above ARCH_CAPS."""
-    text = arch if isinstance(arch, str) else repr(arch)
-    for prefix, cap in ARCH_CAPS.items():
-        digits = text[len(prefix):]
-        if text.startswith(prefix) and digits.isdigit() and digits.isascii():
-            if len(digits) > 12 or not 1 <= int(digits) <= cap:
-                what = "filters" if prefix == "cnn" else "units"
-                raise ConfigError(f"The {setting!r} parameter must have 1 to {cap} {what} ('{prefix}1' … '{prefix}{cap}'). "
-                                  f"Got {_short(text)} instead.")
-            return prefix, int(digits)
-    raise ConfigError(f"The {setting!r} parameter must be one of {ARCH_FORMS}, 'svr'. Got {_short(text)} instead.")
-
-
-def _short(text: str) -> str:
-    return repr(text) if len(text) <= 60 else f"{text[:40]!r}… ({len(text)} characters)"
 
 
 # ---------------------------------------------------------------- model sizes
