@@ -187,7 +187,8 @@ class RunStore:
         full, so that a run's final status (failed: disk full) can still be written."""
         path = self.home / "reserve.bin"
         try:
-            if not path.exists() or path.stat().st_size < RESERVE_BYTES:
+            if (not path.exists() or path.stat().st_size < RESERVE_BYTES) and \
+                    shutil.disk_usage(self.home).free > 2 * RESERVE_BYTES:  # never the last free space
                 with open(path, "wb") as fh:
                     fh.write(b"\0" * RESERVE_BYTES)
         except OSError:
