@@ -83,11 +83,12 @@ def run(args) -> int:
 
     from ..data.user import original_name
     from ..engine.context import prepare_run
-    from ..models.user_models import store_user_inputs, uses_user_inputs
+    from ..models.user_models import plan_cli_box, store_user_inputs, uses_user_inputs
 
     cfg = config_from_args(args)
     if uses_user_inputs(cfg):
         cfg = store_user_inputs(cfg)  # the run (and --export's card) names the stored copies
+        plan_cli_box(cfg, [args.export])  # a teacher file is loaded inside a box that writes only --export
     members = cfg.members()
     total = cfg.epochs * len(members)
     done = 0
@@ -139,7 +140,7 @@ def run(args) -> int:
         if exported:
             row["export"] = exported.get(m.member)
         if args.json:
-            print(json.dumps(row))
+            print(json.dumps(_finite(row), allow_nan=False))  # NaN / inf as null: the line stays JSON
         else:
             print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
                   f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")
@@ -194,6 +195,17 @@ def _export(args, cfg, result, run_ctx) -> dict:
     return {member: {"dir": cards["folders"][member], "top_level": member == cards["best"], "test_rmse_raw": card["student"]["test_rmse_raw"],
                      "parameters": card["student"]["parameters"], "latency_seconds": card["student"]["latency_seconds"]}
             for member, card in cards["students"].items()}
+
+
+def _finite(value):
+    """`value` with every NaN / inf float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ci() -> bool:
