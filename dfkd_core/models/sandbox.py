@@ -136,6 +136,19 @@ _plan: Box | None = None  # what a process that will load a user's model (the CL
 _warned = False
 
 
+_own_process = False  # `python -m dfkd_core` (not main() called inside another program, such as the tests)
+
+
+def own_process() -> None:
+    """Mark this process as the CLI's own (dfkd_core/__main__.py): the CLI may then box it."""
+    global _own_process
+    _own_process = True
+
+
+def owns_process() -> bool:
+    return _own_process
+
+
 def confined() -> BoxState | None:
     """This process's box, or None when it was never confined."""
     return _state

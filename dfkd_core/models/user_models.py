@@ -3,6 +3,7 @@ regressor or an HTTP endpoint — loaded without ever unpickling, probed before 
 wrapped so that the teacher sees inputs in its own units while the engine works standardized."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -115,6 +116,20 @@ class CallDeadline:
                 os._exit(1)
 
 
+@contextlib.contextmanager
+def memory_reason():
+    """A teacher call that runs out of memory (RLIMIT_AS in the box) ends with the reason."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+            from ..limits import memory_budget_gb
+
+            raise ModelError(f"The teacher ran out of memory: one call needs more than the run's budget of "
+                             f"{memory_budget_gb():g} GB (DFKD_MAX_MEMORY_GB).") from None
+        raise
+
+
 def _print_and_exit(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     os._exit(2)
@@ -140,7 +155,7 @@ class TeacherBoundary(nn.Module):
         x = z.flatten(1) * self.x_std + self.x_mean
         if len(self.input_shape) > 1:
             x = x.reshape(-1, *self.input_shape)
-        with DEADLINE:
+        with DEADLINE, memory_reason():
             out = one_per_row(self.model(x), z.shape[0])
         require_finite(out)
         return (out - self.y_mean) / self.y_std
@@ -656,7 +671,7 @@ def wrap_user_model(kind: str, model, split: Split, x_mean: np.ndarray, x_std: n
 
     def predict(z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
-        with DEADLINE:
+        with DEADLINE, memory_reason():
             out = np.asarray(model(z * xs64 + xm64), dtype=np.float64)
         out = one_per_row(torch.from_numpy(out.copy()), len(z)).numpy()
         bad = int((~np.isfinite(out)).sum())
@@ -671,7 +686,7 @@ def raw_teacher_function(kind: str, model) -> Callable[[np.ndarray], np.ndarray]
     """The user's model on raw inputs (n, d) → (n,) as numpy (for labelling spec points and latency)."""
     if kind in ("torchscript", "state_dict"):
         def predict(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad(), DEADLINE:
+            with torch.no_grad(), DEADLINE, memory_reason():
                 out = model(torch.as_tensor(np.asarray(x, dtype=np.float32)))
             out = one_per_row(out, len(x))
             require_finite(out)
@@ -679,7 +694,7 @@ def raw_teacher_function(kind: str, model) -> Callable[[np.ndarray], np.ndarray]
         return predict
 
     def black_box(x: np.ndarray) -> np.ndarray:
-        with DEADLINE:
+        with DEADLINE, memory_reason():
             out = one_per_row(torch.from_numpy(np.asarray(model(x), dtype=np.float64).copy()), len(x))
         require_finite(out)
         return out.numpy()
@@ -794,7 +809,7 @@ def box_run_worker(cfg, run_dir: str | Path, db_path: str | Path, fail: Callable
     no network; a teacher call past its deadline ends the run through `fail(reason)`. Returns a
     line for the worker's log ('' when the run's teacher is no user file: nothing to box)."""
     global _store_keeper
-    if not user_model_file(cfg):
+    if not user_model_file(cfg) or not sandbox.owns_process():  # work() called inside another program: no box
         return ""
     import sqlite3
 
@@ -822,8 +837,9 @@ def box_run_worker(cfg, run_dir: str | Path, db_path: str | Path, fail: Callable
 
 def plan_cli_box(cfg, write_dirs: list[str]) -> None:
     """The CLI about to distill a user's teacher file: it will box itself when it loads it, then
-    write only `write_dirs` (--export's folder, created now)."""
-    if not user_model_file(cfg):
+    write only `write_dirs` (--export's folder, created now). Only in `python -m dfkd_core`'s own
+    process: main() called inside another program (the tests) loads as a library does."""
+    if not user_model_file(cfg) or not sandbox.owns_process():
         return
     dirs = []
     for d in write_dirs:
