@@ -11,8 +11,10 @@
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
                 trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
-                state_dict, skops, HTTP — never unpickled); export (the student to take away:
-                TorchScript + ONNX on raw inputs, model.json card)
+                state_dict, skops, HTTP — never unpickled; TorchScript gated by an op allow-list, skops by
+                exact types, archives checked before they expand); sandbox (the box a user's model runs
+                in: Landlock, seccomp, rlimits); export (the student to take away: TorchScript + ONNX on
+                raw inputs, model.json card)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
