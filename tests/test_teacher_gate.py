@@ -290,3 +290,16 @@ def test_archive_entry_count_and_total_size_are_capped(tmp_path, monkeypatch):
     monkeypatch.setenv("DFKD_MAX_MEMORY_GB", "0.000001")
     with pytest.raises(ModelError, match=r"above the memory budget of 1e-06 GB \(DFKD_MAX_MEMORY_GB\)"):
         check_archive(honest, "teacher")
+
+
+def test_the_dashboards_server_process_never_loads_a_users_model(tmp_path, csv, monkeypatch):
+    """In the Streamlit server a user's file is only ever loaded by child processes."""
+    from dfkd_core.models import user_models
+
+    honest = write_torchscript(tmp_path / "honest.pt", RawReLUTeacher())
+    monkeypatch.setattr(user_models, "_in_streamlit_server", lambda: True)
+    with pytest.raises(ModelError, match="never loaded in the dashboard's server process"):
+        load_user_model(honest)
+    sd = tmp_path / "sd.pt"
+    torch.save(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).state_dict(), sd)
+    assert teacher_input_dim(sd, "tanh") == 4  # the page's question is answered by the checker process

@@ -329,8 +329,21 @@ def enter(box: Box) -> BoxState:
 
 
 def exposed() -> bool:
-    """The dashboard listens beyond loopback (it sets DFKD_EXPOSED=1 for itself and its workers)."""
-    return os.environ.get("DFKD_EXPOSED", "") == "1"
+    """The dashboard listens beyond loopback: DFKD_EXPOSED=1 (what its workers inherit), or, in the
+    Streamlit server itself, a server.address that is no loopback address."""
+    if os.environ.get("DFKD_EXPOSED", "") == "1":
+        return True
+    if "streamlit" in sys.modules:
+        try:
+            from streamlit import config
+
+            address = str(config.get_option("server.address") or "")
+        except Exception:  # noqa: BLE001 - no such option: assume exposed
+            return True
+        if address not in ("127.0.0.1", "localhost", "::1"):
+            os.environ["DFKD_EXPOSED"] = "1"  # the workers it starts inherit it
+            return True
+    return False
 
 
 def refuse_unconfined() -> None:

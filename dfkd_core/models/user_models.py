@@ -496,6 +496,7 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
 
 _checking = False  # this process is the model checker (check_main)
 _checked: set[tuple[str, int, int]] = set()  # files this process had checked: (path, size, mtime)
+_answers: dict[tuple, dict] = {}  # the checker's answers, by (path, size, mtime, activation, budget)
 
 
 def _box_before_loading(source: str | Path, kind: str, activation: str) -> None:
@@ -534,6 +535,13 @@ def check_model_file(source: str | Path, activation: str = "") -> dict:
     the Python install and the file, writes nothing, no network, memory capped by
     DFKD_MAX_MEMORY_GB, CHECK_TIMEOUT_S wall clock. {'kind', 'in_features'}; ModelError when refused."""
     name = repr(original_name(source))
+    stat = Path(source).stat()
+    key = (str(Path(source).resolve()), stat.st_size, stat.st_mtime_ns, activation, os.environ.get("DFKD_MAX_MEMORY_GB", ""))
+    if key in _answers:  # a page rerun asks again about the same stored upload
+        answer = _answers[key]
+        if answer.get("error"):
+            raise ModelError(answer["error"])
+        return dict(answer)
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
@@ -556,9 +564,13 @@ def check_model_file(source: str | Path, activation: str = "") -> dict:
         said = f": {last[-1][:200]}" if last else ""
         raise ModelError(f"The teacher file {name} could not be checked: the confined checker ended with {how}{said} "
                          "(over the memory budget DFKD_MAX_MEMORY_GB or its time?).")
+    answer = {"error": str(answer["error"]).splitlines()[0][:600]} if answer.get("error") else answer
+    if len(_answers) > 256:
+        _answers.clear()
+    _answers[key] = answer
     if answer.get("error"):
-        raise ModelError(str(answer["error"]).splitlines()[0][:600])
-    return answer
+        raise ModelError(answer["error"])
+    return dict(answer)
 
 
 def check_main(argv: list[str]) -> int:
