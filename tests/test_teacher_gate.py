@@ -61,19 +61,20 @@ class SaveWhileLoading(nn.Module):
     def __init__(self, target: str) -> None:
         super().__init__()
         self.target = target
-        self.net = nn.Linear(4, 1)
+        self.scale = 0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return x.sum(1) * self.scale
 
     @torch.jit.export
-    def __getstate__(self) -> tuple[str, bool]:
-        return (self.target, self.training)
+    def __getstate__(self) -> tuple[str, float, bool]:
+        return (self.target, self.scale, self.training)
 
     @torch.jit.export
-    def __setstate__(self, state: tuple[str, bool]) -> None:
+    def __setstate__(self, state: tuple[str, float, bool]) -> None:
         self.target = state[0]
-        self.training = state[1]
+        self.scale = state[1]
+        self.training = state[2]
         torch.save(torch.ones(1), self.target)
 
 
@@ -111,6 +112,10 @@ def test_the_malicious_files_really_are_malicious_when_run_unguarded(tmp_path):
     assert marker.read_bytes()[:4] == b"AAAA"
     out = torch.jit.script(ReadPasswd())(torch.zeros(1, 4))
     assert float(out) != float(torch.jit.script(ReadPasswd()).net(torch.zeros(1, 4)))
+    saver = write_torchscript(tmp_path / "saver.pt", SaveWhileLoading(str(tmp_path / "saved")))
+    assert not (tmp_path / "saved").exists()
+    torch.jit.load(str(saver))  # loading alone runs __setstate__
+    assert (tmp_path / "saved").exists()
 
 
 def test_graph_gate_names_file_ops_in_forward_submodules_and_setstate(tmp_path):
@@ -143,7 +148,8 @@ def test_malicious_torchscript_teachers_are_refused_from_the_cli_with_one_line(t
     evil = write_torchscript(tmp_path / "evil.pt", WriteOutside(str(marker)))
     reader = write_torchscript(tmp_path / "reader.pt", ReadPasswd())
     loader = write_torchscript(tmp_path / "loader.pt", SaveWhileLoading(str(outside / "setstate")))
-    for path, said in ((evil, "aten::from_file"), (reader, "aten::from_file"), (loader, "")):
+    for path, said in ((evil, "aten::from_file in forward"), (reader, "aten::from_file in forward"),
+                       (loader, "aten::save in __setstate__")):
         done = _cli("distill", "--teacher", str(path), "--data", str(csv), "--target", "y", "--sampler", "gaussian",
                     "--epochs", "1", "--quiet", "--json")
         lines = done.stderr.strip().splitlines()
@@ -163,7 +169,7 @@ def test_the_dashboards_loader_checks_uploads_in_a_confined_process(tmp_path):
     loader = write_torchscript(tmp_path / "loader.pt", SaveWhileLoading(str(outside / "setstate")))
     with pytest.raises(ModelError, match="refused: it holds aten::from_file in forward"):
         check_model_file(evil)
-    with pytest.raises(ModelError, match="teacher file 'loader.pt'"):  # __setstate__ ran in the box: its save failed
+    with pytest.raises(ModelError, match="loader.pt' is refused: it holds aten::save in __setstate__"):  # it ran boxed
         check_model_file(loader)
     assert teacher_input_dim(evil) is None  # what the Distill page calls on an upload
     assert list(outside.iterdir()) == []

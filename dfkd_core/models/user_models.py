@@ -835,6 +835,7 @@ def box_run_worker(cfg, run_dir: str | Path, db_path: str | Path, fail: Callable
     box = sandbox.model_box([p for p in (cfg.teacher_file, cfg.data_file, cfg.input_spec) if p],
                             write=[str(run_dir)], memory=not cuda)
     box.write += [f"{db_path}{suffix}" for suffix in ("", "-wal", "-shm") if Path(f"{db_path}{suffix}").exists()]
+    box.file_bytes = max(box.file_bytes, 2 * Path(db_path).stat().st_size + 2**30)  # the store itself may grow
     if cuda:
         box.devices = sandbox.gpu_devices()
 
