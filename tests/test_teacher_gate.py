@@ -309,3 +309,14 @@ def test_the_dashboards_server_process_never_loads_a_users_model(tmp_path, csv, 
     sd = tmp_path / "sd.pt"
     torch.save(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).state_dict(), sd)
     assert teacher_input_dim(sd, "tanh") == 4  # the page's question is answered by the checker process
+
+
+def test_the_clis_json_lines_hold_null_where_a_number_is_nan():
+    import json
+
+    from dfkd_core.commands.distill import _finite
+
+    row = {"test_rmse": float("nan"), "other": {"last": {"test_mae": float("inf")}}, "seeds": [1.0, float("-inf")], "n": 3}
+    text = json.dumps(_finite(row), allow_nan=False)
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"test_rmse": None, "other": {"last": {"test_mae": None}}, "seeds": [1.0, None], "n": 3}

@@ -58,8 +58,11 @@ DEFAULT_CPU_HOURS = 24.0
 MAX_FILE_BYTES = 8 * 2**30  # no file the box writes grows past this
 MAX_OPEN_FILES = 512
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.syscall.restype = ctypes.c_long
+except (OSError, AttributeError):  # not a Unix libc: no box here
+    _libc = None
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -85,7 +88,7 @@ class _SockFprog(ctypes.Structure):
 
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version (0: no Landlock — an old kernel, or disabled)."""
-    if sys.platform != "linux":
+    if sys.platform != "linux" or _libc is None:
         return 0
     abi = _libc.syscall(SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
     return max(int(abi), 0)
@@ -298,6 +301,10 @@ def enter(box: Box) -> BoxState:
     state = BoxState(landlock_abi=landlock_abi())
     if state.landlock_abi == 0:
         refuse_unconfined()
+    if sys.platform != "linux" or _libc is None:  # no prctl / seccomp / Landlock here: rlimits were never the box alone
+        state.note = "not Linux: no box"
+        _state = state
+        return state
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise ModelError(f"The model's box cannot be set up: prctl(PR_SET_NO_NEW_PRIVS) failed "
                          f"({os.strerror(ctypes.get_errno())}).")

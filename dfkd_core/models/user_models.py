@@ -459,7 +459,7 @@ def load_user_model(source: str | Path, *, activation: str = "", timeout: float 
     name = repr(original_name(source))
     if kind == "http":
         return kind, HttpModel(str(source), timeout=timeout, retries=retries, query_budget=query_budget)
-    if kind in ("torchscript", "skops"):
+    if kind in ("torchscript", "skops") or zipfile.is_zipfile(source):  # torch.save's zip too
         check_archive(source, "teacher")
     _box_before_loading(source, kind, activation)
     if kind == "torchscript":
