@@ -2,12 +2,10 @@
 each sampler's points move and the student's error |T − S| shrink where they land."""
 import streamlit as st
 
-import app
-from dfkd_core.dashboard import figures
-from dfkd_core.experiments import playground
-from dfkd_core.errors import DfkdError
+from dfkd_core import dashboard
+from dfkd_core.dashboard import figures, playground, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Sampler playground")
 
 with st.expander("What is this?"):
@@ -84,7 +82,7 @@ if "pg_state" not in st.session_state:
     try:
         with st.spinner("Training the teacher of this function (about a second, once)…"):
             st.session_state["pg_state"] = playground.Playground.create(cfg)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(str(exc))
         st.stop()
 state: playground.Playground = st.session_state["pg_state"]
@@ -124,7 +122,7 @@ def canvases() -> None:
     columns = st.columns(len(frames))
     for index, (column, (name, frame)) in enumerate(zip(columns, frames.items())):
         with column:
-            st.plotly_chart(figures.playground_canvas(frame, state.axes(), region, name, zmax, playground.PLANE, index),
+            st.plotly_chart(figures.playground_canvas(frame, state.axes(), region, name, zmax, playground.PLANE),
                             key=f"pg_canvas_{index}")
             st.caption("Grey: the student's error |T − S| (white: it matches the teacher); dashed: where the real "
                        "data lived; dots: the last batch" + (", arrows from where each point started." if frame.starts is not None else "."))

@@ -259,7 +259,7 @@ def test_bench_playground_prints_ms_per_step_for_every_sampler(capsys):
 
 # ------------------------------------------------------------------ the page
 def start_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     at.switch_page("pages/playground.py").run()
     assert not at.exception, at.exception

@@ -174,7 +174,7 @@ def test_the_dashboards_loader_checks_uploads_in_a_confined_process(tmp_path):
     assert teacher_input_dim(evil) is None  # what the Distill page calls on an upload
     assert list(outside.iterdir()) == []
     honest = write_torchscript(tmp_path / "honest.pt", RawReLUTeacher())
-    assert check_model_file(honest) == {"kind": "torchscript", "in_features": None}
+    assert check_model_file(honest) == {"kind": "torchscript", "in_features": 4}  # its first Linear
     sd = tmp_path / "sd.pt"
     torch.save(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).state_dict(), sd)
     assert teacher_input_dim(sd, "tanh") == 3
