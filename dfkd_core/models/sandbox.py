@@ -340,10 +340,9 @@ def exposed() -> bool:
     Streamlit server itself, a server.address that is no loopback address."""
     if os.environ.get("DFKD_EXPOSED", "") == "1":
         return True
-    if "streamlit" in sys.modules:
+    config = sys.modules.get("streamlit.config")  # in the server (looked up, never imported here)
+    if config is not None:
         try:
-            from streamlit import config
-
             address = str(config.get_option("server.address") or "")
         except Exception:  # noqa: BLE001 - no such option: assume exposed
             return True

@@ -520,11 +520,11 @@ def _box_before_loading(source: str | Path, kind: str, activation: str) -> None:
 
 
 def _in_streamlit_server() -> bool:
-    if "streamlit" not in sys.modules:
+    """This process serves the dashboard (Streamlit's runtime exists; looked up, never imported here)."""
+    runtime = sys.modules.get("streamlit.runtime")
+    if runtime is None:
         return False
     try:
-        from streamlit import runtime
-
         return bool(runtime.exists())
     except Exception:  # noqa: BLE001 - another streamlit: assume a server
         return True
