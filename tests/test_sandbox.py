@@ -183,16 +183,3 @@ def test_user_teacher_runs_are_boxed_and_their_faults_end_them_failed(tmp_path, 
     assert "ran out of memory" in info["greedy"].error and "DFKD_MAX_MEMORY_GB" in info["greedy"].error
     assert store.integrity_check() == "ok"
 
-
-def test_without_landlock_user_models_are_refused_on_an_exposed_server_unless_opted_in(monkeypatch):
-    monkeypatch.setattr(sandbox, "_warned", False)
-    monkeypatch.setenv("DFKD_EXPOSED", "1")
-    monkeypatch.delenv("DFKD_ALLOW_UNCONFINED_MODELS", raising=False)
-    with pytest.raises(sandbox.ModelError, match="no Landlock.*exposed beyond loopback.*DFKD_ALLOW_UNCONFINED_MODELS=1"):
-        sandbox.refuse_unconfined()
-    monkeypatch.setenv("DFKD_ALLOW_UNCONFINED_MODELS", "1")
-    with pytest.warns(RuntimeWarning, match="no Landlock"):
-        sandbox.refuse_unconfined()
-    monkeypatch.delenv("DFKD_EXPOSED")
-    monkeypatch.delenv("DFKD_ALLOW_UNCONFINED_MODELS")
-    sandbox.refuse_unconfined()  # loopback only: runs, the warning already said once

@@ -320,3 +320,17 @@ def test_the_clis_json_lines_hold_null_where_a_number_is_nan():
     text = json.dumps(_finite(row), allow_nan=False)
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"test_rmse": None, "other": {"last": {"test_mae": None}}, "seeds": [1.0, None], "n": 3}
+
+
+def test_without_landlock_user_models_are_refused_on_an_exposed_server_unless_opted_in(monkeypatch):
+    monkeypatch.setattr(sandbox, "_warned", False)
+    monkeypatch.setenv("DFKD_EXPOSED", "1")
+    monkeypatch.delenv("DFKD_ALLOW_UNCONFINED_MODELS", raising=False)
+    with pytest.raises(ModelError, match="no Landlock.*exposed beyond loopback.*DFKD_ALLOW_UNCONFINED_MODELS=1"):
+        sandbox.refuse_unconfined()
+    monkeypatch.setenv("DFKD_ALLOW_UNCONFINED_MODELS", "1")
+    with pytest.warns(RuntimeWarning, match="no Landlock"):
+        sandbox.refuse_unconfined()
+    monkeypatch.delenv("DFKD_EXPOSED")
+    monkeypatch.delenv("DFKD_ALLOW_UNCONFINED_MODELS")
+    sandbox.refuse_unconfined()  # loopback only: runs, the warning already said once
