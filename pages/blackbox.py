@@ -48,7 +48,7 @@ def live() -> None:
                                  help="Follows the newest snapshot until you move it.",
                                  **dashboard.epoch_widget(st.session_state, "bb_epoch", view.snapshot_epochs))
         st.markdown("**Constraint of the synthetic batch** (amino-acid fractions: each row sums to 1, every fraction ≥ 0)")
-        st.dataframe(dashboard.plain_columns(dashboard.constraint_table(view, epoch)), hide_index=True, width="stretch")
+        ui.table(dashboard.plain_columns(dashboard.constraint_table(view, epoch)), hide_index=True)
         st.caption(dashboard.CAPTIONS["constraint"])
     if polling and not view.active:
         st.rerun()
@@ -59,4 +59,4 @@ live()
 view = dashboard.load_view(run_id)
 if ui.results_section(view, "Teacher (SVR) test RMSE", "bb_bars"):
     st.markdown("**Teacher queries** (points sent to the black box, per student)")
-    st.dataframe(dashboard.plain_columns(dashboard.teacher_queries(view)), hide_index=True, width="stretch")
+    ui.table(dashboard.plain_columns(dashboard.teacher_queries(view)), hide_index=True)

@@ -292,7 +292,7 @@ def live() -> None:
                           "Figure 6): the epoch-0 spike no longer hides gaps of 0.01 between samplers.")
     a, b = st.columns(2)
     a.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, smoothing, zoom=zoom), key="rmse_chart")
-    a.caption(dashboard.CAPTIONS["val_rmse"])
+    a.caption(dashboard.CAPTIONS["val_rmse_data_free" if view.data_free else "val_rmse"])
     b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
     b.caption(dashboard.CAPTIONS["loss_xg"])
     st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
@@ -341,7 +341,7 @@ def synthetic_points() -> None:
     st.plotly_chart(figures.projection_scatter(proj.points, proj.method, epoch), key="proj_chart")
     st.caption(dashboard.CAPTIONS["projection"] + ("" if plane else " UMAP's transform pulls far-away points toward "
                "the real ones: the distance to the nearest real training point (input space) is in the hover and here."))
-    st.dataframe(dashboard.plain_columns(proj.summary), hide_index=True, width="stretch")
+    ui.table(dashboard.plain_columns(proj.summary), hide_index=True)
     if not proj_polling and dashboard.umap_warming(run_id):
         st.rerun()  # UMAP started warming up just now: rerun so this section polls until it is ready
 

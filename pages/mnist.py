@@ -75,4 +75,4 @@ if not view.results.empty:
     c1.metric("Teacher test MAE", dashboard.teacher_row(view, "test_mae"))
     c2.plotly_chart(figures.result_bars(numbers, view.run.teacher_test_mae, metric="test_mae"), key="mnist_bars")
     c2.caption(dashboard.CAPTIONS["results"])
-    st.dataframe(table, hide_index=True, width="stretch")
+    ui.table(table, hide_index=True)

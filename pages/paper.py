@@ -12,7 +12,7 @@ ui.ensure_routed()
 
 def tables_section(table: int) -> None:
     st.markdown("**The paper's numbers** (mean ± sd over its runs)")
-    st.dataframe(dashboard.paper_table(table), width="stretch")
+    ui.table(dashboard.paper_table(table))
     groups = dashboard.stored_reproductions(table)
     if groups.empty:
         st.info(f"No stored runs of Table {table} yet: our reproduction appears beside the paper's numbers once "
@@ -31,7 +31,7 @@ def tables_section(table: int) -> None:
                                    "Strictly data-free selection (synthetic points)"])
     for tab, protocol in ((paper_tab, "validation"), (free_tab, "synthetic")):
         with tab:
-            st.dataframe(dashboard.reproduction_table(cells, table, protocol), width="stretch")
+            ui.table(dashboard.reproduction_table(cells, table, protocol))
             for line in dashboard.paper_claims(cells, table, protocol):
                 st.markdown(line)
 
@@ -61,7 +61,7 @@ def progress_section(table: int) -> None:
         return
     if not active.empty:
         st.markdown(f"**Running:** {len(active)} run(s) of Table {table}")
-        st.dataframe(active, hide_index=True, width="stretch")
+        ui.table(active, hide_index=True)
     if tail:
         st.code(tail, language=None)
 

@@ -18,7 +18,7 @@ try:
 except dashboard.DfkdError as exc:
     st.error(dashboard.plain(exc))
     st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
+ui.table(table, hide_index=True)
 if table.empty:
     st.info("No stored runs match. Start one on the Distill page.")
     st.stop()
@@ -46,7 +46,7 @@ final = dashboard.compare_results(selected)
 if final.empty:
     st.caption("No finished results among the selected runs yet.")
 else:
-    st.dataframe(final, hide_index=True, width="stretch")
+    ui.table(final, hide_index=True)
 
 st.subheader("Export")
 e1, e2, e3 = st.columns(3)

@@ -77,6 +77,7 @@ def test_a_data_free_run_shows_no_teacher_error_of_zero_no_real_test_set_and_no_
     assert [m.value for m in at.metric if m.value == "0.0000"] == []
     page_text = " ".join(shown(c.value) for c in [*at.caption, *at.markdown, *at.info])
     assert "real test set" not in page_text and "teacher test RMSE 0.0000" not in page_text
+    assert "real validation data" not in page_text and "grey dashed line" not in page_text
     table = at.dataframe[-1].value
     score_columns = [c for c in table.columns if c.startswith("test_rmse")]
     assert len({tuple(table[c]) for c in score_columns}) == len(score_columns), table.columns  # no twin columns
@@ -186,17 +187,31 @@ def test_digits_are_square_and_error_bars_and_single_points_show_on_a_dark_page(
     assert teacher.x[1] > teacher.x[0]  # a visible line, not a point
 
 
-def test_every_table_on_the_pages_stretches_to_the_page_and_no_deprecated_width_argument_is_used():
+def test_every_table_on_the_pages_is_drawn_by_ui_table_and_no_deprecated_width_argument_is_used():
     sources = [*sorted((REPO / "pages").glob("*.py")), REPO / "dfkd_core" / "dashboard" / "ui.py", REPO / "app.py"]
-    narrow = []
+    direct = []
     for path in sources:
         text = path.read_text(encoding="utf-8")
         assert "use_container_width" not in text, path.name
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("dataframe", "data_editor"):
                 if not any(k.arg == "width" for k in node.keywords):
-                    narrow.append(f"{path.name}:{node.lineno}")
-    assert narrow == []
+                    direct.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "dataframe" and path.name != "ui.py":
+                direct.append(f"{path.name}:{node.lineno} (st.dataframe: use ui.table)")
+    assert direct == []
+
+
+def test_a_table_sizes_its_columns_to_their_content_and_says_when_it_scrolls_sideways():
+    from dfkd_core.dashboard import ui
+
+    narrow = pd.DataFrame({"id": ["20261202-043626-143-d125"], "n": [3]})
+    wide = pd.DataFrame({f"column {i}": ["a value of some length"] for i in range(12)})
+    assert ui.column_widths(narrow)["n"] < ui.column_widths(narrow)["id"] <= ui.MAX_COLUMN_PX
+    assert sum(ui.column_widths(narrow).values()) <= ui.FIT_PX < sum(ui.column_widths(wide).values())
+    stored_run(DistillConfig(samplers=("direct",), epochs=3))
+    at = start_app("pages/runs.py")
+    assert any("scroll the table sideways" in c.value for c in at.caption)  # the runs table has 13 columns
 
 
 def test_the_model_card_of_a_config_names_files_not_server_paths():
@@ -206,3 +221,12 @@ def test_the_model_card_of_a_config_names_files_not_server_paths():
                                                    "teacher_url": "https://models.example.org/predict"}, "n": [1, "/a/b.csv"]})
     assert json.dumps(card) == json.dumps({"configuration": {"teacher_file": "0a1b.pt", "data_file": "",
                                                              "teacher_url": "https://models.example.org/predict"}, "n": [1, "b.csv"]})
+
+
+def test_selections_that_chose_the_same_students_share_one_column_named_after_each():
+    rows = [dict(member=f"direct|1|{seed}", sampler="direct", alpha="1", seed=seed, test_rmse=v, test_mae=v / 2, best_epoch=1,
+                 best_val_rmse=v, other_selections={"synthetic": [1, v, v / 2], "last": [2, v + 0.1, v]}, teacher_queries=0,
+                 weights=None) for seed, v in enumerate([0.2, 0.3])]
+    table, _ = dashboard.result_summary(pd.DataFrame(rows))
+    assert [c for c in table.columns if c.startswith("test_rmse")] == [
+        "test_rmse (validation-selected, paper = synthetic-selected, data-free)", "test_rmse (last-selected, data-free)"]

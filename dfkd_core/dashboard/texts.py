@@ -47,6 +47,8 @@ PAGE_INTRO = {
 CAPTIONS = {
     "val_rmse": "Each line is one sampler's student: its error on held-out real validation data, lower is better. "
                 "The grey dashed line is the teacher on the same data; students rarely go below it.",
+    "val_rmse_data_free": "Each line is one sampler's student: its distance to your teacher on validation points drawn "
+                          "from your input spec (the teacher labels them: no real data), lower is better.",
     "val_mae": "Each line is one sampler's student: its mean absolute error on held-out real digits, lower is "
                "better (0.5 means it is off by half a digit on average).",
     "loss_xg": "How badly the student copies the teacher on each epoch's synthetic batch x_g (log scale). A sampler "

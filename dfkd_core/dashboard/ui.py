@@ -87,7 +87,7 @@ def results_section(view, teacher_label: str, key: str) -> bool:
     if view.results.empty:
         return False
     st.subheader("Test RMSE per sampler")
-    table, numbers = dashboard.view_summary(view)
+    summary, numbers = dashboard.view_summary(view)
     c1, c2 = st.columns([1, 3])
     if view.data_free:
         c1.metric("Teacher", dashboard.teacher_row(view), help=dashboard.CAPTIONS["teacher_data_free"])
@@ -95,6 +95,33 @@ def results_section(view, teacher_label: str, key: str) -> bool:
         c1.metric(teacher_label, dashboard.teacher_row(view))
     c2.plotly_chart(figures.result_bars(numbers, view.teacher_rmse), key=key)
     c2.caption(dashboard.CAPTIONS["results_data_free" if view.data_free else "results"])
-    st.dataframe(table, hide_index=True, width="stretch")
+    table(summary, hide_index=True)
     st.caption(dashboard.CAPTIONS["selections_data_free" if view.data_free else "selections"])
     return True
+
+
+CHAR_PX, PAD_PX = 7, 22  # a table cell's width: about this many pixels per character, plus padding
+MAX_COLUMN_PX = 300  # a longer value is cut with an ellipsis (hover the cell to read it whole)
+FIT_PX = 1000  # wider tables than this scroll sideways on a 1500 px window: the caption says so
+
+
+def column_widths(frame) -> dict[str, int]:
+    """Each column's width in pixels, from its header and its longest value (capped)."""
+    widths = {}
+    for name in frame.columns:
+        longest = max([len(str(name))] + [len(str(v)) for v in frame[name].head(200)])
+        widths[str(name)] = min(MAX_COLUMN_PX, CHAR_PX * longest + PAD_PX)
+    return widths
+
+
+def table(frame, *, column_config: dict | None = None, **kwargs) -> None:
+    """st.dataframe as wide as the page, each column as wide as its content needs (long text cut,
+    whole on hover), the first column pinned; a table wider than the page says that it scrolls
+    sideways (the browser's scrollbar only shows on hover)."""
+    widths = column_widths(frame)
+    config = {name: st.column_config.Column(width=px, pinned=True if i == 0 else None)
+              for i, (name, px) in enumerate(widths.items())}
+    config.update(column_config or {})
+    st.dataframe(frame, width="stretch", column_config=config, **kwargs)
+    if sum(widths.values()) > FIT_PX:
+        st.caption(f"{len(widths)} columns: scroll the table sideways (Shift + wheel) for the rest.")

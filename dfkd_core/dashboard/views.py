@@ -304,12 +304,17 @@ def _fmt(mean: float, sd: float) -> str:
 
 
 def selection_label(metric: str, names: Sequence[str], data_free: bool = False) -> str:
-    """'test_rmse (validation-selected, paper)', 'test_rmse (last- and synthetic-selected, data-free)':
-    the column of students selected by `names` (several when they chose the same students). On a
-    data-free run every selection is data-free: its validation points are the teacher's labels too."""
-    kind = "paper" if list(names) == ["validation"] and not data_free else "data-free"
-    words = ", ".join(f"{n}-" for n in names[:-1]) + (" and " if len(names) > 1 else "") + f"{names[-1]}-selected"
-    return f"{metric} ({words}, {kind})"
+    """The header of the students selected by `names` (several when they chose the same students):
+    'test_rmse (validation-selected, paper)', 'test_rmse (validation-selected, paper = last-selected,
+    data-free)', 'test_rmse (last- and synthetic-selected, data-free)'. On a data-free run every
+    selection is data-free: its validation points are the teacher's labels too."""
+    def joined(items: Sequence[str]) -> str:
+        return ", ".join(f"{n}-" for n in items[:-1]) + (" and " if len(items) > 1 else "") + f"{items[-1]}-selected"
+
+    paper = [n for n in names if n == "validation" and not data_free]
+    free = [n for n in names if n not in paper]
+    parts = ([f"{joined(paper)}, paper"] if paper else []) + ([f"{joined(free)}, data-free"] if free else [])
+    return f"{metric} ({' = '.join(parts)})"
 
 
 def result_summary(results: pd.DataFrame, metric: str = "test_rmse", selection: str = "validation",
