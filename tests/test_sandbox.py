@@ -183,3 +183,15 @@ def test_user_teacher_runs_are_boxed_and_their_faults_end_them_failed(tmp_path, 
     assert "ran out of memory" in info["greedy"].error and "DFKD_MAX_MEMORY_GB" in info["greedy"].error
     assert store.integrity_check() == "ok"
 
+
+
+def test_a_hanging_teacher_ends_the_cli_with_one_line_at_its_deadline(tmp_path, csv):
+    path = write_torchscript(tmp_path / "hang.pt", HangingTeacher())
+    env = dict(os.environ, PYTHONPATH=str(REPO), DFKD_TEACHER_DEADLINE_S="3")
+    done = subprocess.run([sys.executable, "-m", "dfkd_core", "distill", "--teacher", str(path), "--data", str(csv),
+                           "--target", "y", "--sampler", "gaussian", "--epochs", "1", "--quiet", "--json"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: The teacher call exceeded 3 s (DFKD_TEACHER_DEADLINE_S): its forward never returned in time, so the run was ended."]
+    assert done.stdout == ""
