@@ -334,3 +334,14 @@ def test_without_landlock_user_models_are_refused_on_an_exposed_server_unless_op
     monkeypatch.delenv("DFKD_EXPOSED")
     monkeypatch.delenv("DFKD_ALLOW_UNCONFINED_MODELS")
     sandbox.refuse_unconfined()  # loopback only: runs, the warning already said once
+
+
+def test_a_dashboard_listening_beyond_loopback_marks_itself_exposed_for_its_workers(monkeypatch):
+    import types
+
+    monkeypatch.setenv("DFKD_EXPOSED", "0")  # recorded, so the variable is restored after the test
+    fake = types.SimpleNamespace(get_option=lambda name: "127.0.0.1")
+    monkeypatch.setitem(sys.modules, "streamlit.config", fake)
+    assert sandbox.exposed() is False and os.environ["DFKD_EXPOSED"] == "0"
+    fake.get_option = lambda name: "0.0.0.0"
+    assert sandbox.exposed() is True and os.environ["DFKD_EXPOSED"] == "1"  # what jobs.submit passes on

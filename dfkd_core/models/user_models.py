@@ -996,6 +996,7 @@ def store_upload(name: str, data: bytes, role: str) -> str:
     """An uploaded file stored under DFKD_HOME/user_files (content-addressed, its name kept)."""
     import tempfile
 
+    sandbox.exposed()  # an exposed server marks itself (DFKD_EXPOSED=1) for the workers it will start
     if not data:
         raise ModelError(f"The uploaded {role} file {name!r} is empty.")
     with tempfile.TemporaryDirectory() as tmp:
