@@ -13,7 +13,9 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
                 trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
-                state_dict, skops, HTTP — never unpickled)
+                state_dict, skops, HTTP — never unpickled; TorchScript gated by an op allow-list, skops by
+                exact types, archives checked before they expand); sandbox (the box a user's model runs
+                in: Landlock, seccomp, rlimits)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)
     userrun     a user's run in one place (CLI and page): their teacher / data / spec / target / units / activation
