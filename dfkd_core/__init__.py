@@ -5,8 +5,8 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
     errors, registry, paths, device     the ground floor: error types, registries of parts, folders, CPU/GPU
     config      DistillConfig (every hyperparameter, the paper's defaults) and presets; the one place every
                 setting is read and checked (CLI, --set, config files, URL, widgets)
-    arch        model strings ('mlp500', 'cnn10', 'rbf100') and their size caps (ARCH_CAPS)
-    limits      memory / work budgets checked before a run starts (re-exports arch's caps)
+    caps        model strings ('mlp500', 'cnn10', 'rbf100') and their size caps; the budgets' environment variables
+    limits      memory / work budgets checked before a run starts (re-exports caps)
     events      what a run reports: TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult
     data/       catalog (the DatasetSpec registry), parsers, download, protocol (the paper's split)
                 → split (train/val/test + priors); user: the user's CSV / Parquet or input spec

@@ -372,7 +372,7 @@ def refuse_unconfined() -> None:
 
 
 def memory_budget_bytes() -> int:
-    from ..limits import memory_budget_gb
+    from ..caps import memory_budget_gb
 
     return int(memory_budget_gb() * 1e9)
 

@@ -125,7 +125,7 @@ def memory_reason():
         yield
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc):
-            from ..limits import memory_budget_gb
+            from ..caps import memory_budget_gb
 
             raise ModelError(f"The teacher ran out of memory: one call needs more than the run's budget of "
                              f"{memory_budget_gb():g} GB (DFKD_MAX_MEMORY_GB).") from None
