@@ -152,7 +152,7 @@ class Greedy(nn.Module):
 
 
 def test_user_teacher_runs_are_boxed_and_their_faults_end_them_failed(tmp_path, csv, monkeypatch):
-    from dfkd_core.models.user_models import store_user_inputs
+    from dfkd_core.userrun import store_user_inputs
     from dfkd_core.runs import jobs
     from dfkd_core.runs.runstore import RunStore
 
