@@ -7,16 +7,18 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
                 rename (a planted link is never followed), JSON with null for NaN
     config      DistillConfig (every hyperparameter, the paper's defaults) and presets; the one place every
                 setting is read and checked (CLI, --set, config files, URL, widgets)
-    arch        model strings ('mlp500', 'cnn10', 'rbf100') and their size caps (ARCH_CAPS)
-    limits      memory / work budgets checked before a run starts (re-exports arch's caps)
+    caps        model strings ('mlp500', 'cnn10', 'rbf100') and their size caps; the budgets' environment variables
+    limits      memory / work budgets checked before a run starts (re-exports caps)
     events      what a run reports: TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult
     data/       catalog (the DatasetSpec registry), parsers, download, protocol (the paper's split)
                 → split (train/val/test + priors); user: the user's CSV / Parquet or input spec
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
                 trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
-                state_dict, skops, HTTP — never unpickled); http_teacher (the
-                HTTP teacher: allowed hosts only, no redirects, one deadline per request, capped answers)
+                state_dict, skops, HTTP — never unpickled; TorchScript gated by an op allow-list, skops by
+                exact types, archives checked before they expand); sandbox (the box a user's model runs
+                in: Landlock, seccomp, rlimits); http_teacher (the HTTP teacher: allowed hosts only, no
+                redirects, one deadline per request, capped answers)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)
     userrun     a user's run in one place (CLI and page): their teacher / data / spec / target / units / activation

@@ -19,18 +19,16 @@ ranges are in config.INT_RANGES.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .arch import ARCH_CAPS, ARCH_FORMS, parse_arch, short as _short  # noqa: F401 - limits' caps, kept importable here
+from .caps import (ARCH_CAPS, ARCH_FORMS, DEFAULT_MEMORY_GB, DEFAULT_WORK, memory_budget_gb, parse_arch,  # noqa: F401
+                   short as _short, work_budget)  # the caps and budgets, kept importable from here
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import DistillConfig
 
-DEFAULT_MEMORY_GB = 4.0
-DEFAULT_WORK = 1e16
 FLOAT_BYTES = 4  # float32 everywhere in the engine
 TEACHER_TRAIN_EPOCHS = {"image": 100, "tabular": 300, "composition": 0}  # teachers.train_torch_teacher's limits
 
@@ -202,27 +200,6 @@ def estimate(cfg: "DistillConfig") -> Estimate:
 
 
 # ---------------------------------------------------------------- budgets
-def memory_budget_gb() -> float:
-    return _env_number("DFKD_MAX_MEMORY_GB", DEFAULT_MEMORY_GB)
-
-
-def work_budget() -> float:
-    return _env_number("DFKD_MAX_WORK", DEFAULT_WORK)
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"The {name!r} environment variable must be a positive number. Got {_short(raw)} instead.")
-    return value
-
-
 def check_budget(cfg: "DistillConfig") -> Estimate:
     """Refuse a run whose estimate exceeds DFKD_MAX_MEMORY_GB or DFKD_MAX_WORK, naming the
     setting(s) responsible; return the estimate otherwise."""

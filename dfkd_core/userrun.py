@@ -19,8 +19,9 @@ from .data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_sp
                         spec_split, store_user_file, table_columns_of, table_split)
 from .errors import ConfigError, DfkdError, ModelError
 from .models.teachers import Teacher, TeacherInfo, evaluate
-from .models.user_models import (ACTIVATIONS, PROBE_SIZE, check_input_count, check_teacher, gradient_samplers_refused,
-                                 load_user_model, raw_teacher_function, teacher_scaling, teacher_source_kind,
+from .models import sandbox
+from .models.user_models import (ACTIVATIONS, PROBE_SIZE, check_input_count, check_model_file, check_teacher,
+                                 gradient_samplers_refused, load_user_model, raw_teacher_function, teacher_scaling, teacher_source_kind,
                                  user_teacher_for, wrap_user_model)
 
 CLEARLY_BETTER = 0.5  # 'auto' takes the units whose validation RMSE is below half the other's
@@ -83,7 +84,8 @@ def check_user_files(cfg) -> None:
     if cfg.teacher_file and not cfg.teacher_file.startswith(("http://", "https://")):
         if not Path(cfg.teacher_file).expanduser().is_file():
             raise ModelError(f"The teacher file {cfg.teacher_file!r} does not exist.")
-        load_user_model(Path(cfg.teacher_file).expanduser(), activation=cfg.teacher_activation)
+        # loaded and gated in a confined checker process: a TorchScript file runs code while it loads
+        check_model_file(Path(cfg.teacher_file).expanduser(), activation=cfg.teacher_activation)
     if cfg.data_file:
         columns = table_columns_of(Path(cfg.data_file).expanduser())
         if cfg.target and cfg.target not in columns:
@@ -124,13 +126,14 @@ def store_upload(name: str, data: bytes, role: str, referenced=None) -> str:
     runs name, so old unused uploads can be swept first)."""
     import tempfile
 
+    sandbox.exposed()  # an exposed server marks itself (DFKD_EXPOSED=1) for the workers it will start
     if not data:
         raise ModelError(f"The uploaded {role} file {name!r} is empty.")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(name).name
         path.write_bytes(data)
-        if role == "teacher":  # checked before it is kept (its activation is asked for afterwards)
-            load_user_model(path, activation="identity")
+        if role == "teacher":  # checked (in a confined checker, never here) before it is kept
+            check_model_file(path, activation="identity")
         elif role == "data":
             table_columns_of(path)  # readable, with a header row
         elif role == "input spec":

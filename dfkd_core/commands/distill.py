@@ -2,12 +2,12 @@
 progress bar on stderr; `--json` ends stdout with one JSON object per run."""
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
 
 from ..config import CHOICES, DistillConfig, preset_config
-from ..files_out import json_text
 
 HELP = "distill a student from a dataset's teacher with the chosen sampler(s) and α schedule(s)"
 
@@ -84,11 +84,15 @@ PROGRESS_EVERY_S = 5.0  # with stderr not a terminal (a log): one plain progress
 
 def run(args) -> int:
     from ..data.user import original_name
+    from ..models.user_models import plan_cli_box
+    from ..runs.runstore import RunStore
     from ..userrun import http_query_plan, query_plan_line, store_user_inputs, units_choice, uses_user_inputs
 
     cfg = config_from_args(args)
     if uses_user_inputs(cfg):
         cfg = store_user_inputs(cfg)  # checked, then kept once: the run (and --export's card) names the stored copies
+        # a teacher file is loaded inside a box that writes only --export and, unless --no-store, this run's store
+        plan_cli_box(cfg, [args.export], store=None if args.no_store else RunStore())
     _check_export_dir(args)
     plan = http_query_plan(cfg)
     if plan is not None:
@@ -132,7 +136,7 @@ def run(args) -> int:
         if exported:
             row["export"] = exported.get(m.member)
         if args.json:
-            print(json_text(row))  # NaN (a student that diverged) as null: valid JSON
+            print(json.dumps(_finite(row), allow_nan=False))  # NaN / inf as null: the line stays JSON
         else:
             print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
                   f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")
@@ -276,6 +280,17 @@ def _export(args, cfg, result, run_ctx) -> dict:
     return {member: {"dir": cards["folders"][member], "top_level": member == cards["best"], "test_rmse_raw": card["student"]["test_rmse_raw"],
                      "parameters": card["student"]["parameters"], "latency_seconds": card["student"]["latency_seconds"]}
             for member, card in cards["students"].items()}
+
+
+def _finite(value):
+    """`value` with every NaN / inf float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ci() -> bool:

@@ -115,7 +115,7 @@ def build_model(arch: str, split: Split, generator: torch.Generator | None = Non
 
 
 def _split_arch(arch: str) -> tuple[str, int]:
-    from ..arch import parse_arch  # refuses sizes above arch.ARCH_CAPS
+    from ..caps import parse_arch  # refuses sizes above caps.ARCH_CAPS
 
     return parse_arch(arch)
 

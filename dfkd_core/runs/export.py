@@ -22,6 +22,7 @@ from ..errors import ModelError
 from ..files_out import plain_folder, write_csv, write_file
 from ..models.networks import count_parameters
 from ..models.teachers import TorchTeacher, build_model, default_student_arch
+from ..models import sandbox
 
 LOAD_SNIPPET = ("import torch\n"
                 "student = torch.jit.load(\"student.pt\")\n"
@@ -334,23 +335,75 @@ def member_dicts(result) -> list[dict]:
 
 
 def export_stored_run(run_id: str, member: str, store=None) -> bytes:
-    """A zip (bytes) of one stored run's student export, for the Runs page's download button."""
+    """A zip (bytes) of one stored run's student export, for the Runs page's download button.
+    A run on a user's teacher file is exported by a boxed child process (the export loads the
+    teacher: never in the dashboard's server)."""
     import tempfile
 
     from .runstore import RunStore
+    from ..models.user_models import user_model_file
 
     store = store or RunStore()
-    info = store.get_run(run_id)
-    cfg = info.config or DistillConfig.from_dict(info.config_dict)
-    row = store.results(run_id).set_index("member").loc[member]
-    m = {"member": member, "sampler": row["sampler"], "alpha": row["alpha"], "seed": int(row["seed"]),
-         "test_rmse": float(row["test_rmse"]), "test_mae": float(row["test_mae"]), "best_epoch": int(row["best_epoch"]),
-         "best_val_rmse": float(row["best_val_rmse"]), "state_dict": store.load_weights(run_id, member)}
+    cfg, m = _stored_member(store, run_id, member)
     with tempfile.TemporaryDirectory() as tmp:
-        export_run(cfg, [m], tmp)
+        if user_model_file(cfg) and sandbox.confined() is None:
+            _export_in_box(store, run_id, member, tmp)
+        else:
+            export_run(cfg, [m], tmp)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for item in sorted(Path(tmp).iterdir()):
                 if item.is_file():
                     zf.write(item, f"student/{item.name}")
         return buffer.getvalue()
+
+
+def _stored_member(store, run_id: str, member: str) -> tuple[DistillConfig, dict]:
+    info = store.get_run(run_id)
+    cfg = info.config or DistillConfig.from_dict(info.config_dict)
+    row = store.results(run_id).set_index("member").loc[member]
+    m = {"member": member, "sampler": row["sampler"], "alpha": row["alpha"], "seed": int(row["seed"]),
+         "test_rmse": float(row["test_rmse"]), "test_mae": float(row["test_mae"]), "best_epoch": int(row["best_epoch"]),
+         "best_val_rmse": float(row["best_val_rmse"]), "state_dict": store.load_weights(run_id, member)}
+    return cfg, m
+
+
+def _export_in_box(store, run_id: str, member: str, out_dir: str) -> None:
+    """export_boxed_main in a child process that boxes itself (writes only out_dir)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DFKD_HOME=str(store.home))
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    code = "import sys; from dfkd_core.runs.export import export_boxed_main; sys.exit(export_boxed_main(sys.argv[1:]))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code, run_id, member, out_dir], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=600)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise ModelError(f"The export of run {run_id!r} did not finish: {exc}.") from None
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise ModelError(lines[-1].removeprefix("error: ") if lines else f"The export of run {run_id!r} failed.")
+
+
+def export_boxed_main(argv: list[str]) -> int:
+    """The child of _export_in_box: read the run, box this process (writes only the out folder)
+    before the user's teacher loads, export the member."""
+    import sys
+
+    from ..errors import DfkdError
+    from ..runs.runstore import RunStore
+    from .user_models import plan_cli_box
+
+    run_id, member, out_dir = argv
+    try:
+        sandbox.own_process()
+        cfg, m = _stored_member(RunStore(), run_id, member)
+        plan_cli_box(cfg, [out_dir])
+        export_run(cfg, [m], out_dir)
+    except DfkdError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0

@@ -194,6 +194,15 @@ def work(run_id: str, store: RunStore | None = None) -> int:
         print(f"Run {run_id} already has a worker (pid {info.pid}); nothing to do.", file=sys.stderr, flush=True)
         return 2
     store.set_worker(run_id, os.getpid())
+    if info.config is not None:  # a user's teacher file: box this process before anything loads it
+        from ..models.user_models import box_run_worker
+
+        try:
+            boxed = box_run_worker(info.config, store.run_dir(run_id), store.db_path, lambda why: _fail(store, run_id, why))
+        except DfkdError as exc:
+            return _fail(store, run_id, str(exc))
+        if boxed:
+            print(f"Run {run_id}: {boxed}", file=sys.stderr, flush=True)
     beat = _Heartbeat(store, run_id)
     beat.start()
     try:
