@@ -19,6 +19,7 @@ ranges are in config.INT_RANGES.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
