@@ -395,7 +395,7 @@ def export_boxed_main(argv: list[str]) -> int:
 
     from ..errors import DfkdError
     from ..runs.runstore import RunStore
-    from .user_models import plan_cli_box
+    from ..models.user_models import plan_cli_box
 
     run_id, member, out_dir = argv
     try:
