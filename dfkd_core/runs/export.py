@@ -118,7 +118,10 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
         card = _write_student(cfg, split, state_dict, Path(tmp), member=member, selection=selection,
                               teacher_fn=teacher_fn, teacher_info=teacher_info, test_rows=test_rows)
         for item in sorted(Path(tmp).iterdir()):
-            os.replace(item, final / item.name)
+            try:
+                os.replace(item, final / item.name)
+            except OSError:  # another file system (the teacher box's own view of the folder): copy, then rename
+                write_file(final / item.name, lambda part, item=item: shutil.copyfile(item, part))
     return card
 
 
