@@ -381,6 +381,13 @@ def recover() -> list[str]:
     return jobs.recover()
 
 
+def keep_warm() -> None:
+    """Once per server: a warm worker waits for the next Start, queued runs start as slots free."""
+    from ..runs import jobs
+
+    jobs.keep_warm()
+
+
 def run_exists(run_id: str | None) -> bool:
     if not run_id:
         return False

@@ -12,7 +12,7 @@ import torch
 from ..config import DistillConfig, Member
 from ..device import describe_device
 from ..events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted
-from .context import EpochNumbers, RunContext, prepare_run
+from .context import EpochNumbers, RunContext, StopRequested, prepare_run
 from .fused_mlp import FusedMLPStack, engine_parts, supports
 from .stacked import ModuleStack
 
@@ -38,6 +38,8 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
     cfg = run.cfg
     plan = stacks or plan_stacks(run, members)
     built = [(form(run, [members[i] for i in part]), part) for form, part in plan]
+    for stack, _ in built:
+        stack.should_stop = should_stop  # a form with long epochs also checks between batches
     forms = " + ".join(sorted({stack.form for stack, _ in built}))
     last_epoch, cancelled = -1, False
     for epoch in range(cfg.epochs):
@@ -46,10 +48,14 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
             break
         validate = epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1
         numbers: dict[int, tuple[EpochNumbers, int]] = {}
-        for stack, part in built:
-            out = stack.run_epoch(epoch, validate)
-            for local, orig in enumerate(part):
-                numbers[orig] = (out, local)
+        try:
+            for stack, part in built:
+                out = stack.run_epoch(epoch, validate)
+                for local, orig in enumerate(part):
+                    numbers[orig] = (out, local)
+        except StopRequested:  # stopped inside the epoch: it is not logged, the run ends as after the last one
+            cancelled = True
+            break
         seconds = time.perf_counter() - start
         for i, member in enumerate(members):
             out, j = numbers[i]

@@ -462,6 +462,27 @@ class RunStore:
                          (now, now, now, run_id))
             return True
 
+    def claim_next(self, max_runs: int, pid: int) -> str | None:
+        """Atomically move the oldest queued run (FIFO by created_at) to 'running' if fewer than
+        `max_runs` runs are running, with `pid` (the process about to start its worker) as its
+        worker for now; its id, or None when no slot is free or nothing waits. A read first: a
+        poll that finds nothing to do takes no write lock."""
+        sql_next = ("SELECT id FROM runs WHERE status = 'queued' AND stop_requested = 0"
+                    " ORDER BY created_at, id LIMIT 1")
+        sql_running = "SELECT COUNT(*) FROM runs WHERE status = 'running'"
+        with self._connect() as conn:
+            if conn.execute(sql_next).fetchone() is None or conn.execute(sql_running).fetchone()[0] >= max_runs:
+                return None
+        with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
+            row = conn.execute(sql_next).fetchone()
+            if row is None or conn.execute(sql_running).fetchone()[0] >= max_runs:
+                return None
+            conn.execute("UPDATE runs SET status = 'running', started_at = ?, updated_at = ?, heartbeat = ?, pid = ?,"
+                         " pid_start = ?, host = ? WHERE id = ?",
+                         (now, now, now, int(pid), _process_start(pid), socket.gethostname(), row["id"]))
+            return row["id"]
+
     def cancel_if_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started yet; False if it is no longer queued."""
         with self._connect(write=True) as conn:
@@ -493,7 +514,7 @@ class RunStore:
 
         A run counts as orphaned when it is 'running' or 'queued' with a worker pid, and that
         process no longer exists (on this host) or its heartbeat is older than `stale_after`
-        seconds; or when it is 'queued' without a worker for longer than `stale_after`.
+        seconds; or 'running' without a worker. A queued run without a worker waits for a slot.
         Reads only the active runs (an index on status), so it is cheap to call on every listing."""
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
@@ -739,10 +760,8 @@ def _atomic_write(path: Path, write: Any) -> None:
 def orphan_reason(row: Any, now: float, stale_after: float = STALE_AFTER_S) -> str | None:
     """Why an active run (a runs-table row) has no live worker, or None while it has one."""
     beat = row["heartbeat"] or row["created_at"]
-    if row["pid"] is None:
-        if row["status"] == "running" or now - row["created_at"] > stale_after:
-            return "no worker process ever started for it"
-        return None
+    if row["pid"] is None:  # a queued run is a row waiting for a slot (jobs.dispatch), not a process
+        return "no worker process ever started for it" if row["status"] == "running" else None
     if row["host"] in (None, socket.gethostname()) and not pid_alive(row["pid"], row["pid_start"]):
         return f"its worker process (pid {row['pid']}) ended without finishing the run"
     if now - beat > stale_after:
