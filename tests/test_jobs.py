@@ -2,6 +2,7 @@
 wait in the queue, survive as 'interrupted' when killed, and report engine errors."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -344,3 +345,13 @@ def pid_alive_and_progressing(store: RunStore, run_id: str) -> bool:
     before = len(store.metrics(run_id))
     time.sleep(2.0)
     return len(store.metrics(run_id)) > before
+
+
+def test_bench_start_latency_times_cold_and_warm_starts_in_a_scratch_store(store):
+    out = subprocess.run([sys.executable, "-m", "dfkd_core", "bench", "--start-latency", "--repeat", "1", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert len(result["start_latency_cold_s"]) == len(result["start_latency_warm_s"]) == 1
+    assert all(v > 0 for v in (*result["start_latency_cold_s"], *result["start_latency_warm_s"]))
+    assert store.list_runs().empty  # the user's run store is not touched

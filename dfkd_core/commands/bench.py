@@ -22,6 +22,10 @@ def configure(parser) -> None:
                              "depend on the weights); 'train': train it when missing; 'random'")
     parser.add_argument("--compile", action="store_true",
                         help="also time the generic form eager against torch.compile (cpusmall K=1, K=10, digits CNN K=3)")
+    parser.add_argument("--start-latency", action="store_true",
+                        help="time Start → first stored epoch with a cold worker against the server's warm worker, "
+                             "side by side (--repeat tries each)")
+    parser.add_argument("--repeat", default="3", help="tries per side for --start-latency (default 3)")
     parser.add_argument("--playground", action="store_true",
                         help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
@@ -39,6 +43,13 @@ def run(args) -> int:
     epochs = parse_int("epochs", args.epochs, 1, 100_000)
     warmup = parse_int("warmup", args.warmup, 1, 100_000)
     ks = tuple(parse_int("ks", k, 1, MAX_STUDENTS) for k in args.ks.split(",") if k.strip())
+    if args.start_latency:
+        from ..experiments.bench import start_latency
+
+        result = start_latency(parse_int("repeat", args.repeat, 1, 100), say=None if args.json else print)
+        if args.json:
+            print(json.dumps(result))
+        return 0
     if args.playground:
         torch.set_num_threads(threads)
         return run_playground(epochs, warmup, threads, args.json)
