@@ -53,11 +53,15 @@ def split_members(metrics: pd.DataFrame) -> pd.DataFrame:
     """Add sampler / alpha / seed columns parsed from `member` ('sampler|alpha|seed') if missing."""
     df = metrics.copy()
     if "member" in df and not {"sampler", "alpha_spec", "seed"} <= set(df.columns):
-        parts = df["member"].astype(str).str.split("|", n=2, expand=True)
-        parts = parts.reindex(columns=range(3))
-        df["sampler"] = parts[0]
-        df["alpha_spec"] = parts[1].fillna("")
-        df["seed"] = pd.to_numeric(parts[2], errors="coerce").fillna(0).astype(int)
+        members = df["member"].astype(str)
+        keys = members.unique()  # a few members over thousands of epochs: split each key once (a live poll)
+        split = pd.DataFrame([(k.split("|", 2) + [None, None])[:3] for k in keys], index=keys, columns=range(3))
+        split[1] = split[1].fillna("")
+        split[2] = pd.to_numeric(split[2], errors="coerce").fillna(0).astype(int)
+        parts = split.loc[members.to_numpy()]
+        df["sampler"] = parts[0].to_numpy()
+        df["alpha_spec"] = parts[1].to_numpy()
+        df["seed"] = parts[2].to_numpy()
     return df
 
 

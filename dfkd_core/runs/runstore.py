@@ -609,14 +609,18 @@ class RunStore:
             df[col] = df[col].astype(float)
         return df
 
-    def metrics(self, run_id: str, member: str | None = None) -> pd.DataFrame:
+    def metrics(self, run_id: str, member: str | None = None, since_epoch: int | None = None) -> pd.DataFrame:
         """Epoch metrics (member, epoch, val_rmse, val_mae, loss_xg, loss_xp, alpha, seconds), by member and epoch.
-        Shows what has been flushed: a worker flushes at least every `flush_interval` seconds."""
+        Shows what has been flushed: a worker flushes at least every `flush_interval` seconds.
+        `since_epoch`: only epochs ≥ it (a polling page reads what is new, see runs.live)."""
         sql = "SELECT member, epoch, " + ", ".join(_METRIC_COLUMNS) + " FROM metrics WHERE run_id = ?"
         params: list[Any] = [run_id]
         if member is not None:
             sql += " AND member = ?"
             params.append(member)
+        if since_epoch is not None:
+            sql += " AND epoch >= ?"
+            params.append(int(since_epoch))
         with self._connect() as conn:
             rows = conn.execute(sql + " ORDER BY member, epoch", params).fetchall()
         df = pd.DataFrame([tuple(r) for r in rows], columns=["member", "epoch", *_METRIC_COLUMNS])
