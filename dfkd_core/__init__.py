@@ -21,14 +21,17 @@
                 kernels); on a GPU both forms replay their step as CUDA graphs; compiled (the
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
-                jobs (runs in worker processes, queue, stop, recovery of dead workers)
+                jobs (runs in worker processes: queued rows dispatched as slots free, a server's warm
+                worker, Stop's request → SIGTERM → SIGKILL, recovery of dead workers), live (what a polling
+                page reads: new epochs only, the previous projection held until the next is ready)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
                 plain_loop (the plain PyTorch loop: bench's baseline, the tests' oracle),
                 playground (samplers on a function of two inputs, one step at a time),
                 compile_timing (the generic form eager against compiled, side by side)
     dashboard/  the pages' adapters (forms, run pickers, plain-text messages), figures (plotly
                 figures of the paper's Figs. 4-9 from stored runs), embedding (UMAP / PCA of real
-                vs synthetic points)
+                vs synthetic points), playground_views (the playground's Vega-Lite charts: fixed
+                specs, new data per frame)
     cli         `python -m dfkd_core <command>`; one module per command in commands/: distill, bench,
                 reproduce, datasets, runs, teach, worker (a run's worker process)
 """

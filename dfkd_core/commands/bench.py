@@ -76,7 +76,7 @@ def run(args) -> int:
 
 def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int:
     """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
-    from ..experiments.playground import PlaygroundConfig, time_steps
+    from ..experiments.playground import PlaygroundConfig, time_frames, time_steps
     from ..synth.samplers import SAMPLERS
 
     result = {}
@@ -85,7 +85,12 @@ def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int
         if not as_json:
             r = result[name]
             print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "
-                  f"canvas figure {r['figure_ms_median']:5.1f} ms", flush=True)
+                  f"canvas data {r['figure_ms_median']:5.1f} ms", flush=True)
+    frames = time_frames(PlaygroundConfig(), frames=max(10, epochs // 2), warmup=min(warmup, 5))
+    if not as_json:
+        print(f"playground frame (default pair {', '.join(PlaygroundConfig().samplers)}: step, both canvases, the "
+              f"curves, Arrow encoding): {frames['frame_ms_median']:6.1f} ms median, {frames['frame_ms_max']:6.1f} ms "
+              f"max → {frames['frames_per_second']:.1f} frames per second possible (Play asks for 3.3)", flush=True)
     if as_json:
-        print(json.dumps({"playground": result, "threads": threads}))
+        print(json.dumps({"playground": result, "playground_frame": frames, "threads": threads}))
     return 0

@@ -540,8 +540,8 @@ class Playground:
 def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[str, dict[str, float]]:
     """Per sampler of cfg: the median and the largest ms of one playground step (sampling, student
     update, |T − S| on the grid and the guarantees) over `steps` steps after `warmup`, and the median
-    ms to build its canvas figure. The `bench --playground` line; the target is ≤ 100 ms a step."""
-    from ..dashboard import figures
+    ms to build its canvas's data and spec. The `bench --playground` line; the target is ≤ 100 ms a step."""
+    from ..dashboard import playground_views as views
 
     state = Playground.create(cfg)
     state.step(warmup)
@@ -553,8 +553,45 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[
             frame = lane.step()
             step_ms.append(1000 * frame.seconds)
             start = time.perf_counter()
-            figures.playground_canvas(frame, state.axes(), region, name, 1.0, PLANE).to_json()
+            views.canvas_data(frame, state.axes(), region)
+            views.canvas_spec(name, 0, PLANE, 1.0)
             figure_ms.append(1000 * (time.perf_counter() - start))
         out[name] = {"step_ms_median": float(np.median(step_ms)), "step_ms_max": float(np.max(step_ms)),
                      "figure_ms_median": float(np.median(figure_ms))}
     return out
+
+
+def time_frames(cfg: PlaygroundConfig, frames: int = 30, warmup: int = 3) -> dict[str, float]:
+    """What the playground page does for one frame while playing, on this process's threads: one
+    epoch of every lane, each canvas's and the RMSE chart's data (Vega-Lite: fixed specs, new rows),
+    and their Arrow encoding (what Streamlit sends). Median and largest ms per frame, and the
+    frames per second they allow (the page asks for one every 0.3 s). The `bench --playground` line."""
+    import pyarrow as pa
+
+    from ..dashboard import playground_views as views
+
+    state = Playground.create(cfg)
+    region = state.function.region.outline()
+    zmax = state.error_scale()
+
+    def frame() -> None:
+        state.step(1)
+        tables = [views.canvas_data(f, state.axes(), region) for f in state.frames_at(state.epochs_run).values()]
+        tables.append(views.curves_data({n: state.history(n) for n in state.lanes}, state.epochs_run))
+        for i, name in enumerate(state.lanes):
+            views.canvas_spec(name, i, PLANE, zmax)
+        for table in tables:
+            sink = pa.BufferOutputStream()
+            batch = pa.Table.from_pandas(table)
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_table(batch)
+
+    for _ in range(warmup):
+        frame()
+    ms = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        frame()
+        ms.append(1000 * (time.perf_counter() - start))
+    median = float(np.median(ms))
+    return {"frame_ms_median": median, "frame_ms_max": float(np.max(ms)), "frames_per_second": 1000.0 / median}
