@@ -355,3 +355,36 @@ def test_bench_start_latency_times_cold_and_warm_starts_in_a_scratch_store(store
     assert len(result["start_latency_cold_s"]) == len(result["start_latency_warm_s"]) == 1
     assert all(v > 0 for v in (*result["start_latency_cold_s"], *result["start_latency_warm_s"]))
     assert store.list_runs().empty  # the user's run store is not touched
+
+
+def test_runs_stop_on_the_command_line_ends_a_hung_worker_before_it_returns(store):
+    run_id = jobs.submit(LONG, store)
+    wait_for(lambda: len(store.metrics(run_id)) >= 1, 60, "one epoch")
+    pid = store.get_run(run_id).pid
+    os.kill(pid, signal.SIGSTOP)  # hung: no stop check, no SIGTERM handler runs
+    try:
+        out = subprocess.run([sys.executable, "-m", "dfkd_core", "runs", "--stop", run_id],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "cancelled" in out.stdout and not runstore_pid_alive(pid)
+        assert store.get_run(run_id).status == "cancelled" and len(store.metrics(run_id)) >= 1
+    finally:
+        if runstore_pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_pages_stop_returns_at_once_and_ends_a_hung_worker_in_the_background(store):
+    from dfkd_core import dashboard
+
+    run_id = jobs.submit(LONG, store)
+    wait_for(lambda: len(store.metrics(run_id)) >= 1, 60, "one epoch")
+    pid = store.get_run(run_id).pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        dashboard.stop(run_id)  # a button's callback: must not hold the page
+        assert store.stop_requested(run_id)
+        wait_for(lambda: not runstore_pid_alive(pid), 30, "the worker to be ended")
+        wait_for(lambda: store.get_run(run_id).status == "cancelled", 10, "the run to end cancelled")
+    finally:
+        if runstore_pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
