@@ -28,10 +28,13 @@
                 plain_loop (the plain PyTorch loop: bench's baseline, the tests' oracle),
                 playground (samplers on a function of two inputs, one step at a time),
                 compile_timing (the generic form eager against compiled, side by side)
-    dashboard/  the pages' adapters (forms, run pickers, plain-text messages), figures (plotly
-                figures of the paper's Figs. 4-9 from stored runs), embedding (UMAP / PCA of real
-                vs synthetic points), playground_views (the playground's Vega-Lite charts: fixed
-                specs, new data per frame)
+    dashboard/  the pages' façade, without Streamlit: texts (captions, plain()), forms (widget specs,
+                the config and its URL), views (stored runs as pages show them), projections (real vs
+                synthetic points in a worker), compare (several runs, exports, delete), yours (the
+                user's teacher and data), paper (Tables 3-6 beside ours), figures (plotly figures of
+                the paper's Figs. 4-9), embedding (UMAP / PCA), playground + playground_views (the sampler
+                playground: its state; its Vega-Lite charts, fixed specs with new data per frame); ui: the
+                pages' shared Streamlit widgets
     cli         `python -m dfkd_core <command>`; one module per command in commands/: distill, bench,
                 reproduce, datasets, runs, teach, worker (a run's worker process)
 """

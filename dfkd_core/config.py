@@ -59,60 +59,74 @@ LEGACY_OBJECTIVE_FIELDS = {"discrepancy": "mse", "epsilon": 1.0, "input_norm": "
 LEGACY_OBJECTIVE_NAMES = ("eq3", "eq5", "eq8", "eq9", "custom")  # the old 'objective' field's values (it changed nothing)
 
 
+def setting(default: Any, help: str) -> Any:
+    """A DistillConfig field: its default and the sentence that explains it (`field.metadata["help"]`,
+    what the form's widget shows as its help and `--help` can print)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def field_help(name: str) -> str:
+    """The help sentence of a DistillConfig field ('' for no such field)."""
+    for f in dataclasses.fields(DistillConfig):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    return ""
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     # --- what to distill
-    dataset: str = "friedman1"  # a registered dataset name (see `python -m dfkd_core datasets`)
-    split_seed: int = 0  # seeds the train/val/test split and the teacher's training
-    teacher: str = "auto"  # 'auto': the dataset's paper teacher (MLP 500 / CNN f=10 / SVR)
-    student: str = "auto"  # 'auto': MLP with `student_hidden` units / CNN f=5 / RBF network
-    student_hidden: int = 50  # paper: 25 or 50 tanh units (Tables 3-4)
+    dataset: str = setting("friedman1", "a registered dataset name (see `python -m dfkd_core datasets`)")
+    split_seed: int = setting(0, "seeds the train/val/test split and the teacher's training")
+    teacher: str = setting("auto", "'auto': the dataset's paper teacher (MLP 500 / CNN f=10 / SVR)")
+    student: str = setting("auto", "'auto': MLP with `student_hidden` units / CNN f=5 / RBF network")
+    student_hidden: int = setting(50, "paper: 25 or 50 tanh units (Tables 3-4)")
     # --- the user's own teacher and data (dfkd_core/user_models.py, data/user.py); '' = the product's own
-    teacher_file: str = ""  # TorchScript / state_dict / skops file (stored under DFKD_HOME), or an http(s):// endpoint
-    teacher_activation: str = ""  # hidden activation of a state_dict teacher: 'tanh', 'relu', 'sigmoid', ...
-    teacher_timeout: float = 10.0  # HTTP teacher: seconds per request (each failed request is retried twice)
-    teacher_query_budget: int = 0  # HTTP teacher: most points ever sent (0 = no limit)
-    data_file: str = ""  # a CSV / Parquet table (stored under DFKD_HOME) for the prior, validation and test
-    target: str = ""  # data_file's target column
-    nan_policy: str = "refuse"  # data_file rows with missing values: 'refuse' or 'drop'
-    input_spec: str = ""  # a JSON input spec instead of data: strictly data-free (selection 'synthetic')
+    teacher_file: str = setting("", "TorchScript / state_dict / skops file (stored under DFKD_HOME), or an http(s):// endpoint")
+    teacher_activation: str = setting("", "hidden activation of a state_dict teacher: 'tanh', 'relu', 'sigmoid', ...")
+    teacher_timeout: float = setting(10.0, "HTTP teacher: seconds per request (each failed request is retried twice)")
+    teacher_query_budget: int = setting(0, "HTTP teacher: most points ever sent (0 = no limit)")
+    data_file: str = setting("", "a CSV / Parquet table (stored under DFKD_HOME) for the prior, validation and test")
+    target: str = setting("", "data_file's target column")
+    nan_policy: str = setting("refuse", "data_file rows with missing values: 'refuse' or 'drop'")
+    input_spec: str = setting("", "a JSON input spec instead of data: strictly data-free (selection 'synthetic')")
     # --- the comparison: every combination of these is one student, trained side by side
-    samplers: tuple[str, ...] = ("direct",)  # registered sampler names
-    alphas: tuple[str, ...] = ("decreasing",)  # α schedule specs: 'decreasing', '0', '1', 'constant:0.3', 'cosine', ...
-    seeds: tuple[int, ...] = (0,)  # student seeds (init, sampling)
+    samplers: tuple[str, ...] = setting(("direct",), "registered sampler names")
+    alphas: tuple[str, ...] = setting(("decreasing",), "α schedule specs: 'decreasing', '0', '1', 'constant:0.3', 'cosine', ...")
+    seeds: tuple[int, ...] = setting((0,), "student seeds (init, sampling)")
     # --- Algorithm 1
-    epochs: int = 2000  # t_max (paper: 2000 tabular, 1000 MNIST)
-    batch_size: int = 50  # m
-    batches_per_epoch: int = 10  # n_s
-    lr: float = 1e-3  # student RMSprop learning rate
-    weight_decay: float = 1e-5  # student RMSprop weight decay (protein: 1e-6)
-    student_loss: str = "mse"  # 'mse' or 'logcosh' (MNIST)
+    epochs: int = setting(2000, "t_max (paper: 2000 tabular, 1000 MNIST)")
+    batch_size: int = setting(50, "m: synthetic points in each batch")
+    batches_per_epoch: int = setting(10, "n_s: student batches per epoch")
+    lr: float = setting(1e-3, "student RMSprop learning rate")
+    weight_decay: float = setting(1e-5, "student RMSprop weight decay (protein: 1e-6)")
+    student_loss: str = setting("mse", "'mse' or 'logcosh' (MNIST)")
     # --- synthetic-data objective L_G = Σ weight · term (objectives.TERMS; eqs. 3, 5, 8, 9 in PAPER_OBJECTIVES)
-    objective: tuple[tuple[str, float], ...] = EQ5  # (term, weight) pairs, as text 'neg_squared_discrepancy:1,l2sq_input:1e-05,…' or 'eq3'/'eq5'/'eq8'/'eq9'
-    input_norm_scope: str = "sample"  # 'sample': β per point, as eqs. 3/5 read; 'batch': β per batch, as the paper's code
-    y_rand: str = "none"  # random targets of 'teacher_to_random': 'none' (then 'unit'), 'digits' (integers 0-9), 'unit' (uniform [0, 1])
+    objective: tuple[tuple[str, float], ...] = setting(EQ5, "(term, weight) pairs, as text 'neg_squared_discrepancy:1,l2sq_input:1e-05,…' or 'eq3'/'eq5'/'eq8'/'eq9'")
+    input_norm_scope: str = setting("sample", "'sample': β per point, as eqs. 3/5 read; 'batch': β per batch, as the paper's code")
+    y_rand: str = setting("none", "random targets of 'teacher_to_random': 'none' (then 'unit'), 'digits' (integers 0-9), 'unit' (uniform [0, 1])")
     # --- direct sampler (Algorithm 2)
-    direct_optimizer: str = "rmsprop"  # fresh optimizer per batch: 'rmsprop', 'adam' or 'sgd'
-    direct_lr: float = 0.1  # η (paper: 0.1 tabular, 1e-3 MNIST)
-    direct_steps: int = 2  # τ_max (paper: 2 tabular, 20 MNIST)
+    direct_optimizer: str = setting("rmsprop", "fresh optimizer per batch: 'rmsprop', 'adam' or 'sgd'")
+    direct_lr: float = setting(0.1, "η (paper: 0.1 tabular, 1e-3 MNIST)")
+    direct_steps: int = setting(2, "τ_max (paper: 2 tabular, 20 MNIST)")
     # --- generator sampler (Kang & Kang)
-    generator_z_dim: int = 50
-    generator_hidden: int = 500
-    generator_lr: float = 1e-3  # generator RMSprop learning rate
-    generator_steps: int = 1  # generator updates per epoch, before its n_s student batches (paper: 1 tabular, 20 MNIST)
-    generator_weight_decay: float = 1e-5  # generator RMSprop weight decay (the paper's code: 1e-5)
+    generator_z_dim: int = setting(50, "length of the generator's random input z")
+    generator_hidden: int = setting(500, "hidden units of the generator (Kang & Kang: 500)")
+    generator_lr: float = setting(1e-3, "generator RMSprop learning rate")
+    generator_steps: int = setting(1, "generator updates per epoch, before its n_s student batches (paper: 1 tabular, 20 MNIST)")
+    generator_weight_decay: float = setting(1e-5, "generator RMSprop weight decay (the paper's code: 1e-5)")
     # --- evolution sampler (black-box teachers)
-    de_strategy: str = "best2bin"
-    de_generations: int = 25
-    de_mutation: float = 0.5
-    de_recombination: float = 0.7
+    de_strategy: str = setting("best2bin", "scipy differential_evolution strategy (paper: 'best2bin')")
+    de_generations: int = setting(25, "generations of differential evolution per synthetic batch (paper: 25)")
+    de_mutation: float = setting(0.5, "differential weight F of differential evolution")
+    de_recombination: float = setting(0.7, "crossover probability CR of differential evolution")
     # --- evaluation and output
-    eval_every: int = 1  # validate every k epochs
-    snapshot_epochs: tuple[int, ...] = (0, 50, 100, 500)  # plus the last epoch
-    selection: str = "validation"  # 'validation' (paper), 'last' or 'synthetic' (strictly data-free)
-    device: str = "auto"  # 'auto', 'cpu', 'cuda'
-    engine: str = "auto"  # 'auto': the fastest stack form for the run (fused MLP where it fits); 'generic': torch.func for every model
-    preset: str = ""  # name of the preset this config started from ('' = none)
+    eval_every: int = setting(1, "validate every k epochs")
+    snapshot_epochs: tuple[int, ...] = setting((0, 50, 100, 500), "epochs whose synthetic batches are kept for the figures (plus the last epoch)")
+    selection: str = setting("validation", "'validation' (paper), 'last' or 'synthetic' (strictly data-free)")
+    device: str = setting("auto", "'auto', 'cpu', 'cuda'")
+    engine: str = setting("auto", "'auto': the fastest stack form for the run (fused MLP where it fits); 'generic': torch.func for every model")
+    preset: str = setting("", "name of the preset this config started from ('' = none)")
 
     # ------------------------------------------------------------------ helpers
     def members(self) -> list[Member]:

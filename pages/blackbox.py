@@ -4,11 +4,10 @@ only be queried, distilled with differential evolution ('evolution') vs random s
 many points were sent to the teacher, and test RMSE per sampler (Table 6)."""
 import streamlit as st
 
-import app
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures
+from dfkd_core.dashboard import figures, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Black-box teacher")
 st.caption("SVR teacher (RBF kernel), RBF-network student (100 Gaussian units), eq. 9 with ε 0.05, "
            "differential evolution (best2bin, 25 generations) — the 'paper-protein' preset.")
@@ -27,9 +26,9 @@ if dataset not in dashboard.available_datasets():
 
 controls = st.container()  # drawn once the run in view is known: Stop stops that run
 runs = dashboard.case_study_runs(names, preset="paper-protein")
-run_id = app.run_picker(runs, "bb_view", "No black-box runs yet: press **Start**.")
+run_id = ui.run_picker(runs, "bb_view", "No black-box runs yet: press **Start**.")
 with controls:
-    app.start_stop_controls("bb", lambda: dashboard.blackbox_config(
+    ui.start_stop_controls("bb", lambda: dashboard.blackbox_config(
         st.session_state["bb_dataset"], st.session_state["bb_epochs"], st.session_state["bb_samplers"]), run_id)
 if run_id is None:
     st.stop()
@@ -39,7 +38,7 @@ polling = dashboard.load_view(run_id).active
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
     view = dashboard.load_view(run_id)
-    app.run_header(view)
+    ui.run_header(view)
     zoom = st.toggle("Zoom to the students", value=True, key="bb_zoom",
                      help="Clip the RMSE axis to the students' curves after their first epochs (the paper's Figure 6).")
     st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, zoom=zoom), key="bb_rmse")
@@ -49,7 +48,7 @@ def live() -> None:
                                  help="Follows the newest snapshot until you move it.",
                                  **dashboard.epoch_widget(st.session_state, "bb_epoch", view.snapshot_epochs))
         st.markdown("**Constraint of the synthetic batch** (amino-acid fractions: each row sums to 1, every fraction ≥ 0)")
-        st.dataframe(dashboard.plain_columns(dashboard.constraint_table(view, epoch)), hide_index=True)
+        ui.table(dashboard.plain_columns(dashboard.constraint_table(view, epoch)), hide_index=True)
         st.caption(dashboard.CAPTIONS["constraint"])
     if polling and not view.active:
         st.rerun()
@@ -58,6 +57,6 @@ def live() -> None:
 live()
 
 view = dashboard.load_view(run_id)
-if app.results_section(view, "Teacher (SVR) test RMSE", "bb_bars"):
+if ui.results_section(view, "Teacher (SVR) test RMSE", "bb_bars"):
     st.markdown("**Teacher queries** (points sent to the black box, per student)")
-    st.dataframe(dashboard.plain_columns(dashboard.teacher_queries(view)), hide_index=True)
+    ui.table(dashboard.plain_columns(dashboard.teacher_queries(view)), hide_index=True)

@@ -5,12 +5,10 @@ import time
 
 import streamlit as st
 
-import app
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures
-from dfkd_core.errors import DfkdError
+from dfkd_core.dashboard import figures, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Distill")
 with st.expander("What is this?"):
     st.markdown(dashboard.WHAT_IS_DFKD + "\n\n" + dashboard.PAGE_INTRO["distill"])
@@ -25,11 +23,14 @@ opened_run = dashboard.run_config(st.query_params["run"]) if set(st.query_params
 if "cfg_dataset" not in st.session_state or opened_run is not None:  # first visit in the session, or a run opened
     start = opened_run or (url_cfg if any(k != "run" for k in st.query_params)
                            else st.session_state.get("distill_last_cfg", url_cfg))
-    for name, value in dashboard.widget_values(start).items():
+    for name, value in dashboard.widget_values(dashboard.form_config(start)).items():
         st.session_state[f"cfg_{name}"] = value
     st.session_state["objective_loaded"] = None  # the objective editor takes cfg_objective below
-if "run" in st.query_params and st.query_params["run"] != st.session_state.get("run_id"):
-    st.session_state["run_id"] = st.query_params["run"]
+    # a run on the user's own teacher and data: Start reuses its stored files, named by the run's id
+    inputs_of = st.query_params["run"] if opened_run is not None else st.query_params.get("inputs_of")
+    st.session_state["inputs_of"] = inputs_of if dashboard.user_inputs(inputs_of) else None
+if "run" in st.query_params and st.query_params["run"] not in (st.session_state.get("run_id"), st.session_state.get("url_run")):
+    st.session_state["run_id"] = st.query_params["run"]  # a link to another run (not the URL this page wrote last)
 
 names, labels = dashboard.dataset_choices()
 if st.session_state["cfg_dataset"] not in names:
@@ -86,15 +87,19 @@ def objective_editor(spec) -> None:
 
 def start_run() -> None:
     try:
+        if st.session_state.get("inputs_of"):  # the teacher and data of a stored your-model run
+            cfg = dashboard.config_from_widgets(form_values(), validate=False)
+            st.session_state["run_id"] = dashboard.submit_with_inputs_of(cfg, st.session_state["inputs_of"])
+            return
         st.session_state["run_id"] = dashboard.submit(dashboard.config_from_widgets(form_values()))
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
 def stop_run() -> None:
     try:
         dashboard.stop(st.session_state["run_id"])
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
@@ -114,7 +119,8 @@ def add_alpha() -> None:
 with st.container(border=True):
     left, middle, right = st.columns([1, 1, 1.2])
     with left:
-        st.selectbox("Dataset", names, key="cfg_dataset", format_func=lambda n: labels.get(n, n))
+        st.selectbox("Dataset", names, key="cfg_dataset", format_func=lambda n: labels.get(n, n),
+                     disabled=bool(st.session_state.get("inputs_of")))
         st.number_input("Student hidden units", key="cfg_student_hidden", step=1, help=dashboard.field_spec("student_hidden").help)
         st.number_input("Epochs", key="cfg_epochs", step=50, help=dashboard.field_spec("epochs").help)
     with middle:
@@ -155,78 +161,51 @@ with st.container(border=True):
                     else:
                         st.number_input(spec.label, key=spec.key, format="%g", step=None, help=spec.help)
 
+    if st.session_state.get("inputs_of"):
+        i1, i2 = st.columns([4, 1])
+        i1.info(dashboard.plain(f"Start uses {dashboard.user_inputs_note(st.session_state['inputs_of'])}, "
+                                "with the settings above."))
+        i2.button("Use a dataset instead", key="inputs_of_clear", on_click=lambda: st.session_state.update(inputs_of=None))
     start_col, stop_col, _ = st.columns([1, 1, 4])
     start_col.button("Start", type="primary", icon=":material/play_arrow:", width="stretch", key="distill_start",
                      on_click=start_run)
     stop_col.button("Stop", icon=":material/stop:", width="stretch", key="distill_stop", on_click=stop_run,
-                    disabled=not st.session_state.get("run_id"))
+                    disabled=not dashboard.run_active(st.session_state.get("run_id")))
     if "distill_error" in st.session_state:
         st.error(dashboard.plain(st.session_state.pop("distill_error")))
 
 # ------------------------------------------------------------------ your own model (issue 13)
+def upload(key: str):
+    """An uploaded file of the section as (name, bytes), or None."""
+    file = st.session_state.get(key)
+    return None if file is None else (file.name, file.getvalue())
+
+
 def start_user_run(spec_rows: list[dict] | None) -> None:
     """The uploads (or the endpoint URL, or the spec table), stored under DFKD_HOME, become an
     ordinary run with the form's settings."""
-    import json
-
-    from dfkd_core.data.user import spec_from_rows
-    from dfkd_core.models.user_models import store_upload, teacher_endpoint, user_run_config
-
     try:
-        teacher = st.session_state.get("own_teacher")
         url = (st.session_state.get("own_url") or "").strip()
-        data = st.session_state.get("own_data")
-        spec = st.session_state.get("own_spec")
-        if teacher is None and not url:
-            raise DfkdError("Upload your teacher file or give the URL of its endpoint first.")
-        teacher_file = teacher_endpoint(url) if url else store_upload(teacher.name, teacher.getvalue(), "teacher")
-        input_spec = ""
-        if data is None and spec_rows is not None:
-            spec_json = json.dumps(spec_from_rows(spec_rows, st.session_state.get("own_constraint", "none")), indent=1)
-            input_spec = store_upload("input_spec_table.json", spec_json.encode(), "input spec")
-        elif data is None and spec is not None:
-            input_spec = store_upload(spec.name, spec.getvalue(), "input spec")
-        base = dashboard.config_from_widgets(form_values(), validate=False)
-        cfg = user_run_config(
-            base, teacher_file=teacher_file, teacher_activation=st.session_state.get("own_activation") or "",
-            data_file=store_upload(data.name, data.getvalue(), "data") if data is not None else "",
+        teacher = upload("own_teacher")
+        cfg = dashboard.upload_run_config(
+            dashboard.config_from_widgets(form_values(), validate=False), teacher=teacher, url=url,
+            activation=st.session_state.get("own_activation") or "", data=upload("own_data"),
             target=st.session_state.get("own_target") or "", nan_policy=st.session_state.get("own_nan", "refuse"),
-            input_spec=input_spec, teacher_timeout=float(st.session_state.get("own_timeout", 10.0)),
-            teacher_query_budget=int(st.session_state.get("own_budget", 0)))
-        title = url if url else teacher.name
+            spec=upload("own_spec"), spec_rows=spec_rows, constraint=st.session_state.get("own_constraint", "none"),
+            timeout=float(st.session_state.get("own_timeout", 10.0)), budget=int(st.session_state.get("own_budget", 0)))
+        title = url if url else teacher[0]
         st.session_state["run_id"] = dashboard.submit(cfg, title=f"your model: {title}")
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 
 
-def spec_table_rows(teacher):
-    """The spec table's starting rows: one per input of the teacher when its file says how many, else 2."""
-    import pandas as pd
-
-    from dfkd_core.models.user_models import store_upload, teacher_input_dim
-
-    dim = None
-    if teacher is not None:
-        try:
-            dim = teacher_input_dim(store_upload(teacher.name, teacher.getvalue(), "teacher"),
-                                    st.session_state.get("own_activation") or "")
-        except DfkdError:
-            dim = None
-    n = dim or 2
-    return pd.DataFrame({"name": [f"x{i + 1}" for i in range(n)], "mean": [0.0] * n, "std": [1.0] * n,
-                         "min": [None] * n, "max": [None] * n}).astype({"min": "float64", "max": "float64"})
-
-
 def your_model_section() -> None:
-    from dfkd_core.data.user import SPEC_CONSTRAINTS
-    from dfkd_core.models.user_models import ACTIVATIONS, GRADIENT_FREE_REASON, store_upload, table_columns
-
     with st.expander("Your model: your teacher, your data (or only an input spec)", expanded=False):
         st.caption("TorchScript (`torch.jit.save`), a `state_dict` of Linear layers, a skops file: nothing is unpickled. "
                    "Samplers, epochs and every setting come from the form above.")
         c1, c2 = st.columns(2)
         teacher = c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
-        c1.selectbox("Activation (state_dict teachers only)", ["", *ACTIVATIONS], key="own_activation")
+        c1.selectbox("Activation (state_dict teachers only)", ["", *dashboard.activation_names()], key="own_activation")
         url = c1.text_input("…or the URL of your model's endpoint", key="own_url", placeholder="http://my-server:8000/predict",
                             help='POST {"inputs": [[...], ...]} as JSON, answered with {"predictions": [...]}.')
         if url.strip():
@@ -234,27 +213,28 @@ def your_model_section() -> None:
             t1.number_input("Timeout per request (s)", min_value=0.1, max_value=600.0, value=10.0, step=1.0, key="own_timeout")
             t2.number_input("Query budget (points, 0 = no limit)", min_value=0, value=0, step=1000, key="own_budget")
             c1.info(dashboard.plain(f"An endpoint teacher cannot use the 'direct' and 'generator' samplers: "
-                                    f"{GRADIENT_FREE_REASON}. Use 'evolution' or a random sampler."))
+                                    f"{dashboard.gradient_free_reason()}. Use 'evolution' or a random sampler."))
         data = c2.file_uploader("Data (CSV or Parquet with a header)", type=["csv", "parquet"], key="own_data")
         spec_rows = None
         if data is not None:
             try:
-                columns = table_columns(store_upload(data.name, data.getvalue(), "data"))
+                columns = dashboard.table_columns(data.name, data.getvalue())
                 c2.selectbox("Target column", columns, index=len(columns) - 1, key="own_target")
                 c2.radio("Rows with missing values", ["refuse", "drop"], horizontal=True, key="own_nan")
-            except DfkdError as exc:
+            except dashboard.DfkdError as exc:
                 c2.error(dashboard.plain(exc))
         elif c2.radio("…or an input spec (strictly data-free)", ["upload spec.json", "fill in a table"],
                       horizontal=True, key="own_spec_mode") == "upload spec.json":
             c2.file_uploader("Input spec (JSON: features with mean/std or min/max)", type=["json"], key="own_spec")
         else:
             if st.session_state.get("own_spec_table_for") != getattr(teacher, "file_id", None) or "own_spec_table" not in st.session_state:
-                st.session_state["own_spec_table"] = spec_table_rows(teacher)
+                st.session_state["own_spec_table"] = dashboard.spec_table_rows(
+                    upload("own_teacher"), st.session_state.get("own_activation") or "")
                 st.session_state["own_spec_table_for"] = getattr(teacher, "file_id", None)
             st.caption("One row per input of your teacher, in its own units: mean and std, or min and max (or both).")
             edited = st.data_editor(st.session_state["own_spec_table"], num_rows="dynamic", key="own_spec_editor",
                                     hide_index=True, width="stretch")
-            st.selectbox("Constraint", SPEC_CONSTRAINTS, key="own_constraint",
+            st.selectbox("Constraint", dashboard.spec_constraints(), key="own_constraint",
                          help="clip: points stay in the min/max box; simplex: each row's inputs are fractions summing to 1.")
             spec_rows = edited.to_dict("records")
         if st.button("Start with your model", icon=":material/play_arrow:", key="own_start"):
@@ -268,9 +248,10 @@ if "distill_error" in st.session_state:
 values = form_values()
 try:  # the URL always describes what the form holds (and the run in view): share it to reproduce
     shown = dashboard.config_from_widgets(values, validate=False)
-    st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id")))
+    st.query_params.from_dict(dashboard.query_for(shown, st.session_state.get("run_id"), st.session_state.get("inputs_of")))
+    st.session_state["url_run"] = st.session_state.get("run_id")
     st.session_state["distill_last_cfg"] = shown
-except DfkdError:
+except dashboard.DfkdError:
     pass
 
 # ------------------------------------------------------------------ the run in view, live
@@ -290,7 +271,7 @@ polling = dashboard.load_view(run_id).active
 def live() -> None:
     try:
         view = dashboard.load_view(run_id)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(dashboard.plain(exc))
         return
     st.markdown(dashboard.run_status_line(view))
@@ -311,7 +292,7 @@ def live() -> None:
                           "Figure 6): the epoch-0 spike no longer hides gaps of 0.01 between samplers.")
     a, b = st.columns(2)
     a.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, smoothing, zoom=zoom), key="rmse_chart")
-    a.caption(dashboard.CAPTIONS["val_rmse"])
+    a.caption(dashboard.CAPTIONS["val_rmse_data_free" if view.data_free else "val_rmse"])
     b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
     b.caption(dashboard.CAPTIONS["loss_xg"])
     if polling and not view.active:
@@ -325,7 +306,7 @@ live()
 def boxplots() -> None:  # its own, slower fragment: snapshots arrive far less often than epochs
     try:
         view = dashboard.load_view(run_id)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(dashboard.plain(exc))
         return
     st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
@@ -342,6 +323,10 @@ proj_polling = polling or dashboard.umap_warming(run_id)
 def synthetic_points() -> None:
     view = dashboard.load_view(run_id)
     st.subheader("Real vs synthetic points")
+    unavailable = dashboard.projection_unavailable(view)
+    if unavailable:  # the user's own data or spec: a notice, and no controls that would do nothing
+        st.info(unavailable)
+        return
     if not view.snapshot_epochs:
         st.caption("The first snapshot (epoch 0) appears once training starts.")
         return
@@ -354,7 +339,7 @@ def synthetic_points() -> None:
                                             help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
     try:  # a short wait: this fragment polls again, and the previous projection stays up meanwhile
         ready = dashboard.projection_later(view, epoch, method.lower(), wait=0.1)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(dashboard.plain(exc))
         return
     proj, shown, pending = dashboard.hold_projection(st.session_state, "proj_held", run_id, epoch, method, ready)
@@ -371,13 +356,11 @@ def synthetic_points() -> None:
     st.plotly_chart(figures.projection_scatter(proj.points, proj.method, shown), key="proj_chart")
     st.caption(dashboard.CAPTIONS["projection"] + ("" if plane else " UMAP's transform pulls far-away points toward "
                "the real ones: the distance to the nearest real training point (input space) is in the hover and here."))
-    st.dataframe(dashboard.plain_columns(proj.summary), hide_index=True)
+    ui.table(dashboard.plain_columns(proj.summary), hide_index=True)
     if not proj_polling and dashboard.umap_warming(run_id):
         st.rerun()  # UMAP started warming up just now: rerun so this section polls until it is ready
 
 synthetic_points()
 
 view = dashboard.load_view(run_id)
-if app.results_section(view, "Teacher test RMSE", "result_bars"):
-    st.caption("Mean ± sd over seeds. The paper selects the student with the best validation RMSE (which needs "
-               "real validation data); the data-free columns select without it.")
+ui.results_section(view, "Teacher test RMSE", "result_bars")

@@ -3,11 +3,10 @@ prediction (Fig. 8), histograms of the teacher's predictions on a synthetic batc
 and test MAE per sampler (Table 5); runs the 'paper-mnist' preset on digits or MNIST."""
 import streamlit as st
 
-import app
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures
+from dfkd_core.dashboard import figures, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("MNIST digits")
 with st.expander("What is this?"):
     st.markdown(dashboard.WHAT_IS_DFKD + "\n\n" + dashboard.PAGE_INTRO["mnist"])
@@ -30,9 +29,9 @@ if "mnist" not in available:
 
 controls = st.container()  # drawn once the run in view is known: Stop stops that run
 runs = dashboard.case_study_runs(["digits", "mnist"])
-run_id = app.run_picker(runs, "mnist_view", "No digit runs yet: press **Start**.")
+run_id = ui.run_picker(runs, "mnist_view", "No digit runs yet: press **Start**.")
 with controls:
-    app.start_stop_controls("mnist", lambda: dashboard.mnist_config(
+    ui.start_stop_controls("mnist", lambda: dashboard.mnist_config(
         st.session_state["mnist_dataset"], st.session_state["mnist_epochs"], st.session_state["mnist_samplers"]), run_id)
 if run_id is None:
     st.stop()
@@ -42,8 +41,8 @@ polling = dashboard.load_view(run_id).active
 @st.fragment(run_every=1.0 if polling else None)
 def live() -> None:
     view = dashboard.load_view(run_id)
-    app.run_header(view)
-    if view.run.note:
+    ui.run_header(view)
+    if view.run.note and view.run.note != note:  # the dataset's note is shown above once
         st.info(dashboard.plain(view.run.note))
     st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
                     key="mnist_mae_curve")
@@ -71,9 +70,9 @@ live()
 view = dashboard.load_view(run_id)
 if not view.results.empty:
     st.subheader("Test MAE per sampler")
-    table, numbers = dashboard.result_summary(view.results, metric="test_mae")
+    table, numbers = dashboard.view_summary(view, metric="test_mae")
     c1, c2 = st.columns([1, 3])
     c1.metric("Teacher test MAE", dashboard.teacher_row(view, "test_mae"))
     c2.plotly_chart(figures.result_bars(numbers, view.run.teacher_test_mae, metric="test_mae"), key="mnist_bars")
     c2.caption(dashboard.CAPTIONS["results"])
-    st.dataframe(table, hide_index=True)
+    ui.table(table, hide_index=True)

@@ -2,12 +2,11 @@
 each sampler's points move and the student's error |T − S| shrink where they land."""
 import streamlit as st
 
-import app
+from dfkd_core import dashboard
+from dfkd_core.dashboard import playground, ui
 from dfkd_core.dashboard import playground_views as views
-from dfkd_core.experiments import playground
-from dfkd_core.errors import DfkdError
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Sampler playground")
 
 with st.expander("What is this?"):
@@ -84,7 +83,7 @@ if "pg_state" not in st.session_state:
     try:
         with st.spinner("Training the teacher of this function (about a second, once)…"):
             st.session_state["pg_state"] = playground.Playground.create(cfg)
-    except DfkdError as exc:
+    except dashboard.DfkdError as exc:
         st.error(str(exc))
         st.stop()
 state: playground.Playground = st.session_state["pg_state"]
@@ -126,7 +125,7 @@ def canvases() -> None:
         with column:  # Vega-Lite with a spec fixed per sampler: each frame replaces the data in place (no flicker)
             st.markdown(f"**{name} — epoch {frame.epoch}**")
             st.vega_lite_chart(views.canvas_data(frame, state.axes(), region),
-                               views.canvas_spec(name, index, playground.PLANE, zmax), key=f"pg_canvas_{index}",
+                               views.canvas_spec(name, playground.PLANE, zmax), key=f"pg_canvas_{index}",
                                width="content")
             st.caption("Grey: the student's error |T − S| (white: it matches the teacher); dashed: where the real "
                        "data lived; dots: the last batch" + (", arrows from where each point started." if frame.starts is not None else "."))

@@ -2,26 +2,23 @@
 final metrics), export metrics, figures and student weights, delete runs."""
 import streamlit as st
 
-import app
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures
-from dfkd_core.errors import DfkdError
-from dfkd_core.runs.runstore import STATUSES
+from dfkd_core.dashboard import figures, ui
 
-app.ensure_routed()
+ui.ensure_routed()
 st.title("Runs")
 if "runs_flash" in st.session_state:
     st.success(dashboard.plain(st.session_state.pop("runs_flash")))
 
 f1, f2 = st.columns(2)
-status = f1.selectbox("Status", ["all", *STATUSES], key="runs_status")
+status = f1.selectbox("Status", ["all", *dashboard.STATUSES], key="runs_status")
 dataset = f2.selectbox("Dataset", ["all", *dashboard.dataset_choices()[0]], key="runs_dataset")
 try:
     table = dashboard.runs_table(None if status == "all" else status, None if dataset == "all" else dataset)
-except DfkdError as exc:
+except dashboard.DfkdError as exc:
     st.error(dashboard.plain(exc))
     st.stop()
-st.dataframe(table, hide_index=True, width="stretch")
+ui.table(table, hide_index=True)
 if table.empty:
     st.info("No stored runs match. Start one on the Distill page.")
     st.stop()
@@ -49,7 +46,7 @@ final = dashboard.compare_results(selected)
 if final.empty:
     st.caption("No finished results among the selected runs yet.")
 else:
-    st.dataframe(final, hide_index=True, width="stretch")
+    ui.table(final, hide_index=True)
 
 st.subheader("Export")
 e1, e2, e3 = st.columns(3)
@@ -73,11 +70,9 @@ with st.expander("Download the student (TorchScript, ONNX, model card)"):
     if export_members:
         export_member = st.selectbox("Student", export_members, key="export_member")
         if st.button("Prepare the student", key="export_prepare"):
-            from dfkd_core.models.export import export_stored_run
-
             try:
-                st.session_state["export_zip"] = (export_run, export_member, export_stored_run(export_run, export_member))
-            except DfkdError as exc:
+                st.session_state["export_zip"] = (export_run, export_member, dashboard.export_zip(export_run, export_member))
+            except dashboard.DfkdError as exc:
                 st.error(str(exc))
         ready = st.session_state.get("export_zip")
         if ready and ready[:2] == (export_run, export_member):

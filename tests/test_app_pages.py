@@ -23,7 +23,7 @@ RUN_TIMEOUT_S = 1500  # a first run trains the session's teacher; on a busy 2-co
 
 
 def start_app(page: str | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=300)
     for k, v in (query or {}).items():
         at.query_params[k] = v
     at.run()

@@ -10,6 +10,7 @@ import pytest
 from test_app_pages import errors, start_app
 from user_helpers import FEATURES, MEANS, SCALES, ServedTeacher
 
+from dfkd_core import dashboard
 from dfkd_core.data.user import spec_from_rows
 from dfkd_core.runs.runstore import RunStore
 
@@ -76,7 +77,7 @@ def test_a_bad_table_or_endpoint_is_one_message_and_no_run(url, table, query, me
     assert "run_id" not in at.session_state and RunStore().list_runs().empty
 
 
-def test_a_state_dict_teacher_states_its_input_dimension_and_torchscript_does_not(tmp_path):
+def test_state_dict_and_torchscript_teachers_state_their_input_dimension(tmp_path):
     import torch
     from torch import nn
     from user_helpers import RawReLUTeacher, write_torchscript
@@ -85,9 +86,19 @@ def test_a_state_dict_teacher_states_its_input_dimension_and_torchscript_does_no
 
     torch.save(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).state_dict(), tmp_path / "sd.pt")
     assert teacher_input_dim(tmp_path / "sd.pt") == 3
-    assert teacher_input_dim(write_torchscript(tmp_path / "ts.pt", RawReLUTeacher())) is None
+    assert teacher_input_dim(write_torchscript(tmp_path / "ts.pt", RawReLUTeacher(d=5))) == 5
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     assert teacher_input_dim(tmp_path / "junk.pt") is None
+
+
+def test_the_spec_table_starts_with_one_row_per_input_of_an_uploaded_torchscript_teacher(tmp_path):
+    """Issue 23: a 5-input TorchScript teacher gave a 2-row table, and the run failed with an interpreter message."""
+    from user_helpers import RawReLUTeacher, write_torchscript
+
+    path = write_torchscript(tmp_path / "five.pt", RawReLUTeacher(d=5))
+    table = dashboard.spec_table_rows(("five.pt", path.read_bytes()))
+    assert list(table["name"]) == ["x1", "x2", "x3", "x4", "x5"]
+    assert len(dashboard.spec_table_rows(None)) == 2
 
 
 @pytest.mark.parametrize("url", ["", "localhost:8000/predict", "http://", "file:///etc/passwd"], ids=["empty", "no-scheme", "no-host", "file"])

@@ -131,3 +131,48 @@ def test_the_package_map_names_every_module():
         if short not in doc:
             missing.append(name)
     assert missing == []
+
+
+# ------------------------------------------------------------------ the dashboard's house (issue 23)
+PAGES = sorted((REPO / "pages").glob("*.py"))
+MAX_DASHBOARD_LINES = 500
+
+
+def page_imports(path) -> list[str]:
+    """Every module a page imports ('from a.b import c' gives 'a.b.c' when c is a module of a.b, else 'a.b')."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out += [f"{node.module}.{alias.name}" if node.module == "dfkd_core" else node.module for alias in node.names]
+    return out
+
+
+def test_no_page_imports_the_entry_point():
+    assert len(PAGES) >= 7
+    offenders = [p.name for p in PAGES if any(m == "app" or m.startswith("app.") for m in page_imports(p))]
+    assert offenders == []
+
+
+def test_pages_reach_dfkd_core_only_through_the_dashboard_facade():
+    def allowed(module: str) -> bool:
+        return not module.startswith("dfkd_core") or module == "dfkd_core.dashboard" or module.startswith("dfkd_core.dashboard.")
+
+    reaching = {p.name: [m for m in page_imports(p) if not allowed(m)] for p in PAGES}
+    assert {name: mods for name, mods in reaching.items() if mods} == {}
+    # the check can fail: a page importing the run store is caught
+    assert not allowed("dfkd_core.runs.runstore") and not allowed("dfkd_core.experiments")
+
+
+def test_no_file_of_the_dashboard_package_is_over_500_lines():
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (PACKAGE / "dashboard").glob("*.py")}
+    assert len(sizes) >= 5 and {n: s for n, s in sizes.items() if s > MAX_DASHBOARD_LINES} == {}
+
+
+def test_only_the_ui_module_of_dfkd_core_imports_streamlit():
+    importing = sorted(name for name, tree in modules().items()
+                       if any((isinstance(n, ast.Import) and any(a.name.split(".")[0] == "streamlit" for a in n.names))
+                              or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "streamlit")
+                              for n in ast.walk(tree)))
+    assert importing == ["dfkd_core.dashboard.ui"]

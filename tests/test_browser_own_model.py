@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_browser import CHROMIUM, CHROMIUM_ARGS, RMSE_POINTS_JS, server  # noqa: F401 - server is a fixture
+from conftest import new_page, newest_run, wait_for_run
+from test_browser import RMSE_POINTS_JS
 from user_helpers import fitted_teacher, write_csv, write_torchscript
 
 from dfkd_core.runs.runstore import RunStore
@@ -18,48 +19,45 @@ pytestmark = pytest.mark.browser
 EPOCHS = 40
 
 
-def test_upload_teacher_and_csv_start_watch_and_download_the_student(server, tmp_path):  # noqa: F811 - the fixture
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+def test_upload_teacher_and_csv_start_watch_and_download_the_student(server, browser, tmp_path):
+    from playwright.sync_api import expect
 
     csv = write_csv(tmp_path / "plant.csv")
     teacher = write_torchscript(tmp_path / "teacher.pt", fitted_teacher(csv, steps=100))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
-            page.goto(server)
-            expect(page.get_by_text("Device:")).to_be_visible(timeout=120_000)
-            epochs = page.get_by_label("Epochs", exact=True)
-            epochs.fill(str(EPOCHS))
-            epochs.press("Enter")
-            expect(page).to_have_url(re.compile(rf"epochs={EPOCHS}"), timeout=60_000)
-            page.get_by_text("Your model: your teacher, your data").click()
-            page.locator(".st-key-own_teacher input[type=file]").set_input_files(str(teacher))
-            page.locator(".st-key-own_data input[type=file]").set_input_files(str(csv))
-            expect(page.get_by_text("Target column")).to_be_visible(timeout=60_000)
-            page.locator(".st-key-own_start button").click()
-            expect(page.get_by_text(re.compile(rf"epoch {EPOCHS} / {EPOCHS} · done")).first).to_be_visible(timeout=600_000)
-            assert page.evaluate(RMSE_POINTS_JS) > 1
-            page.screenshot(path=str(tmp_path / "own-model-finished.png"), full_page=True)
+    page = new_page(browser, accept_downloads=True)
+    try:
+        page.goto(server)
+        expect(page.get_by_text("Device:")).to_be_visible()
+        epochs = page.get_by_label("Epochs", exact=True)
+        epochs.fill(str(EPOCHS))
+        epochs.press("Enter")
+        expect(page).to_have_url(re.compile(rf"epochs={EPOCHS}"))
+        page.get_by_text("Your model: your teacher, your data").click()
+        page.locator(".st-key-own_teacher input[type=file]").set_input_files(str(teacher))
+        page.locator(".st-key-own_data input[type=file]").set_input_files(str(csv))
+        expect(page.get_by_text("Target column")).to_be_visible()
+        page.locator(".st-key-own_start button").click()
+        wait_for_run(lambda store: (run := newest_run(store)) and run.status == "done", timeout=1_800,
+                     what="the your-model run to finish")
+        expect(page.get_by_text(re.compile(rf"epoch {EPOCHS} / {EPOCHS} · done")).first).to_be_visible()
+        assert page.evaluate(RMSE_POINTS_JS) > 1
+        page.screenshot(path=str(tmp_path / "own-model-finished.png"), full_page=True)
 
-            run_id = RunStore().list_runs()["id"].iloc[0]
-            page.goto(f"{server}/runs")
-            # the Runs page's first render can take long on a loaded box (CI): wait for it, not 30 s
-            expect(page.locator(".st-key-runs_selected")).to_be_visible(timeout=120_000)
-            page.locator(".st-key-runs_selected").click()
-            page.keyboard.type(run_id)
-            page.keyboard.press("Enter")
-            download_section = page.get_by_text("Download the student (TorchScript, ONNX, model card)")
-            expect(download_section).to_be_visible(timeout=120_000)
-            download_section.click()
-            page.locator(".st-key-export_prepare button").click()
-            with page.expect_download(timeout=300_000) as download:
-                page.locator(".st-key-export_download button").click()
-            download.value.save_as(str(tmp_path / "student.zip"))
-        finally:
-            browser.close()
+        run_id = RunStore().list_runs()["id"].iloc[0]
+        page.goto(f"{server}/runs")
+        expect(page.locator(".st-key-runs_selected")).to_be_visible()
+        page.locator(".st-key-runs_selected").click()
+        page.keyboard.type(run_id)
+        page.keyboard.press("Enter")
+        download_section = page.get_by_text("Download the student (TorchScript, ONNX, model card)")
+        expect(download_section).to_be_visible()
+        download_section.click()
+        page.locator(".st-key-export_prepare button").click()
+        with page.expect_download() as download:
+            page.locator(".st-key-export_download button").click()
+        download.value.save_as(str(tmp_path / "student.zip"))
+    finally:
+        page.close()
 
     runs = RunStore().list_runs()
     assert list(runs["status"]) == ["done"] and list(runs["dataset"]) == ["user"]

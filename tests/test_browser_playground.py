@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS, server  # noqa: F401  (server is a fixture)
-
 pytestmark = pytest.mark.browser
 
 # Each playground canvas: the title above it and a fingerprint of what its Vega-Lite chart draws
@@ -23,33 +21,27 @@ CANVASES_JS = """() => {
 }"""
 
 
-def test_play_animates_direct_and_generator_side_by_side(server):  # noqa: F811
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+def test_play_animates_direct_and_generator_side_by_side(server, page):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(f"{server}/playground")
-            expect(page.get_by_role("button", name="Play")).to_be_visible(timeout=120_000)
-            page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3",
-                                   timeout=120_000)
-            page.get_by_role("button", name="Play").click()
-            seen = []
-            for _ in range(240):  # up to 2 minutes on a busy CPU
-                page.wait_for_timeout(500)
-                canvases = page.evaluate(CANVASES_JS)
-                if len(canvases) == 2:
-                    seen.append(canvases)
-                titles = {c["title"] for frame in seen for c in frame}
-                if len({t for t in titles if t.startswith("direct")}) >= 3 and \
-                        len({t for t in titles if t.startswith("generator")}) >= 3:
-                    break
-            page.get_by_role("button", name="Pause").click()
-        finally:
-            browser.close()
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    page.goto(f"{server}/playground")
+    expect(page.get_by_role("button", name="Play")).to_be_visible()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3")
+    page.get_by_role("button", name="Play").click()
+    seen: list = []
+    titles: set = set()
+
+    previous = ""  # each wait ends on a frame whose titles differ from the last one seen
+    while len({t for t in titles if t.startswith("direct")}) < 3 or len({t for t in titles if t.startswith("generator")}) < 3:
+        page.wait_for_function(f"prev => {{ const c = ({CANVASES_JS})(); "
+                               "return c.length === 2 && c.map(x => x.title).join(' | ') !== prev; }", arg=previous)
+        canvases = page.evaluate(CANVASES_JS)
+        if len(canvases) == 2:
+            seen.append(canvases)
+            previous = " | ".join(c["title"] for c in canvases)
+            titles |= {c["title"] for c in canvases}
+    page.get_by_role("button", name="Pause").click()
     directs = [frame[0] for frame in seen if frame[0]["title"].startswith("direct")]
     generators = [frame[1] for frame in seen if frame[1]["title"].startswith("generator")]
     assert len({d["title"] for d in directs}) >= 3 and len({g["title"] for g in generators}) >= 3

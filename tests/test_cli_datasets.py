@@ -19,7 +19,7 @@ def _run(*args: str, data_dir=SHARED_DATA, **env) -> subprocess.CompletedProcess
     full_env = {**os.environ, "DFKD_DATA_DIR": str(data_dir), "DFKD_OFFLINE": "1", **env}
     full_env.pop("DFKD_DATA_MIRROR", None)
     return subprocess.run([sys.executable, "-m", "dfkd_core", "datasets", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

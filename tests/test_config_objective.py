@@ -189,3 +189,15 @@ def test_a_term_registered_outside_config_is_listed_and_trained_with_from_the_cl
     assert json.loads(out.strip().splitlines()[-1])["sampler"] == "direct"
     assert registered_term and all(n == 8 for n in registered_term)  # the direct sampler's batches went through it
     assert "half_l1_input" in dashboard.term_names() and "|x|₁ / 2" in dashboard.term_help()
+
+
+def test_every_form_help_is_its_config_fields_metadata_not_its_source():
+    """Help texts live in each DistillConfig field's metadata (issue 23), not in comments parsed from the source."""
+    import dataclasses
+    import inspect
+
+    for f in dataclasses.fields(DistillConfig):
+        assert f.metadata.get("help"), f.name
+        assert dashboard.field_spec(f.name).help.startswith(f.metadata["help"]), f.name
+    sources = "".join(inspect.getsource(m) for m in (dashboard.forms, dashboard.views, dashboard.texts))
+    assert "getsource" not in sources

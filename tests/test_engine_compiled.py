@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 
 import pytest
 import torch
@@ -118,11 +117,9 @@ def compiled_form(built: list, run, members, emit, should_stop, start):
 
 def test_the_compiled_generic_form_equals_the_plain_loop_in_float64():
     built: list = []
-    start = time.perf_counter()
     ref, bat = run_both(TINY, form=functools.partial(compiled_form, built))
     assert built[0].train_loss.is_compiled and built[0].group_forward.is_compiled  # no fallback happened
-    assert_same_events(ref, bat)
-    assert time.perf_counter() - start < 120  # the compile of a tiny MLP stack stays short (~30 s cold, one thread)
+    assert_same_events(ref, bat)  # how long the compile takes is bench --compile's business, not a test's
 
 
 class Records(logging.Handler):

@@ -73,7 +73,7 @@ def test_the_card_says_what_the_distillation_bought(tmp_path, csv, ts_teacher):
         assert set(card[who]["latency_seconds"]) == {"batch_1", "batch_1000"}
         assert all(v > 0 for v in card[who]["latency_seconds"].values())
     assert card["real_data"] is True and card["inputs"]["names"] == ["load", "speed", "temp", "ratio"]
-    assert card["selection"]["rule"] == "validation" and card["configuration"]["data_file"] == run.cfg.data_file
+    assert card["selection"]["rule"] == "validation" and card["configuration"]["data_file"] == "plant.csv"  # its name, not the server's path
     assert {"student.pt", "student.onnx", "state_dict.pt", "model.json", "test_rows.csv"} <= set(card["files"])
 
 
@@ -115,6 +115,10 @@ def test_a_stored_run_downloads_as_a_zip_with_the_student(tmp_path, csv, ts_teac
     with zipfile.ZipFile(tmp_path / "s.zip") as zf:
         assert {"student/student.pt", "student/student.onnx", "student/model.json"} <= set(zf.namelist())
         zf.extractall(tmp_path / "unzipped")
+    card_text = (tmp_path / "unzipped" / "student" / "model.json").read_text()
+    assert str(tmp_path) not in card_text and '"/' not in card_text  # no server paths in the card (issue 23)
+    card = json.loads(card_text)
+    assert card["configuration"]["data_file"] == "plant.csv" and card["configuration"]["teacher_file"] == "T.pt"
     rows = pd.read_csv(tmp_path / "unzipped" / "student" / "test_rows.csv")
     student = torch.jit.load(str(tmp_path / "unzipped" / "student" / "student.pt"))
     pred = student(torch.tensor(rows[["load", "speed", "temp", "ratio"]].to_numpy(), dtype=torch.float32)).detach().numpy()

@@ -55,7 +55,7 @@ def plant_pickle(path: Path, marker: Path) -> None:
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     full = dict(os.environ, PYTHONPATH=str(REPO), **env)
     return subprocess.run([sys.executable, "-m", "dfkd_core", *args], capture_output=True, text=True, env=full,
-                          cwd=REPO, timeout=120)
+                          cwd=REPO, timeout=600)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -278,7 +278,7 @@ def test_canvas_rows_put_each_cell_on_its_grid_point_and_arrows_along_each_move(
 
 # ------------------------------------------------------------------ the page
 def start_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     at.switch_page("pages/playground.py").run()
     assert not at.exception, at.exception

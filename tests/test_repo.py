@@ -28,3 +28,27 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_torch_is_pinned_so_pip_never_pulls_a_cuda_build():
     assert "torch==2.13.0" in (REPO / "requirements.txt").read_text().splitlines()
+
+
+WALL_CLOCK = re.compile(r"\b(perf_counter|monotonic|time\.time)\(\)")
+
+
+def test_no_test_asserts_on_wall_clock_time():
+    """Speed is measured by `python -m dfkd_core bench`; a test that asserts a duration fails a busy CI."""
+    offenders = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.lstrip().startswith("assert") and WALL_CLOCK.search(line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_only_conftest_launches_chromium():
+    launching = [path.name for path in sorted((REPO / "tests").glob("*.py"))
+                 if "executable_path" in path.read_text(encoding="utf-8") and path.name not in ("conftest.py", "test_repo.py")]
+    assert launching == []
+    assert "executable_path=str(CHROMIUM)" in (REPO / "tests" / "conftest.py").read_text(encoding="utf-8")
+
+
+def test_pytest_prints_the_slowest_tests():
+    assert re.search(r"^addopts = .*--durations=\d+", (REPO / "pytest.ini").read_text(encoding="utf-8"), re.M)

@@ -290,7 +290,7 @@ def test_bad_arguments_give_one_error_line_and_a_nonzero_exit(args, message, cap
 
 
 def test_bad_table_from_a_shell_prints_no_traceback():
-    proc = _cli("--table", "7", timeout=60)
+    proc = _cli("--table", "7", timeout=300)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: The {BAD_ARGUMENTS[0][1]} instead."]

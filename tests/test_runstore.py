@@ -42,7 +42,7 @@ def member_result(member: str = MEMBER, state_dict=None) -> MemberResult:
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "dfkd_core", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=120)
+                          cwd=REPO, timeout=600)
 
 
 @pytest.fixture

@@ -21,14 +21,18 @@ SMOOTH_WINDOW = 15  # the paper's Savitzky–Golay window (Fig. 6)
 SMOOTH_POLYORDER = 2
 TEACHER_NAME = "teacher (validation RMSE)"
 TEACHER_COLOR = "#8c8c8c"  # mid grey: readable on the light and the dark theme (black vanished in dark mode)
+ERROR_BAR_COLOR = TEACHER_COLOR  # ± sd bars: plotly's default is black, invisible on the dark theme
 REAL_COLOR = "rgba(128,128,128,0.45)"
 PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green, red, purple, ...
 
 
 # ---------------------------------------------------------------------------- helpers
-# a sampler keeps its colour on every chart (the paper's Fig. 4 order: Gaussian blue, LHS orange,
+# a sampler keeps its colour on every chart, whatever else splits the curves (α, runs: those get a
+# dash style), in every figure and every export (the paper's Fig. 4 order: Gaussian blue, LHS orange,
 # generator green, direct red, differential evolution purple)
 SAMPLER_COLORS = {"gaussian": 0, "lhs": 1, "generator": 2, "direct": 3, "evolution": 4, "halton": 5, "sobol": 6}
+UNNAMED_COLORS = (7, 8, 9)  # a sampler not in SAMPLER_COLORS: one of these, fixed by its name
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # α schedules / runs of one sampler
 
 
 # log axes labelled at powers of ten only (plotly's default minor labels "2, 5" read as 2 and 5)
@@ -38,9 +42,25 @@ def color_for(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def sampler_color(name: str, fallback: int) -> str:
-    """The sampler's own colour, else the palette's `fallback`-th colour."""
-    return color_for(SAMPLER_COLORS[name]) if name in SAMPLER_COLORS else color_for(fallback)
+def sampler_color(name: str) -> str:
+    """The sampler's own colour: SAMPLER_COLORS, else one of UNNAMED_COLORS chosen by the name itself
+    (never by its place in a chart, so it is the same in every figure)."""
+    import zlib
+
+    name = sampler_of(name)
+    if name in SAMPLER_COLORS:
+        return color_for(SAMPLER_COLORS[name])
+    return color_for(UNNAMED_COLORS[zlib.crc32(name.encode()) % len(UNNAMED_COLORS)])
+
+
+def sampler_of(label: str) -> str:
+    """The sampler of a group label ('direct', 'direct, α 1', 'run-id: direct, α 1')."""
+    return str(label).rsplit(": ", 1)[-1].split(",", 1)[0].strip()
+
+
+def line_mode(points: int) -> str:
+    """'lines+markers' for a curve of one point (a line alone draws nothing), else 'lines'."""
+    return "lines+markers" if points < 2 else "lines"
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -121,9 +141,11 @@ def epoch_curves(
     df = df[df[value].notna()].copy()
     df["group"] = group_labels(df)
     fig = go.Figure()
-    several = df["group"].nunique() > df["sampler"].nunique()  # α or run splits a sampler: colour per group
+    dashes: dict[str, dict] = {}  # per sampler: its groups (α schedules, runs) in order, each a dash style
     for i, (group, part) in enumerate(df.groupby("group", sort=True)):
-        color = color_for(i) if several else sampler_color(str(part["sampler"].iloc[0]), i)
+        sampler = str(part["sampler"].iloc[0])
+        color = sampler_color(sampler)
+        dash = DASHES[dashes.setdefault(sampler, {}).setdefault(group, len(dashes[sampler])) % len(DASHES)]
         stats = part.groupby("epoch")[value].agg(["mean", "min", "max", "count"]).sort_index()
         epochs = stats.index.to_numpy()
         mean = stats["mean"].to_numpy()
@@ -140,10 +162,13 @@ def epoch_curves(
                                      fillcolor=_rgba(color, 0.2), hoverinfo="skip", showlegend=False,
                                      legendgroup=group, name=f"{group} min"))
         name = group if n_seeds == 1 else f"{group} (mean of {n_seeds})"
-        fig.add_trace(go.Scatter(x=epochs, y=mean, mode="lines", name=name, legendgroup=group,
-                                 line=dict(color=color, width=2), meta={"role": "curve", "group": group}))
+        fig.add_trace(go.Scatter(x=epochs, y=mean, mode=line_mode(len(epochs)), name=name, legendgroup=group,
+                                 line=dict(color=color, width=2, dash=dash), marker=dict(color=color, size=8),
+                                 meta={"role": "curve", "group": group, "sampler": sampler}))
     if teacher_rmse is not None and np.isfinite(teacher_rmse):
         lo, hi = float(df["epoch"].min()), float(df["epoch"].max())
+        if hi <= lo:  # one epoch so far: a line from epoch − ½ to + ½, so it shows
+            lo, hi = lo - 0.5, hi + 0.5
         fig.add_trace(go.Scatter(x=[lo, hi], y=[teacher_rmse, teacher_rmse], mode="lines", name=TEACHER_NAME,
                                  line=dict(color=TEACHER_COLOR, dash="dash", width=2), meta={"role": "teacher"}))
     if zoom and not log_y:
@@ -202,7 +227,7 @@ def alpha_preview(curves: Mapping[str, np.ndarray], height: int = 160) -> go.Fig
     fig = go.Figure()
     for i, (spec, values) in enumerate(curves.items()):
         values = np.asarray(values, dtype=float)
-        fig.add_trace(go.Scatter(x=np.arange(len(values)), y=values, mode="lines", name=spec,
+        fig.add_trace(go.Scatter(x=np.arange(len(values)), y=values, mode=line_mode(len(values)), name=spec,
                                  line=dict(color=color_for(i))))
     fig.update_layout(height=height, margin=dict(t=10, b=30, l=40, r=10), yaxis_range=[-0.05, 1.05],
                       xaxis_title="epoch", yaxis_title="α", showlegend=len(curves) > 1,
@@ -219,12 +244,12 @@ def student_loss_boxplots(snapshots: pd.DataFrame, samplers: Sequence[str] | Non
         return _empty(title, "no snapshot yet")
     samplers = list(samplers) if samplers else sorted(snapshots["sampler"].unique())
     fig = go.Figure()
-    for i, sampler in enumerate(samplers):
+    for sampler in samplers:
         part = snapshots[snapshots["sampler"] == sampler]
         if part.empty:
             continue
         fig.add_trace(go.Box(x=part["epoch"].astype(str), y=part["student_loss"], name=sampler,
-                             marker_color=sampler_color(sampler, i), boxpoints="outliers"))
+                             marker_color=sampler_color(sampler), boxpoints="outliers"))
     fig.update_layout(title=title, boxmode="group", xaxis_title="epoch", yaxis_title="student loss (log scale)",
                       legend_title_text="sampler", height=380, margin=dict(t=50, b=40, l=50, r=10))
     fig.update_yaxes(**LOG_AXIS)  # epoch 0's losses are orders of magnitude above later ones
@@ -245,11 +270,11 @@ def projection_scatter(points: pd.DataFrame, method: str = "UMAP", epoch: int | 
     real = points[points["source"] == "real"]
     fig.add_trace(go.Scattergl(x=real["x"], y=real["y"], mode="markers", name="real (train)",
                                marker=dict(color=REAL_COLOR, size=4), hoverinfo="skip"))
-    for i, source in enumerate(sorted(s for s in points["source"].unique() if s != "real")):
+    for source in sorted(s for s in points["source"].unique() if s != "real"):
         part = points[points["source"] == source]
         fig.add_trace(go.Scattergl(
             x=part["x"], y=part["y"], mode="markers", name=source,
-            marker=dict(color=sampler_color(source, i), size=7, line=dict(width=0.5, color="white")),
+            marker=dict(color=sampler_color(source), size=7, line=dict(width=0.5, color="white")),
             customdata=np.stack([part["nn_dist"].to_numpy(dtype=float)], axis=-1),
             hovertemplate=f"{source}<br>distance to nearest real point: %{{customdata[0]:.3f}}<extra></extra>",
         ))
@@ -284,8 +309,12 @@ def digit_grid(images: Sequence[Mapping], columns: int = 8) -> go.Figure:
             img = np.asarray(item["image"], dtype=float)
             fig.add_trace(go.Heatmap(z=img[::-1], colorscale="gray", zmin=0.0, zmax=1.0, showscale=False,
                                      name=sampler, hovertemplate="pixel %{z:.2f}<extra></extra>"), row=r, col=c)
-    fig.update_xaxes(visible=False, scaleanchor=None)
+    fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
+    for index in range(1, n_rows * columns + 1):  # square pixels: each panel's y axis keeps its x axis's scale
+        fig.layout[f"yaxis{index if index > 1 else ''}"].update(scaleanchor=f"x{index if index > 1 else ''}", scaleratio=1,
+                                                                constrain="domain")
+        fig.layout[f"xaxis{index if index > 1 else ''}"].update(constrain="domain")
     fig.update_annotations(font_size=10)
     fig.update_layout(height=max(200, 130 * n_rows), margin=dict(t=30, b=10, l=10, r=10), title=None)
     return fig
@@ -303,7 +332,7 @@ def prediction_histograms(preds: pd.DataFrame, bins: int = 100, x_range: tuple[f
     size = max((hi - lo) / bins, 1e-6)
     for i, sampler in enumerate(samplers, start=1):
         values = preds.loc[preds["sampler"] == sampler, "teacher_pred"]
-        fig.add_trace(go.Histogram(x=values, name=sampler, marker_color=sampler_color(sampler, i - 1),
+        fig.add_trace(go.Histogram(x=values, name=sampler, marker_color=sampler_color(sampler),
                                    xbins=dict(start=lo, end=hi + size, size=size)), row=i, col=1)
     fig.update_layout(title="Teacher predictions on synthetic batches", showlegend=False,
                       height=140 + 150 * len(samplers), margin=dict(t=60, b=40, l=50, r=10))
@@ -323,8 +352,9 @@ def result_bars(summary: pd.DataFrame, teacher_rmse: float | None = None, metric
         return _empty(title, "no results yet")
     # a dot with its ± sd bar: close numbers stay readable (bars from zero would hide the differences)
     fig = go.Figure(go.Scatter(x=summary["group"], y=summary[f"{metric}_mean"], mode="markers", name="student",
-                               error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0)),
-                               marker=dict(size=12, color=[sampler_color(str(g), i) for i, g in enumerate(summary["group"])])))
+                               error_y=dict(type="data", array=summary[f"{metric}_sd"].fillna(0.0), color=ERROR_BAR_COLOR,
+                                            thickness=2, width=6),
+                               marker=dict(size=12, color=[sampler_color(str(g)) for g in summary["group"]])))
     if teacher_rmse is not None and np.isfinite(teacher_rmse):
         fig.add_hline(y=teacher_rmse, line_dash="dash", line_color=TEACHER_COLOR,
                       annotation_text=f"teacher {teacher_rmse:.4f}", annotation_position="top left")

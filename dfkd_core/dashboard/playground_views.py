@@ -25,11 +25,11 @@ def _layer(name: str, mark: dict, encoding: dict) -> dict:
             "encoding": encoding}
 
 
-def canvas_spec(sampler: str, index: int, extent: float, zmax: float) -> dict:
+def canvas_spec(sampler: str, extent: float, zmax: float) -> dict:
     """The canvas of one sampler: |T − S| over the plane in greys (white: the student matches the
     teacher; the scale fixed at `zmax`), the real-data region dashed, the random x_p in grey, the
     start points, the moves as segments, and the x_g as arrow heads (direct, evolution) or dots."""
-    color = sampler_color(sampler, index)
+    color = sampler_color(sampler)
     x = {"field": "x", "type": "quantitative", "scale": {"domain": [-extent, extent], "nice": False}, "title": "x₁"}
     y = {"field": "y", "type": "quantitative", "scale": {"domain": [-extent, extent], "nice": False}, "title": "x₂"}
     layers = [
@@ -86,7 +86,7 @@ def _points(layer: str, xy: np.ndarray, angle: np.ndarray | float = 0.0) -> pd.D
 def curves_spec(samplers: list[str]) -> dict:
     """RMSE of each playground student on the real-data region per epoch, one colour per sampler,
     and a dotted rule at the epoch the canvases show."""
-    colors = [sampler_color(s, i) for i, s in enumerate(samplers)]
+    colors = [sampler_color(s) for s in samplers]
     return {"height": CURVES_HEIGHT, "width": "container", "title": "Student RMSE on the real-data region", "layer": [
         _layer("curve", {"type": "line"}, {
             "x": {"field": "x", "type": "quantitative", "title": "epoch"},

@@ -554,7 +554,7 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[
             step_ms.append(1000 * frame.seconds)
             start = time.perf_counter()
             views.canvas_data(frame, state.axes(), region)
-            views.canvas_spec(name, 0, PLANE, 1.0)
+            views.canvas_spec(name, PLANE, 1.0)
             figure_ms.append(1000 * (time.perf_counter() - start))
         out[name] = {"step_ms_median": float(np.median(step_ms)), "step_ms_max": float(np.max(step_ms)),
                      "figure_ms_median": float(np.median(figure_ms))}
@@ -578,8 +578,8 @@ def time_frames(cfg: PlaygroundConfig, frames: int = 30, warmup: int = 3) -> dic
         state.step(1)
         tables = [views.canvas_data(f, state.axes(), region) for f in state.frames_at(state.epochs_run).values()]
         tables.append(views.curves_data({n: state.history(n) for n in state.lanes}, state.epochs_run))
-        for i, name in enumerate(state.lanes):
-            views.canvas_spec(name, i, PLANE, zmax)
+        for name in state.lanes:
+            views.canvas_spec(name, PLANE, zmax)
         for table in tables:
             sink = pa.BufferOutputStream()
             batch = pa.Table.from_pandas(table)

@@ -152,8 +152,26 @@ def export_student(cfg: DistillConfig, split: Split, state_dict: dict, out_dir: 
         "files": sorted(p.name for p in out.iterdir() if p.is_file()) + ["model.json"],
         "load_in_pytorch": LOAD_SNIPPET.format(d=d),
     }
+    card = without_server_paths(card)
     (out / "model.json").write_text(json.dumps(card, indent=2, default=_json_default), encoding="utf-8")
     return card
+
+
+def without_server_paths(value):
+    """The card with every absolute file path on this machine replaced by the file's own name (a
+    user's stored file by the name it was uploaded under): model.json travels, the server's folders
+    stay here. URLs and relative names are kept."""
+    import os
+
+    if isinstance(value, dict):
+        return {k: without_server_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(without_server_paths(v) for v in value)
+    if isinstance(value, Path) or (isinstance(value, str) and "\n" not in value and os.path.isabs(value)):
+        from ..data.user import original_name
+
+        return original_name(value)
+    return value
 
 
 def _describe(module: nn.Module) -> str:

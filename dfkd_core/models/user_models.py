@@ -210,8 +210,13 @@ def _load_skops(path: Path):
     if names is not None:  # fitted on a DataFrame: give it one with the same columns
         import pandas as pd
 
-        return lambda x: model.predict(pd.DataFrame(np.asarray(x).reshape(len(x), -1), columns=list(names)))
-    return lambda x: model.predict(x)
+        def predict(x):
+            return model.predict(pd.DataFrame(np.asarray(x).reshape(len(x), -1), columns=list(names)))
+    else:
+        def predict(x):
+            return model.predict(x)
+    predict.n_features_in_ = getattr(model, "n_features_in_", None)  # what teacher_input_dim reads
+    return predict
 
 
 class HttpModel:
@@ -531,13 +536,21 @@ def teacher_endpoint(url: str) -> str:
 
 
 def teacher_input_dim(path: str | Path, activation: str = "") -> int | None:
-    """The input dimension a stored teacher file states (a state_dict's first layer), or None
-    when the file does not say it (TorchScript, skops) or cannot be read."""
+    """The input dimension a stored teacher file states, read without running it: a state_dict's
+    first layer; a TorchScript module's first parameter when it is a matrix (out × in: a Linear
+    layer's weight); a skops regressor's n_features_in_. None when the file does not say it (a
+    first convolution, an endpoint) or cannot be read."""
     try:
-        _, model = load_user_model(path, activation=activation or "tanh")
+        kind, model = load_user_model(path, activation=activation or "tanh")
     except DfkdError:
         return None
-    return model.in_features if isinstance(model, LinearStack) else None
+    if isinstance(model, LinearStack):
+        return model.in_features
+    if kind == "torchscript":
+        first = next(iter(model.parameters()), None)
+        return int(first.shape[1]) if first is not None and first.dim() == 2 else None
+    n = getattr(model, "n_features_in_", None)
+    return int(n) if isinstance(n, (int, np.integer)) and n > 0 else None
 
 
 def user_run_config(base, *, teacher_file: str = "", teacher_activation: str = "", data_file: str = "", target: str = "",
