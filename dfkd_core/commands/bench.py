@@ -90,7 +90,7 @@ def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int
     if not as_json:
         print(f"playground frame (default pair {', '.join(PlaygroundConfig().samplers)}: step, both canvases, the "
               f"curves, Arrow encoding): {frames['frame_ms_median']:6.1f} ms median, {frames['frame_ms_max']:6.1f} ms "
-              f"max → {frames['frames_per_second']:.1f} frames per second possible (Play asks for 3.3)", flush=True)
+              f"max → {frames['frames_per_second']:.1f} frames per second possible (Play asks for 4)", flush=True)
     if as_json:
         print(json.dumps({"playground": result, "playground_frame": frames, "threads": threads}))
     return 0

@@ -565,7 +565,7 @@ def time_frames(cfg: PlaygroundConfig, frames: int = 30, warmup: int = 3) -> dic
     """What the playground page does for one frame while playing, on this process's threads: one
     epoch of every lane, each canvas's and the RMSE chart's data (Vega-Lite: fixed specs, new rows),
     and their Arrow encoding (what Streamlit sends). Median and largest ms per frame, and the
-    frames per second they allow (the page asks for one every 0.3 s). The `bench --playground` line."""
+    frames per second they allow (the page asks for one every 0.25 s). The `bench --playground` line."""
     import pyarrow as pa
 
     from ..dashboard import playground_views as views
