@@ -18,13 +18,17 @@
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written
-                kernels); on a GPU both forms replay their step as CUDA graphs; compiled (the
+                kernels), teacher_call (the teacher as one callable of the step: MLP kernels,
+                autograd through any torch module, or a black box's values); on a GPU both forms replay their step as CUDA graphs; compiled (the
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
                 jobs (runs in worker processes: queued rows dispatched as slots free, a server's warm
                 worker, Stop's request → SIGTERM → SIGKILL, recovery of dead workers), live (what a polling
                 page reads: new epochs only, the previous projection held until the next is ready)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
+                runner (the one runner of multi-run jobs: local processes, a Dask LocalCluster or a Dask
+                scheduler; results stored by the driver alone), sweep (a grid over config fields × seeds,
+                stored as one sweep), paired (two methods compared seed by seed: t interval, Wilcoxon),
                 plain_loop (the plain PyTorch loop: bench's baseline, the tests' oracle),
                 playground (samplers on a function of two inputs, one step at a time),
                 compile_timing (the generic form eager against compiled, side by side)
@@ -33,8 +37,9 @@
                 synthetic points in a worker), compare (several runs, exports, delete), yours (the
                 user's teacher and data), paper (Tables 3-6 beside ours), figures (plotly figures of
                 the paper's Figs. 4-9), embedding (UMAP / PCA), playground + playground_views (the sampler
-                playground: its state; its Vega-Lite charts, fixed specs with new data per frame); ui: the
-                pages' shared Streamlit widgets
+                playground: its state; its Vega-Lite charts, fixed specs with new data per frame),
+                sweep_figures (a stored sweep: table and metric against each swept field); ui: the pages'
+                shared Streamlit widgets
     cli         `python -m dfkd_core <command>`; one module per command in commands/: distill, bench,
-                reproduce, datasets, runs, teach, worker (a run's worker process)
+                reproduce, sweep, datasets, runs, teach, worker (a run's worker process)
 """

@@ -649,9 +649,11 @@ def _check_names(cfg: DistillConfig) -> None:
             value = getattr(cfg, name)
             if isinstance(value, str) and value.startswith("cnn") and kind != "image" and _is_arch(value):
                 problems.append(f"The {name!r} parameter can be a CNN only for image data. Got {value!r} for {cfg.dataset!r} ({kind}).")
-    if "evolution" in names.get("samplers", ()) and isinstance(cfg.batch_size, int) and cfg.batch_size < 5:
-        problems.append(f"The 'batch_size' parameter must be at least 5 with the 'evolution' sampler (its population). "
-                        f"Got {cfg.batch_size} instead.")
+    for name in names.get("samplers", ()) if isinstance(cfg.batch_size, int) else ():
+        part = SAMPLERS.get(name) if name in SAMPLERS else None  # each sampler declares the smallest batch it takes
+        if part is not None and 1 <= cfg.batch_size < part.min_batch:  # below 1: the range check refuses it
+            problems.append(f"The 'batch_size' parameter must be at least {part.min_batch} with the {name!r} sampler "
+                            f"({part.min_batch_reason}). Got {cfg.batch_size} instead.")
     if problems:
         raise ConfigErrors(problems)
 

@@ -94,6 +94,7 @@ class MemberResult:
     other_selections: dict[str, tuple[int, float, float]] = field(default_factory=dict)
     teacher_queries: int = 0  # black-box teachers: how many points were sent to the teacher
     state_dict: dict[str, Any] | None = None  # weights of the selected student (CPU tensors)
+    engine: str = ""  # the stack form that trained it (engine.loop.plan_stacks); "" outside the engine
 
 
 @dataclass(frozen=True)

@@ -126,9 +126,11 @@ def estimate(cfg: "DistillConfig") -> Estimate:
     teacher = model_cost(teacher_arch, shape, n_train)
     student = model_cost(student_arch, shape)
     generator = generator_cost(cfg.generator_z_dim, cfg.generator_hidden, d)
+    from .synth.samplers import SAMPLERS  # each sampler declares its cost (Sampler.work_per_epoch)
+
     members = cfg.members()
     k = len(members)
-    k_gen = sum(m.sampler == "generator" for m in members)
+    k_gen = sum(SAMPLERS.get(m.sampler).uses_generator_net for m in members)
     m = cfg.batch_size
     f = FLOAT_BYTES
     teacher_label = f"teacher={cfg.teacher}" if cfg.teacher != "auto" else f"teacher (auto: {teacher_arch})"
@@ -148,21 +150,14 @@ def estimate(cfg: "DistillConfig") -> Estimate:
     for member in members:
         points = cfg.batches_per_epoch * m
         per_epoch += points * (teacher.flops + 3 * student.flops)  # labels from T; S forward and backward
-        if member.sampler == "direct":
-            per_epoch += points * cfg.direct_steps * 3 * (teacher.flops + student.flops)
-        elif member.sampler == "generator":
-            per_epoch += cfg.generator_steps * m * 3 * (generator.flops + teacher.flops + student.flops) + points * generator.flops
-        elif member.sampler == "evolution":
-            per_epoch += points * (cfg.de_generations + 1) * (teacher.flops + student.flops)
+        per_epoch += SAMPLERS.get(member.sampler).work_per_epoch(cfg, teacher.flops, student.flops, generator.flops)
         per_epoch += spec.rows * 0.2 * student.flops / cfg.eval_every  # validation
     teacher_training = 3 * teacher.flops * n_train * TEACHER_TRAIN_EPOCHS[spec.kind] if teacher_arch != "svr" else 0
     work = per_epoch * cfg.epochs + teacher_training
     factors = (f"epochs={cfg.epochs}, {k} student{'s' if k != 1 else ''} (samplers × alphas × seeds), batch_size={m}, "
                f"batches_per_epoch={cfg.batches_per_epoch}, teacher {teacher_arch}")
-    steps = [f"direct_steps={cfg.direct_steps}" if "direct" in cfg.samplers else "",
-             f"generator_steps={cfg.generator_steps}" if "generator" in cfg.samplers else "",
-             f"de_generations={cfg.de_generations}" if "evolution" in cfg.samplers else ""]
-    factors += "".join(f", {s}" for s in steps if s)
+    settings = dict.fromkeys(s for name in cfg.samplers for s in SAMPLERS.get(name).cost_settings)
+    factors += "".join(f", {s}={getattr(cfg, s)}" for s in settings)
     return Estimate(memory, work, factors)
 
 

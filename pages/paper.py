@@ -34,11 +34,14 @@ def tables_section(table: int) -> None:
             ui.table(dashboard.reproduction_table(cells, table, protocol))
             for line in dashboard.paper_claims(cells, table, protocol):
                 st.markdown(line)
+            st.caption(dashboard.PAIRED_HELP)
+            ui.table(dashboard.reproduction_paired(table, epochs, protocol), hide_index=True)
 
 
 def start_section(table: int) -> None:
     with st.form(f"start-{table}"):
         st.markdown(f"**Start a reproduction of Table {table}**")
+        st.caption(dashboard.executor_line())
         quick = st.checkbox("Quick harness check (20 epochs, one seed, two small datasets)", value=False)
         seeds = st.number_input("Seeds", min_value=1, max_value=100, value=dashboard.table_defaults(table)["seeds"], step=1)
         epochs = st.number_input("Epochs (0 = the paper's)", min_value=0, max_value=100_000, value=0, step=100)

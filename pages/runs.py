@@ -3,7 +3,7 @@ final metrics), export metrics, figures and student weights, delete runs."""
 import streamlit as st
 
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures, ui
+from dfkd_core.dashboard import figures, sweep_figures, ui
 
 ui.ensure_routed()
 st.title("Runs")
@@ -22,6 +22,23 @@ ui.table(table, hide_index=True)
 if table.empty:
     st.info("No stored runs match. Start one on the Distill page.")
     st.stop()
+
+# ---- sweeps (issue 21): a sweep's runs as one table and the metric against each swept field
+sweeps = sweep_figures.stored_sweeps()
+if not sweeps.empty:
+    with st.expander(f"Sweeps ({len(sweeps)})", expanded=True):
+        sweep_labels = {r.sweep: f"{r.sweep} · {r.fields} · {r.done}/{r.runs} runs done · {r.dataset}"
+                        for r in sweeps.itertuples(index=False)}
+        sweep_id = st.selectbox("Sweep", list(sweep_labels), format_func=sweep_labels.get, key="runs_sweep")
+        sweep_metric = st.radio("Metric", list(sweep_figures.METRICS), format_func=sweep_figures.METRICS.get,
+                                horizontal=True, key="runs_sweep_metric")
+        sweep_table, sweep_paired, sweep_fig = sweep_figures.sweep_view(sweep_id, sweep_metric)
+        ui.table(sweep_table, hide_index=True)
+        st.plotly_chart(sweep_fig, key="runs_sweep_fig")
+        if not sweep_paired.empty:
+            st.caption("Paired over seeds: the first method against each other one per grid point — mean difference "
+                       "with its 95 % t interval and the Wilcoxon signed-rank p.")
+            ui.table(sweep_paired, hide_index=True)
 
 titles = dict(zip(table["id"], table["title"].fillna("")))
 if any(i not in titles for i in st.session_state.get("runs_selected", [])):  # deleted, or filtered out

@@ -51,6 +51,9 @@ def test_paper_page_shows_a_stored_quick_reproduction_beside_the_paper():
     assert claims and all(c.startswith(("**holds**", "**does not hold**", "**not decided yet")) for c in claims), claims
     # verdicts in words: an emoji draws as an empty box where the browser has no emoji font
     assert not any(ch in m.value for m in at.markdown for ch in "✅❌⏳")
+    paired = at.dataframe[2].value  # the paired verdicts under the claims
+    assert set(paired["claim"]) == {"direct_dec ≤ random", "direct_dec ≤ generator_dec"}
+    assert set(paired["verdict"]) == {"undecided"} and list(paired["n"]) == [1, 1]
 
 
 def test_start_button_launches_the_reproduce_command(monkeypatch):

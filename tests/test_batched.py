@@ -30,8 +30,10 @@ from dfkd_core.models.teachers import BlackBoxTeacher, TeacherInfo, TorchTeacher
 from conftest import REPO, needs_shared_data
 
 
-def make_run(cfg: DistillConfig, dtype=torch.float64, device="cpu", teacher_hidden: int = 64) -> RunContext:
-    """A RunContext on friedman1 in `dtype` with a seeded random MLP teacher (no training)."""
+def make_run(cfg: DistillConfig, dtype=torch.float64, device="cpu", teacher_hidden: int = 64,
+             wrap=None) -> RunContext:
+    """A RunContext on friedman1 in `dtype` with a seeded random MLP teacher (no training);
+    `wrap(module)` gives the teacher to use instead of TorchTeacher(module) (the same function)."""
     device = torch.device(device)
     base = load_split("friedman1", seed=0)
     move = lambda t: t.to(dtype)  # noqa: E731
@@ -42,7 +44,7 @@ def make_run(cfg: DistillConfig, dtype=torch.float64, device="cpu", teacher_hidd
     module = MLPRegressor(split.input_shape, teacher_hidden).to(device, dtype)
     with torch.no_grad():
         module.fc2.weight.mul_(4.0)  # a teacher with some structure for the student to learn
-    teacher = TorchTeacher(module, "mlp")
+    teacher = TorchTeacher(module, "mlp") if wrap is None else wrap(module)
     probe_x = prior.to(device).sample(200, torch.Generator(device=device).manual_seed(1))
     probe_t = teacher.predict(probe_x)
     teacher.queries = 0
@@ -66,15 +68,15 @@ def generic_form(run, members, emit, should_stop, start):
 FORMS = pytest.mark.parametrize("form", [fused_form, generic_form], ids=["fused", "generic"])
 
 
-def run_both(cfg: DistillConfig, dtype=torch.float64, device="cpu", form=fused_form) -> tuple[list, list]:
-    """Events of the plain loop and of the engine's `form` for cfg.members()."""
+def run_both(cfg: DistillConfig, dtype=torch.float64, device="cpu", form=fused_form, wrap=None) -> tuple[list, list]:
+    """Events of the plain loop and of the engine's `form` for cfg.members() (teacher: make_run's `wrap`)."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # the reference builds its students in the default dtype
     try:
         out = []
         for engine in (_run_reference, form):
             events: list = []
-            engine(make_run(cfg, dtype, device), cfg.members(), events.append, None, time.perf_counter())
+            engine(make_run(cfg, dtype, device, wrap=wrap), cfg.members(), events.append, None, time.perf_counter())
             out.append(events)
         return out[0], out[1]
     finally:
@@ -205,11 +207,12 @@ def test_supports_routes_only_mlp_runs_without_evolution_to_the_batched_engine(c
     assert batched.supports(make_run(cfg, torch.float32), cfg.members()) is expected
 
 
-def test_supports_sends_black_box_teachers_to_the_reference_path():
+def test_a_black_box_teacher_leaves_mlp_students_with_random_samplers_on_the_fused_form():
+    """The students and their samplers choose the form, never the teacher (issue 19)."""
     cfg = DistillConfig(samplers=("gaussian",))
     run = make_run(cfg, torch.float32)
     run.teacher = BlackBoxTeacher(lambda x: x.sum(1))
-    assert batched.supports(run, cfg.members()) is False
+    assert batched.supports(run, cfg.members()) is True
 
 
 def test_events_give_metrics_per_member_per_epoch_snapshots_and_one_result_each():

@@ -381,3 +381,10 @@ def test_the_pages_stop_returns_at_once_and_ends_a_hung_worker_in_the_background
     finally:
         if runstore_pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_dispatch_leaves_alone_a_queued_row_that_a_process_already_owns(store):
+    owned = store.create_run(QUICK)  # e.g. a reproduction driver storing a run it computed itself
+    store.set_worker(owned, os.getpid())
+    assert jobs.dispatch(store) == {} and owned not in jobs._children
+    assert store.get_run(owned).status == "queued"

@@ -215,6 +215,14 @@ def test_quick_reproduction_prints_the_table_and_a_json_object_and_stores_its_ru
     assert set(runs["status"]) == {"done"}
     assert all(t.startswith("Table 4 · ") for t in runs["title"])
     assert rep["workers"] == 2
+    # one runner: the local executor's two processes ran the tasks, and the report says so
+    assert rep["executor"] == "local" and sum(rep["tasks_per_worker"].values()) == 6  # 2 teacher + 4 comparison tasks
+    assert "tasks per worker: process " in proc.stderr
+    # paired verdicts per dataset and claim, under both protocols (one seed: undecided)
+    assert set(rep["paired"]) == {"validation", "synthetic"}
+    claims = {(r["dataset"], r["claim"], r["n"], r["verdict"]) for r in rep["paired"]["validation"]}
+    datasets = {c["dataset"] for c in rep["cells"]}
+    assert claims == {(d, c, 1, "undecided") for d in datasets for c in ("direct_dec ≤ random", "direct_dec ≤ generator_dec")}
 
     # --from-store trains nothing and prints the same cells from the stored runs
     stored = _cli("--table", "4", "--from-store", "--json")

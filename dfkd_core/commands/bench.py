@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+TEACHER_MODES = ("auto", "train", "random")
 HELP = "time the plain PyTorch loop against the engine's stack forms (seconds per 2000 epochs, speedups, GFLOP/s)"
 
 
@@ -17,9 +18,15 @@ def configure(parser) -> None:
     parser.add_argument("--datasets", default="cpusmall,indoorloc", help="comma-separated (default cpusmall,indoorloc; 'mnist' times the CNN loop: plain vs one stacked model of 1 and 3 students)")
     parser.add_argument("--ks", default="1,10,50", help="numbers of students trained at once (default 1,10,50)")
     parser.add_argument("--device", default="cpu", help="'cpu' (default) or 'cuda'")
-    parser.add_argument("--teacher", default="auto", choices=("auto", "train", "random"),
+    parser.add_argument("--teacher", default="auto",
                         help="'auto': the cached paper teacher, else a random MLP of its shape (timing does not "
-                             "depend on the weights); 'train': train it when missing; 'random'")
+                             "depend on the weights); 'train': train it when missing; 'random'; or PATH: YOUR teacher "
+                             "(TorchScript / state_dict, with --data CSV --target COL or --spec JSON) side by side with "
+                             "the built-in teacher of its shape and the plain loop (--ks counts direct,gaussian students)")
+    parser.add_argument("--data", default="", help="with --teacher PATH: your table (CSV / Parquet)")
+    parser.add_argument("--target", default="", help="with --teacher PATH --data: the target column")
+    parser.add_argument("--spec", default="", help="with --teacher PATH: an input spec (JSON) instead of a table")
+    parser.add_argument("--activation", default="", help="with --teacher PATH of a state_dict: its hidden activation")
     parser.add_argument("--compile", action="store_true",
                         help="also time the generic form eager against torch.compile (cpusmall K=1, K=10, digits CNN K=3)")
     parser.add_argument("--start-latency", action="store_true",
@@ -53,6 +60,12 @@ def run(args) -> int:
     if args.playground:
         torch.set_num_threads(threads)
         return run_playground(epochs, warmup, threads, args.json)
+    if args.teacher not in TEACHER_MODES:
+        torch.set_num_threads(threads)
+        return run_user_teacher(args, ks, epochs, warmup)
+    if args.data or args.target or args.spec or args.activation:
+        raise ConfigError(f"The --data, --target, --spec and --activation options go with --teacher PATH. "
+                          f"Got --teacher {args.teacher!r} instead.")
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     if not ks or not datasets:
         raise ConfigError(f"The 'ks' and 'datasets' parameters must name at least one each. Got {args.ks!r} and {args.datasets!r} instead.")
@@ -93,4 +106,22 @@ def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int
               f"max → {frames['frames_per_second']:.1f} frames per second possible (Play asks for 4)", flush=True)
     if as_json:
         print(json.dumps({"playground": result, "playground_frame": frames, "threads": threads}))
+    return 0
+
+
+def run_user_teacher(args, ks, epochs: int, warmup: int) -> int:
+    """`bench --teacher PATH`: the user's teacher against the built-in teacher of its shape and the plain loop."""
+    from ..device import pick_device
+    from ..errors import ConfigError
+    from ..experiments.bench import time_user_teacher
+
+    if not (args.spec or (args.data and args.target)):
+        raise ConfigError(f"bench --teacher PATH needs --data CSV --target COL or --spec JSON. Got --teacher "
+                          f"{args.teacher!r} alone instead.")
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
+    result = time_user_teacher(args.teacher, data_file=args.data, target=args.target, input_spec=args.spec,
+                               activation=args.activation, ks=ks, epochs=epochs, warmup=warmup,
+                               device=str(pick_device(args.device)), progress=say)
+    if args.json:
+        print(json.dumps(result))
     return 0

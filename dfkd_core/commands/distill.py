@@ -131,7 +131,7 @@ def run(args) -> int:
                "other_selections": {k: {"epoch": e, "test_rmse": r, "test_mae": a} for k, (e, r, a) in m.other_selections.items()},
                "teacher_test_rmse": result.teacher_test_rmse, "teacher_test_mae": result.teacher_test_mae,
                "teacher_queries": m.teacher_queries, "seconds": round(result.seconds, 3), "device": result.device,
-               "engine": result.engine, "cancelled": result.cancelled}
+               "engine": m.engine or result.engine, "cancelled": result.cancelled}
         if cfg.data_file or cfg.input_spec:  # the user's own data: errors in the target's units too
             row.update(dataset=original_name(cfg.data_file or cfg.input_spec), real_data=bool(cfg.data_file),
                        test_rmse_raw=m.test_rmse * run_ctx.split.y_std, test_mae_raw=m.test_mae * run_ctx.split.y_std,

@@ -20,7 +20,12 @@ def configure(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a harness check: 20 epochs, one seed, two small datasets, a small quickly trained teacher")
     parser.add_argument("--workers", default=None, help="worker processes running teachers and comparisons in "
-                                                        "parallel (default: the number of CPU cores)")
+                                                        "parallel (default: the number of CPU cores); with "
+                                                        "--executor dask-local, the LocalCluster's workers")
+    parser.add_argument("--executor", default=None, help="local (worker processes of this machine, the default) or "
+                                                         "dask-local (a Dask LocalCluster on 127.0.0.1)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                        help="run the comparisons on the Dask cluster of this scheduler (see README)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse comparisons already stored as finished runs of the same settings (continue a "
                              "stopped reproduction, or add seeds to one) instead of training them again")
@@ -66,9 +71,13 @@ def run(args) -> int:
             raise ConfigError(f"No finished runs of Table {table} are stored"
                               f"{f' with {epochs} epochs' if epochs else ''}; run it first.")
     else:
+        from ..experiments.runner import check_executor
+
+        executor, scheduler = check_executor(args.executor, args.scheduler)
         rep = reproduce(table, seeds=seeds, datasets=datasets, epochs=epochs, quick=args.quick, log=log,
-                        workers=workers, resume=args.resume)
+                        workers=workers, resume=args.resume, executor=executor, scheduler=scheduler)
     print(format_report(rep), flush=True)
+    failed = rep.get("failed_tasks") or []
     if args.markdown:
         from ..experiments.reproduce import PROTOCOLS, markdown_table
 
@@ -76,4 +85,8 @@ def run(args) -> int:
             print(f"\n{protocol} selection:\n\n{markdown_table(rep, protocol)}", flush=True)
     if args.json:
         print(json.dumps(rep), flush=True)
+    if failed:
+        print(f"error: {len(failed)} comparison(s) failed twice and are stored as failed runs: "
+              + ", ".join(f["run_id"] for f in failed), file=sys.stderr, flush=True)
+        return 1
     return 0

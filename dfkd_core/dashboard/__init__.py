@@ -11,7 +11,8 @@ nothing else of dfkd_core). Its modules, each with one concern:
     projections  real vs synthetic points, computed in a worker process off the page's thread
     compare      several runs side by side, exports (CSV, HTML figure, weights, the student's zip), delete
     yours        "Your model": the user's teacher, data or input spec as a run, and reopening one
-    paper        the paper's Tables 3-6 beside our stored reproduction
+    paper        the paper's Tables 3-6 beside our stored reproduction, with paired verdicts over seeds
+    sweep_figures  a stored sweep (experiments/sweep.py): its table and the metric against each swept field
     figures      plotly figures of the paper's Figs. 4-9; embedding (UMAP / PCA); ui (the pages'
                  shared Streamlit widgets: the only module here that imports Streamlit)
     playground   the sampler playground's state for its page (imports torch: the page imports it);
@@ -30,8 +31,9 @@ from .forms import (ALPHA_CHOICES, BLACKBOX_SAMPLERS, CHOICES, DEFAULT, MAIN_FIE
                     objective_from_widgets, objective_widgets, preset_names, preset_values, query_for,
                     sampler_help, sampler_names, snapshot_plan, term_help, term_names, term_summary,
                     widget_value, widget_values)
-from .paper import (PAPER_TABLES, VERDICT_HELP, active_reproduction, paper_claims, paper_table, reproduction_cells,  # noqa: F401
-                    reproduction_table, start_reproduction, stored_reproductions, table_caption, table_defaults)
+from .paper import (PAIRED_HELP, PAPER_TABLES, VERDICT_HELP, active_reproduction, executor_line,  # noqa: F401
+                    paper_claims, paper_table, reproduction_cells, reproduction_paired, reproduction_table,
+                    start_reproduction, stored_reproductions, table_caption, table_defaults)
 from .projections import (hold_projection, is_plane, plane_projection, projection, projection_later,  # noqa: F401
                           projection_unavailable, umap_warming)
 from .texts import (AUTOLINK_TRIGGERS, CAPTIONS, MARKDOWN_PUNCTUATION, PAGE_INTRO, PLAIN_COLUMNS,  # noqa: F401

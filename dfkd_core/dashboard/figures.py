@@ -28,10 +28,9 @@ PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green,
 
 # ---------------------------------------------------------------------------- helpers
 # a sampler keeps its colour on every chart, whatever else splits the curves (α, runs: those get a
-# dash style), in every figure and every export (the paper's Fig. 4 order: Gaussian blue, LHS orange,
-# generator green, direct red, differential evolution purple)
-SAMPLER_COLORS = {"gaussian": 0, "lhs": 1, "generator": 2, "direct": 3, "evolution": 4, "halton": 5, "sobol": 6}
-UNNAMED_COLORS = (7, 8, 9)  # a sampler not in SAMPLER_COLORS: one of these, fixed by its name
+# dash style), in every figure and every export: the palette index it declares (samplers.Sampler.colour;
+# the paper's Fig. 4 order: Gaussian blue, LHS orange, generator green, direct red, evolution purple)
+UNNAMED_COLORS = (7, 8, 9)  # a sampler that declares no colour: one of these, fixed by its name
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # α schedules / runs of one sampler
 
 
@@ -43,13 +42,17 @@ def color_for(index: int) -> str:
 
 
 def sampler_color(name: str) -> str:
-    """The sampler's own colour: SAMPLER_COLORS, else one of UNNAMED_COLORS chosen by the name itself
-    (never by its place in a chart, so it is the same in every figure)."""
+    """The sampler's own colour: the one it declares (samplers.Sampler.colour), else one of
+    UNNAMED_COLORS chosen by the name itself (never by its place in a chart, so it is the same in
+    every figure)."""
     import zlib
 
+    from ..synth.samplers import SAMPLERS
+
     name = sampler_of(name)
-    if name in SAMPLER_COLORS:
-        return color_for(SAMPLER_COLORS[name])
+    colour = SAMPLERS.get(name).colour if name in SAMPLERS else None
+    if colour is not None:
+        return color_for(colour)
     return color_for(UNNAMED_COLORS[zlib.crc32(name.encode()) % len(UNNAMED_COLORS)])
 
 

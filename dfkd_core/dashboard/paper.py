@@ -12,6 +12,9 @@ from .views import store
 
 PAPER_TABLES = tuple(sorted(reproduce.TABLES))
 VERDICT_WORDS = {True: "holds", False: "does not hold", None: "not decided yet (cells missing)"}
+PAIRED_HELP = ("Paired over seeds (each seed shares its split and teacher across methods): per dataset the mean of "
+               "the per-seed difference a − b with its 95 % t interval and the Wilcoxon signed-rank p; 'a ≤ b' holds "
+               "when the whole interval lies below 0, does not hold when it lies above 0, else undecided.")
 VERDICT_HELP = ("Each cell: ours mean ± sd (paper mean ± sd) and a verdict — 'within' the paper's mean ± 2 sd, "
                 "'better' below that band, 'worse' above it.")
 
@@ -50,6 +53,18 @@ def stored_reproductions(table: int) -> pd.DataFrame:
 def reproduction_cells(table: int, epochs: int) -> pd.DataFrame:
     """Ours beside the paper per (dataset, method), for one stored reproduction."""
     return reproduce.summarize(reproduce.collect(store(), table, epochs=epochs), table)
+
+
+def reproduction_paired(table: int, epochs: int, protocol: str) -> pd.DataFrame:
+    """The paper's two-method claims checked seed by seed on one stored reproduction (reproduce.paired_verdicts)."""
+    return reproduce.paired_verdicts(reproduce.collect(store(), table, epochs=epochs), table, protocol)
+
+
+def executor_line() -> str:
+    """What a reproduction started here runs on: the Dask cluster at DFKD_SCHEDULER, else local processes."""
+    from ..experiments.runner import dashboard_executor, executor_label
+
+    return f"Runs on {executor_label(*dashboard_executor())}."
 
 
 def reproduction_table(cells: pd.DataFrame, table: int, protocol: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -212,6 +212,21 @@ class MemberLayout:
             if self.m_p[k]:
                 stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
         return stat
+
+
+class StackForm(Protocol):
+    """The one interface of the engine's stack forms (fused_mlp.FusedMLPStack, stacked.ModuleStack):
+    built from a run and its members (the caller's order), trained epoch by epoch by engine.loop,
+    finished into one MemberResult per member. On a GPU each captures its own step as CUDA graphs
+    inside run_epoch; `form` names it in results."""
+
+    form: ClassVar[str]
+
+    def __init__(self, run: RunContext, members: list[Member]) -> None: ...
+
+    def run_epoch(self, epoch: int, validate: bool) -> "EpochNumbers": ...
+
+    def finish(self, last_epoch: int) -> list: ...
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""The fused MLP stack form: the paper's tanh MLPs (teacher d → H → 1, students d → h → 1) with
-hand-written kernels (mlp_kernels) instead of autograd — the MLP family's faster form of the
-engine's step (`bench` times it against the generic form). The students of a comparison that
-share a dataset, an MLP teacher and an MLP student shape are trained as stacked models — on a
-CPU one per sampler group that has a fused fast path (engine_parts), else one for all.
+"""The fused MLP stack form: the paper's tanh MLP students (d → h → 1) with hand-written kernels
+(mlp_kernels) instead of autograd — the MLP family's faster form of the engine's step (`bench`
+times it against the generic form). Any teacher: it is one callable of the step
+(engine.teacher_call) — the MLP kernels for a tanh MLP teacher (then the fast path below fuses
+teacher and students), autograd through any other torch module, a black box's values. The members
+whose samplers declare a fused implementation (samplers.Sampler.fused) are trained as stacked
+models — on a CPU one per sampler group that has a fused fast path (engine_parts), else one for
+all; what a group does in the step follows its sampler's declared implementation, not its name.
 
 One training step of Algorithm 1 for all K students at once:
 
@@ -41,20 +44,15 @@ import torch
 
 from ..config import Member
 from ..events import MemberResult, Snapshot
-from ..models.networks import MLPRegressor
-from ..synth.objectives import Objective, log_cosh, sampler_objective
+from ..synth.objectives import TERMS, Objective, TermInputs, log_cosh, sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
-from ..models.teachers import TorchTeacher
 from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
-from .mlp_kernels import FrozenMLP, FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
+from .teacher_call import teacher_call
+from .mlp_kernels import FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 
-RANDOM_SAMPLERS = ("gaussian", "lhs", "halton", "sobol")
-QMC_SAMPLERS = ("lhs", "halton", "sobol")
-GRADIENT_SAMPLERS = ("direct", "generator")
-KNOWN_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "l2sq_input", "l1_input",
-               "student_sq", "teacher_to_random")
-LINEAR_TERMS = ("neg_squared_discrepancy", "l2sq_input", "l1_input", "student_sq")  # the fast path's objectives
+# the fused implementations a sampler may declare (samplers.Sampler.fused); 'none' is a group with α ≡ 0
+GRADIENT_IMPLS = ("input_descent", "generator_net")
 # The fast path wins at small K (cpusmall, one thread, AMD EPYC, first version: K=1 0.94 → 0.74 ms/step, K=10
 # 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
 # dominate there and MKL's batched GEMM falls back to per-member loops for some layouts).
@@ -63,32 +61,55 @@ RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
 
-def supports(run: RunContext, members: list[Member]) -> bool:
-    """True when the fused MLP form can train these members: an MLP teacher (TorchTeacher over
-    MLPRegressor), MLP students, only gradient or random samplers (no 'evolution'), and an
-    objective made of the known terms. Everything else takes the generic form (engine.stacked)."""
-    cfg = run.cfg
-    if not members or not isinstance(run.teacher, TorchTeacher) or not isinstance(run.teacher.module, MLPRegressor):
-        return False
-    arch = student_arch(run)
-    if not (arch.startswith("mlp") and arch[3:].isdigit() and int(arch[3:]) > 0):
-        return False
-    if any(m.sampler not in RANDOM_SAMPLERS + GRADIENT_SAMPLERS for m in members):
-        return False
-    if any(name not in KNOWN_TERMS for name, w in run.objective.terms if w != 0.0):
+def fused_impl(kind: str) -> str | None:
+    """The fused implementation a group of `kind` takes: 'none' for α ≡ 0 (no sampler is called),
+    else the one its sampler declares (samplers.Sampler.fused; None: the generic form only)."""
+    return "none" if kind == "none" else SAMPLERS.get(kind).fused
+
+
+def students_fit(run: RunContext) -> bool:
+    """Whether the run's students can take the fused MLP form at all: MLP students (d → h → 1)
+    with a student loss and a direct optimizer it implements. The teacher never decides: any
+    teacher is one callable (engine.teacher_call)."""
+    cfg, arch = run.cfg, student_arch(run)
+    if cfg.engine == "generic" or not (arch.startswith("mlp") and arch[3:].isdigit() and int(arch[3:]) > 0):
         return False
     return cfg.student_loss in ("mse", "logcosh") and cfg.direct_optimizer in ("rmsprop", "adam", "sgd")
 
 
-def _fusable(run: RunContext, kind: str, size: int) -> bool:
+def member_fits(run: RunContext, member: Member) -> bool:
+    """Whether one member can take the fused MLP form: α ≡ 0 (its sampler is never called), or a
+    sampler that declares a fused implementation — and, when it searches with the teacher's
+    gradients, an objective whose every term declares its gradient (objectives.term)."""
+    m_g, _ = batch_sizes(parse_alpha(member.alpha), run.cfg.batch_size)
+    if not m_g:
+        return True
+    sampler = SAMPLERS.get(member.sampler)
+    if sampler.fused is None:
+        return False
+    if sampler.fused in GRADIENT_IMPLS:
+        return all(getattr(TERMS.get(name), "grad", None) is not None for name, w in run.objective.terms if w != 0.0)
+    return True
+
+
+def supports(run: RunContext, members: list[Member]) -> bool:
+    """True when the fused MLP form can train all these members (students_fit, member_fits)."""
+    return bool(members) and students_fit(run) and all(member_fits(run, m) for m in members)
+
+
+def _fusable(run: RunContext, impl: str | None, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
-    (mlp_kernels.FusedTeacherStudents): a gradient sampler (direct with RMSprop inside, or the
-    generator), an objective linear in (T, S), on a CPU at most FUSED_MAX_MEMBERS members (a GPU
-    replays the step as a CUDA graph, where the fused kernels win at every K: `bench --device cuda`)."""
+    (mlp_kernels.FusedTeacherStudents): the teacher given by the hand-written MLP kernels
+    (teacher_call), a gradient sampler (direct with RMSprop inside, or the generator), an
+    objective linear in (T, S) (every term declares a fused_coef), on a CPU at most
+    FUSED_MAX_MEMBERS members (a GPU replays the step as a CUDA graph, where the fused kernels
+    win at every K: `bench --device cuda`)."""
     objective = run.objective
-    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and kind in GRADIENT_SAMPLERS
-            and not (kind == "direct" and run.cfg.direct_optimizer != "rmsprop")
-            and objective.y_rand == "none" and all(name in LINEAR_TERMS for name, w in objective.terms if w != 0.0))
+    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and impl in GRADIENT_IMPLS
+            and getattr(teacher_call(run), "kernels", False)
+            and not (impl == "input_descent" and run.cfg.direct_optimizer != "rmsprop")
+            and objective.y_rand == "none"
+            and all(getattr(TERMS.get(name), "fused_coef", None) for name, w in objective.terms if w != 0.0))
 
 
 def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
@@ -104,7 +125,7 @@ def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
     for i, mem in enumerate(members):
         m_g, _ = batch_sizes(parse_alpha(mem.alpha), run.cfg.batch_size)
         groups.setdefault((mem.sampler if m_g else "none", m_g), []).append(i)
-    fast = [idx for (kind, _), idx in groups.items() if _fusable(run, kind, len(idx))]
+    fast = [idx for (kind, _), idx in groups.items() if _fusable(run, fused_impl(kind), len(idx))]
     rest = sorted(i for idx in groups.values() if idx not in fast for i in idx)
     parts = fast + ([rest] if rest else [])
     return parts if len(parts) > 1 else [list(range(len(members)))]
@@ -127,6 +148,7 @@ class _Group:
     y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) random targets of the objective
     nets: StackedGenerators | None = None
     engines: list = field(default_factory=list)  # QMC: the members' scipy designs (the registered sampler's)
+    impl: str | None = None  # the fused implementation (fused_impl): what the step does for this group
 
     @property
     def size(self) -> int:
@@ -147,7 +169,7 @@ class FusedMLPStack:
         self.dtype = self.prior.mean.dtype
         self.shape, self.d = self.prior.shape, self.prior.dim
         self.objective = run.objective
-        self.teacher = FrozenMLP(run.teacher.module)
+        self.teacher = teacher_call(run)  # one callable for all K members' points (engine.teacher_call)
         self.layout = lay = MemberLayout(cfg, members)
         self.M = lay.M  # |x_g| + |x_p| is 2m for every α (batch_sizes)
         # internal order: members grouped by (sampler, |x_g|), contiguous, in order of appearance
@@ -164,13 +186,13 @@ class FusedMLPStack:
         self.groups: list[_Group] = []
         for kind, m_g, k0, k1 in lay.groups:
             sampler = None
-            if kind in QMC_SAMPLERS + ("generator",):
+            if fused_impl(kind) in ("unit_cube_design", "generator_net"):
                 ctx = SamplerContext(run.teacher, self.prior, sampler_objective(run.objective, cfg, kind, m_g), cfg,
                                      device, self.gens[k0:k1], rngs[k0:k1], states[k0:k1])
                 sampler = SAMPLERS.get(kind)(ctx)
             self.groups.append(self._make_group(kind, m_g, k0, k1, sampler))
         self.group_of = [g for g in self.groups for _ in range(g.size)]
-        self.grad_groups = [g for g in self.groups if g.kind in GRADIENT_SAMPLERS and g.steps > 0]
+        self.grad_groups = [g for g in self.groups if g.impl in GRADIENT_IMPLS and g.steps > 0]
 
         # [x_g | x_p] per member, with a constant-1 last column (biases live in the matrix products)
         self.x = torch.ones(K, self.M, self.d + 1, dtype=self.dtype, device=device)
@@ -203,14 +225,14 @@ class FusedMLPStack:
         without y_rand, gaussian, α ≡ 0), the (generator, view) pairs of one step in the
         reference order, made once: view.normal_(generator=gen) is what torch.randn(out=view)
         does after its (no-op) resize. None otherwise (_draw_noise's general loop)."""
-        if self.objective.y_rand != "none" or any(g.kind not in ("direct", "gaussian", "none") for g in self.groups):
+        if self.objective.y_rand != "none" or any(g.impl not in ("input_descent", "prior_draw", "none") for g in self.groups):
             return None
         plan = []
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
-            if grp.kind == "direct":
+            if grp.impl == "input_descent":
                 plan.append((gen, grp.noise[k - grp.k0].view(m_g, *self.shape)))
-            elif grp.kind == "gaussian":
+            elif grp.impl == "prior_draw":
                 plan.append((gen, self.noise[k, :m_g].view(m_g, *self.shape)))
             if m_p:
                 plan.append((gen, self.noise[k, m_g:].view(m_p, *self.shape)))
@@ -220,24 +242,22 @@ class FusedMLPStack:
         """The fast path (mlp_kernels.FusedTeacherStudents) when every member (at most
         FUSED_MAX_MEMBERS) uses the same gradient sampler with the same |x_g| — direct with
         RMSprop inside, or generator — and an objective linear in (T, S)."""
-        if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].kind, self.K):
+        if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].impl, self.K):
             return None
-        coef = {name: 0.0 for name in LINEAR_TERMS}
+        coef = {slot: 0.0 for slot in ("squared_discrepancy", "student_sq", "l2sq_input", "l1_input")}
         for name, w in self.groups[0].objective.terms:
             if w != 0.0:
-                coef[name] += w
+                coef[TERMS.get(name).fused_coef] += w
         self.l1 = coef["l1_input"]
         g = self.groups[0]
-        if g.kind == "direct":
+        if g.impl == "input_descent":
             g.noise = self.noise[:, :g.m_g]  # x₀ is drawn straight into the student batch's noise
         self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
         self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
         self.den_x = torch.empty_like(self.v_x)
-        like = self.v_x  # the step's scalar operands as 0-dim tensors (see mlp_kernels.scalar)
-        self.c_rho, self.c_one_minus_rho = scalar(RMSPROP_ALPHA, like), scalar(1.0 - RMSPROP_ALPHA, like)
-        self.c_eps, self.c_two = scalar(RMSPROP_EPS, like), scalar(2.0, like)
+        self.c_two = scalar(2.0, self.v_x)  # a 0-dim operand (see mlp_kernels.scalar)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
-                                  (coef["neg_squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
+                                  (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
         self.x_d = self.x[..., :self.d]
         self.grad_x = fu._views(g.m_g)["gt"].transpose(1, 2)[..., :self.d]
@@ -254,7 +274,7 @@ class FusedMLPStack:
 
     def _fused_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """train_step on the fast path: the same random numbers and arithmetic, fewer ops."""
-        if self.groups[0].kind == "generator":
+        if self.groups[0].impl == "generator_net":
             self._fused_generator_phase()
         else:
             self._fused_direct_phase()
@@ -288,17 +308,13 @@ class FusedMLPStack:
         x_d.copy_(self._apply_prior(self.noise))
         fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
         xg, xg_d, v, den = self.xg, self.xg_d, self.v_x, self.den_x
-        lr, rho, one_minus_rho, eps = cfg.direct_lr, self.c_rho, self.c_one_minus_rho, self.c_eps
         grad = self.grad_x  # a view of the buffer objective_grad writes
         for tau in range(g.steps):
             if tau:
                 fu.forward(xg)
             fu.objective_grad(xg, self.l1)
-            if tau == 0:  # Algorithm 2's fresh RMSprop: v = (1 − ρ)g²
-                torch.mul(grad, grad, out=v).mul_(one_minus_rho)
-            else:
-                v.mul_(rho).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
-            xg_d.addcdiv_(grad, torch.sqrt(v, out=den).add_(eps), value=-lr)
+            # Algorithm 2's fresh RMSprop: v = (1 − ρ)g² on the first step
+            rmsprop_(xg_d, grad, v, cfg.direct_lr, 0.0, RMSPROP_ALPHA, RMSPROP_EPS, den, fresh=tau == 0)
             if self.prior.kind != "gaussian":
                 self._project(xg)
         if g.steps:
@@ -325,20 +341,20 @@ class FusedMLPStack:
 
     def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler) -> _Group:
         cfg, dev, dt = self.cfg, self.device, self.dtype
-        g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g))
+        g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g), impl=fused_impl(kind))
         n = k1 - k0
-        if kind == "direct":
+        if g.impl == "input_descent":
             g.steps = cfg.direct_steps
             g.x0 = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
             g.noise = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
-        elif kind == "generator":
+        elif g.impl == "generator_net":
             g.steps = cfg.generator_steps
             g.nets = StackedGenerators([sampler.member_net(j) for j in range(n)], dev, dt)
             g.z = torch.empty(g.steps + 1, n, m_g, g.nets.z_dim, dtype=dt, device=dev)
             g.xa = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
-        elif kind in QMC_SAMPLERS:
+        elif g.impl == "unit_cube_design":
             g.engines = sampler.engines
-        if kind in GRADIENT_SAMPLERS and self.objective.y_rand != "none":
+        if g.impl in GRADIENT_IMPLS and self.objective.y_rand != "none":
             g.y_rand = torch.empty(max(1, g.steps), n, m_g, dtype=dt, device=dev)
         return g
 
@@ -355,19 +371,19 @@ class FusedMLPStack:
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
             j = k - grp.k0
-            if grp.kind == "direct":
+            if grp.impl == "input_descent":
                 torch.randn((m_g, *shape), generator=gen, out=grp.noise[j].view(m_g, *shape))
                 if draw_y:
                     grp.y_rand[0, j].copy_(objective.draw_y_rand(m_g, gen, dev))
-            elif grp.kind == "gaussian":
+            elif grp.impl == "prior_draw":
                 torch.randn((m_g, *shape), generator=gen, out=x[k, :m_g].view(m_g, *shape))
-            elif grp.kind == "generator":
+            elif grp.impl == "generator_net":
                 for t in range(self._inner_steps(grp)):
                     torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[t, j])
                     if draw_y:
                         grp.y_rand[t, j].copy_(objective.draw_y_rand(m_g, gen, dev))
                 torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[grp.steps, j])
-            elif grp.kind in QMC_SAMPLERS:
+            elif grp.impl == "unit_cube_design":
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
                     qmc[k] = grp.engines[j].random(m_g)
@@ -400,30 +416,23 @@ class FusedMLPStack:
         def add(acc, value, coef):
             return value * coef if acc is None else acc.add_(value, alpha=coef)
 
+        inputs = TermInputs(x[..., :self.d], t, s_pred, y_rand)
         for name, w in objective.terms:
             if w == 0.0:
                 continue
+            g_t, g_s, g_x = TERMS.get(name).grad(inputs)  # each term's gradient, declared once with the term
             w = w * scale
-            if name == "neg_squared_discrepancy":
-                diff = t - s_pred
-                d_t, d_s = add(d_t, diff, -2.0 * w), add(d_s, diff, 2.0 * w)
-            elif name == "neg_logcosh_discrepancy":
-                th = torch.tanh(t - s_pred)
-                d_t, d_s = add(d_t, th, -w), add(d_s, th, w)
-            elif name == "student_sq":
-                d_s = add(d_s, s_pred, 2.0 * w)
-            elif name == "teacher_to_random":
-                d_t = add(d_t, t - y_rand, 2.0 * w)
-            elif name in ("l2sq_input", "l1_input"):
-                x_terms.append((name, w))
+            if g_t is not None:
+                d_t = add(d_t, g_t, w)
+            if g_s is not None:
+                d_s = add(d_s, g_s, w)
+            if g_x is not None:
+                x_terms.append((g_x, w))
         grad = torch.zeros_like(x) if d_t is None else jac_t * d_t[..., None]
         if d_s is not None:
             grad.addcmul_(jac_s, d_s[..., None])
-        for name, w in x_terms:
-            if name == "l2sq_input":
-                grad.add_(x, alpha=2.0 * w)
-            else:
-                grad.add_(x.sign(), alpha=w)
+        for g_x, w in x_terms:
+            grad[..., :self.d].add_(g_x, alpha=w)
         return grad
 
     def _direct_update(self, grp: _Group, tau: int, grad: torch.Tensor, state: dict) -> None:
@@ -433,10 +442,8 @@ class FusedMLPStack:
         lr = cfg.direct_lr
         if cfg.direct_optimizer == "rmsprop":
             if tau == 0:  # fresh optimizer: v = 0·ρ + (1 − ρ)g²
-                v = state["v"] = torch.mul(grad, grad).mul_(1.0 - RMSPROP_ALPHA)
-            else:
-                v = state["v"].mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1.0 - RMSPROP_ALPHA)
-            x.addcdiv_(grad, v.sqrt().add_(RMSPROP_EPS), value=-lr)
+                state["v"] = torch.empty_like(grad)
+            rmsprop_(x, grad, state["v"], lr, 0.0, RMSPROP_ALPHA, RMSPROP_EPS, fresh=tau == 0)
         elif cfg.direct_optimizer == "adam":
             b1, b2 = ADAM_BETAS
             if tau == 0:
@@ -453,12 +460,12 @@ class FusedMLPStack:
 
     def _steps_per_epoch(self, g: _Group) -> int:
         """Teacher-gradient steps of group g in one epoch (what _inner_steps adds up to)."""
-        return g.steps * (self.cfg.batches_per_epoch if g.kind == "direct" else 1)
+        return g.steps * (self.cfg.batches_per_epoch if g.impl == "input_descent" else 1)
 
     def _inner_steps(self, g: _Group) -> int:
         """Gradient steps group g takes before this batch: direct on every batch, a generator
         on the epoch's first."""
-        return g.steps if g.kind == "direct" or self.step == 0 else 0
+        return g.steps if g.impl == "input_descent" or self.step == 0 else 0
 
     def _gradient_phase(self) -> None:
         """The inner steps of the gradient samplers, one teacher call per step τ for all of them."""
@@ -471,7 +478,7 @@ class FusedMLPStack:
             active = [g for g in self.grad_groups if tau < self._inner_steps(g)]
             points = []
             for g in active:
-                if g.kind == "direct":
+                if g.impl == "input_descent":
                     points.append(g.x0)
                 else:
                     gx, saved[id(g)] = g.nets.forward(g.z[tau])
@@ -487,8 +494,8 @@ class FusedMLPStack:
                 offset += n
                 s_pred, s_act = st.forward(x, g.k0, g.k1)
                 jac_s = st.input_grad(s_act, g.k0, g.k1)
-                y_rand = None if g.y_rand is None else g.y_rand[tau if g.kind == "generator" else 0]
-                if g.kind == "direct":
+                y_rand = None if g.y_rand is None else g.y_rand[tau if g.impl == "generator_net" else 0]
+                if g.impl == "input_descent":
                     # per-sample objectives summed: each point's gradient is its own
                     grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, y_rand)
                     self._direct_update(g, tau, grad, states[id(g)])
@@ -502,12 +509,12 @@ class FusedMLPStack:
     def _fill_x(self, qmc: dict) -> None:
         """Place every group's x_g in the student batch (x_p is already there)."""
         for g in self.groups:
-            if g.kind == "direct":
+            if g.impl == "input_descent":
                 self.x[g.k0:g.k1, :g.m_g].copy_(g.x0)
-            elif g.kind == "generator":
+            elif g.impl == "generator_net":
                 gx, _ = g.nets.forward(g.z[g.steps])
                 self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(gx)
-            elif g.kind in QMC_SAMPLERS:
+            elif g.impl == "unit_cube_design":
                 u = torch.from_numpy(np.concatenate([qmc[k] for k in range(g.k0, g.k1)]))
                 xq = self.prior.from_unit_cube(u).reshape(g.size, g.m_g, self.d)
                 self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(xq)
@@ -520,7 +527,7 @@ class FusedMLPStack:
         qmc = self._draw_noise()
         self.x[..., :self.d].copy_(self._apply_prior(self.noise))
         for g in self.grad_groups:
-            if g.kind == "direct":
+            if g.impl == "input_descent":
                 g.x0[..., :self.d].copy_(self._apply_prior(g.noise))
         self._gradient_phase()
         self._fill_x(qmc)
@@ -626,12 +633,13 @@ class FusedMLPStack:
     def _cuda_graphs(self, weights: torch.Tensor) -> list | None:
         """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
         (generators learn there), one for the others — made on the first epoch that needs them;
-        None where graphs are off (CPU, DFKD_CUDA_GRAPHS=0, QMC samplers that draw on the host)
-        or capture failed (then eager, with one warning)."""
+        None where graphs are off (CPU, DFKD_CUDA_GRAPHS=0, a sampler or a teacher callable that
+        declares it works on the host: graph_safe False) or capture failed (then eager, with one warning)."""
         if self._graphs is None:
             self._graphs = False
             if (self.device.type == "cuda" and self.cuda_graphs and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
-                    and not any(g.kind in QMC_SAMPLERS for g in self.groups)):
+                    and getattr(self.teacher, "graph_safe", True)
+                    and all(g.impl == "none" or SAMPLERS.get(g.kind).graph_safe for g in self.groups)):
                 try:
                     self._graphs = self._capture(weights)
                 except Exception as exc:  # a driver or op that cannot be captured: stay eager

@@ -4,6 +4,7 @@ see plan_stacks), train epoch by epoch with the evaluation cadence, snapshots an
 requests, emit the events, return the result."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable
 
@@ -12,21 +13,31 @@ import torch
 from ..config import DistillConfig, Member
 from ..device import describe_device
 from ..events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted
-from .context import EpochNumbers, RunContext, StopRequested, prepare_run
-from .fused_mlp import FusedMLPStack, engine_parts, supports
+from .context import EpochNumbers, RunContext, StackForm, StopRequested, prepare_run
+from .fused_mlp import FusedMLPStack, engine_parts, member_fits, students_fit
 from .stacked import ModuleStack
 
 
-def plan_stacks(run: RunContext, members: list[Member]) -> list[tuple[type, list[int]]]:
-    """(stack form, caller's member indices) per stacked model. The paper's MLPs with the
-    samplers and objective terms the hand-written kernels know take the fused MLP form (its
-    gradients by hand win on a CPU: `bench` measures both), split on a CPU into one model per
-    fast-path sampler group; every other run — the MNIST CNN, RBF students, black-box and user
-    teachers, evolution, any new sampler or term — is ONE generic stack of all its members.
-    cfg.engine 'generic' sends every run to the generic form."""
-    if run.cfg.engine != "generic" and supports(run, members):
-        return [(FusedMLPStack, part) for part in engine_parts(run, members)]
-    return [(ModuleStack, list(range(len(members))))]
+def plan_stacks(run: RunContext, members: list[Member]) -> list[tuple[type[StackForm], list[int]]]:
+    """(stack form, caller's member indices) per stacked model, placed by what the parts declare:
+    when the students fit the fused MLP form (the paper's MLPs: fused_mlp.students_fit), every
+    member whose sampler declares a fused implementation (and, for a gradient search, whose
+    objective terms declare their gradients: fused_mlp.member_fits) takes it — split on a CPU into
+    one model per fast-path sampler group (engine_parts) — and the other members (evolution, a new
+    sampler, a term without a declared gradient) share ONE generic stack beside them. Every other
+    run — the MNIST CNN, RBF students, cfg.engine 'generic' — is one generic stack of all its
+    members. The teacher never decides: it is one callable for any stack (engine.teacher_call)."""
+    everyone = list(range(len(members)))
+    if not members or not students_fit(run):
+        return [(ModuleStack, everyone)]
+    fused = [i for i in everyone if member_fits(run, members[i])]
+    rest = [i for i in everyone if i not in fused]
+    plan: list[tuple[type[StackForm], list[int]]] = []
+    if fused:
+        plan += [(FusedMLPStack, [fused[j] for j in part]) for part in engine_parts(run, [members[i] for i in fused])]
+    if rest:
+        plan.append((ModuleStack, rest))
+    return plan
 
 
 def train_members(run: RunContext, members: list[Member], emit: EventCallback,
@@ -68,7 +79,7 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
     if last_epoch >= 0:
         for stack, part in built:
             for local, result in enumerate(stack.finish(last_epoch)):
-                results[part[local]] = result
+                results[part[local]] = dataclasses.replace(result, engine=stack.form)  # the form that trained it
         for result in results:
             emit(result)
     return [r for r in results if r is not None], cancelled, forms

@@ -45,11 +45,22 @@ class FrozenMLP:
     bias is part of the matrix product (no broadcast copy); chunked over rows. The last
     column of ∂f/∂x (the derivative with respect to the constant) is not meaningful."""
 
+    kernels = True  # a hand-written teacher callable (engine.teacher_call)
+
     def __init__(self, module: nn.Module, chunk_rows: int | None = None) -> None:
-        w1 = module.fc1.weight.detach()  # (H, d)
-        b1 = module.fc1.bias.detach()
-        w2 = module.fc2.weight.detach().reshape(-1)  # (H,)
-        b2 = module.fc2.bias.detach().reshape(())
+        self._setup(module.fc1.weight.detach(), module.fc1.bias.detach(), module.fc2.weight.detach().reshape(-1),
+                    module.fc2.bias.detach().reshape(()), chunk_rows)
+
+    @classmethod
+    def from_weights(cls, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                     chunk_rows: int | None = None) -> "FrozenMLP":
+        """The network w₂·tanh(W₁x + b₁) + b₂ given by its weights (W₁ (H, d), b₁ (H,), w₂ (H,), b₂ 0-dim)."""
+        self = cls.__new__(cls)
+        self._setup(w1, b1, w2.reshape(-1), b2.reshape(()), chunk_rows)
+        return self
+
+    def _setup(self, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+               chunk_rows: int | None) -> None:
         self.hidden, self.dim = w1.shape
         self.dtype, self.device = w1.dtype, w1.device
         self.w_aug = (2.0 * torch.cat([w1, b1[:, None]], 1)).t().contiguous()  # (d + 1, H)
@@ -212,13 +223,18 @@ class StackedMLPs:
 
 def rmsprop_(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, lr: float,
              weight_decay: float = 0.0, alpha: float = 0.99, eps: float = 1e-8,
-             scratch: torch.Tensor | None = None) -> None:
+             scratch: torch.Tensor | None = None, fresh: bool = False) -> None:
     """One torch.optim.RMSprop step (not centered, no momentum), elementwise, in place:
     g += wd·p; v = ρv + (1 − ρ)g²; p −= lr·g/(√v + eps). `grad` is overwritten when wd > 0;
-    √v + eps goes to `scratch` (shaped like param) when given."""
+    √v + eps goes to `scratch` (shaped like param) when given. `fresh`: the optimizer's first
+    step (v = (1 − ρ)g², whatever square_avg held: Algorithm 2's fresh optimizer per batch).
+    THE RMSprop of the fused form: students, generators and the direct sampler's points."""
     if weight_decay:
         grad.add_(param, alpha=weight_decay)
-    square_avg.mul_(scalar(alpha, param)).addcmul_(grad, grad, value=1.0 - alpha)
+    if fresh:
+        torch.mul(grad, grad, out=square_avg).mul_(scalar(1.0 - alpha, param))
+    else:
+        square_avg.mul_(scalar(alpha, param)).addcmul_(grad, grad, value=1.0 - alpha)
     param.addcdiv_(grad, torch.sqrt(square_avg, out=scratch).add_(scalar(eps, param)), value=-lr)
 
 

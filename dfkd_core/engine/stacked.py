@@ -209,13 +209,12 @@ class ModuleStack:
         """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
         (generators learn there), one for the others — made on the second epoch (the first, run
         eagerly, is their warm-up: optimizer states and caches exist by then); None where graphs
-        are off (CPU, DFKD_CUDA_GRAPHS=0, samplers that work on the host: QMC designs, evolution)
+        are off (CPU, DFKD_CUDA_GRAPHS=0, a sampler that declares it works on the host: graph_safe False)
         or capture failed (then eager, with one warning)."""
         if self._graphs is None:
             self._graphs = False
-            host = {"lhs", "halton", "sobol", "evolution"}
             if (self.device.type == "cuda" and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
-                    and not any(kind in host for kind, *_ in self.layout.groups)):
+                    and all(sampler is None or sampler.graph_safe for sampler in self.samplers)):
                 try:
                     self._graphs = self._capture(weights)
                 except Exception as exc:  # an op or a teacher that cannot be captured: stay eager

@@ -34,6 +34,7 @@ mixed stacked model and split into one fast-path model per sampler group (fused_
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable
 
@@ -44,7 +45,8 @@ from ..data.catalog import get_dataset
 from ..device import describe_device
 from ..engine.context import SYNTHETIC_PROBE_SIZE, RunContext, batch_sizes, prepare_run
 from ..engine.fused_mlp import FusedMLPStack, engine_parts
-from ..engine.loop import train_members
+from ..engine.loop import plan_stacks, train_members
+from ..engine.teacher_call import make_teacher_call, teacher_call
 from ..engine.stacked import ModuleStack
 from ..events import EpochMetrics
 from ..synth.objectives import build_objective
@@ -348,4 +350,79 @@ def start_latency(repeats: int = 3, epochs: int = 2000, say: Callable[[str], Non
     say(f"start → first stored epoch, median of {repeats}: cold {out['start_latency_cold_median_s']:.2f} s | "
         f"warm {out['start_latency_warm_median_s']:.2f} s (×{out['start_latency_cold_over_warm']:.1f}); "
         "the page draws it at its next poll (≤ 1 s later)")
+
+
+USER_SAMPLERS = ("direct", "gaussian")  # the user-teacher bench's comparison (issue 19's acceptance)
+
+
+def user_teacher_shape(module: torch.nn.Module) -> tuple[int, int] | None:
+    """(hidden width, input dimension) of a torch teacher's first matrix (a user's TorchScript or
+    state_dict MLP), or None when it has no 2-D parameter."""
+    for p in module.parameters():
+        if p.dim() == 2:
+            return int(p.shape[0]), int(p.shape[1])
+    return None
+
+
+def builtin_twin(user: RunContext) -> RunContext:
+    """The user's run with the built-in teacher of the same shape in place of theirs: a random
+    MLPRegressor d → H → 1 (H: the first matrix of their model, else 500), the same split,
+    config and probe. The loop's cost does not depend on the weights."""
+    from ..models.networks import MLPRegressor
+    from ..models.teachers import TorchTeacher
+
+    shape = user_teacher_shape(user.teacher.module) if hasattr(user.teacher, "module") else None
+    hidden = shape[0] if shape else 500
+    gen_state = torch.get_rng_state()
+    torch.manual_seed(12345)
+    module = MLPRegressor(user.split.input_shape, hidden).to(user.device).eval()
+    torch.set_rng_state(gen_state)
+    return dataclasses.replace(user, teacher=TorchTeacher(module, "mlp"))
+
+
+def time_user_teacher(teacher_file: str, *, data_file: str = "", target: str = "", input_spec: str = "",
+                      activation: str = "", ks=(1,), epochs: int = 20, warmup: int = 2, device: str = "cpu",
+                      samplers=USER_SAMPLERS, progress: Callable[[str], None] | None = None) -> dict:
+    """`bench --teacher PATH`: a user's teacher side by side, in one run, with the built-in teacher
+    of the same shape (builtin_twin) and the plain loop (with the user's teacher), for the
+    paper's tabular setting with `samplers` × seeds (K members; α decreasing, student 50).
+    Also the user's teacher with the MLP kernels refused (autograd through it), to show what they
+    buy. Seconds per 2000 epochs, each K timed user, built-in, autograd, plain in turn."""
+    say = progress or (lambda text: None)
+    dev = torch.device(device)
+    cfg = preset_config("paper-tabular", dataset="user", teacher_file=teacher_file, teacher_activation=activation,
+                        data_file=data_file, target=target, input_spec=input_spec, samplers=tuple(samplers),
+                        alphas=("decreasing",), student_hidden=50, epochs=FULL_EPOCHS, device=dev.type,
+                        snapshot_epochs=())
+    user = prepare_run(cfg, device=dev)
+    twin = builtin_twin(user)
+    through_autograd = dataclasses.replace(user)  # the user's teacher with the MLP kernels refused: autograd
+    dtype = user.split.prior.mean.dtype
+    through_autograd._teacher_calls = {(True, dtype): make_teacher_call(user.teacher, tuple(user.split.prior.shape),
+                                                                        dtype, kernels=False)}
+    shape = user_teacher_shape(user.teacher.module) if hasattr(user.teacher, "module") else None
+    out: dict = {"threads": torch.get_num_threads(), "device": describe_device(dev), "epochs_measured": epochs,
+                 "warmup_epochs": warmup, "extrapolated_to_epochs": FULL_EPOCHS, "user_teacher": user.teacher.kind,
+                 "user_teacher_shape": list(shape) if shape else None, "samplers": list(samplers),
+                 "user_teacher_call": type(teacher_call(user)).__name__}
+    for k in ks:
+        seeds = -(-k // len(samplers))
+        members = [Member(s, "decreasing", seed) for seed in range(seeds) for s in samplers][:k]
+        forms = " + ".join(sorted({form.form for form, _ in plan_stacks(user, members)}))
+        mine = time_engine(user, members, "auto", warmup, epochs)
+        builtin = time_engine(twin, members, "auto", warmup, epochs)
+        slow = time_engine(through_autograd, members, "auto", warmup, epochs)
+        plain = time_engine(user, members, "plain", min(warmup, 1), max(1, epochs // 4))
+        out[f"user_autograd_engine_k{k}_s"] = slow * FULL_EPOCHS
+        out[f"user_autograd_over_builtin_k{k}"] = slow / builtin
+        out[f"user_engine_k{k}_s"] = mine * FULL_EPOCHS
+        out[f"builtin_engine_k{k}_s"] = builtin * FULL_EPOCHS
+        out[f"user_plain_k{k}_s"] = plain * FULL_EPOCHS
+        out[f"user_over_builtin_k{k}"] = mine / builtin
+        out[f"user_speedup_over_plain_k{k}"] = plain / mine
+        out[f"user_forms_k{k}"] = forms
+        say(f"your teacher, {k} students ({', '.join(samplers)}; {forms}): {mine * FULL_EPOCHS:.1f} s per {FULL_EPOCHS} "
+            f"epochs; the built-in teacher of its shape {builtin * FULL_EPOCHS:.1f} s (yours ×{mine / builtin:.2f}); "
+            f"yours through autograd {slow * FULL_EPOCHS:.1f} s (×{slow / builtin:.2f}); "
+            f"the plain loop with yours {plain * FULL_EPOCHS:.1f} s (the engine ×{plain / mine:.1f} faster)")
     return out

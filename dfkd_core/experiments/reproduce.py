@@ -5,11 +5,14 @@ through the engine into the run store, and assembling our numbers beside the pap
     paper_numbers()     the paper's mean ± sd per cell, from paper_numbers.json (the one copy)
     verdict()           ours vs the paper: 'within' mean ± 2 sd, 'better' or 'worse'
     plan()              the comparisons (one DistillConfig each) of a reproduction
-    reproduce()         teachers first (cached), then every comparison, each one stored run
-                        (resume=True: a comparison already stored as a finished run of the
-                        same configuration is reused, not trained again)
+    reproduce()         teachers first (cached), then every comparison, each one stored run,
+                        on one executor (runner.Runner: local processes, dask-local or a Dask
+                        cluster; results stored by this process alone) (resume=True: a comparison
+                        already stored as a finished run of the same configuration is reused)
     collect() / summarize() / display_table() / format_report()
                         store results → long rows → cells (both selection protocols) → tables
+    paired_verdicts()   the paper's two-method claims checked seed by seed (paired.py): mean
+                        difference, 95 % interval, Wilcoxon p, holds / does not hold / undecided
 
 Arrangement: DistillConfig's members are a product samplers × α × seeds and the split
 seed (data split and teacher) is one per config, so a table is run as, per (dataset, seed),
@@ -338,22 +341,6 @@ def prepare_teacher(dataset: str, seed: int, quick: bool, device) -> tuple[str, 
     return arch, {"test_rmse": info.test_rmse, "test_mae": info.test_mae, "cached": not trained}
 
 
-MAX_WORKERS = 64
-
-
-def default_workers() -> int:
-    """--workers' default: one worker process per CPU core."""
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
-
-
-def check_workers(workers: Any) -> int:
-    if workers is None:
-        return default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"The 'workers' parameter must be an int in [1, {MAX_WORKERS}]. Got {workers!r} instead.")
-    return workers
-
-
 def _batched_teacher_arch(split, quick: bool) -> str | None:
     """The architecture teacher_batch trains for this split (tabular MLP teachers), else None."""
     if split.kind != "tabular":
@@ -364,15 +351,18 @@ def _batched_teacher_arch(split, quick: bool) -> str | None:
 def train_dataset_teachers(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]:
     """Train the missing MLP teachers of one tabular dataset, all its seeds stacked in one model
     (teacher_batch), into the cache where get_teacher finds them. Other kinds of teacher
-    (CNN, SVR) are left to prepare_teacher. Returns {'trained': [seeds], 'seconds': s}."""
+    (CNN, SVR) are left to prepare_teacher. Returns {'trained': [seeds], 'epochs', 'seconds',
+    'files': [(file name, bytes)] of the teachers trained} (the driver writes the files into its
+    own cache: a worker on another machine trained them)."""
     from ..data import load_split
     from ..models.teacher_batch import missing_teachers, train_teachers_batched
+    from ..models.teachers import cache_path
 
     start = time.perf_counter()
     splits = [load_split(dataset, seed=s) for s in seeds]
     arch = _batched_teacher_arch(splits[0], quick)
     if arch is None:
-        return {"trained": [], "epochs": [], "seconds": 0.0}
+        return {"trained": [], "epochs": [], "seconds": 0.0, "files": []}
     todo = missing_teachers(splits, arch)
     by_shape: dict[tuple, list] = {}
     for s in todo:
@@ -384,8 +374,9 @@ def train_dataset_teachers(dataset: str, seeds: list[int], quick: bool) -> dict[
         else:
             infos = train_teachers_batched(group, arch)
         epochs.update({s.seed: info.extra["epochs"] for s, info in zip(group, infos)})
+    files = [(cache_path(s, arch).name, cache_path(s, arch).read_bytes()) for s in todo]
     return {"trained": [s.seed for s in todo], "epochs": [epochs[s.seed] for s in todo],
-            "seconds": time.perf_counter() - start}
+            "seconds": time.perf_counter() - start, "files": files}
 
 
 def teacher_tasks(seeds_of: dict[str, list[int]], workers: int) -> list[tuple[str, list[int]]]:
@@ -404,62 +395,6 @@ def teacher_tasks(seeds_of: dict[str, list[int]], workers: int) -> list[tuple[st
         size = -(-len(seeds) // chunks)
         tasks += [(dataset, seeds[i:i + size]) for i in range(0, len(seeds), size)]
     return sorted(tasks, key=lambda t: -per_seed[t[0]] * len(t[1]))
-
-
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-_WORKER_STORES: dict[str, Any] = {}
-
-
-def _worker_store(home: str):
-    from ..runs.runstore import RunStore
-
-    if home not in _WORKER_STORES:
-        _WORKER_STORES[home] = RunStore(home)
-    return _WORKER_STORES[home]
-
-
-def run_comparison(c: Comparison, teacher: str, store) -> dict[str, Any]:
-    """One comparison through run_distillation, stored as one run in `store`; returns
-    {'run_id', 'title', 'members': [(sampler, alpha, member, test_rmse, test_mae)], 'engine',
-    'seconds', 'cancelled'}. Runs in the calling process (a worker or the main one)."""
-    from ..engine import run_distillation
-
-    t0 = time.perf_counter()
-    cfg = c.cfg.replace(teacher=teacher)
-    run_id = store.create_run(cfg, title=c.title, tags=c.tags)
-    store.set_worker(run_id, os.getpid())
-    last_check = [0.0]
-
-    def should_stop() -> bool:  # the page's Stop, read at most once a second
-        now = time.monotonic()
-        if now - last_check[0] < 1.0:
-            return False
-        last_check[0] = now
-        return store.stop_requested(run_id)
-
-    try:
-        result = run_distillation(cfg, on_event=lambda event: store.record(run_id, event), should_stop=should_stop)
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.finish(run_id, status, error=f"{type(exc).__name__}: {exc}")
-        raise
-    store.finish(run_id, result)
-    return {"run_id": run_id, "title": c.title, "engine": result.engine, "cancelled": bool(result.cancelled),
-            "members": [(m.sampler, m.alpha, m.member, float(m.test_rmse), float(m.test_mae)) for m in result.members],
-            "seconds": time.perf_counter() - t0}
-
-
-def _comparison_task(c: Comparison, teacher: str, home: str) -> dict[str, Any]:
-    return run_comparison(c, teacher, _worker_store(home))
-
-
-def _teacher_task(dataset: str, seeds: list[int], quick: bool) -> dict[str, Any]:
-    return train_dataset_teachers(dataset, seeds, quick)
 
 
 def stored_comparisons(store, comparisons: list[Comparison], quick: bool) -> dict[int, str]:
@@ -488,23 +423,35 @@ def _key(what: dict[str, Any] | None) -> tuple:
     return tuple(what[k] for k in ("table", "dataset", "seed", "part")) if what else ()
 
 
+def _install_teacher(name: str, data: bytes) -> None:
+    from .runner import install_teacher_file
+
+    install_teacher_file((name, data))
+
+
 def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None = None, epochs: int | None = None,
               quick: bool = False, store=None, log: Callable[[str], None] | None = None,
-              workers: int | None = None, resume: bool = False) -> dict[str, Any]:
-    """Run a reproduction: teachers first (the missing MLP teachers of each dataset trained
-    all seeds at once by teacher_batch, the rest trained or loaded by get_teacher), then every
-    comparison through run_distillation, each stored as one run. With workers > 1, the
-    per-dataset teacher batches and the comparisons run in that many worker processes ('spawn',
-    one torch thread each), each storing its own run in the run store (SQLite WAL). With
+              workers: int | None = None, resume: bool = False, executor: str | None = None,
+              scheduler: str | None = None) -> dict[str, Any]:
+    """Run a reproduction on one executor (runner.Runner: 'local' worker processes, 'dask-local',
+    or the Dask cluster at `scheduler`): teachers first (the missing MLP teachers of each dataset
+    trained all seeds at once by teacher_batch, one task per dataset; the rest trained or loaded by
+    get_teacher here), then one task per comparison (a dataset × a stack of students), whose
+    events come back here to be stored as one run (workers never open the run store). With
     resume, comparisons already stored as finished runs of the same configuration (a stopped
     reproduction, or one with fewer seeds) are reused: runs are seeded, so training them
-    again would give the same numbers. Returns the report (see `report`) with the run ids,
-    the teacher / student seconds (of this call's training only) and how many runs were reused."""
+    again would give the same numbers. A comparison that fails twice is stored as a failed run
+    and listed in the report's 'failed_tasks'. Returns the report (see `report`) with the run
+    ids, the teacher / student seconds (of this call's training only), how many runs were
+    reused, the executor and how many tasks each worker ran."""
     from ..device import describe_device, pick_device
     from ..runs.runstore import RunStore
+    from .runner import Runner, Task, check_executor, check_workers, distill_task, store_failure, store_outcome, \
+        teacher_file, workers_line
 
     log = log or (lambda line: None)
     workers = check_workers(workers)
+    executor, scheduler = check_executor(executor, scheduler)
     start = time.perf_counter()
     comparisons = plan(table, seeds, datasets, epochs, quick)
     store = store or RunStore()
@@ -518,29 +465,27 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
             continue
         if c.seed not in seeds_of.setdefault(c.dataset, []):
             seeds_of[c.dataset].append(c.seed)
-    pool = None
-    used_workers = workers if workers > 1 and device.type == "cpu" else 1  # GPU runs: one process
-    if used_workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init)
-    try:
+    used_workers = workers if device.type == "cpu" else 1  # GPU runs: one process
+    with Runner(executor, scheduler, used_workers, log=log) as runner:
+        log(f"executor: {runner.describe()}")
         # teachers: per dataset, every missing seed in one stacked model
-        tasks = teacher_tasks(seeds_of, used_workers)
-        if pool is not None and len(tasks) > 1:
-            futures = {pool.submit(_teacher_task, d, s, quick): d for d, s in tasks}
-            batches = ((futures[f], f.result()) for f in _as_completed(futures))
-        else:
-            batches = ((d, train_dataset_teachers(d, s, quick)) for d, s in tasks)
         fresh: set[tuple[str, int]] = set()
-        for dataset, batch in batches:
-            fresh |= {(dataset, seed) for seed in batch["trained"]}
+
+        def teachers_done(task: Task, batch: dict[str, Any]) -> None:
+            dataset = task.args[0]
+            for name, data in batch["files"]:
+                _install_teacher(name, data)
+            fresh.update((dataset, seed) for seed in batch["trained"])
             if batch["trained"]:
                 log(f"teachers {dataset}: {len(batch['trained'])} trained together in {batch['seconds']:.1f} s "
                     f"(seeds {', '.join(map(str, batch['trained']))}; epochs {', '.join(map(str, batch['epochs']))}; "
                     f"elapsed {time.perf_counter() - start:.1f} s)")
+
+        teacher_failures = runner.run(
+            [Task(f"teachers-{d}-{'-'.join(map(str, s))}", train_dataset_teachers, (d, s, quick), f"teachers of {d}")
+             for d, s in teacher_tasks(seeds_of, runner.workers)], teachers_done)
+        if teacher_failures:
+            raise DfkdError("Teacher training failed twice: " + "; ".join(f"{t.label}: {m}" for t, m in teacher_failures))
         teachers: dict[tuple[str, int], str] = {}
         for dataset, seed_list in seeds_of.items():
             for seed in seed_list:
@@ -555,52 +500,53 @@ def reproduce(table: int, seeds: int | None = None, datasets: list[str] | None =
         spec = get_table(table)
         metric = spec.metric
         run_ids: list[str | None] = [reused.get(i) for i in range(len(comparisons))]
-        todo = [i for i in range(len(comparisons)) if i not in reused]
         done = len(reused)
         durations: dict[tuple[str, str], list[float]] = {}  # (dataset, part) -> seconds of finished comparisons
-
-        def finished(i: int, out: dict[str, Any]) -> None:
-            nonlocal done
-            done += 1
-            run_ids[i] = out["run_id"]
+        shipped: dict[tuple[str, int], Any] = {}
+        tasks = []
+        # seed by seed, so a reproduction stopped early leaves whole seeds of every cell; within
+        # a seed the long comparisons (searching samplers) first, random sampling last
+        for i in sorted((i for i in range(len(comparisons)) if i not in reused),
+                        key=lambda i: (comparisons[i].seed, _only_random(comparisons[i]))):
             c = comparisons[i]
-            durations.setdefault((c.dataset, c.part), []).append(out["seconds"])
-            parts = ", ".join(
-                f"{(spec.method_of(sampler, alpha) or Method(member, member)).label} "
-                f"{(rmse if metric == 'rmse' else mae):.4f}" for sampler, alpha, member, rmse, mae in out["members"])
-            left = remaining_seconds([comparisons[j] for j in range(len(comparisons)) if run_ids[j] is None],
-                                     durations, used_workers)
-            log(f"[{done}/{len(comparisons)}] {out['title']}: {parts} ({out['seconds']:.1f} s, {out['engine']}; "
-                f"elapsed {time.perf_counter() - start:.1f} s" + (f", about {left / 60:.0f} min left" if left else "") + ")")
-            if out["cancelled"]:
-                raise DfkdError(f"The reproduction was stopped during {out['title']!r}.")
+            cfg = c.cfg.replace(teacher=teachers[(c.dataset, c.seed)])
+            if (c.dataset, c.seed) not in shipped:
+                shipped[(c.dataset, c.seed)] = teacher_file(cfg)
+            tasks.append(Task(str(i), distill_task, (cfg, shipped[(c.dataset, c.seed)]), c.title))
+        failed_tasks: list[dict[str, Any]] = []
 
-        if pool is None:
-            for i in todo:
-                c = comparisons[i]
-                finished(i, run_comparison(c, teachers[(c.dataset, c.seed)], store))
-        else:
-            # seed by seed, so a reproduction stopped early leaves whole seeds of every cell; within
-            # a seed the long comparisons (searching samplers) first, random sampling last
-            order = sorted(todo, key=lambda i: (comparisons[i].seed, _only_random(comparisons[i])))
-            futures = {pool.submit(_comparison_task, comparisons[i], teachers[(comparisons[i].dataset, comparisons[i].seed)],
-                                   str(store.home)): i for i in order}
-            for f in _as_completed(futures):
-                finished(futures[f], f.result())
-    except BaseException:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = None
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        def finished(task: Task, out: dict[str, Any]) -> None:
+            nonlocal done
+            i = int(task.key)
+            c = comparisons[i]
+            run_ids[i] = store_outcome(store, task.args[0], out, title=c.title, tags=c.tags)
+            done += 1
+            durations.setdefault((c.dataset, c.part), []).append(out["seconds"])
+            result = out["result"]
+            parts = ", ".join(
+                f"{(spec.method_of(m.sampler, m.alpha) or Method(m.member, m.member)).label} "
+                f"{(m.test_rmse if metric == 'rmse' else m.test_mae):.4f}" for m in result.members)
+            left = remaining_seconds([comparisons[j] for j in range(len(comparisons)) if run_ids[j] is None],
+                                     durations, runner.workers)
+            log(f"[{done}/{len(comparisons)}] {c.title}: {parts} ({out['seconds']:.1f} s, {result.engine}; "
+                f"elapsed {time.perf_counter() - start:.1f} s" + (f", about {left / 60:.0f} min left" if left else "") + ")")
+
+        def failed(task: Task, message: str) -> None:
+            c = comparisons[int(task.key)]
+            run_id = store_failure(store, task.args[0], message, title=c.title, tags=c.tags)
+            failed_tasks.append({"title": c.title, "run_id": run_id, "error": message})
+
+        runner.run(tasks, finished, failed)
+        if runner.per_worker:
+            log(workers_line(runner.per_worker))
+        executor_info = {"executor": runner.executor, "executor_description": runner.describe(), "workers": runner.workers,
+                         "tasks_per_worker": dict(sorted(runner.per_worker.items())), "retried_tasks": len(runner.retried)}
     total = time.perf_counter() - start
     n_seeds = len({c.seed for c in comparisons})
     return report(store, table, [r for r in run_ids if r], seeds=n_seeds, epochs=comparisons[0].cfg.epochs,
                   teacher_seconds=teacher_seconds, student_seconds=total - teacher_seconds,
-                  total_seconds=total, device=describe_device(device), quick=quick, workers=used_workers,
-                  reused_runs=len(reused))
+                  total_seconds=total, device=describe_device(device), quick=quick,
+                  reused_runs=len(reused), failed_tasks=failed_tasks, **executor_info)
 
 
 def remaining_seconds(todo: list[Comparison], durations: dict[tuple[str, str], list[float]],
@@ -619,12 +565,6 @@ def _only_random(c: Comparison) -> bool:
     from ..synth.samplers import SAMPLERS
 
     return not any(SAMPLERS.get(name).searches for name in c.cfg.samplers)
-
-
-def _as_completed(futures):
-    from concurrent.futures import as_completed
-
-    return as_completed(futures)
 
 
 # ---------------------------------------------------------------- assembling tables from the store
@@ -775,6 +715,25 @@ def claims(cells: pd.DataFrame, table: int, protocol: str = "validation") -> lis
     return out
 
 
+# the paper's comparisons between two methods, as claims "a ≤ b" (lower is better) checked seed by seed
+PAIRED_CLAIMS: dict[int, tuple[tuple[str, str], ...]] = {
+    3: (("direct_dec", "random"), ("direct_dec", "generator_dec")),
+    4: (("direct_dec", "random"), ("direct_dec", "generator_dec")),
+    5: (("direct", "generator"), ("generator", "random")),
+    6: (("direct", "random"),),
+}
+
+
+def paired_verdicts(long: pd.DataFrame, table: int, protocol: str = "validation") -> pd.DataFrame:
+    """Per dataset and claim of PAIRED_CLAIMS: the paired per-seed difference's mean, 95 % t
+    interval, Wilcoxon p and verdict (paired.PAIRED_COLUMNS), under one selection protocol."""
+    from .paired import paired_table
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"The 'protocol' parameter must be one of {', '.join(PROTOCOLS)}. Got {protocol!r} instead.")
+    return paired_table(long, PAIRED_CLAIMS[get_table(table).number], value=protocol)
+
+
 def _json_number(value: Any) -> Any:
     if value is None:
         return None
@@ -804,9 +763,12 @@ def report(store, table: int, run_ids: list[str] | None, epochs: int | None = No
             "synthetic_mean": _json_number(row.synthetic_mean), "synthetic_sd": _json_number(row.synthetic_sd),
             "synthetic_verdict": row.synthetic_verdict,
         })
+    from .paired import records
+
     spec = get_table(table)
     return {"table": spec.number, "metric": spec.metric, "protocols": list(PROTOCOLS), **extra,
-            "cells": out_cells, "claims": {p: claims(cells, table, p) for p in PROTOCOLS}, "run_ids": run_ids}
+            "cells": out_cells, "claims": {p: claims(cells, table, p) for p in PROTOCOLS},
+            "paired": {p: records(paired_verdicts(long, table, p)) for p in PROTOCOLS}, "run_ids": run_ids}
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -828,6 +790,20 @@ def format_report(rep: dict[str, Any]) -> str:
         for item in items:
             outcome = {True: "holds", False: "does not hold", None: "not decided (cells missing)"}[item["holds"]]
             lines.append(f"claim ({protocol}): {item['claim']}: paper {item['paper']}; ours {item['ours']} → {outcome}")
+    from .paired import format_row, summary
+
+    for protocol, rows in rep.get("paired", {}).items():
+        if rows:
+            lines.append(f"paired over seeds ({protocol}; 95 % t interval of the mean difference, Wilcoxon signed-rank p):")
+        for claim in dict.fromkeys(r["claim"] for r in rows):
+            mine = [r for r in rows if r["claim"] == claim]
+            lines += [f"  {format_row(r)}" for r in mine]
+            lines.append(f"  {claim}: {summary(r['verdict'] for r in mine)}")
+    for item in rep.get("failed_tasks") or []:
+        lines.append(f"failed twice, stored as failed run {item['run_id']}: {item['title']}: {item['error']}")
+    if rep.get("tasks_per_worker"):
+        lines.append(f"executor: {rep.get('executor_description')}; "
+                     + ", ".join(f"{w} ran {n}" for w, n in rep["tasks_per_worker"].items()))
     if "total_seconds" in rep:
         lines.append(f"time: {rep['total_seconds']:.1f} s total = {rep['teacher_seconds']:.1f} s teachers + "
                      f"{rep['student_seconds']:.1f} s students on {rep.get('device')}"
@@ -871,7 +847,8 @@ def active_runs(store, table: int | None = None) -> pd.DataFrame:
 
 
 def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] | None = None,
-                      epochs: int | None = None, quick: bool = False, resume: bool = False) -> list[str]:
+                      epochs: int | None = None, quick: bool = False, resume: bool = False,
+                      scheduler: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "dfkd_core", "reproduce", "--table", str(get_table(table).number)]
     if seeds is not None:
         cmd += ["--seeds", str(int(seeds))]
@@ -883,6 +860,8 @@ def reproduce_command(table: int, seeds: int | None = None, datasets: list[str] 
         cmd.append("--quick")
     if resume:
         cmd.append("--resume")
+    if scheduler:
+        cmd += ["--scheduler", scheduler]
     return cmd + ["--json"]
 
 
@@ -890,10 +869,12 @@ def start_reproduction(table: int, seeds: int | None = None, datasets: list[str]
                        epochs: int | None = None, quick: bool = False, resume: bool = False) -> tuple[int, Path]:
     """Start `python -m dfkd_core reproduce …` detached (its own session: a page rerun or a
     closed tab does not stop it), logging to DFKD_HOME/reproduce/<time>-table<N>.log.
+    Runs on the Dask cluster at DFKD_SCHEDULER when that is set (runner.dashboard_executor).
     Returns (pid, log path)."""
     from ..paths import home_dir
+    from .runner import dashboard_executor
 
-    cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume)
+    cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume, scheduler=dashboard_executor()[1])
     folder = home_dir() / "reproduce"
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-table{get_table(table).number}.log"
@@ -921,4 +902,8 @@ def latest_log(lines: int = 8) -> tuple[Path | None, str]:
         return logs[-1], ""
     # the final JSON line is long; the page shows the progress lines
     keep = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("{")]
-    return logs[-1], "\n".join(keep[-lines:])
+    tail = keep[-lines:]
+    executor = next((line for line in keep if line.startswith("executor: ")), None)  # what runs it, and how many workers
+    if executor and executor not in tail:
+        tail = [executor, *tail[1:]]
+    return logs[-1], "\n".join(tail)

@@ -463,12 +463,12 @@ class RunStore:
             return True
 
     def claim_next(self, max_runs: int, pid: int) -> str | None:
-        """Atomically move the oldest queued run (FIFO by created_at) to 'running' if fewer than
+        """Atomically move the oldest queued run without a process (FIFO by created_at) to 'running' if fewer than
         `max_runs` runs are running, with `pid` (the process about to start its worker) as its
         worker for now; its id, or None when no slot is free or nothing waits. A read first: a
         poll that finds nothing to do takes no write lock."""
-        sql_next = ("SELECT id FROM runs WHERE status = 'queued' AND stop_requested = 0"
-                    " ORDER BY created_at, id LIMIT 1")
+        sql_next = ("SELECT id FROM runs WHERE status = 'queued' AND stop_requested = 0 AND pid IS NULL"
+                    " ORDER BY created_at, id LIMIT 1")  # a queued row with a pid belongs to that process (a driver)
         sql_running = "SELECT COUNT(*) FROM runs WHERE status = 'running'"
         with self._connect() as conn:
             if conn.execute(sql_next).fetchone() is None or conn.execute(sql_running).fetchone()[0] >= max_runs:

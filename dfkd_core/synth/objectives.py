@@ -13,8 +13,27 @@ import torch.nn.functional as F
 from ..registry import Registry
 
 TermFn = Callable[["TermInputs"], torch.Tensor]
+# a term's partial derivatives per sample: (∂/∂T(x), ∂/∂S(x), ∂/∂x directly), each a tensor or None
+TermGrad = Callable[["TermInputs"], tuple]
 TERMS: Registry[TermFn] = Registry("objective term", package=__package__)
-STUDENT_TERMS = ("neg_squared_discrepancy", "neg_logcosh_discrepancy", "student_sq")  # the terms that look at S(x)
+
+
+def term(name: str, *, grad: TermGrad | None = None, looks_at_student: bool = False, input_norm: bool = False,
+         fused_coef: str | None = None) -> Callable[[TermFn], TermFn]:
+    """Register a term with its declared capabilities (read by the engine, never its name):
+    `grad` its partial derivatives (TermGrad; elementwise in x) — without it, samplers that
+    search by gradients train on the generic form, through autograd; `looks_at_student` it reads
+    S(x) (Objective.student_weight); `input_norm` it is a norm of x (cfg.input_norm_scope scales
+    it); `fused_coef` the slot of the fused kernel's objective, linear in (T, S) plus norms of x
+    (mlp_kernels.FusedTeacherStudents: 'squared_discrepancy', 'student_sq', 'l2sq_input',
+    'l1_input'), or None."""
+
+    def decorator(fn: TermFn) -> TermFn:
+        fn.grad, fn.looks_at_student, fn.input_norm, fn.fused_coef = grad, looks_at_student, input_norm, fused_coef
+        TERMS.add(name, fn)
+        return fn
+
+    return decorator
 
 
 @dataclass
@@ -31,37 +50,47 @@ def log_cosh(d: torch.Tensor) -> torch.Tensor:
     return a + F.softplus(-2.0 * a) - 0.6931471805599453
 
 
-@TERMS.register("neg_squared_discrepancy")
+def _neg_sq_grad(t: TermInputs) -> tuple:
+    diff = t.teacher - t.student
+    return diff * -2.0, diff * 2.0, None
+
+
+@term("neg_squared_discrepancy", grad=_neg_sq_grad, looks_at_student=True, fused_coef="squared_discrepancy")
 def neg_squared_discrepancy(t: TermInputs) -> torch.Tensor:
     """−(T(x) − S(x))²  (eqs. 2–5, 9: reward teacher–student disagreement)."""
     return -(t.teacher - t.student).pow(2)
 
 
-@TERMS.register("neg_logcosh_discrepancy")
+def _neg_logcosh_grad(t: TermInputs) -> tuple:
+    th = torch.tanh(t.teacher - t.student)
+    return -th, th, None
+
+
+@term("neg_logcosh_discrepancy", grad=_neg_logcosh_grad, looks_at_student=True)
 def neg_logcosh_discrepancy(t: TermInputs) -> torch.Tensor:
     """−log cosh(T(x) − S(x))  (eq. 8, MNIST)."""
     return -log_cosh(t.teacher - t.student)
 
 
-@TERMS.register("l2sq_input")
+@term("l2sq_input", grad=lambda t: (None, None, t.x * 2.0), input_norm=True, fused_coef="l2sq_input")
 def l2sq_input(t: TermInputs) -> torch.Tensor:
     """‖x‖²  (eqs. 3, 5: keep x near the standardized data)."""
     return t.x.flatten(1).pow(2).sum(1)
 
 
-@TERMS.register("l1_input")
+@term("l1_input", grad=lambda t: (None, None, t.x.sign()), input_norm=True, fused_coef="l1_input")
 def l1_input(t: TermInputs) -> torch.Tensor:
     """|x|₁  (eq. 8: handwritten digits are sparse)."""
     return t.x.flatten(1).abs().sum(1)
 
 
-@TERMS.register("student_sq")
+@term("student_sq", grad=lambda t: (None, t.student * 2.0, None), looks_at_student=True, fused_coef="student_sq")
 def student_sq(t: TermInputs) -> torch.Tensor:
     """S(x)²  (eqs. 3, 5)."""
     return t.student.pow(2)
 
 
-@TERMS.register("teacher_to_random")
+@term("teacher_to_random", grad=lambda t: ((t.teacher - t.y_rand) * 2.0, None, None))
 def teacher_to_random(t: TermInputs) -> torch.Tensor:
     """(T(x) − y_rand)²  (eqs. 8, 9: keep the teacher's predictions diverse and realistic)."""
     assert t.y_rand is not None, "teacher_to_random needs y_rand"
@@ -96,7 +125,7 @@ class Objective:
 
     @property
     def student_weight(self) -> float:
-        return sum(abs(w) for name, w in self.terms if name in STUDENT_TERMS)
+        return sum(abs(w) for name, w in self.terms if getattr(TERMS.get(name), "looks_at_student", False))
 
     def describe(self) -> str:
         return " + ".join(f"{w:g}·{name}" for name, w in self.terms if w != 0.0)
@@ -118,7 +147,8 @@ def term_summary(name: str) -> str:
     return doc.splitlines()[0].strip() if doc else ""
 
 
-INPUT_NORM_TERMS = ("l2sq_input", "l1_input")
+# each registered sampler's declared input_norm_batch_factor (samplers.register_sampler fills it in)
+INPUT_NORM_BATCH_FACTORS: dict[str, float] = {}
 
 
 def sampler_objective(objective: Objective, cfg, sampler: str, n: int) -> Objective:
@@ -131,7 +161,8 @@ def sampler_objective(objective: Objective, cfg, sampler: str, n: int) -> Object
     Other samplers (evolution) take n·β per point, like the generator."""
     if cfg.input_norm_scope != "batch":
         return objective
-    factor = n / 2.0 if sampler == "direct" else float(n)
-    terms = tuple((name, w * factor if name in INPUT_NORM_TERMS else w) for name, w in objective.terms)
+    factor = n * INPUT_NORM_BATCH_FACTORS.get(sampler, 1.0)
+    terms = tuple((name, w * factor if getattr(TERMS.get(name), "input_norm", False) else w)
+                  for name, w in objective.terms)
     return Objective(terms, objective.y_rand)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -15,9 +15,11 @@ from torch import nn
 from ..data.priors import Prior
 from ..errors import ModelError
 from ..models.networks import Generator
-from .objectives import Objective
+from .objectives import INPUT_NORM_BATCH_FACTORS, Objective
 from ..registry import Registry
-from ..models.teachers import BlackBoxTeacher, Teacher
+
+if TYPE_CHECKING:  # the samplers see a teacher only through predict / predict_numpy: no import of
+    from ..models.teachers import Teacher  # models.teachers (limits reads the samplers' declared costs)
 
 
 @dataclass
@@ -81,6 +83,24 @@ class Sampler:
     description: ClassVar[str] = ""
     needs_gradients: ClassVar[bool] = False  # needs a differentiable teacher
     searches: ClassVar[bool] = False  # looks for points with teacher queries (inner steps), not only draws them
+    # --- capabilities: what the engine, the budget and the figures read (never the sampler's name)
+    # the fused MLP form's implementation of this sampler (engine.fused_mlp: 'prior_draw',
+    # 'unit_cube_design', 'input_descent', 'generator_net'), or None: its members train on the
+    # generic form, beside the fused members of the same run
+    fused: ClassVar[str | None] = None
+    graph_safe: ClassVar[bool] = True  # its step runs on the device only: a CUDA graph can capture it
+    uses_generator_net: ClassVar[bool] = False  # owns one generator network per member (memory estimate)
+    cost_settings: ClassVar[tuple[str, ...]] = ()  # the settings its cost grows with (named in budget errors)
+    input_norm_batch_factor: ClassVar[float] = 1.0  # objectives.sampler_objective's n·factor·β per point ('batch' scope)
+    min_batch: ClassVar[int] = 1  # the smallest batch_size it works with
+    min_batch_reason: ClassVar[str] = ""  # why, in the error that refuses a smaller one
+    colour: ClassVar[int | None] = None  # its palette index in figures (None: the next free one)
+
+    @classmethod
+    def work_per_epoch(cls, cfg, teacher_flops: float, student_flops: float, generator_flops: float) -> float:
+        """Floating-point operations one member adds per epoch to labelling its points and
+        training its student (limits.estimate): the search for its points. Draws: nothing."""
+        return 0.0
 
     def __init__(self, ctx: SamplerContext) -> None:
         self.last_start: torch.Tensor | None = None  # a searching sampler's last batch before its search (for plots)
@@ -127,6 +147,7 @@ SAMPLERS: Registry[type[Sampler]] = Registry("sampler", package=__package__)
 
 def register_sampler(cls: type[Sampler]) -> type[Sampler]:
     SAMPLERS.add(cls.name, cls)
+    INPUT_NORM_BATCH_FACTORS[cls.name] = cls.input_norm_batch_factor  # what objectives.sampler_objective reads
     return cls
 
 
@@ -134,6 +155,8 @@ def register_sampler(cls: type[Sampler]) -> type[Sampler]:
 class GaussianSampler(Sampler):
     name = "gaussian"
     description = "random points from the dataset's prior (N(0, I) for standardized tables)"
+    fused = "prior_draw"
+    colour = 0  # the paper's Fig. 4: Gaussian blue, LHS orange, generator green, direct red, evolution purple
 
     def sample_group(self, students: Students, n: int) -> torch.Tensor:
         return self._prior_draws(n)
@@ -142,6 +165,9 @@ class GaussianSampler(Sampler):
 class _QMCSampler(Sampler):
     """A scipy.stats.qmc design over the prior's box [lower, upper], continued batch after batch
     (one design per member)."""
+
+    fused = "unit_cube_design"
+    graph_safe = False  # scipy draws on the host
 
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
@@ -161,6 +187,7 @@ class _QMCSampler(Sampler):
 @register_sampler
 class LatinHypercubeSampler(_QMCSampler):
     name = "lhs"
+    colour = 1
     description = "Latin hypercube designs over the prior's bounds (scipy.stats.qmc)"
 
     def _make_engine(self, d, rng):
@@ -172,6 +199,7 @@ class LatinHypercubeSampler(_QMCSampler):
 @register_sampler
 class HaltonSampler(_QMCSampler):
     name = "halton"
+    colour = 5
     description = "a scrambled Halton sequence over the prior's bounds (scipy.stats.qmc)"
 
     def _make_engine(self, d, rng):
@@ -183,6 +211,7 @@ class HaltonSampler(_QMCSampler):
 @register_sampler
 class SobolSampler(_QMCSampler):
     name = "sobol"
+    colour = 6
     description = "a scrambled Sobol sequence over the prior's bounds (scipy.stats.qmc)"
 
     def _make_engine(self, d, rng):
@@ -204,6 +233,15 @@ class GeneratorSampler(Sampler):
     searches = True
     description = "an adversarially trained generator network (Kang & Kang, eq. 3)"
     needs_gradients = True
+    fused = "generator_net"
+    uses_generator_net = True
+    cost_settings = ("generator_steps",)
+    colour = 2
+
+    @classmethod
+    def work_per_epoch(cls, cfg, teacher_flops, student_flops, generator_flops):
+        points, m = cfg.batches_per_epoch * cfg.batch_size, cfg.batch_size
+        return cfg.generator_steps * m * 3 * (generator_flops + teacher_flops + student_flops) + points * generator_flops
 
     def __init__(self, ctx: SamplerContext) -> None:
         super().__init__(ctx)
@@ -292,6 +330,14 @@ class DirectOptimizationSampler(Sampler):
     searches = True
     description = "direct optimization of prior samples toward large teacher–student disagreement (Alg. 2)"
     needs_gradients = True
+    fused = "input_descent"
+    cost_settings = ("direct_steps",)
+    input_norm_batch_factor = 0.5  # the batch-mean loss with RMSprop weight decay β: (n·β/2)‖x‖² per point
+    colour = 3
+
+    @classmethod
+    def work_per_epoch(cls, cfg, teacher_flops, student_flops, generator_flops):
+        return cfg.batches_per_epoch * cfg.batch_size * cfg.direct_steps * 3 * (teacher_flops + student_flops)
 
     def sample_group(self, students: Students, n: int) -> torch.Tensor:
         ctx, cfg = self.ctx, self.ctx.cfg
@@ -319,6 +365,14 @@ class EvolutionSampler(Sampler):
     name = "evolution"
     searches = True
     description = "differential evolution of prior samples; queries a black-box teacher only"
+    graph_safe = False  # scipy's differential evolution runs on the host
+    cost_settings = ("de_generations",)
+    min_batch, min_batch_reason = 5, "its population"
+    colour = 4
+
+    @classmethod
+    def work_per_epoch(cls, cfg, teacher_flops, student_flops, generator_flops):
+        return cfg.batches_per_epoch * cfg.batch_size * (cfg.de_generations + 1) * (teacher_flops + student_flops)
 
     def sample_group(self, students: Students, n: int) -> torch.Tensor:
         """Each member's own evolution (its generations query the teacher for its population)."""
@@ -365,7 +419,7 @@ class EvolutionSampler(Sampler):
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         teacher = self.ctx.teacher
-        if isinstance(teacher, BlackBoxTeacher):
+        if hasattr(teacher, "predict_numpy"):  # a black box (models.teachers.BlackBoxTeacher): numpy in, numpy out
             flat = x.reshape(x.shape[0], -1).double().cpu().numpy()
             return torch.as_tensor(teacher.predict_numpy(flat), dtype=x.dtype, device=x.device)
         return teacher.predict(x)
