@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATA, needs_shared_data
-from test_jobs import LONG, QUICK, log_of, quick_teacher, store, wait_for  # noqa: F401 (fixtures)
+from test_jobs import LONG, QUICK, freeze, log_of, quick_teacher, store, wait_for  # noqa: F401 (fixtures)
 
 from dfkd_core import dashboard
 from dfkd_core.runs import jobs
@@ -371,7 +371,7 @@ def test_stop_ends_a_hung_worker_and_its_run_keeping_what_was_logged(store):
     run_id = jobs.submit(LONG, store)
     wait_for(lambda: len(store.metrics(run_id)) >= 1, 60, "one epoch")
     pid = store.get_run(run_id).pid
-    os.kill(pid, signal.SIGSTOP)  # alive, but neither training nor beating nor handling SIGTERM
+    freeze(store, pid)  # alive, but neither training nor beating nor handling SIGTERM
     try:
         logged = len(store.metrics(run_id))
         jobs.stop(run_id, store, wait=True)  # asks, then SIGTERM, then SIGKILL

@@ -354,7 +354,7 @@ def test_runs_stop_on_the_command_line_ends_a_hung_worker_before_it_returns(stor
     run_id = jobs.submit(LONG, store)
     wait_for(lambda: len(store.metrics(run_id)) >= 1, 60, "one epoch")
     pid = store.get_run(run_id).pid
-    os.kill(pid, signal.SIGSTOP)  # hung: no stop check, no SIGTERM handler runs
+    freeze(store, pid)  # hung: no stop check, no SIGTERM handler runs
     try:
         out = subprocess.run([sys.executable, "-m", "dfkd_core", "runs", "--stop", run_id],
                              capture_output=True, text=True, timeout=120)
@@ -372,7 +372,7 @@ def test_the_pages_stop_returns_at_once_and_ends_a_hung_worker_in_the_background
     run_id = jobs.submit(LONG, store)
     wait_for(lambda: len(store.metrics(run_id)) >= 1, 60, "one epoch")
     pid = store.get_run(run_id).pid
-    os.kill(pid, signal.SIGSTOP)
+    freeze(store, pid)
     try:
         dashboard.stop(run_id)  # a button's callback: must not hold the page
         assert store.stop_requested(run_id)
@@ -388,3 +388,23 @@ def test_dispatch_leaves_alone_a_queued_row_that_a_process_already_owns(store):
     store.set_worker(owned, os.getpid())
     assert jobs.dispatch(store) == {} and owned not in jobs._children
     assert store.get_run(owned).status == "queued"
+
+
+def freeze(store: RunStore, pid: int) -> None:
+    """SIGSTOP the worker at a moment it holds no write lock of the store (a hung teacher hangs
+    outside a transaction; a worker frozen inside one would lock every other writer out)."""
+    import sqlite3
+
+    for _ in range(100):
+        os.kill(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(store.db_path, timeout=0.5)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            conn.close()
+    raise AssertionError("the worker always held the store's write lock")

@@ -350,6 +350,7 @@ def start_latency(repeats: int = 3, epochs: int = 2000, say: Callable[[str], Non
     say(f"start → first stored epoch, median of {repeats}: cold {out['start_latency_cold_median_s']:.2f} s | "
         f"warm {out['start_latency_warm_median_s']:.2f} s (×{out['start_latency_cold_over_warm']:.1f}); "
         "the page draws it at its next poll (≤ 1 s later)")
+    return out
 
 
 USER_SAMPLERS = ("direct", "gaussian")  # the user-teacher bench's comparison (issue 19's acceptance)
