@@ -11,7 +11,7 @@ import streamlit as st
 
 from dfkd_core import dashboard
 from dfkd_core.dashboard import plain
-from dfkd_core.device import describe_device
+from dfkd_core.device import describe_run_device
 from dfkd_core.errors import DfkdError
 from dfkd_core.paths import data_dir, home_dir
 
@@ -41,7 +41,10 @@ def recover_once() -> list[str]:
 
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
-    return describe_device()
+    try:
+        return describe_run_device()  # the threads a run uses (DFKD_THREADS), not this server's torch count
+    except DfkdError as exc:
+        return str(exc)
 
 
 def sidebar() -> None:

@@ -1,20 +1,26 @@
 """DFKD Lab's engine: data-free knowledge distillation of regression networks
-(Zhou & Chiam 2023), usable without Streamlit. Data flows one way:
+(Zhou & Chiam 2023), usable without Streamlit. Data flows one way, each floor importing only the floors
+above it here (tests/test_architecture.py checks it and lists the few known exceptions):
 
     errors, registry, paths, device     the ground floor: error types, registries of parts, folders, CPU/GPU
     config      DistillConfig (every hyperparameter, the paper's defaults) and presets; the one place every
                 setting is read and checked (CLI, --set, config files, URL, widgets)
-    limits      caps on model sizes; memory / work budgets checked before a run starts
+    caps        model strings ('mlp500', 'cnn10', 'rbf100') and their size caps; the budgets' environment variables
+    limits      memory / work budgets checked before a run starts (re-exports caps)
     events      what a run reports: TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult
     data/       catalog (the DatasetSpec registry), parsers, download, protocol (the paper's split)
                 → split (train/val/test + priors); user: the user's CSV / Parquet or input spec
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
                 trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
-                state_dict, skops, HTTP — never unpickled); export (the student to take away:
-                TorchScript + ONNX on raw inputs, model.json card)
+                state_dict, skops, HTTP — never unpickled; TorchScript gated by an op allow-list, skops by
+                exact types, archives checked before they expand); sandbox (the box a user's model runs
+                in: Landlock, seccomp, rlimits)
     synth/      samplers (one registry; each works on stacked members), objectives (registered
                 terms; the config's objective is a list of (term, weight) pairs), schedules (α, eq. 7)
+    userrun     a user's run in one place (CLI and page): their teacher / data / spec / target / units / activation
+                checked, stored once, made a configuration; the run's split and teacher in the units that fit
+                ('auto' scores raw and standardized on the validation rows); an HTTP teacher's query plan
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written
@@ -23,8 +29,10 @@
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
                 jobs (runs in worker processes: queued rows dispatched as slots free, a server's warm
-                worker, Stop's request → SIGTERM → SIGKILL, recovery of dead workers), live (what a polling
-                page reads: new epochs only, the previous projection held until the next is ready)
+                worker, Stop's request → SIGTERM → SIGKILL, recovery of dead workers; a CLI run stored in
+                process), live (what a polling page reads: new epochs only, the previous projection held
+                until the next is ready), export (a run's student to take away: TorchScript + ONNX on raw
+                inputs, model.json card)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
                 runner (the one runner of multi-run jobs: local processes, a Dask LocalCluster or a Dask
                 scheduler; results stored by the driver alone), sweep (a grid over config fields × seeds,

@@ -84,6 +84,9 @@ class DistillConfig:
     # --- the user's own teacher and data (dfkd_core/user_models.py, data/user.py); '' = the product's own
     teacher_file: str = setting("", "TorchScript / state_dict / skops file (stored under DFKD_HOME), or an http(s):// endpoint")
     teacher_activation: str = setting("", "hidden activation of a state_dict teacher: 'tanh', 'relu', 'sigmoid', ...")
+    teacher_units: str = setting("auto", "the teacher's inputs and output: 'raw' (the data's units), 'standardized' "
+                                 "((x−μ)/σ in, (y−μ_y)/σ_y out) or 'auto' (scored both ways on the validation rows; "
+                                 "'raw' with only an input spec)")
     teacher_timeout: float = setting(10.0, "HTTP teacher: seconds per request (each failed request is retried twice)")
     teacher_query_budget: int = setting(0, "HTTP teacher: most points ever sent (0 = no limit)")
     data_file: str = setting("", "a CSV / Parquet table (stored under DFKD_HOME) for the prior, validation and test")
@@ -212,7 +215,7 @@ class DistillConfig:
             check(_check_items, name)
         check(_check_objective)
         check(_check_names)
-        from .models.user_models import validate_user_fields
+        from .userrun import validate_user_fields  # a known upward edge: see tests/test_architecture.py
 
         check(validate_user_fields)  # the user's teacher / data / input spec fields (issue 13)
         return out
@@ -253,6 +256,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "direct_optimizer": ("rmsprop", "adam", "sgd"),
     "selection": ("validation", "last", "synthetic"),
     "engine": ("auto", "generic"),
+    "teacher_units": ("auto", "raw", "standardized"),  # models.user_models.TEACHER_UNITS
     # scipy.optimize.differential_evolution's strategies
     "de_strategy": ("best1bin", "best1exp", "best2bin", "best2exp", "rand1bin", "rand1exp", "rand2bin", "rand2exp",
                     "randtobest1bin", "randtobest1exp", "currenttobest1bin", "currenttobest1exp"),
@@ -632,7 +636,7 @@ def _check_names(cfg: DistillConfig) -> None:
     problems = []
     names = {k: v for k in ("samplers", "alphas") for v in [getattr(cfg, k)]
              if isinstance(v, tuple) and all(isinstance(i, str) for i in v)}  # others are refused already
-    user_data = bool(cfg.data_file or cfg.input_spec)  # dataset 'user': checked by user_models.validate_user_fields
+    user_data = bool(cfg.data_file or cfg.input_spec)  # dataset 'user': checked by userrun.validate_user_fields
     checks = [lambda: DATASETS.get(str(cfg.dataset))] * (not user_data) + [lambda a=a: parse_alpha(a) for a in names.get("alphas", ())] \
         + [lambda s=s: SAMPLERS.get(s) for s in names.get("samplers", ())]
     for check in checks:

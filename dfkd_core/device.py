@@ -46,15 +46,30 @@ def describe_device(device: torch.device | None = None) -> str:
 MAX_THREADS = 1024
 
 
-def apply_thread_policy() -> int:
-    """torch threads for CLI runs and workers: DFKD_THREADS, default 1. The paper's networks
-    are tiny, so one thread per run is fastest and lets runs share a small machine."""
+def run_threads() -> int:
+    """The torch threads each run uses: DFKD_THREADS, default 1 (ConfigError when it is no int in range)."""
     raw = os.environ.get("DFKD_THREADS", "1").strip() or "1"
     if not (raw.isdigit() and raw.isascii() and 1 <= int(raw[:6]) <= MAX_THREADS and len(raw) <= 6):
         from .errors import ConfigError
 
         shown = repr(raw) if len(raw) <= 40 else repr(raw[:30]) + "…"
         raise ConfigError(f"The DFKD_THREADS environment variable must be an int in [1, {MAX_THREADS}]. Got {shown} instead.")
-    threads = int(raw)
+    return int(raw)
+
+
+def describe_run_device() -> str:
+    """What a run started now gets: 'CPU (1 thread per run)' — DFKD_THREADS, not this process's
+    torch count (the dashboard's server process is not where runs train) — or the GPU."""
+    device = pick_device()
+    if device.type == "cuda":
+        return describe_device(device)
+    n = run_threads()
+    return f"CPU ({n} thread{'' if n == 1 else 's'} per run, DFKD_THREADS)"
+
+
+def apply_thread_policy() -> int:
+    """torch threads for CLI runs and workers: DFKD_THREADS, default 1. The paper's networks
+    are tiny, so one thread per run is fastest and lets runs share a small machine."""
+    threads = run_threads()
     torch.set_num_threads(threads)
     return threads

@@ -34,3 +34,8 @@ class RegistryError(DfkdError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0]) if self.args else ""
+
+
+class QueryBudgetSpent(ModelError):
+    """A black-box teacher's query budget ran out: a run that meets it mid-training ends
+    'interrupted' with the students trained so far (the engine's loop catches it)."""

@@ -107,6 +107,7 @@ class DistillResult:
     members: tuple[MemberResult, ...]
     seconds: float
     cancelled: bool = False
+    interrupted: str = ""  # why the run ended early on its own (an HTTP teacher's query budget spent); '' = it did not
 
 
 Event = Union[TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult]

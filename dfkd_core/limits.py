@@ -19,39 +19,18 @@ ranges are in config.INT_RANGES.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .caps import (ARCH_CAPS, ARCH_FORMS, DEFAULT_MEMORY_GB, DEFAULT_WORK, memory_budget_gb, parse_arch,  # noqa: F401
+                   short as _short, work_budget)  # the caps and budgets, kept importable from here
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import DistillConfig
 
-ARCH_CAPS = {"mlp": 10_000, "cnn": 256, "rbf": 10_000}  # largest units / filters of a model string
-ARCH_FORMS = "'mlp<units>', 'cnn<filters>', 'rbf<units>'"
-DEFAULT_MEMORY_GB = 4.0
-DEFAULT_WORK = 1e16
 FLOAT_BYTES = 4  # float32 everywhere in the engine
 TEACHER_TRAIN_EPOCHS = {"image": 100, "tabular": 300, "composition": 0}  # teachers.train_torch_teacher's limits
-
-
-def parse_arch(arch: str, setting: str = "model") -> tuple[str, int]:
-    """'mlp500' → ('mlp', 500), refusing other forms and sizes above ARCH_CAPS."""
-    text = arch if isinstance(arch, str) else repr(arch)
-    for prefix, cap in ARCH_CAPS.items():
-        digits = text[len(prefix):]
-        if text.startswith(prefix) and digits.isdigit() and digits.isascii():
-            if len(digits) > 12 or not 1 <= int(digits) <= cap:
-                what = "filters" if prefix == "cnn" else "units"
-                raise ConfigError(f"The {setting!r} parameter must have 1 to {cap} {what} ('{prefix}1' … '{prefix}{cap}'). "
-                                  f"Got {_short(text)} instead.")
-            return prefix, int(digits)
-    raise ConfigError(f"The {setting!r} parameter must be one of {ARCH_FORMS}, 'svr'. Got {_short(text)} instead.")
-
-
-def _short(text: str) -> str:
-    return repr(text) if len(text) <= 60 else f"{text[:40]!r}… ({len(text)} characters)"
 
 
 # ---------------------------------------------------------------- model sizes
@@ -162,27 +141,6 @@ def estimate(cfg: "DistillConfig") -> Estimate:
 
 
 # ---------------------------------------------------------------- budgets
-def memory_budget_gb() -> float:
-    return _env_number("DFKD_MAX_MEMORY_GB", DEFAULT_MEMORY_GB)
-
-
-def work_budget() -> float:
-    return _env_number("DFKD_MAX_WORK", DEFAULT_WORK)
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"The {name!r} environment variable must be a positive number. Got {_short(raw)} instead.")
-    return value
-
-
 def check_budget(cfg: "DistillConfig") -> Estimate:
     """Refuse a run whose estimate exceeds DFKD_MAX_MEMORY_GB or DFKD_MAX_WORK, naming the
     setting(s) responsible; return the estimate otherwise."""

@@ -189,7 +189,8 @@ def start_user_run(spec_rows: list[dict] | None) -> None:
         teacher = upload("own_teacher")
         cfg = dashboard.upload_run_config(
             dashboard.config_from_widgets(form_values(), validate=False), teacher=teacher, url=url,
-            activation=st.session_state.get("own_activation") or "", data=upload("own_data"),
+            activation=st.session_state.get("own_activation") or "", units=st.session_state.get("own_units") or "auto",
+            data=upload("own_data"),
             target=st.session_state.get("own_target") or "", nan_policy=st.session_state.get("own_nan", "refuse"),
             spec=upload("own_spec"), spec_rows=spec_rows, constraint=st.session_state.get("own_constraint", "none"),
             timeout=float(st.session_state.get("own_timeout", 10.0)), budget=int(st.session_state.get("own_budget", 0)))
@@ -206,6 +207,10 @@ def your_model_section() -> None:
         c1, c2 = st.columns(2)
         teacher = c1.file_uploader("Teacher file", type=["pt", "pth", "skops"], key="own_teacher")
         c1.selectbox("Activation (state_dict teachers only)", ["", *dashboard.activation_names()], key="own_activation")
+        c1.selectbox("Teacher units", dashboard.teacher_unit_names(), key="own_units",
+                     help="raw: your teacher takes the data's own units; standardized: it takes (x − mean)/std and "
+                          "answers (y − mean)/std, as most tabular teachers are trained; auto: both are scored on the "
+                          "validation rows and the clearly right one is taken (the run says which).")
         url = c1.text_input("…or the URL of your model's endpoint", key="own_url", placeholder="http://my-server:8000/predict",
                             help='POST {"inputs": [[...], ...]} as JSON, answered with {"predictions": [...]}.')
         if url.strip():
@@ -237,6 +242,13 @@ def your_model_section() -> None:
             st.selectbox("Constraint", dashboard.spec_constraints(), key="own_constraint",
                          help="clip: points stay in the min/max box; simplex: each row's inputs are fractions summing to 1.")
             spec_rows = edited.to_dict("records")
+        if url.strip():  # said before the start: what the run will spend of the endpoint's queries
+            line = dashboard.query_plan_caption(
+                dashboard.config_from_widgets(form_values(), validate=False), url, upload("own_data"),
+                st.session_state.get("own_target") or "", st.session_state.get("own_units") or "auto",
+                int(st.session_state.get("own_budget", 0)))
+            if line:
+                st.caption(dashboard.plain(line))
         if st.button("Start with your model", icon=":material/play_arrow:", key="own_start"):
             start_user_run(spec_rows)
 
@@ -284,7 +296,10 @@ def live() -> None:
     elif view.status == "cancelled":
         st.warning("Run cancelled: everything logged up to the stop is kept.")
     if view.run.note:
-        st.info(dashboard.plain(view.run.note))
+        note, warning = dashboard.note_parts(view.run.note)  # the teacher's units, and a warning when it is no better than the mean
+        st.info(dashboard.plain(note))
+        if warning:
+            st.warning(dashboard.plain(warning))
     t1, t2 = st.columns(2)
     smoothing = t1.toggle("Savitzky–Golay smoothing (window 15)", key="smooth")
     zoom = t2.toggle("Zoom to the students", value=True, key="rmse_zoom",

@@ -215,7 +215,7 @@ def test_a_table_sizes_its_columns_to_their_content_and_says_when_it_scrolls_sid
 
 
 def test_the_model_card_of_a_config_names_files_not_server_paths():
-    from dfkd_core.models.export import without_server_paths
+    from dfkd_core.runs.export import without_server_paths
 
     card = without_server_paths({"configuration": {"teacher_file": "/srv/dfkd/user_files/0a1b.pt", "data_file": "",
                                                    "teacher_url": "https://models.example.org/predict"}, "n": [1, "/a/b.csv"]})

@@ -100,7 +100,7 @@ def test_datasets_page_lists_the_catalogue_with_availability():
 
 # ------------------------------------------------------------------ the distill form
 # set by the "Your model" section's uploads (issue 13), not by the form's widgets
-NO_FORM_WIDGET = ("preset", "teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file",
+NO_FORM_WIDGET = ("preset", "teacher_file", "teacher_activation", "teacher_units", "teacher_timeout", "teacher_query_budget", "data_file",
                   "target", "nan_policy", "input_spec")
 OWN_EDITOR = {"objective": "objective_terms"}  # fields drawn by an editor of several widgets: its first widget's key
 

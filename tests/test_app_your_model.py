@@ -109,3 +109,23 @@ def test_an_endpoint_url_must_be_http_or_https_with_a_host(url):
     with pytest.raises(ModelError, match=r"The endpoint URL must start with http:// or https:// and name a host\. Got"):
         teacher_endpoint(url)
     assert teacher_endpoint(" https://models.example.org:8443/predict ") == "https://models.example.org:8443/predict"
+
+
+def test_the_page_offers_teacher_units_and_says_the_http_queries_before_the_start():
+    from dfkd_core.config import DistillConfig
+    from dfkd_core.data.user import SPEC_SPLIT
+    from dfkd_core.userrun import query_plan, query_plan_line
+
+    at = start_app("pages/distill.py", query=TINY)
+    assert at.selectbox(key="own_units").options == ["auto", "raw", "standardized"]
+    at.text_input(key="own_url").input("http://127.0.0.1:9/predict")
+    at.radio(key="own_spec_mode").set_value("fill in a table").run()
+    assert not at.exception, at.exception
+    cfg = DistillConfig(dataset="user", teacher_file="http://127.0.0.1:9/predict", input_spec="spec", epochs=2,
+                        batches_per_epoch=2, batch_size=20, samplers=("gaussian",), alphas=("constant:0.5",),
+                        selection="synthetic")
+    expected = query_plan_line(query_plan(cfg, SPEC_SPLIT[1], SPEC_SPLIT[2]))
+    from dfkd_core import dashboard
+
+    assert dashboard.plain(expected) in [c.value for c in at.caption]
+    assert "RunStore" not in expected and RunStore().list_runs().empty  # said before any run exists

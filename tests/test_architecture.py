@@ -133,6 +133,58 @@ def test_the_package_map_names_every_module():
     assert missing == []
 
 
+# ------------------------------------------------------------------ sub-packages: data flows one way
+# The package map's floors, lowest first (dfkd_core/__init__.py): a module may import its own floor
+# and the floors below it.
+FLOORS = [("errors", "registry", "paths", "device", "caps"), ("config",), ("limits",), ("events",), ("data",), ("models",),
+          ("synth",), ("userrun",), ("engine",), ("runs",), ("experiments",), ("dashboard",), ("cli", "commands", "__main__")]
+# Upward edges still there, each with why; remove an entry when its edge goes (the test fails on a stale one).
+KNOWN_UPWARD = {
+    # config checks every setting in one place, names that live in registries above it included
+    # (function-level imports: the registries are filled by the modules that define the parts)
+    ("config", "data"): "the dataset name is looked up in data.DATASETS",
+    ("config", "limits"): "validate() checks the run's memory and work budget",
+    ("config", "synth"): "sampler names, α specs and objective terms are looked up in synth's registries",
+    ("config", "userrun"): "the user-input fields (teacher file, data, spec, units) are checked by userrun.validate_user_fields",
+    ("limits", "data"): "the work budget needs the dataset's size from data.catalog",
+    ("limits", "synth"): "the work budget reads each sampler's declared cost (Sampler.work_per_epoch, cost_settings)",
+}
+
+
+def area(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def sub_package_graph() -> dict[str, set[str]]:
+    graph, _ = import_graph()
+    out: dict[str, set[str]] = {}
+    for importer, imported in graph.items():
+        out.setdefault(area(importer), set())
+        for target in imported:
+            if area(target) != area(importer):
+                out[area(importer)].add(area(target))
+    return out
+
+
+def test_sub_packages_import_each_other_without_a_loop():
+    """Not only modules: config → models.user_models → … → config was a loop of sub-packages
+    with no loop of modules; no such loop is left."""
+    graph = sub_package_graph()
+    assert cycles(graph) == []
+    planted = {**graph, "models": graph["models"] | {"engine"}}  # export.py once imported the engine from models/
+    assert cycles(planted)
+
+
+def test_data_flows_one_way_as_the_package_map_says():
+    floor = {name: i for i, names in enumerate(FLOORS) for name in names}
+    graph = sub_package_graph()
+    assert set(graph) - {""} <= set(floor), "a sub-package the floors above do not place"
+    upward = {(a, b) for a, targets in graph.items() for b in targets if a and b and floor[a] < floor[b]}
+    assert upward - set(KNOWN_UPWARD) == set(), "a new upward import: move the code, or list it with why"
+    assert set(KNOWN_UPWARD) - upward == set(), "a known upward edge is gone: take it off KNOWN_UPWARD"
+
+
 # ------------------------------------------------------------------ the dashboard's house (issue 23)
 PAGES = sorted((REPO / "pages").glob("*.py"))
 MAX_DASHBOARD_LINES = 500

@@ -18,7 +18,7 @@ from dfkd_core.cli import main
 from dfkd_core.config import DistillConfig
 from dfkd_core.engine import run_distillation
 from dfkd_core.engine.context import prepare_run
-from dfkd_core.models.export import export_run, export_stored_run, member_dicts, raw_student
+from dfkd_core.runs.export import export_run, export_stored_run, member_dicts, raw_student
 
 PLAIN_LOADER = textwrap.dedent("""
     import json, sys
@@ -74,7 +74,8 @@ def test_the_card_says_what_the_distillation_bought(tmp_path, csv, ts_teacher):
         assert all(v > 0 for v in card[who]["latency_seconds"].values())
     assert card["real_data"] is True and card["inputs"]["names"] == ["load", "speed", "temp", "ratio"]
     assert card["selection"]["rule"] == "validation" and card["configuration"]["data_file"] == "plant.csv"  # its name, not the server's path
-    assert {"student.pt", "student.onnx", "state_dict.pt", "model.json", "test_rows.csv"} <= set(card["files"])
+    assert {"student.pt", "student.onnx", "state_dict.pt", "model.json"} <= set(card["files"])
+    assert "test_rows.csv" in card["test_rows"] and (tmp_path / "OUT" / "test_rows.csv").exists()
 
 
 def test_a_data_free_export_says_no_real_data_was_used(tmp_path, ts_teacher):

@@ -134,7 +134,7 @@ def test_skops_file_holding_a_type_outside_the_allow_list_is_refused(tmp_path):
 
     path = tmp_path / "odd.skops"
     sio.dump({"model": pd.Timestamp("2020-01-01")}, path)
-    with pytest.raises(ModelError, match="outside scikit-learn, numpy and scipy, which are never loaded"):
+    with pytest.raises(ModelError, match=r"holds types that are never loaded .*pandas\.Timestamp"):
         load_user_model(path)
 
 
@@ -187,7 +187,7 @@ def test_a_pickle_disguised_as_pt_is_refused_and_its_code_never_runs(tmp_path, w
 
 def test_a_teacher_taking_another_input_dimension_is_refused_before_training(tmp_path, csv):
     path = write_torchscript(tmp_path / "T3.pt", RawReLUTeacher(d=3))
-    with pytest.raises(ModelError, match=r"must accept inputs of 4 features.*shape \(\d+, 4\) failed"):
+    with pytest.raises(ModelError, match=r"expects 3 inputs, but the data has 4 features"):  # not the interpreter's text
         prepare_run(fast_config(teacher_file=str(path), data_file=str(csv), target="y"))
 
 

@@ -89,17 +89,20 @@ def run(args) -> int:
 
 def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int:
     """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
+    from ..dashboard import playground_views
     from ..experiments.playground import PlaygroundConfig, time_frames, time_steps
     from ..synth.samplers import SAMPLERS
 
     result = {}
     for name in SAMPLERS.names():
-        result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=epochs, warmup=warmup))
+        result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=epochs, warmup=warmup,
+                                 canvas=playground_views.canvas))
         if not as_json:
             r = result[name]
             print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "
                   f"canvas data {r['figure_ms_median']:5.1f} ms", flush=True)
-    frames = time_frames(PlaygroundConfig(), frames=max(10, epochs // 2), warmup=min(warmup, 5))
+    frames = time_frames(PlaygroundConfig(), frames=max(10, epochs // 2), warmup=min(warmup, 5),
+                         draw=playground_views.frame)
     if not as_json:
         print(f"playground frame (default pair {', '.join(PlaygroundConfig().samplers)}: step, both canvases, the "
               f"curves, Arrow encoding): {frames['frame_ms_median']:6.1f} ms median, {frames['frame_ms_max']:6.1f} ms "

@@ -46,6 +46,8 @@ def configure(parser) -> None:
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object per student")
     _configure_user_inputs(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-store", action="store_true",
+                        help="do not keep the run in the run store (by default `runs` and the Runs page list it)")
 
 
 def config_from_args(args) -> DistillConfig:
@@ -77,52 +79,39 @@ def config_from_args(args) -> DistillConfig:
     return parse_config(merged)
 
 
-def run(args) -> int:
-    from ..engine import run_distillation
-    from ..events import EpochMetrics, RunStarted, TeacherProgress
+PROGRESS_EVERY_S = 5.0  # with stderr not a terminal (a log): one plain progress line this often
 
+
+def run(args) -> int:
     from ..data.user import original_name
-    from ..engine.context import prepare_run
-    from ..models.user_models import store_user_inputs, uses_user_inputs
+    from ..models.user_models import plan_cli_box
+    from ..runs.runstore import RunStore
+    from ..userrun import http_query_plan, query_plan_line, store_user_inputs, units_choice, uses_user_inputs
 
     cfg = config_from_args(args)
     if uses_user_inputs(cfg):
-        cfg = store_user_inputs(cfg)  # the run (and --export's card) names the stored copies
-    members = cfg.members()
-    total = cfg.epochs * len(members)
-    done = 0
-    started = time.perf_counter()
-    show = not args.quiet and not _ci()
-    teacher_line = [False, 0.0]  # a '\r' teacher line is open; when the last logged one was printed
-
-    def on_event(event) -> None:
-        nonlocal done
-        if isinstance(event, TeacherProgress):
-            text = f"{event.line()}  val RMSE {event.val_rmse:.4f}"
-            if show:
-                print(f"\r{text}", end="", file=sys.stderr, flush=True)
-                teacher_line[0] = True
-            elif not args.quiet and (event.epoch == 1 or time.perf_counter() - teacher_line[1] >= 10):
-                print(text, file=sys.stderr, flush=True)  # a log, not a terminal: a line now and then
-                teacher_line[1] = time.perf_counter()
-        elif isinstance(event, RunStarted):
-            if teacher_line[0]:
-                print("", file=sys.stderr)
-            print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
-                  f" (validation {event.teacher_val_rmse:.4f})" + (f"; {event.note}" if event.note else ""), file=sys.stderr)
-        elif isinstance(event, EpochMetrics):
-            done += 1
-            if show and (done % max(1, total // 200) == 0 or done == total):
-                frac = done / total
-                bar = "#" * int(30 * frac)
-                rmse = "" if math.isnan(event.val_rmse) else f" val RMSE {event.val_rmse:.4f}"
-                print(f"\r[{bar:<30}] {100 * frac:5.1f}% epoch {event.epoch + 1}/{cfg.epochs}{rmse} "
-                      f"{time.perf_counter() - started:6.1f}s", end="", file=sys.stderr, flush=True)
-
-    run_ctx = prepare_run(cfg, teacher_progress=on_event)  # kept: --export needs its split and teacher
-    result = run_distillation(cfg, on_event=on_event, run=run_ctx)
-    if show:
-        print("", file=sys.stderr)
+        cfg = store_user_inputs(cfg)  # checked, then kept once: the run (and --export's card) names the stored copies
+        # a teacher file is loaded inside a box that writes only --export and, unless --no-store, this run's store
+        plan_cli_box(cfg, [args.export], store=None if args.no_store else RunStore())
+    _check_export_dir(args)
+    plan = http_query_plan(cfg)
+    if plan is not None:
+        print(query_plan_line(plan), file=sys.stderr, flush=True)
+    stored: list = []  # the stored run, once the teacher and data have passed their checks (bad input stores nothing)
+    try:
+        result, run_ctx = _train(args, cfg, stored)
+    except KeyboardInterrupt:
+        if stored:
+            stored[0].fail("interrupted", "Interrupted: the command was stopped (Ctrl-C).")
+        raise
+    except BaseException as exc:
+        if stored:
+            stored[0].fail("failed", " ".join(str(exc).split())[:500] or type(exc).__name__)
+        raise
+    if stored:
+        stored[0].finish(result)
+    if result.interrupted:
+        print(f"interrupted: {result.interrupted} The best students so far are kept.", file=sys.stderr, flush=True)
     exported = _export(args, cfg, result, run_ctx)
     for m in result.members:
         row = {"dataset": cfg.dataset, "sampler": m.sampler, "alpha": m.alpha, "seed": m.seed, "epochs": cfg.epochs,
@@ -131,7 +120,15 @@ def run(args) -> int:
                "other_selections": {k: {"epoch": e, "test_rmse": r, "test_mae": a} for k, (e, r, a) in m.other_selections.items()},
                "teacher_test_rmse": result.teacher_test_rmse, "teacher_test_mae": result.teacher_test_mae,
                "teacher_queries": m.teacher_queries, "seconds": round(result.seconds, 3), "device": result.device,
-               "engine": m.engine or result.engine, "cancelled": result.cancelled}
+               "engine": m.engine or result.engine, "cancelled": result.cancelled, "interrupted": result.interrupted,
+               "run_id": stored[0].run_id if stored else None}
+        choice = units_choice(run_ctx.teacher_info)
+        if choice:
+            row.update(teacher_units=choice["units"], teacher_units_requested=choice["requested"],
+                       teacher_units_validation_rmse=choice["validation_rmse"], teacher_warning=choice["warning"] or None)
+        reference = run_ctx.teacher_info.extra.get("reference")
+        if reference:  # what going data-free cost: the same student on the real labels
+            row.update(reference_test_rmse=reference["test_rmse"], reference_best_epoch=reference["best_epoch"])
         if cfg.data_file or cfg.input_spec:  # the user's own data: errors in the target's units too
             row.update(dataset=original_name(cfg.data_file or cfg.input_spec), real_data=bool(cfg.data_file),
                        test_rmse_raw=m.test_rmse * run_ctx.split.y_std, test_mae_raw=m.test_mae * run_ctx.split.y_std,
@@ -139,16 +136,83 @@ def run(args) -> int:
         if exported:
             row["export"] = exported.get(m.member)
         if args.json:
-            print(json.dumps(row))
+            print(json.dumps(_finite(row), allow_nan=False))  # NaN / inf as null: the line stays JSON
         else:
             print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
                   f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")
-    return 130 if result.cancelled else 0
+    return 130 if result.cancelled and not result.interrupted else 0
+
+
+def _train(args, cfg, stored):
+    """Prepare the run (the teacher's units said before training), then train with progress on
+    stderr: a bar on a terminal, a plain line every PROGRESS_EVERY_S seconds in a log."""
+    from ..engine import run_distillation
+    from ..engine.context import prepare_run
+    from ..events import EpochMetrics, RunStarted, TeacherProgress
+    from ..userrun import units_choice
+
+    members = cfg.members()
+    total = cfg.epochs * len(members)
+    state = {"done": 0, "last_line": 0.0}
+    started = time.perf_counter()
+    bar = not args.quiet and not _ci()
+    log = not args.quiet and _ci()
+    teacher_line = [False, 0.0]  # a '\r' teacher line is open; when the last logged one was printed
+
+    def on_event(event) -> None:
+        if stored:
+            stored[0].record(event)
+        if isinstance(event, TeacherProgress):
+            text = f"{event.line()}  val RMSE {event.val_rmse:.4f}"
+            if bar:
+                print(f"\r{text}", end="", file=sys.stderr, flush=True)
+                teacher_line[0] = True
+            elif log and (event.epoch == 1 or time.perf_counter() - teacher_line[1] >= 10):
+                print(text, file=sys.stderr, flush=True)  # a log, not a terminal: a line now and then
+                teacher_line[1] = time.perf_counter()
+        elif isinstance(event, RunStarted):
+            if teacher_line[0]:
+                print("", file=sys.stderr)
+            print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
+                  f" (validation {event.teacher_val_rmse:.4f})" + (f"; {event.note}" if event.note else ""), file=sys.stderr)
+        elif isinstance(event, EpochMetrics):
+            state["done"] += 1
+            done = state["done"]
+            frac = done / total
+            rmse = "" if math.isnan(event.val_rmse) else f" val RMSE {event.val_rmse:.4f}"
+            elapsed = time.perf_counter() - started
+            if bar and (done % max(1, total // 200) == 0 or done == total):
+                print(f"\r[{'#' * int(30 * frac):<30}] {100 * frac:5.1f}% epoch {event.epoch + 1}/{cfg.epochs}{rmse} "
+                      f"{elapsed:6.1f}s", end="", file=sys.stderr, flush=True)
+            elif log and (elapsed - state["last_line"] >= PROGRESS_EVERY_S or done == total):
+                state["last_line"] = elapsed
+                print(f"progress: {100 * frac:5.1f}% epoch {event.epoch + 1}/{cfg.epochs}{rmse} {elapsed:.1f}s",
+                      file=sys.stderr, flush=True)
+
+    run_ctx = prepare_run(cfg, teacher_progress=on_event)  # kept: --export needs its split and teacher
+    choice = units_choice(run_ctx.teacher_info)
+    if choice:  # said before training, with the warning when the teacher is no better than the mean
+        print(f"teacher units: {choice['units']} ({'chosen by auto' if choice['requested'] == 'auto' else 'as asked'}"
+              + "".join(f"; validation RMSE {v:.4g} {k}" for k, v in choice["validation_rmse"].items()) + ")",
+              file=sys.stderr, flush=True)
+        if choice["warning"]:
+            print(f"warning: {choice['warning']}", file=sys.stderr, flush=True)
+    if not args.no_store:
+        from ..runs.jobs import InProcessRun
+
+        stored.append(InProcessRun(run_ctx.cfg, tags={"source": "cli"}))
+        if not args.quiet:
+            print(f"run {stored[0].run_id} (stored: `python -m dfkd_core runs` and the Runs page list it; "
+                  "--no-store to skip)", file=sys.stderr, flush=True)
+    result = run_distillation(cfg, on_event=on_event, run=run_ctx, should_stop=stored[0].should_stop if stored else None)
+    if bar:
+        print("", file=sys.stderr)
+    return result, run_ctx
 
 
 # ---------------------------------------------------------------- the user's teacher, data and export
 def _configure_user_inputs(parser) -> None:
-    from ..models.user_models import ACTIVATIONS
+    from ..models.user_models import ACTIVATIONS, TEACHER_UNITS
 
     group = parser.add_argument_group("your own teacher and data")
     group.add_argument("--teacher", default=None, metavar="PATH_OR_URL",
@@ -156,6 +220,10 @@ def _configure_user_inputs(parser) -> None:
                             "or an http(s):// endpoint taking POST {\"inputs\": [[...]]} (never unpickled)")
     group.add_argument("--teacher-activation", default=None, choices=sorted(ACTIVATIONS),
                        help="hidden activation of a state_dict teacher")
+    group.add_argument("--teacher-units", default=None, choices=TEACHER_UNITS,
+                       help="what the teacher takes and returns: raw (the data's own units), standardized "
+                            "((x-mean)/std in, (y-mean)/std out: most tabular teachers) or auto (default: scored both "
+                            "ways on the validation rows, the clearly right one taken; raw with only --input-spec)")
     group.add_argument("--teacher-timeout", type=float, default=None, help="HTTP teacher: seconds per request (default 10)")
     group.add_argument("--query-budget", type=int, default=None, help="HTTP teacher: most points ever sent (default: no limit)")
     group.add_argument("--data", default=None, metavar="PATH", help="your data: a CSV or Parquet file with a header")
@@ -172,7 +240,8 @@ def _user_input_fields(args) -> dict:
     and --input-spec the data-free 'synthetic' selection unless --selection says otherwise."""
     from ..data.user import USER_DATASET
 
-    fields = {"teacher_file": args.teacher, "teacher_activation": args.teacher_activation, "data_file": args.data,
+    fields = {"teacher_file": args.teacher, "teacher_activation": args.teacher_activation,
+              "teacher_units": args.teacher_units, "data_file": args.data,
               "target": args.target, "nan_policy": args.nan, "input_spec": args.input_spec,
               "teacher_timeout": args.teacher_timeout, "teacher_query_budget": args.query_budget}
     fields = {k: v for k, v in fields.items() if v is not None}
@@ -183,17 +252,45 @@ def _user_input_fields(args) -> dict:
     return fields
 
 
+def _check_export_dir(args) -> None:
+    """--export into a folder that already holds files is refused before training (no run's
+    students end up beside another's)."""
+    if not args.export:
+        return
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    out = Path(args.export).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--export must name a folder. Got {str(out)!r}, which is a file.")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--export folder {str(out)!r} is not empty: the students would end up beside what is there. "
+                          "Give a new or empty folder.")
+
+
 def _export(args, cfg, result, run_ctx) -> dict:
     """--export DIR: every student into DIR (the best by validation also at DIR's top); member → folder."""
     if not args.export or not result.members:
         return {}
-    from ..models.export import export_run, member_dicts
+    from ..runs.export import export_run, member_dicts
 
     cards = export_run(cfg, member_dicts(result), args.export, run=run_ctx)
     print(f"exported {len(cards['students'])} student(s) to {args.export} (top level: {cards['best']})", file=sys.stderr)
     return {member: {"dir": cards["folders"][member], "top_level": member == cards["best"], "test_rmse_raw": card["student"]["test_rmse_raw"],
                      "parameters": card["student"]["parameters"], "latency_seconds": card["student"]["latency_seconds"]}
             for member, card in cards["students"].items()}
+
+
+def _finite(value):
+    """`value` with every NaN / inf float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ci() -> bool:

@@ -42,6 +42,7 @@ from .views import (ACTIVE, STATUSES, RunView, as_image, case_study_runs, constr
                     epoch_widget, keep_warm, load_view, recover, result_summary, run_active, run_config, run_exists,
                     run_status_line, runs_table, snapshot, snapshot_frame, store, stop, submit, synthetic_batches,
                     teacher_bar, teacher_queries, teacher_row, view_summary)
-from .yours import (activation_names, gradient_free_reason, spec_constraints, spec_table_rows,  # noqa: F401
-                    submit_with_inputs_of, table_columns, upload_run_config, user_inputs, user_inputs_note)
+from .yours import (activation_names, gradient_free_reason, note_parts, query_plan_caption, spec_constraints,  # noqa: F401
+                    spec_table_rows, submit_with_inputs_of, table_columns, teacher_unit_names, upload_run_config,
+                    user_inputs, user_inputs_note)
 

@@ -85,7 +85,7 @@ def delete_runs(run_ids: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def export_zip(run_id: str, member: str) -> bytes:
     """One student of a stored run to take away, as a zip: TorchScript and ONNX on raw inputs,
-    its state_dict and model.json (models.export)."""
-    from ..models.export import export_stored_run
+    its state_dict and model.json (runs.export)."""
+    from ..runs.export import export_stored_run
 
     return export_stored_run(run_id, member, store())

@@ -23,7 +23,7 @@ MAIN_FIELDS = ("dataset", "student_hidden", "samplers", "alphas", "seeds", "epoc
 CHOICES: dict[str, tuple[str, ...]] = {**config.CHOICES, "device": ("auto", "cpu", "cuda")}
 # "Your model" fields: files stored under DFKD_HOME and how to reach the teacher. They come from the
 # uploads or from a stored run (by its id, the URL's INPUTS_OF), never from a link or the form's URL.
-USER_FIELDS = ("teacher_file", "teacher_activation", "teacher_timeout", "teacher_query_budget", "data_file", "target",
+USER_FIELDS = ("teacher_file", "teacher_activation", "teacher_units", "teacher_timeout", "teacher_query_budget", "data_file", "target",
                "nan_policy", "input_spec")
 INPUTS_OF = "inputs_of"
 SECTIONS = (  # the "Advanced" expander's groups, in DistillConfig's order

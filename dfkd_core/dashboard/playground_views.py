@@ -104,3 +104,28 @@ def curves_data(histories: Mapping[str, Mapping[str, np.ndarray]], epoch: int | 
     if epoch is not None:
         parts.append(pd.DataFrame({"layer": ["shown"], "sampler": [""], "x": [float(epoch)], "y": [np.nan]}))
     return pd.concat(parts, ignore_index=True)
+
+
+def canvas(frame, axes, region, sampler: str, zmax: float, extent: float) -> tuple[pd.DataFrame, dict]:
+    """One canvas as the page draws it: its rows and its spec (bench --playground times this)."""
+    return canvas_data(frame, axes, region), canvas_spec(sampler, extent, zmax)
+
+
+def frame(state, region, zmax: float) -> None:
+    """Everything the page builds for one frame of Play, encoded as Streamlit sends it (Arrow):
+    every lane's canvas and the RMSE chart (bench --playground's frame time)."""
+    import pyarrow as pa
+
+    from ..experiments.playground import PLANE
+
+    tables = []
+    for name, f in state.frames_at(state.epochs_run).items():
+        rows, _ = canvas(f, state.axes(), region, name, zmax, PLANE)
+        tables.append(rows)
+    tables.append(curves_data({n: state.history(n) for n in state.lanes}, state.epochs_run))
+    curves_spec(list(state.lanes))
+    for table in tables:
+        sink = pa.BufferOutputStream()
+        encoded = pa.Table.from_pandas(table)
+        with pa.ipc.new_stream(sink, encoded.schema) as writer:
+            writer.write_table(encoded)

@@ -32,7 +32,7 @@ def submit(cfg: DistillConfig, title: str | None = None) -> str:
 
     cfg.validate()
     if cfg.data_file or cfg.input_spec:  # the user's own data: stored files, not a registered dataset
-        from ..models.user_models import store_user_inputs
+        from ..userrun import store_user_inputs
 
         return jobs.submit(store_user_inputs(cfg), title=title)
     check_dataset(cfg.dataset)

@@ -37,9 +37,36 @@ def gradient_free_reason() -> str:
     return GRADIENT_FREE_REASON
 
 
+def teacher_unit_names() -> tuple[str, ...]:
+    """What a teacher can take and return: 'auto', 'raw', 'standardized' (userrun.choose_units)."""
+    from ..models.user_models import TEACHER_UNITS
+
+    return tuple(TEACHER_UNITS)
+
+
+def query_plan_caption(base: DistillConfig, url: str, data: tuple[str, bytes] | None, target: str, units: str,
+                       budget: int) -> str:
+    """Before the start: how many points a run on the endpoint `url` will send it ('' when it
+    cannot be said yet)."""
+    from ..userrun import page_query_plan
+
+    try:
+        data_file = store_upload(*data, "data") if data is not None else ""
+    except DfkdError:
+        return ""
+    return page_query_plan(base, url, data_file, target, units, budget, spec=data is None)
+
+
+def note_parts(note: str) -> tuple[str, str]:
+    """A run's note and its warning apart (a teacher no better than the mean is warned about)."""
+    from ..userrun import note_parts as parts
+
+    return parts(note)
+
+
 def store_upload(name: str, data: bytes, role: str) -> str:
-    """An uploaded file stored under DFKD_HOME/user_files (content-addressed): its stored path."""
-    from ..models.user_models import store_upload as stored
+    """An uploaded file checked, then stored under DFKD_HOME/user_files (content-addressed): its stored path."""
+    from ..userrun import store_upload as stored
 
     return stored(name, data, role)
 
@@ -70,7 +97,7 @@ def spec_table_rows(teacher: tuple[str, bytes] | None = None, activation: str = 
 
 
 def upload_run_config(base: DistillConfig, *, teacher: tuple[str, bytes] | None = None, url: str = "",
-                      activation: str = "", data: tuple[str, bytes] | None = None, target: str = "",
+                      activation: str = "", units: str = "auto", data: tuple[str, bytes] | None = None, target: str = "",
                       nan_policy: str = "refuse", spec: tuple[str, bytes] | None = None,
                       spec_rows: Sequence[Mapping[str, Any]] | None = None, constraint: str = "none",
                       timeout: float = 10.0, budget: int = 0) -> DistillConfig:
@@ -78,7 +105,8 @@ def upload_run_config(base: DistillConfig, *, teacher: tuple[str, bytes] | None 
     data (a table) or input spec (an uploaded JSON or the table's rows), every file stored under
     DFKD_HOME. Raises DfkdError with one line for the page."""
     from ..data.user import spec_from_rows
-    from ..models.user_models import teacher_endpoint, user_run_config
+    from ..models.user_models import teacher_endpoint
+    from ..userrun import user_run_config
 
     url = (url or "").strip()
     if teacher is None and not url:
@@ -90,7 +118,7 @@ def upload_run_config(base: DistillConfig, *, teacher: tuple[str, bytes] | None 
         input_spec = store_upload("input_spec_table.json", spec_json.encode(), "input spec")
     elif data is None and spec is not None:
         input_spec = store_upload(*spec, "input spec")
-    return user_run_config(base, teacher_file=teacher_file, teacher_activation=activation or "",
+    return user_run_config(base, teacher_file=teacher_file, teacher_activation=activation or "", teacher_units=units or "auto",
                            data_file=store_upload(*data, "data") if data is not None else "", target=target or "",
                            nan_policy=nan_policy, input_spec=input_spec, teacher_timeout=float(timeout),
                            teacher_query_budget=int(budget))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class UserTable:
     source: str
     dropped_rows: int = 0
     constant_columns: tuple[str, ...] = ()
+    rows: np.ndarray | None = None  # each table row's data-row index in the file (0-based; rows dropped for NaN skipped)
 
 
 @dataclass(frozen=True)
@@ -133,20 +135,18 @@ def read_table(path: str | Path, target: str, nan_policy: str = "refuse") -> Use
     if size == 0:
         raise DatasetError(f"The data file {name!r} is empty.")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path, sep=None, engine="python") if path.suffix.lower() not in (".csv",) else pd.read_csv(path)
+        df = _read_frame(path)
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds
         text = str(exc).strip().splitlines()
         raise DatasetError(f"The data file {name!r} cannot be read as a table: {text[0] if text else type(exc).__name__}.") from None
     if df.shape[1] == 0 or len(df) == 0:
         raise DatasetError(f"The data file {name!r} has no rows. It must have a header and at least {MIN_ROWS} rows.")
     df.columns = [str(c).strip() for c in df.columns]
+    refuse_headerless(df.columns, name)
     if not target:
-        raise DatasetError(f"The 'target' parameter must name a column of {name!r} ({_columns(df)}). Got nothing.")
+        raise DatasetError(f"The 'target' parameter (--target) must name a column of {name!r} ({_columns(df)}). Got nothing.")
     if target not in df.columns:
-        raise DatasetError(f"The 'target' parameter must be a column of {name!r} ({_columns(df)}). Got {target!r} instead.")
+        raise DatasetError(f"The 'target' parameter (--target) must be a column of {name!r} ({_columns(df)}). Got {target!r} instead.")
     if df.columns.duplicated().any():
         raise DatasetError(f"The data file {name!r} has duplicate column names: {', '.join(sorted(set(df.columns[df.columns.duplicated()])))}.")
     if len(df) > MAX_ROWS or df.shape[1] - 1 > MAX_FEATURES:
@@ -163,11 +163,12 @@ def read_table(path: str | Path, target: str, nan_policy: str = "refuse") -> Use
         raise DatasetError(f"The data file {name!r} must hold finite numbers. Got inf in data row {row + 1}.")
     missing = np.isnan(values).any(axis=1)
     dropped = 0
+    rows = np.arange(len(values))
     if missing.any():
         if nan_policy == "refuse":
             raise DatasetError(f"The data file {name!r} has {int(missing.sum())} rows with missing values (first: data row "
                                f"{int(np.argmax(missing)) + 1}). Drop them (--nan drop) or fill them in.")
-        values, dropped = values[~missing], int(missing.sum())
+        values, dropped, rows = values[~missing], int(missing.sum()), rows[~missing]
     if len(values) < MIN_ROWS:
         raise DatasetError(f"The data file {name!r} must have at least {MIN_ROWS} complete rows. Got {len(values)}.")
     features = tuple(c for c in df.columns if c != target)
@@ -179,12 +180,79 @@ def read_table(path: str | Path, target: str, nan_policy: str = "refuse") -> Use
     if np.ptp(y) == 0:
         raise DatasetError(f"The target column {target!r} of {name!r} must vary. Got the constant {y[0]:g}.")
     constant = tuple(f for f, span in zip(features, np.ptp(X, axis=0)) if span == 0)
-    return UserTable(X, y, features, target, name, dropped, constant)
+    return UserTable(X, y, features, target, name, dropped, constant, rows)
+
+
+COLUMNS_SHOWN = 40  # a longer header is listed up to here, then how many more
+
+
+def _read_frame(path: Path, **options):
+    """The table as pandas reads it: Parquet, a .csv with commas, else the separator sniffed."""
+    import pandas as pd
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, **options)
+    return pd.read_csv(path, sep=None, engine="python", **options)
+
+
+def source_rows(path: str | Path, rows) -> "pd.DataFrame":  # noqa: F821 - pandas is imported lazily
+    """The data rows `rows` (0-based data-row indices) of the user's file exactly as written there:
+    every cell as its text for CSV, the stored values for Parquet; the file's own column order."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = _read_frame(path)
+    else:
+        df = _read_frame(path, dtype=str, keep_default_na=False)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.iloc[np.asarray(rows, dtype=np.int64)]
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(\.\d+)?")  # pandas adds '.1' to a repeated name
+
+
+def refuse_headerless(columns, name: str) -> None:
+    """A table whose 'header' is all numbers has no header row: its first data row was read as one."""
+    cols = [str(c).strip() for c in columns]
+    if cols and all(_NUMBER.fullmatch(c) for c in cols):
+        shown = ", ".join(cols[:6]) + (", …" if len(cols) > 6 else "")
+        raise DatasetError(f"The data file {name!r} has no header row: its first line ({shown}) is all numbers. "
+                           "Add a first line naming the columns (the target among them), e.g. x1,x2,…,y.")
+
+
+def columns_text(columns) -> str:
+    """'columns: 'a', 'b', …' naming every column, or the first COLUMNS_SHOWN and how many more."""
+    cols = list(columns)
+    more = f", … and {len(cols) - COLUMNS_SHOWN} more" if len(cols) > COLUMNS_SHOWN else ""
+    return "columns: " + ", ".join(map(repr, cols[:COLUMNS_SHOWN])) + more
 
 
 def _columns(df) -> str:
-    cols = list(df.columns)
-    return "columns: " + ", ".join(map(repr, cols[:12])) + (", …" if len(cols) > 12 else "")
+    return columns_text(df.columns)
+
+
+def table_columns_of(path: str | Path) -> list[str]:
+    """The header of a CSV / Parquet file (for the target picker and the check before a file is
+    kept): names stripped, a headerless file refused."""
+    import pandas as pd
+
+    path = Path(path)
+    name = original_name(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetError(f"The data file {name!r} is empty.")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            columns = list(pq.read_schema(path).names)
+        else:
+            columns = [str(c).strip() for c in _read_frame(path, nrows=0 if path.suffix.lower() == ".csv" else 5).columns]
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).strip().splitlines()
+        raise DatasetError(f"The data file {name!r} cannot be read as a table: {text[0] if text else type(exc).__name__}") from None
+    refuse_headerless(columns, name)
+    return columns
 
 
 def table_split(table: UserTable, seed: int = 0, name: str = USER_DATASET) -> Split:
@@ -209,6 +277,7 @@ def table_split(table: UserTable, seed: int = 0, name: str = USER_DATASET) -> Sp
     extra = {"source": table.source, "rows": n, "files": [table.source], "n_train": sizes[0], "n_val": sizes[1],
              "n_test": sizes[2], "x_mean": x_mean.tolist(), "x_std": x_std.tolist(), "features": list(table.features),
              "target": table.target, "real_data": True, "test_rows": te.tolist(),
+             "test_file_rows": (table.rows[te] if table.rows is not None else te).tolist(),  # data rows of the file
              "dropped_rows": table.dropped_rows, "constant_columns": list(table.constant_columns)}
     return Split(name=name, kind="tabular", x_train=_t(x_train), y_train=_t(y[tr]), x_val=_t(X[va]), y_val=_t(y[va]),
                  x_test=_t(X[te]), y_test=_t(y[te]), prior=prior, seed=int(seed), y_mean=float(y_mean[0]),

@@ -19,11 +19,10 @@ from ..errors import ModelError
 from ..events import Snapshot, TeacherProgress
 from ..synth.objectives import Objective, build_objective, log_cosh
 from ..synth.samplers import SAMPLERS
-from ..synth.schedules import AlphaSchedule, parse_alpha
+from ..synth.schedules import SYNTHETIC_PROBE_SIZE, AlphaSchedule, batch_sizes, parse_alpha  # noqa: F401 - the engine's names
 from ..models.teachers import Teacher, TeacherInfo, build_model, default_student_arch, get_teacher, teacher_epoch_budget
-from ..models.user_models import prepare_user_run, store_user_inputs, uses_user_inputs
+from ..userrun import prepare_user_run, store_user_inputs, uses_user_inputs
 
-SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
 
 
 class StopRequested(Exception):
@@ -35,16 +34,6 @@ def student_loss_per_sample(kind: str, student_pred: torch.Tensor, teacher_pred:
     """L_S (eq. 1): (T(x) − S(x))², or log cosh(T(x) − S(x)) for MNIST."""
     diff = student_pred - teacher_pred
     return log_cosh(diff) if kind == "logcosh" else diff.pow(2)
-
-
-def batch_sizes(schedule: AlphaSchedule, m: int) -> tuple[int, int]:
-    """(|x_g|, |x_p|) per step. With α fixed at 0 or 1 only one set contributes, so it gets
-    2m points: the paper's "number of training samples needs to be doubled" (3.2.4)."""
-    if schedule.constant == 0.0:
-        return 0, 2 * m
-    if schedule.constant == 1.0:
-        return 2 * m, 0
-    return m, m
 
 
 def member_seed(member: Member) -> int:
@@ -74,12 +63,14 @@ class RunContext:
     probe_x: torch.Tensor  # prior points for the strictly data-free selection
     probe_t: torch.Tensor  # the teacher on them
     snapshot_epochs: frozenset = field(default_factory=frozenset)
+    interrupted: str = ""  # set by the loop when the run ended early on its own (a query budget spent)
 
 
 def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None = None,
-                teacher_progress: Callable[[TeacherProgress], None] | None = None) -> RunContext:
+                teacher_progress: Callable[[TeacherProgress], None] | None = None, reference: bool = True) -> RunContext:
     """Validate the config, load the split and the teacher (shipped, cached or trained: then
-    `teacher_progress` hears of every teacher epoch), build the objective."""
+    `teacher_progress` hears of every teacher epoch), build the objective. `reference`: on the
+    user's rows, train the data-trained reference student too (userrun.reference_student)."""
     from ..data import load_split
 
     cfg.validate()
@@ -87,7 +78,7 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
     if uses_user_inputs(cfg):  # the user's teacher file, data file or input spec (stored under DFKD_HOME)
         cfg = store_user_inputs(cfg)
         progress = _progress_events(teacher_progress, teacher_epoch_budget("tabular"))  # a user's table is tabular
-        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress)
+        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress, reference=reference)
     else:
         split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
         progress = _progress_events(teacher_progress, teacher_epoch_budget(split.kind))

@@ -12,6 +12,7 @@ import torch
 
 from ..config import DistillConfig, Member
 from ..device import describe_device
+from ..errors import QueryBudgetSpent
 from ..events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted
 from .context import EpochNumbers, RunContext, StackForm, StopRequested, prepare_run
 from .fused_mlp import FusedMLPStack, engine_parts, member_fits, students_fit
@@ -67,6 +68,10 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
         except StopRequested:  # stopped inside the epoch: it is not logged, the run ends as after the last one
             cancelled = True
             break
+        except QueryBudgetSpent as exc:  # the students of the epochs before are kept, the run ends here
+            run.interrupted = f"{exc} The run stopped in epoch {epoch + 1} of {cfg.epochs}."
+            cancelled = True
+            break
         seconds = time.perf_counter() - start
         for i, member in enumerate(members):
             out, j = numbers[i]
@@ -102,4 +107,5 @@ def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = Non
                     run.teacher_info.test_mae, run.teacher.kind, forms, run.split.note, run.teacher_info.val_rmse))
     results, cancelled, forms = train_members(run, members, emit, should_stop, start, plan)
     return DistillResult(run.cfg.to_dict(), describe_device(run.device), forms, run.teacher_info.test_rmse,
-                         run.teacher_info.test_mae, tuple(results), time.perf_counter() - start, cancelled)
+                         run.teacher_info.test_mae, tuple(results), time.perf_counter() - start, cancelled,
+                         run.interrupted)

@@ -537,12 +537,15 @@ class Playground:
                 for key in ("epoch", "region_rmse", "canvas_rmse", "loss_before", "loss_after")}
 
 
-def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[str, dict[str, float]]:
+def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5,
+               canvas: Callable | None = None) -> dict[str, dict[str, float]]:
     """Per sampler of cfg: the median and the largest ms of one playground step (sampling, student
     update, |T − S| on the grid and the guarantees) over `steps` steps after `warmup`, and the median
-    ms to build its canvas's data and spec. The `bench --playground` line; the target is ≤ 100 ms a step."""
-    from ..dashboard import playground_views as views
-
+    ms to build its canvas with `canvas(frame, axes, region, sampler, zmax, extent)` (the dashboard's
+    playground_views: passed in by the caller, so experiments/ does not import the dashboard above it).
+    The `bench --playground` line; the target is ≤ 100 ms a step."""
+    if canvas is None:
+        raise TypeError("time_steps needs the canvas builder (dashboard.playground_views.canvas)")
     state = Playground.create(cfg)
     state.step(warmup)
     region = state.function.region.outline()
@@ -553,38 +556,29 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5) -> dict[
             frame = lane.step()
             step_ms.append(1000 * frame.seconds)
             start = time.perf_counter()
-            views.canvas_data(frame, state.axes(), region)
-            views.canvas_spec(name, PLANE, 1.0)
+            canvas(frame, state.axes(), region, name, 1.0, PLANE)
             figure_ms.append(1000 * (time.perf_counter() - start))
         out[name] = {"step_ms_median": float(np.median(step_ms)), "step_ms_max": float(np.max(step_ms)),
                      "figure_ms_median": float(np.median(figure_ms))}
     return out
 
 
-def time_frames(cfg: PlaygroundConfig, frames: int = 30, warmup: int = 3) -> dict[str, float]:
+def time_frames(cfg: PlaygroundConfig, frames: int = 30, warmup: int = 3,
+                draw: Callable | None = None) -> dict[str, float]:
     """What the playground page does for one frame while playing, on this process's threads: one
-    epoch of every lane, each canvas's and the RMSE chart's data (Vega-Lite: fixed specs, new rows),
-    and their Arrow encoding (what Streamlit sends). Median and largest ms per frame, and the
-    frames per second they allow (the page asks for one every 0.25 s). The `bench --playground` line."""
-    import pyarrow as pa
-
-    from ..dashboard import playground_views as views
-
+    epoch of every lane, then `draw(state, region, zmax)` (the caller's: each canvas's and the RMSE
+    chart's data and their encoding, dashboard.playground_views.frame). Median and largest ms per
+    frame, and the frames per second they allow (the page asks for one every 0.25 s). The
+    `bench --playground` line."""
+    if draw is None:
+        raise TypeError("time_frames needs the frame builder (dashboard.playground_views.frame)")
     state = Playground.create(cfg)
     region = state.function.region.outline()
     zmax = state.error_scale()
 
     def frame() -> None:
         state.step(1)
-        tables = [views.canvas_data(f, state.axes(), region) for f in state.frames_at(state.epochs_run).values()]
-        tables.append(views.curves_data({n: state.history(n) for n in state.lanes}, state.epochs_run))
-        for name in state.lanes:
-            views.canvas_spec(name, PLANE, zmax)
-        for table in tables:
-            sink = pa.BufferOutputStream()
-            batch = pa.Table.from_pandas(table)
-            with pa.ipc.new_stream(sink, batch.schema) as writer:
-                writer.write_table(batch)
+        draw(state, region, zmax)
 
     for _ in range(warmup):
         frame()

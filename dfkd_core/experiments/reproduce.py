@@ -208,7 +208,8 @@ class Comparison:
         """What the stored run is, as data (RunStore tags): how collect() and resume find it."""
         from ..runs.runstore import REPRODUCTION_TAG
 
-        return {REPRODUCTION_TAG: {"table": self.table, "dataset": self.dataset, "seed": self.seed, "part": self.part}}
+        return {REPRODUCTION_TAG: {"table": self.table, "dataset": self.dataset, "seed": self.seed, "part": self.part},
+                "source": "reproduce"}
 
 
 def run_title(table: int, dataset: str, seed: int, part: str = "") -> str:

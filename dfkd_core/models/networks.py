@@ -8,12 +8,21 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..data.priors import Prior
 
 
+def log_cosh(d: torch.Tensor) -> torch.Tensor:
+    """log(cosh(d)), computed stably as |d| + softplus(−2|d|) − log 2 (the MNIST loss and objective term)."""
+    a = d.abs()
+    return a + F.softplus(-2.0 * a) - 0.6931471805599453
+
+
 class MLPRegressor(nn.Module):
     """d → hidden (tanh) → 1, on flattened inputs (paper 3.4: teacher 500, students 25 or 50)."""
+
+    activation = "tanh"  # between fc1 and fc2 (export's model.json names it)
 
     def __init__(self, input_shape: tuple[int, ...], hidden: int = 50) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ from torch import nn
 from ..data.split import Split
 from ..errors import ConfigError, ModelError
 from .networks import DigitCNN, MLPRegressor, RBFNetwork
-from ..synth.objectives import log_cosh
+from .networks import log_cosh
 from . import shipped
 from ..paths import teacher_dir
 
@@ -115,7 +115,7 @@ def build_model(arch: str, split: Split, generator: torch.Generator | None = Non
 
 
 def _split_arch(arch: str) -> tuple[str, int]:
-    from ..limits import parse_arch  # refuses sizes above limits.ARCH_CAPS
+    from ..caps import parse_arch  # refuses sizes above caps.ARCH_CAPS
 
     return parse_arch(arch)
 

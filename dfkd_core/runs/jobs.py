@@ -62,7 +62,8 @@ def max_runs() -> int:
     return value
 
 
-def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None) -> str:
+def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None = None,
+           tags: dict | None = None) -> str:
     """Validate `cfg`, store it as a queued run and start a worker for it if a slot is free (the
     warm worker when there is one); return the run id.
 
@@ -77,7 +78,7 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
     if not (cfg.data_file or cfg.input_spec):  # the user's own files are checked when the run loads them
         verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
     store = store or RunStore()
-    run_id = store.create_run(cfg, title=title)
+    run_id = store.create_run(cfg, title=title, tags=tags if tags is not None else {"source": "dashboard"})
     failed = dispatch(store)
     if run_id in failed:
         raise DfkdError(f"The worker process for run {run_id!r} could not be started: {failed[run_id]}")
@@ -469,6 +470,15 @@ def work(run_id: str, store: RunStore | None = None) -> int:
         print(f"Run {run_id} already has a worker (pid {info.pid}); nothing to do.", file=sys.stderr, flush=True)
         return 2
     store.set_worker(run_id, os.getpid())
+    if info.config is not None:  # a user's teacher file: box this process before anything loads it
+        from ..models.user_models import box_run_worker
+
+        try:
+            boxed = box_run_worker(info.config, store.run_dir(run_id), store.db_path, lambda why: _fail(store, run_id, why))
+        except DfkdError as exc:
+            return _fail(store, run_id, str(exc))
+        if boxed:
+            print(f"Run {run_id}: {boxed}", file=sys.stderr, flush=True)
     beat = _Heartbeat(store, run_id)
     beat.start()
     try:
@@ -601,6 +611,43 @@ def _prewarm() -> None:
     from ..models import teachers  # noqa: F401
 
     torch.ones(4, 4) @ torch.ones(4, 4)  # the thread pool and the CPU kernels' first use
+
+
+class InProcessRun:
+    """A run executed in this process (the CLI's `distill`) but stored like a dashboard run: created
+    'running' with `tags`, this process as its worker (beating, so the pages see it alive and a
+    killed process ends 'interrupted'), every event recorded, and its end written by finish() or,
+    on an error, by fail(). The Runs page's Stop is honoured through should_stop."""
+
+    def __init__(self, cfg: DistillConfig, tags: dict, store: RunStore | None = None, title: str | None = None) -> None:
+        self.store = store or RunStore()
+        self.run_id = self.store.create_run(cfg, title=title, tags=tags, pid=os.getpid())  # owned: never dispatched
+        self.store.set_worker(self.run_id, os.getpid())
+        self.store.set_status(self.run_id, "running")
+        self._beat = _Heartbeat(self.store, self.run_id)
+        self._beat.start()
+        self.should_stop = _stop_flag(self.store, self.run_id)
+
+    def record(self, event: Event) -> None:
+        self.store.record(self.run_id, event)
+
+    def finish(self, result) -> None:
+        self._halt()
+        self.store.finish(self.run_id, result)
+        self.store.close()
+
+    def fail(self, status: str, error: str) -> None:
+        """End the run 'failed' or 'interrupted' with `error` (what could still be written is kept)."""
+        self._halt()
+        try:
+            self.store.finish(self.run_id, status, error=error)
+            self.store.close()
+        except DfkdError as exc:
+            print(f"error: the run {self.run_id} could not be marked {status} ({exc})", file=sys.stderr, flush=True)
+
+    def _halt(self) -> None:
+        self._beat.halt.set()
+        self._beat.join(timeout=5)
 
 
 def disk_error_message(exc: OSError) -> str:

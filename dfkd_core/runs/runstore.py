@@ -265,9 +265,11 @@ class RunStore:
         return row
 
     # ------------------------------------------------------------------ writing
-    def create_run(self, cfg: DistillConfig, title: str | None = None, tags: dict[str, Any] | None = None) -> str:
+    def create_run(self, cfg: DistillConfig, title: str | None = None, tags: dict[str, Any] | None = None,
+                   pid: int | None = None) -> str:
         """Store a new run as 'queued' and return its id. `title` is display text; `tags` (a JSON
-        object) says what the run is, for code that looks for runs (reproduce.py)."""
+        object) says what the run is, for code that looks for runs (reproduce.py). `pid`: the process that
+        will run it itself (the CLI, a reproduction driver): jobs.dispatch never starts a worker for it."""
         run_id = new_run_id()
         if title is None:
             title = _default_title(cfg)
@@ -276,9 +278,11 @@ class RunStore:
             while conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 run_id = new_run_id()
             conn.execute(
-                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, tags, stop_requested)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0)",
-                (run_id, now, now, cfg.to_json(), cfg.dataset, title, json.dumps(tags or {})),
+                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, tags, stop_requested,"
+                " pid, pid_start, host, heartbeat) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                (run_id, now, now, cfg.to_json(), cfg.dataset, title, json.dumps(tags or {}),
+                 None if pid is None else int(pid), None if pid is None else _process_start(pid),
+                 None if pid is None else socket.gethostname(), None if pid is None else now),
             )
         self.run_dir(run_id)
         return run_id
@@ -401,7 +405,8 @@ class RunStore:
                 self._buffer.clear()
         if isinstance(result_or_status, DistillResult):
             result = result_or_status
-            status = "cancelled" if result.cancelled else "done"
+            status = "interrupted" if result.interrupted else "cancelled" if result.cancelled else "done"
+            error = error or result.interrupted or None
             with self._connect() as conn:
                 have = {r[0] for r in conn.execute("SELECT member FROM results WHERE run_id = ?", (run_id,))}
             for member in result.members:

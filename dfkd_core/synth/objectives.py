@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..registry import Registry
+from ..models.networks import log_cosh  # noqa: F401 - the objectives' loss, kept importable from here
 
 TermFn = Callable[["TermInputs"], torch.Tensor]
 # a term's partial derivatives per sample: (∂/∂T(x), ∂/∂S(x), ∂/∂x directly), each a tensor or None
@@ -42,12 +42,6 @@ class TermInputs:
     teacher: torch.Tensor  # (n,) T(x)
     student: torch.Tensor  # (n,) S(x)
     y_rand: torch.Tensor | None  # (n,) random targets, or None
-
-
-def log_cosh(d: torch.Tensor) -> torch.Tensor:
-    """log(cosh(d)), computed stably as |d| + softplus(−2|d|) − log 2."""
-    a = d.abs()
-    return a + F.softplus(-2.0 * a) - 0.6931471805599453
 
 
 def _neg_sq_grad(t: TermInputs) -> tuple:

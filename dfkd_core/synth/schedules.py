@@ -108,3 +108,17 @@ def parse_alpha(spec: str) -> AlphaSchedule:
     fn = factory(arg or None)
     constant = fn(0, 1) if name == "constant" else None
     return AlphaSchedule(spec, fn, constant)
+
+
+# ---------------------------------------------------------------- what a schedule asks per step
+SYNTHETIC_PROBE_SIZE = 1000  # prior points on which the data-free selection compares student and teacher
+
+
+def batch_sizes(schedule: AlphaSchedule, m: int) -> tuple[int, int]:
+    """(|x_g|, |x_p|) per step. With α fixed at 0 or 1 only one set contributes, so it gets
+    2m points: the paper's "number of training samples needs to be doubled" (3.2.4)."""
+    if schedule.constant == 0.0:
+        return 0, 2 * m
+    if schedule.constant == 1.0:
+        return 2 * m, 0
+    return m, m
