@@ -29,9 +29,12 @@ PAGES = [
 
 @st.cache_resource(show_spinner=False)
 def recover_once() -> list[str]:
-    """Once per server: runs whose worker died (restart, crash) become 'interrupted'."""
+    """Once per server: runs whose worker died (restart, crash) become 'interrupted'; a warm
+    worker and the queue's dispatcher start."""
     try:
-        return dashboard.recover()
+        recovered = dashboard.recover()
+        dashboard.keep_warm()  # a worker with torch imported waits for the next Start
+        return recovered
     except DfkdError as exc:
         return [f"error: {exc}"]
 

@@ -31,8 +31,11 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
                 autograd through any torch module, or a black box's values); on a GPU both forms replay their step as CUDA graphs; compiled (the
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),
-                jobs (runs in worker processes, queue, stop, recovery of dead workers; a CLI run stored in
-                process), export (a run's student to take away: TorchScript + ONNX on raw inputs, model.json card)
+                jobs (runs in worker processes: queued rows dispatched as slots free, a server's warm
+                worker, Stop's request → SIGTERM → SIGKILL, recovery of dead workers; a CLI run stored in
+                process), live (what a polling page reads: new epochs only, the previous projection held
+                until the next is ready), export (a run's student to take away: TorchScript + ONNX on raw
+                inputs, model.json card)
     experiments/ reproduce (the paper's Tables 3-6 from one command), bench (side-by-side timings),
                 runner (the one runner of multi-run jobs: local processes, a Dask LocalCluster or a Dask
                 scheduler; results stored by the driver alone), sweep (a grid over config fields × seeds,
@@ -44,8 +47,10 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
                 the config and its URL), views (stored runs as pages show them), projections (real vs
                 synthetic points in a worker), compare (several runs, exports, delete), yours (the
                 user's teacher and data), paper (Tables 3-6 beside ours), figures (plotly figures of
-                the paper's Figs. 4-9), embedding (UMAP / PCA), sweep_figures (a stored sweep: table and metric
-                against each swept field); ui: the pages' shared Streamlit widgets
+                the paper's Figs. 4-9), embedding (UMAP / PCA), playground + playground_views (the sampler
+                playground: its state; its Vega-Lite charts, fixed specs with new data per frame),
+                sweep_figures (a stored sweep: table and metric against each swept field); ui: the pages'
+                shared Streamlit widgets
     cli         `python -m dfkd_core <command>`; one module per command in commands/: distill, bench,
                 reproduce, sweep, datasets, runs, teach, worker (a run's worker process)
 """

@@ -313,16 +313,28 @@ def live() -> None:
     a.caption(dashboard.CAPTIONS["val_rmse_data_free" if view.data_free else "val_rmse"])
     b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
     b.caption(dashboard.CAPTIONS["loss_xg"])
-    try:
-        st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
-        st.caption(dashboard.CAPTIONS["boxplots"])
-    except (dashboard.DfkdError, OSError) as exc:  # a missing or damaged snapshot
-        st.error(dashboard.plain(dashboard.error_line(exc)))
     if polling and not view.active:
         st.rerun()  # finished: stop polling, show the results
 
 
 live()
+
+
+@st.fragment(run_every=2.0 if polling else None)
+def boxplots() -> None:  # its own, slower fragment: snapshots arrive far less often than epochs
+    try:
+        view = dashboard.load_view(run_id)
+    except dashboard.DfkdError as exc:
+        st.error(dashboard.plain(exc))
+        return
+    try:
+        st.plotly_chart(figures.student_loss_boxplots(dashboard.snapshot_frame(view), view.samplers), key="box_chart")
+        st.caption(dashboard.CAPTIONS["boxplots"])
+    except (dashboard.DfkdError, OSError) as exc:  # a missing or damaged snapshot
+        st.error(dashboard.plain(dashboard.error_line(exc)))
+
+
+boxplots()
 
 
 proj_polling = polling or dashboard.umap_warming(run_id)
@@ -350,20 +362,23 @@ def synthetic_points() -> None:
     plane = dashboard.is_plane(view.run.config.dataset)
     method = "plane" if plane else c2.radio("Projection", ["auto", "UMAP", "PCA"], horizontal=True, key="proj_method",
                                             help="auto: PCA until UMAP (fitted once per dataset on ≤ 2000 real rows) is ready.")
-    try:
-        proj = dashboard.projection_later(view, epoch, method.lower())
+    try:  # a short wait: this fragment polls again, and the previous projection stays up meanwhile
+        ready = dashboard.projection_later(view, epoch, method.lower(), wait=0.1)
     except (dashboard.DfkdError, OSError) as exc:  # a missing or damaged snapshot, a full disk
         st.error(dashboard.plain(dashboard.error_line(exc)))
         return
-    if proj is None:
-        st.caption(f"fitting the {method} projection of epoch {epoch} in the background… the curves above keep updating.")
+    proj, shown, pending = dashboard.hold_projection(st.session_state, "proj_held", run_id, epoch, method, ready)
+    if pending:
+        st.caption(f"fitting the {method} projection of epoch {epoch} in the background… the curves above keep updating"
+                   + (f"; showing epoch {shown} meanwhile." if proj is not None else "."))
         if not proj_polling:
             time.sleep(0.5)
             st.rerun()  # the run is over (no polling): poll until the projection is ready
+    if proj is None:
         return
     if proj.note:
         st.caption(dashboard.plain(proj.note))
-    st.plotly_chart(figures.projection_scatter(proj.points, proj.method, epoch), key="proj_chart")
+    st.plotly_chart(figures.projection_scatter(proj.points, proj.method, shown), key="proj_chart")
     st.caption(dashboard.CAPTIONS["projection"] + ("" if plane else " UMAP's transform pulls far-away points toward "
                "the real ones: the distance to the nearest real training point (input space) is in the hover and here."))
     ui.table(dashboard.plain_columns(proj.summary), hide_index=True)

@@ -3,7 +3,8 @@ each sampler's points move and the student's error |T − S| shrink where they l
 import streamlit as st
 
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures, playground, ui
+from dfkd_core.dashboard import playground, ui
+from dfkd_core.dashboard import playground_views as views
 
 ui.ensure_routed()
 st.title("Sampler playground")
@@ -105,7 +106,7 @@ info.caption(
 )
 
 
-@st.fragment(run_every=0.3 if playing else None)
+@st.fragment(run_every=0.25 if playing else None)  # 4 frames per second
 def canvases() -> None:
     if st.session_state.get("pg_playing", False):
         state.step(st.session_state.get("pg_speed", 1))
@@ -121,13 +122,16 @@ def canvases() -> None:
     zmax = state.error_scale()
     columns = st.columns(len(frames))
     for index, (column, (name, frame)) in enumerate(zip(columns, frames.items())):
-        with column:
-            st.plotly_chart(figures.playground_canvas(frame, state.axes(), region, name, zmax, playground.PLANE),
-                            key=f"pg_canvas_{index}")
+        with column:  # Vega-Lite with a spec fixed per sampler: each frame replaces the data in place (no flicker)
+            st.markdown(f"**{name} — epoch {frame.epoch}**")
+            st.vega_lite_chart(views.canvas_data(frame, state.axes(), region),
+                               views.canvas_spec(name, playground.PLANE, zmax), key=f"pg_canvas_{index}",
+                               width="content")
             st.caption("Grey: the student's error |T − S| (white: it matches the teacher); dashed: where the real "
                        "data lived; dots: the last batch" + (", arrows from where each point started." if frame.starts is not None else "."))
             guarantees_panel(name, frame)
-    st.plotly_chart(figures.playground_curves({n: state.history(n) for n in state.lanes}, shown), key="pg_curves")
+    st.vega_lite_chart(views.curves_data({n: state.history(n) for n in state.lanes}, shown),
+                       views.curves_spec(list(state.lanes)), key="pg_curves", width="stretch")
     st.caption("How far each student is from the teacher inside the real-data region, epoch by epoch; "
                "the dotted line marks the epoch shown.")
 

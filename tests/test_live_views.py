@@ -136,3 +136,49 @@ def test_tables_show_plain_words_with_units():
     table = dashboard.plain_columns(pd.DataFrame(columns=["sampler", "nn_dist_median", "row_sum_min"]))
     assert list(table.columns) == ["sampler", "median distance to nearest real point (input units)",
                                    "smallest row sum (1 on the simplex)"]
+
+
+# ------------------------------------------------------------------ polling reads only what is new (issue 23)
+def test_live_metrics_read_only_new_epochs_and_equal_a_full_read_even_when_a_flush_ends_mid_epoch(monkeypatch):
+    from dfkd_core.events import EpochMetrics
+    from dfkd_core.runs import live
+
+    store = RunStore(flush_interval=3600)  # this test decides when rows are written
+    run_id = store.create_run(TINY)
+    members = ["gaussian|0|0", "gaussian|0|1"]
+
+    def log(epoch, members_now):
+        for m in members_now:
+            store.record(run_id, EpochMetrics(m, epoch, 0.1 * epoch, 0.2, 0.3, 0.4, 0.5, float(epoch)))
+        store.flush()
+
+    log(0, members)
+    log(1, members[:1])  # the worker flushed half of epoch 1
+    assert live.metrics(store, run_id).equals(store.metrics(run_id))
+    reads = []
+    real = RunStore.metrics
+
+    def counted(self, run_id, member=None, since_epoch=None):
+        out = real(self, run_id, member, since_epoch)
+        reads.append((since_epoch, len(out)))
+        return out
+
+    monkeypatch.setattr(RunStore, "metrics", counted)
+    log(1, members[1:])  # the rest of epoch 1
+    log(2, members)
+    polled = live.metrics(store, run_id)
+    assert reads == [(1, 4)]  # epochs 1 and 2 only, not epoch 0 again
+    monkeypatch.setattr(RunStore, "metrics", real)
+    assert polled.equals(store.metrics(run_id)) and len(polled) == 6
+
+
+def test_the_previous_projection_stays_up_until_the_next_one_is_ready():
+    from dfkd_core.runs import live
+
+    state = {}
+    assert live.hold_projection(state, "p", "run-a", 0, "auto", None) == (None, None, True)  # nothing yet
+    assert live.hold_projection(state, "p", "run-a", 0, "auto", "proj@0") == ("proj@0", 0, False)
+    assert live.hold_projection(state, "p", "run-a", 100, "auto", None) == ("proj@0", 0, True)  # fitting epoch 100
+    assert live.hold_projection(state, "p", "run-a", 100, "auto", "proj@100") == ("proj@100", 100, False)
+    assert live.hold_projection(state, "p", "run-a", 200, "PCA", None) == (None, None, True)  # another method
+    assert live.hold_projection(state, "p", "run-b", 0, "auto", None) == (None, None, True)  # another run

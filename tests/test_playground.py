@@ -3,7 +3,7 @@ guarantee (b) against torch's own optimizers, the cached teacher, stepping the p
 and the page under AppTest (controls, a few steps, figures built)."""
 from __future__ import annotations
 
-import base64
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,13 +20,6 @@ from dfkd_core.experiments.playground import (FUNCTIONS, PLANE, Playground, Play
 from dfkd_core.synth.samplers import SAMPLERS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-def values(array) -> list:
-    """A plotly JSON array as a list (plotly encodes numpy arrays as base64 typed arrays)."""
-    if isinstance(array, dict) and "bdata" in array:
-        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
-    return list(array)
 
 
 def nearest_cells(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -257,6 +250,32 @@ def test_bench_playground_prints_ms_per_step_for_every_sampler(capsys):
     assert all(r["step_ms_median"] > 0 and r["figure_ms_median"] > 0 for r in result.values())
 
 
+def test_bench_playground_prints_ms_per_frame_of_the_page(capsys):
+    from dfkd_core.cli import main
+
+    assert main(["bench", "--playground", "--epochs", "2", "--warmup", "1", "--json"]) == 0
+    frame = json.loads(capsys.readouterr().out)["playground_frame"]
+    assert frame["frame_ms_max"] >= frame["frame_ms_median"] > 0
+    assert frame["frames_per_second"] == pytest.approx(1000 / frame["frame_ms_median"])
+
+
+def test_canvas_rows_put_each_cell_on_its_grid_point_and_arrows_along_each_move():
+    from dfkd_core.dashboard import playground_views as views
+
+    state = Playground.create(PlaygroundConfig(samplers=("direct",), grid_size=11))
+    frame = state.step(1)["direct"]
+    frame = dataclasses.replace(frame, starts=np.array([[0.0, 0.0], [1.0, 1.0]], np.float32),
+                                points=np.array([[1.0, 0.0], [1.0, 0.0]], np.float32))
+    data = views.canvas_data(frame, state.axes(), state.function.region.outline())
+    cells = data[data["layer"] == "cell"]
+    x1, x2 = state.axes()
+    assert np.allclose((cells["x"] + cells["x2"]) / 2, np.tile(x1, 11))  # x₁ fastest, as the grid
+    assert np.allclose((cells["y"] + cells["y2"]) / 2, np.repeat(x2, 11))
+    assert np.allclose(cells["z"], frame.error.ravel())
+    assert data.loc[data["layer"] == "arrow", "angle"].round(6).tolist() == [90.0, 180.0]  # east, south
+    assert (data["layer"] == "move").sum() == 2
+
+
 # ------------------------------------------------------------------ the page
 def start_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=300)
@@ -267,7 +286,24 @@ def start_page() -> AppTest:
 
 
 def canvases(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    """Each Vega-Lite chart of the page: its spec and its rows (one table; a `layer` column says
+    which layer draws a row)."""
+    import pyarrow as pa
+
+    return [{"spec": json.loads(chart.proto.spec), "data": pa.ipc.open_stream(chart.proto.data.data).read_pandas()}
+            for chart in at.get("vega_lite_chart")]
+
+
+def layers(chart: dict) -> set[str]:
+    return set(chart["data"]["layer"])
+
+
+def heat(chart: dict) -> list[float]:
+    return chart["data"].loc[chart["data"]["layer"] == "cell", "z"].tolist()
+
+
+def titles(at: AppTest) -> list[str]:
+    return [m.value.strip("*") for m in at.markdown if " — epoch " in m.value]
 
 
 def test_page_shows_controls_two_canvases_and_what_is_this():
@@ -280,8 +316,8 @@ def test_page_shows_controls_two_canvases_and_what_is_this():
     assert "Figure 1" in at.expander[0].markdown[0].value
     figs = canvases(at)
     assert len(figs) == 3  # two canvases and the learning curves
-    assert [t.get("name") for t in figs[0]["data"]][:2] == [None, "real-data region"]
-    assert figs[0]["data"][0]["type"] == "heatmap"
+    assert [layer["transform"][0]["filter"]["equal"] for layer in figs[0]["spec"]["layer"]][:2] == ["cell", "region"]
+    assert len(heat(figs[0])) == PlaygroundConfig().grid_size ** 2 and {"cell", "region"} <= layers(figs[0])
 
 
 def test_steps_move_the_slider_draw_arrows_and_measure_the_guarantees():
@@ -291,9 +327,9 @@ def test_steps_move_the_slider_draw_arrows_and_measure_the_guarantees():
     assert not at.exception, at.exception
     assert at.slider(key="pg_epoch").value == 3
     direct, generator = canvases(at)[:2]
-    assert {"start (prior draw)", "its move", "direct x_g"} <= {t.get("name") for t in direct["data"]}
-    assert "generator x_g" in {t.get("name") for t in generator["data"]}
-    assert direct["layout"]["title"]["text"] == "direct — epoch 3"
+    assert {"start", "move", "arrow"} <= layers(direct)  # x_g as arrow heads from where each point started
+    assert "dot" in layers(generator) and "arrow" not in layers(generator)
+    assert titles(at)[0] == "direct — epoch 3"
     labels = [m.label for m in at.metric]
     assert "(a) student loss, start → x_g" in labels and "(b) largest move" in labels
     assert "(a) student loss, random → x_g" in labels and "(b) largest ‖x_g‖" in labels
@@ -304,10 +340,12 @@ def test_slider_goes_back_then_step_follows_the_newest_again():
     at = start_page()
     for _ in range(3):
         at.button(key="pg_step").click().run()
-    heat_3 = canvases(at)[0]["data"][0]["z"]
+    heat_3 = heat(canvases(at)[0])
+    spec_3 = canvases(at)[0]["spec"]
     at.slider(key="pg_epoch").set_value(1).run()
-    assert canvases(at)[0]["layout"]["title"]["text"] == "direct — epoch 1"
-    assert canvases(at)[0]["data"][0]["z"] != heat_3
+    assert titles(at)[0] == "direct — epoch 1"
+    assert heat(canvases(at)[0]) != heat_3
+    assert canvases(at)[0]["spec"] == spec_3  # only the data change: the browser updates the chart in place
     at.button(key="pg_step").click().run()
     assert at.slider(key="pg_epoch").value == 4
 
@@ -340,7 +378,7 @@ def test_reset_and_changing_a_control_start_over():
     at.selectbox(key="pg_right").set_value("evolution").run()
     assert not at.exception, at.exception
     assert not [s for s in at.slider if s.key == "pg_epoch"]
-    assert canvases(at)[1]["layout"]["title"]["text"] == "evolution — epoch 0"
+    assert titles(at)[1] == "evolution — epoch 0"
 
 
 def test_alpha_zero_shows_random_points_and_says_there_is_nothing_to_measure():
@@ -349,9 +387,9 @@ def test_alpha_zero_shows_random_points_and_says_there_is_nothing_to_measure():
     at.button(key="pg_step").click().run()
     assert not at.exception and [m for m in at.metric] == []
     assert any("nothing to measure" in c.value for c in at.caption)
-    names = [t.get("name") for t in canvases(at)[0]["data"]]
-    assert "random x_p" in names and "direct x_g" not in names
-    assert len(values(canvases(at)[0]["data"][names.index("random x_p")]["x"])) == 100  # α = 0: 2m random points
+    data = canvases(at)[0]["data"]
+    assert "random" in set(data["layer"]) and not {"arrow", "dot"} & set(data["layer"])
+    assert (data["layer"] == "random").sum() == 100  # α = 0: 2m random points
 
 
 def test_the_same_sampler_on_both_sides_shows_one_canvas():

@@ -30,6 +30,10 @@ def configure(parser) -> None:
     parser.add_argument("--activation", default="", help="with --teacher PATH of a state_dict: its hidden activation")
     parser.add_argument("--compile", action="store_true",
                         help="also time the generic form eager against torch.compile (cpusmall K=1, K=10, digits CNN K=3)")
+    parser.add_argument("--start-latency", action="store_true",
+                        help="time Start → first stored epoch with a cold worker against the server's warm worker, "
+                             "side by side (--repeat tries each)")
+    parser.add_argument("--repeat", default="3", help="tries per side for --start-latency (default 3)")
     parser.add_argument("--playground", action="store_true",
                         help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
@@ -47,6 +51,13 @@ def run(args) -> int:
     epochs = parse_int("epochs", args.epochs, 1, 100_000)
     warmup = parse_int("warmup", args.warmup, 1, 100_000)
     ks = tuple(parse_int("ks", k, 1, MAX_STUDENTS) for k in args.ks.split(",") if k.strip())
+    if args.start_latency:
+        from ..experiments.bench import start_latency
+
+        result = start_latency(parse_int("repeat", args.repeat, 1, 100), say=None if args.json else print)
+        if args.json:
+            print(json.dumps(result))
+        return 0
     if args.playground:
         torch.set_num_threads(threads)
         return run_playground(epochs, warmup, threads, args.json)
@@ -79,20 +90,26 @@ def run(args) -> int:
 
 def run_playground(epochs: int, warmup: int, threads: int, as_json: bool) -> int:
     """`bench --playground`: every registered sampler in the playground's default setting, --epochs steps each."""
-    from ..dashboard import figures
-    from ..experiments.playground import PlaygroundConfig, time_steps
+    from ..dashboard import playground_views
+    from ..experiments.playground import PlaygroundConfig, time_frames, time_steps
     from ..synth.samplers import SAMPLERS
 
     result = {}
     for name in SAMPLERS.names():
         result.update(time_steps(PlaygroundConfig(samplers=(name,)), steps=epochs, warmup=warmup,
-                                 canvas=figures.playground_canvas))
+                                 canvas=playground_views.canvas))
         if not as_json:
             r = result[name]
             print(f"playground {name:>10}: {r['step_ms_median']:6.1f} ms per step (max {r['step_ms_max']:6.1f}), "
-                  f"canvas figure {r['figure_ms_median']:5.1f} ms", flush=True)
+                  f"canvas data {r['figure_ms_median']:5.1f} ms", flush=True)
+    frames = time_frames(PlaygroundConfig(), frames=max(10, epochs // 2), warmup=min(warmup, 5),
+                         draw=playground_views.frame)
+    if not as_json:
+        print(f"playground frame (default pair {', '.join(PlaygroundConfig().samplers)}: step, both canvases, the "
+              f"curves, Arrow encoding): {frames['frame_ms_median']:6.1f} ms median, {frames['frame_ms_max']:6.1f} ms "
+              f"max → {frames['frames_per_second']:.1f} frames per second possible (Play asks for 4)", flush=True)
     if as_json:
-        print(json_text({"playground": result, "threads": threads}))
+        print(json_text({"playground": result, "playground_frame": frames, "threads": threads}))
     return 0
 
 

@@ -15,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="only runs on this dataset")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--delete", metavar="ID", help="delete a run: its rows and its files")
-    action.add_argument("--stop", metavar="ID", help="ask a queued or running run to stop")
+    action.add_argument("--stop", metavar="ID", help="stop a queued or running run: ask its worker, then end it (SIGTERM, SIGKILL)")
     action.add_argument("--export", metavar="ID", help="write the run's metrics.csv, results.csv and config.json to --out")
     parser.add_argument("--out", metavar="DIR", help="folder for --export (created if missing)")
     parser.add_argument("--force", action="store_true", help="with --delete: also delete a queued or running run")
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stop:
         from ..runs.jobs import stop
 
-        stop(args.stop, store)
-        print(f"stop requested for run {args.stop} (now {store.get_run(args.stop).status})")
+        stop(args.stop, store, wait=True)  # returns once the worker has ended (a few seconds at most)
+        print(f"stopped run {args.stop} (now {store.get_run(args.stop).status})")
         return 0
     if args.export:
         if not args.out:

@@ -15,7 +15,8 @@ nothing else of dfkd_core). Its modules, each with one concern:
     sweep_figures  a stored sweep (experiments/sweep.py): its table and the metric against each swept field
     figures      plotly figures of the paper's Figs. 4-9; embedding (UMAP / PCA); ui (the pages'
                  shared Streamlit widgets: the only module here that imports Streamlit)
-    playground   the sampler playground's state for its page (imports torch: the page imports it)"""
+    playground   the sampler playground's state for its page (imports torch: the page imports it);
+                 playground_views its Vega-Lite charts (fixed specs, new data per frame: no flicker)"""
 from __future__ import annotations
 
 from ..config import MAX_OBJECTIVE_TERMS, DistillConfig, Member  # noqa: F401 (the Distill page reads MAX_OBJECTIVE_TERMS)
@@ -34,12 +35,12 @@ from .forms import (ALPHA_CHOICES, BLACKBOX_SAMPLERS, CHOICES, DEFAULT, MAIN_FIE
 from .paper import (PAIRED_HELP, PAPER_TABLES, VERDICT_HELP, active_reproduction, executor_line,  # noqa: F401
                     paper_claims, paper_table, reproduction_cells, reproduction_paired, reproduction_table,
                     start_reproduction, stored_reproductions, table_caption, table_defaults)
-from .projections import (is_plane, plane_projection, projection, projection_later, projection_unavailable,  # noqa: F401
-                          umap_warming)
+from .projections import (hold_projection, is_plane, plane_projection, projection, projection_later,  # noqa: F401
+                          projection_unavailable, umap_warming)
 from .texts import (AUTOLINK_TRIGGERS, CAPTIONS, MARKDOWN_PUNCTUATION, PAGE_INTRO, PLAIN_COLUMNS,  # noqa: F401
                     WHAT_IS_DFKD, WORD_JOINER, error_line, plain, plain_columns)
 from .views import (ACTIVE, STATUSES, RunView, as_image, case_study_runs, constraint_table, digit_items,  # noqa: F401
-                    epoch_widget, load_view, recover, result_summary, run_active, run_config, run_exists,
+                    epoch_widget, keep_warm, load_view, recover, result_summary, run_active, run_config, run_exists,
                     run_status_line, runs_table, snapshot, snapshot_frame, store, stop, submit, synthetic_batches,
                     teacher_bar, teacher_queries, teacher_row, view_summary)
 from .yours import (activation_names, discard_uploads, gradient_free_reason, note_parts, query_plan_caption,  # noqa: F401

@@ -76,11 +76,15 @@ def split_members(metrics: pd.DataFrame) -> pd.DataFrame:
     """Add sampler / alpha / seed columns parsed from `member` ('sampler|alpha|seed') if missing."""
     df = metrics.copy()
     if "member" in df and not {"sampler", "alpha_spec", "seed"} <= set(df.columns):
-        parts = df["member"].astype(str).str.split("|", n=2, expand=True)
-        parts = parts.reindex(columns=range(3))
-        df["sampler"] = parts[0]
-        df["alpha_spec"] = parts[1].fillna("")
-        df["seed"] = pd.to_numeric(parts[2], errors="coerce").fillna(0).astype(int)
+        members = df["member"].astype(str)
+        keys = members.unique()  # a few members over thousands of epochs: split each key once (a live poll)
+        split = pd.DataFrame([(k.split("|", 2) + [None, None])[:3] for k in keys], index=keys, columns=range(3))
+        split[1] = split[1].fillna("")
+        split[2] = pd.to_numeric(split[2], errors="coerce").fillna(0).astype(int)
+        parts = split.loc[members.to_numpy()]
+        df["sampler"] = parts[0].to_numpy()
+        df["alpha_spec"] = parts[1].to_numpy()
+        df["seed"] = parts[2].to_numpy()
     return df
 
 
@@ -366,68 +370,12 @@ def result_bars(summary: pd.DataFrame, teacher_rmse: float | None = None, metric
 PLAYGROUND_REGION_COLOR = "#FFB000"  # the real-data outline: amber, apart from every sampler's colour
 
 
-def playground_canvas(frame, axes: tuple[np.ndarray, np.ndarray], region: tuple[np.ndarray, np.ndarray],
-                      sampler: str, zmax: float, extent: float) -> go.Figure:
-    """One sampler of the playground: |T − S| over the plane as a heatmap (white = the student
-    matches the teacher; colour range fixed at `zmax` so the surface visibly shrinks), the
-    real-data region outlined, the last batch on top, arrows from each start point to where
-    the search took it (direct, evolution) and the random x_p points in grey.
-    `frame`: a playground.Frame; `region`: the outline (x₁, x₂)."""
-    color = sampler_color(sampler)
-    fig = go.Figure(go.Heatmap(
-        x=axes[0], y=axes[1], z=frame.error, zmin=0.0, zmax=zmax, colorscale="Greys", zsmooth="best",
-        colorbar=dict(title=dict(text="|T − S|", side="right"), thickness=12),
-        hovertemplate="x₁ %{x:.2f}, x₂ %{y:.2f}<br>|T − S| %{z:.3f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=region[0], y=region[1], mode="lines", name="real-data region",
-                             line=dict(color=PLAYGROUND_REGION_COLOR, width=2, dash="dash"), hoverinfo="skip"))
-    if len(frame.random):
-        fig.add_trace(go.Scatter(x=frame.random[:, 0], y=frame.random[:, 1], mode="markers", name="random x_p",
-                                 marker=dict(color="rgba(150,150,150,0.9)", size=5), hoverinfo="skip"))
-    hover = "x₁ %{x:.2f}, x₂ %{y:.2f}<extra></extra>"
-    if frame.starts is not None and len(frame.starts):  # arrows: a faint dot where each point began, its head at x_g
-        n = len(frame.starts)
-        seg_x = np.stack([frame.starts[:, 0], frame.points[:, 0], np.full(n, np.nan)], 1).ravel()
-        seg_y = np.stack([frame.starts[:, 1], frame.points[:, 1], np.full(n, np.nan)], 1).ravel()
-        fig.add_trace(go.Scatter(x=frame.starts[:, 0], y=frame.starts[:, 1], mode="markers", name="start (prior draw)",
-                                 marker=dict(color=_rgba(color, 0.5), size=5), hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=seg_x, y=seg_y, mode="lines", name="its move", hoverinfo="skip",
-                                 line=dict(color=_rgba(color, 0.8), width=1.5)))
-        move = frame.points - frame.starts  # marker angles run clockwise from north
-        fig.add_trace(go.Scatter(x=frame.points[:, 0], y=frame.points[:, 1], mode="markers", name=f"{sampler} x_g",
-                                 marker=dict(symbol="arrow", size=12, color=color, line=dict(width=0.5, color="white"),
-                                             angle=np.degrees(np.arctan2(move[:, 0], move[:, 1]))),
-                                 hovertemplate=hover))
-    elif len(frame.points):
-        fig.add_trace(go.Scatter(x=frame.points[:, 0], y=frame.points[:, 1], mode="markers", name=f"{sampler} x_g",
-                                 marker=dict(color=color, size=7, line=dict(width=1, color="white")),
-                                 hovertemplate=hover))
-    fig.update_layout(title=f"{sampler} — epoch {frame.epoch}", height=430, margin=dict(t=40, b=30, l=40, r=10),
-                      legend=dict(orientation="h", y=-0.2), uirevision=sampler)
-    fig.update_xaxes(range=[-extent, extent], title_text="x₁", constrain="domain")
-    fig.update_yaxes(range=[-extent, extent], title_text="x₂", scaleanchor="x", scaleratio=1)
-    return fig
-
-
-def playground_curves(histories: Mapping[str, Mapping[str, np.ndarray]], epoch: int | None = None) -> go.Figure:
-    """RMSE of each playground student against its teacher inside the real-data region, per epoch;
-    a dotted line marks the epoch the canvases show."""
-    fig = go.Figure()
-    for sampler, history in histories.items():
-        fig.add_trace(go.Scatter(x=history["epoch"], y=history["region_rmse"], mode=line_mode(len(history["epoch"])),
-                                 name=sampler, line=dict(color=sampler_color(sampler))))
-    if epoch is not None:
-        fig.add_vline(x=epoch, line_dash="dot", line_color="gray")
-    fig.update_layout(title="Student RMSE on the real-data region", xaxis_title="epoch", yaxis_title="RMSE",
-                      height=260, margin=dict(t=40, b=40, l=50, r=10))
-    return fig
-
-
 def trace_names(fig: go.Figure) -> list[str]:
     return [t.name for t in fig.data]
 
 
 __all__: Iterable[str] = (
-    "alpha_preview", "curve_point_count", "digit_grid", "epoch_curves", "playground_canvas", "playground_curves",
+    "alpha_preview", "curve_point_count", "digit_grid", "epoch_curves",
     "prediction_histograms", "projection_scatter", "result_bars", "smooth", "split_members", "student_loss_boxplots",
     "validation_rmse", "xg_loss",
 )

@@ -165,3 +165,11 @@ def umap_warming(run_id: str) -> bool:
         return False
     key = projection_key(cfg.dataset, cfg.split_seed)
     return umap_fitting(key) or (key in _UMAP_PENDING and not umap_path(key).exists())
+
+
+def hold_projection(state, key: str, run_id: str, epoch: int, method: str, ready):
+    """(projection, its epoch, pending): the one asked for when `ready`, else the last one this
+    session drew for the run and method, so the chart does not vanish at each new snapshot (runs.live)."""
+    from ..runs import live
+
+    return live.hold_projection(state, key, run_id, epoch, method, ready)

@@ -62,6 +62,13 @@ def recover() -> list[str]:
     return recovered
 
 
+def keep_warm() -> None:
+    """Once per server: a warm worker waits for the next Start, queued runs start as slots free."""
+    from ..runs import jobs
+
+    jobs.keep_warm()
+
+
 def run_exists(run_id: str | None) -> bool:
     if not run_id:
         return False
@@ -168,12 +175,12 @@ class RunView:
 
 
 def load_view(run_id: str) -> RunView:
-    from ..runs import jobs
+    from ..runs import jobs, live
 
     s = store()
     jobs.watch(run_id, s)  # every poll: a run whose worker is gone becomes 'interrupted'
     run = s.get_run(run_id)
-    metrics = s.metrics(run_id)
+    metrics = live.metrics(s, run_id)  # only the epochs since the last poll are read
     epochs = run.config.epochs if run.config else int(run.config_dict.get("epochs", 0) or 0)
     epoch = int(metrics["epoch"].max()) + 1 if not metrics.empty else 0
     return RunView(run, metrics, s.snapshot_index(run_id), s.results(run_id), epoch, epochs)
@@ -240,16 +247,22 @@ def snapshot_frame(view: RunView, epochs: Sequence[int] | None = None) -> pd.Dat
     idx = view.snapshots
     if epochs is not None:
         idx = idx[idx["epoch"].isin(list(epochs))]
-    frames = []
-    for member, epoch in idx.itertuples(index=False):
-        data = snapshot(view.run.id, member, epoch)
+    cols = ["member", "sampler", "alpha", "seed", "epoch", "point", "student_loss", "teacher_pred"]
+    if idx.empty:
+        return pd.DataFrame(columns=cols)
+    parts: dict[str, list] = {c: [] for c in cols}
+    home = str(store().home)  # once, not per snapshot: opening the store checks its schema
+    for member, epoch in idx.itertuples(index=False):  # columns gathered, one frame built: a poll stays cheap
+        data = _snapshot(home, view.run.id, member, int(epoch))
         m = Member.from_key(member)
         n = len(data["student_loss"])
-        frames.append(pd.DataFrame(dict(member=member, sampler=m.sampler, alpha=m.alpha, seed=m.seed, epoch=int(epoch),
-                                         point=np.arange(n), student_loss=np.asarray(data["student_loss"], float),
-                                         teacher_pred=np.asarray(data["teacher_pred"], float))))
-    cols = ["member", "sampler", "alpha", "seed", "epoch", "point", "student_loss", "teacher_pred"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+        for col, value in (("member", member), ("sampler", m.sampler), ("alpha", m.alpha), ("seed", m.seed),
+                           ("epoch", int(epoch))):
+            parts[col].append(np.full(n, value, dtype=object if isinstance(value, str) else None))
+        parts["point"].append(np.arange(n))
+        parts["student_loss"].append(np.asarray(data["student_loss"], float))
+        parts["teacher_pred"].append(np.asarray(data["teacher_pred"], float))
+    return pd.DataFrame({c: np.concatenate(v) for c, v in parts.items()})
 
 
 def synthetic_batches(view: RunView, epoch: int) -> dict[str, np.ndarray]:

@@ -25,6 +25,11 @@ from ..userrun import prepare_user_run, store_user_inputs, uses_user_inputs
 
 
 
+class StopRequested(Exception):
+    """Raised by a stack form between two batches of an epoch when the run's stop flag is set (an
+    MNIST epoch is tens of seconds on a CPU): the loop abandons that epoch and ends cancelled."""
+
+
 def student_loss_per_sample(kind: str, student_pred: torch.Tensor, teacher_pred: torch.Tensor) -> torch.Tensor:
     """L_S (eq. 1): (T(x) − S(x))², or log cosh(T(x) − S(x)) for MNIST."""
     diff = student_pred - teacher_pred

@@ -14,7 +14,7 @@ from ..config import DistillConfig, Member
 from ..device import describe_device
 from ..errors import QueryBudgetSpent
 from ..events import DistillResult, EpochMetrics, EventCallback, MemberResult, RunStarted
-from .context import EpochNumbers, RunContext, StackForm, prepare_run
+from .context import EpochNumbers, RunContext, StackForm, StopRequested, prepare_run
 from .fused_mlp import FusedMLPStack, engine_parts, member_fits, students_fit
 from .stacked import ModuleStack
 
@@ -50,6 +50,8 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
     cfg = run.cfg
     plan = stacks or plan_stacks(run, members)
     built = [(form(run, [members[i] for i in part]), part) for form, part in plan]
+    for stack, _ in built:
+        stack.should_stop = should_stop  # a form with long epochs also checks between batches
     forms = " + ".join(sorted({stack.form for stack, _ in built}))
     last_epoch, cancelled = -1, False
     for epoch in range(cfg.epochs):
@@ -63,6 +65,9 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
                 out = stack.run_epoch(epoch, validate)
                 for local, orig in enumerate(part):
                     numbers[orig] = (out, local)
+        except StopRequested:  # stopped inside the epoch: it is not logged, the run ends as after the last one
+            cancelled = True
+            break
         except QueryBudgetSpent as exc:  # the students of the epochs before are kept, the run ends here
             run.interrupted = f"{exc} The run stopped in epoch {epoch + 1} of {cfg.epochs}."
             cancelled = True

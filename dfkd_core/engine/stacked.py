@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from ..events import MemberResult, Snapshot
 from ..synth.objectives import sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from .compiled import maybe_compile
-from .context import (EpochNumbers, MemberLayout, RunContext, build_members, student_arch,
+from .context import (EpochNumbers, MemberLayout, RunContext, StopRequested, build_members, student_arch,
                       student_loss_per_sample)
 
 EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)
@@ -44,6 +45,7 @@ class ModuleStack:
     """One stacked model of `members` for any student architecture (see the module docstring)."""
 
     form = "stacked (torch.func)"
+    should_stop: "Callable[[], bool] | None" = None  # set by the epoch loop: read between batches
 
     def __init__(self, run: RunContext, members: list[Member], compile: str | None = None) -> None:
         """`compile`: 'auto', 'on' or 'off' (None: DFKD_COMPILE), see engine.compiled."""
@@ -184,6 +186,8 @@ class ModuleStack:
             acc = self._graph_acc
         else:
             for step in range(cfg.batches_per_epoch):
+                if step and self.should_stop is not None and self.should_stop():
+                    raise StopRequested  # between batches: a long (CNN) epoch does not hold up Stop
                 kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
         if validate:
             rmse, mae = self.validate(epoch)

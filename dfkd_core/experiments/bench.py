@@ -295,6 +295,64 @@ def bench(datasets=DEFAULT_DATASETS, ks=DEFAULT_KS, epochs: int = 100, warmup: i
     return out
 
 
+def start_latency(repeats: int = 3, epochs: int = 2000, say: Callable[[str], None] | None = None) -> dict:
+    """Start → first stored epoch of the Distill page's default run (friedman1), through the
+    same door as the page's Start (jobs.submit), with a cold worker (a fresh process importing
+    torch) and with a server's warm worker, alternately, `repeats` times each, in a scratch
+    DFKD_HOME (the user's run store is not touched). Each run is stopped once its first epoch
+    is stored. Returns {"cold_s": [...], "warm_s": [...], medians and their ratio}."""
+    import os
+    import statistics
+    import tempfile
+
+    from ..runs import jobs
+    from ..runs.runstore import RunStore
+
+    say = say or (lambda text: None)
+    cfg = DistillConfig(dataset="friedman1", epochs=epochs)
+    before = os.environ.get("DFKD_HOME")
+    cold: list[float] = []
+    warm: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="dfkd-start-latency-") as home:
+        os.environ["DFKD_HOME"] = home
+        try:
+            store = RunStore(home)
+
+            def first_epoch() -> float:
+                start = time.perf_counter()
+                run_id = jobs.submit(cfg, store)
+                while store.metrics(run_id).empty and store.get_run(run_id).active:
+                    time.sleep(0.01)
+                seconds = time.perf_counter() - start
+                if store.metrics(run_id).empty:
+                    raise RuntimeError(f"the run ended {store.get_run(run_id).status} before its first epoch: "
+                                       f"{store.get_run(run_id).error}")
+                jobs.stop(run_id, store, wait=True)
+                return seconds
+
+            for i in range(repeats):
+                jobs.stop_keeping_warm()
+                cold.append(first_epoch())
+                jobs.keep_warm(store)
+                if jobs.warm_worker(wait=300) is None:
+                    raise RuntimeError("the warm worker did not get ready within 300 s")
+                warm.append(first_epoch())
+                say(f"start → first stored epoch, try {i + 1}: cold worker {cold[-1]:6.2f} s | warm worker {warm[-1]:6.2f} s")
+        finally:
+            jobs.stop_keeping_warm()
+            if before is None:
+                os.environ.pop("DFKD_HOME", None)
+            else:
+                os.environ["DFKD_HOME"] = before
+    out = {"start_latency_cold_s": cold, "start_latency_warm_s": warm,
+           "start_latency_cold_median_s": statistics.median(cold), "start_latency_warm_median_s": statistics.median(warm)}
+    out["start_latency_cold_over_warm"] = out["start_latency_cold_median_s"] / out["start_latency_warm_median_s"]
+    say(f"start → first stored epoch, median of {repeats}: cold {out['start_latency_cold_median_s']:.2f} s | "
+        f"warm {out['start_latency_warm_median_s']:.2f} s (×{out['start_latency_cold_over_warm']:.1f}); "
+        "the page draws it at its next poll (≤ 1 s later)")
+    return out
+
+
 USER_SAMPLERS = ("direct", "gaussian")  # the user-teacher bench's comparison (issue 19's acceptance)
 
 

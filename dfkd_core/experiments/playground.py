@@ -541,11 +541,11 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5,
                canvas: Callable | None = None) -> dict[str, dict[str, float]]:
     """Per sampler of cfg: the median and the largest ms of one playground step (sampling, student
     update, |T − S| on the grid and the guarantees) over `steps` steps after `warmup`, and the median
-    ms to build its canvas figure with `canvas` (the dashboard's figures.playground_canvas: passed in
-    by the caller, so experiments/ does not import the dashboard above it). The `bench --playground`
-    line; the target is ≤ 100 ms a step."""
+    ms to build its canvas with `canvas(frame, axes, region, sampler, zmax, extent)` (the dashboard's
+    playground_views: passed in by the caller, so experiments/ does not import the dashboard above it).
+    The `bench --playground` line; the target is ≤ 100 ms a step."""
     if canvas is None:
-        raise TypeError("time_steps needs the canvas figure builder (dashboard.figures.playground_canvas)")
+        raise TypeError("time_steps needs the canvas builder (dashboard.playground_views.canvas)")
     state = Playground.create(cfg)
     state.step(warmup)
     region = state.function.region.outline()
@@ -556,8 +556,36 @@ def time_steps(cfg: PlaygroundConfig, steps: int = 50, warmup: int = 5,
             frame = lane.step()
             step_ms.append(1000 * frame.seconds)
             start = time.perf_counter()
-            canvas(frame, state.axes(), region, name, 1.0, PLANE).to_json()
+            canvas(frame, state.axes(), region, name, 1.0, PLANE)
             figure_ms.append(1000 * (time.perf_counter() - start))
         out[name] = {"step_ms_median": float(np.median(step_ms)), "step_ms_max": float(np.max(step_ms)),
                      "figure_ms_median": float(np.median(figure_ms))}
     return out
+
+
+def time_frames(cfg: PlaygroundConfig, frames: int = 30, warmup: int = 3,
+                draw: Callable | None = None) -> dict[str, float]:
+    """What the playground page does for one frame while playing, on this process's threads: one
+    epoch of every lane, then `draw(state, region, zmax)` (the caller's: each canvas's and the RMSE
+    chart's data and their encoding, dashboard.playground_views.frame). Median and largest ms per
+    frame, and the frames per second they allow (the page asks for one every 0.25 s). The
+    `bench --playground` line."""
+    if draw is None:
+        raise TypeError("time_frames needs the frame builder (dashboard.playground_views.frame)")
+    state = Playground.create(cfg)
+    region = state.function.region.outline()
+    zmax = state.error_scale()
+
+    def frame() -> None:
+        state.step(1)
+        draw(state, region, zmax)
+
+    for _ in range(warmup):
+        frame()
+    ms = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        frame()
+        ms.append(1000 * (time.perf_counter() - start))
+    median = float(np.median(ms))
+    return {"frame_ms_median": median, "frame_ms_max": float(np.max(ms)), "frames_per_second": 1000.0 / median}

@@ -351,7 +351,7 @@ def distill_task(cfg, shipped_teacher: tuple[str, bytes] | None = None) -> dict[
 def store_outcome(store, cfg, outcome: dict[str, Any], title: str | None = None,
                   tags: dict[str, Any] | None = None) -> str:
     """In the driver: one stored run from a distill_task's outcome (every event, then the result)."""
-    run_id = store.create_run(cfg, title=title, tags=tags)
+    run_id = store.create_run(cfg, title=title, tags=tags, pid=os.getpid())  # owned: never dispatched
     store.set_worker(run_id, os.getpid())
     try:
         for event in outcome["events"]:
@@ -365,7 +365,7 @@ def store_outcome(store, cfg, outcome: dict[str, Any], title: str | None = None,
 
 def store_failure(store, cfg, message: str, title: str | None = None, tags: dict[str, Any] | None = None) -> str:
     """In the driver: a task that failed twice, stored as a failed run saying why."""
-    run_id = store.create_run(cfg, title=title, tags=tags)
+    run_id = store.create_run(cfg, title=title, tags=tags, pid=os.getpid())
     store.finish(run_id, "failed", error=f"Failed twice on the executor: {message}")
     return run_id
 

@@ -295,9 +295,11 @@ class RunStore:
         return row
 
     # ------------------------------------------------------------------ writing
-    def create_run(self, cfg: DistillConfig, title: str | None = None, tags: dict[str, Any] | None = None) -> str:
+    def create_run(self, cfg: DistillConfig, title: str | None = None, tags: dict[str, Any] | None = None,
+                   pid: int | None = None) -> str:
         """Store a new run as 'queued' and return its id. `title` is display text; `tags` (a JSON
-        object) says what the run is, for code that looks for runs (reproduce.py)."""
+        object) says what the run is, for code that looks for runs (reproduce.py). `pid`: the process that
+        will run it itself (the CLI, a reproduction driver): jobs.dispatch never starts a worker for it."""
         run_id = new_run_id()
         if title is None:
             title = _default_title(cfg)
@@ -306,9 +308,11 @@ class RunStore:
             while conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
                 run_id = new_run_id()
             conn.execute(
-                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, tags, stop_requested)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0)",
-                (run_id, now, now, cfg.to_json(), cfg.dataset, title, json.dumps(tags or {})),
+                "INSERT INTO runs (id, created_at, updated_at, status, config, dataset, title, tags, stop_requested,"
+                " pid, pid_start, host, heartbeat) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                (run_id, now, now, cfg.to_json(), cfg.dataset, title, json.dumps(tags or {}),
+                 None if pid is None else int(pid), None if pid is None else _process_start(pid),
+                 None if pid is None else socket.gethostname(), None if pid is None else now),
             )
         self.run_dir(run_id)
         return run_id
@@ -499,6 +503,27 @@ class RunStore:
                          (now, now, now, run_id))
             return True
 
+    def claim_next(self, max_runs: int, pid: int) -> str | None:
+        """Atomically move the oldest queued run without a process (FIFO by created_at) to 'running' if fewer than
+        `max_runs` runs are running, with `pid` (the process about to start its worker) as its
+        worker for now; its id, or None when no slot is free or nothing waits. A read first: a
+        poll that finds nothing to do takes no write lock."""
+        sql_next = ("SELECT id FROM runs WHERE status = 'queued' AND stop_requested = 0 AND pid IS NULL"
+                    " ORDER BY created_at, id LIMIT 1")  # a queued row with a pid belongs to that process (a driver)
+        sql_running = "SELECT COUNT(*) FROM runs WHERE status = 'running'"
+        with self._connect() as conn:
+            if conn.execute(sql_next).fetchone() is None or conn.execute(sql_running).fetchone()[0] >= max_runs:
+                return None
+        with self._connect(write=True) as conn:
+            now = time.time()  # taken under the write lock: timestamps follow commit order
+            row = conn.execute(sql_next).fetchone()
+            if row is None or conn.execute(sql_running).fetchone()[0] >= max_runs:
+                return None
+            conn.execute("UPDATE runs SET status = 'running', started_at = ?, updated_at = ?, heartbeat = ?, pid = ?,"
+                         " pid_start = ?, host = ? WHERE id = ?",
+                         (now, now, now, int(pid), _process_start(pid), socket.gethostname(), row["id"]))
+            return row["id"]
+
     def cancel_if_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started yet; False if it is no longer queued."""
         with self._connect(write=True) as conn:
@@ -530,7 +555,7 @@ class RunStore:
 
         A run counts as orphaned when it is 'running' or 'queued' with a worker pid, and that
         process no longer exists (on this host) or its heartbeat is older than `stale_after`
-        seconds; or when it is 'queued' without a worker for longer than `stale_after`.
+        seconds; or 'running' without a worker. A queued run without a worker waits for a slot.
         Reads only the active runs (an index on status), so it is cheap to call on every listing."""
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
@@ -638,14 +663,18 @@ class RunStore:
             df[col] = df[col].astype(float)
         return df
 
-    def metrics(self, run_id: str, member: str | None = None) -> pd.DataFrame:
+    def metrics(self, run_id: str, member: str | None = None, since_epoch: int | None = None) -> pd.DataFrame:
         """Epoch metrics (member, epoch, val_rmse, val_mae, loss_xg, loss_xp, alpha, seconds), by member and epoch.
-        Shows what has been flushed: a worker flushes at least every `flush_interval` seconds."""
+        Shows what has been flushed: a worker flushes at least every `flush_interval` seconds.
+        `since_epoch`: only epochs ≥ it (a polling page reads what is new, see runs.live)."""
         sql = "SELECT member, epoch, " + ", ".join(_METRIC_COLUMNS) + " FROM metrics WHERE run_id = ?"
         params: list[Any] = [run_id]
         if member is not None:
             sql += " AND member = ?"
             params.append(member)
+        if since_epoch is not None:
+            sql += " AND epoch >= ?"
+            params.append(int(since_epoch))
         with self._connect() as conn:
             rows = conn.execute(sql + " ORDER BY member, epoch", params).fetchall()
         df = pd.DataFrame([tuple(r) for r in rows], columns=["member", "epoch", *_METRIC_COLUMNS])
@@ -789,10 +818,8 @@ def _atomic_write(path: Path, write: Any) -> None:
 def orphan_reason(row: Any, now: float, stale_after: float = STALE_AFTER_S) -> str | None:
     """Why an active run (a runs-table row) has no live worker, or None while it has one."""
     beat = row["heartbeat"] or row["created_at"]
-    if row["pid"] is None:
-        if row["status"] == "running" or now - row["created_at"] > stale_after:
-            return "no worker process ever started for it"
-        return None
+    if row["pid"] is None:  # a queued run is a row waiting for a slot (jobs.dispatch), not a process
+        return "no worker process ever started for it" if row["status"] == "running" else None
     if row["host"] in (None, socket.gethostname()) and not pid_alive(row["pid"], row["pid_start"]):
         return f"its worker process (pid {row['pid']}) ended without finishing the run"
     if now - beat > stale_after:
