@@ -56,7 +56,7 @@ def run(args) -> int:
 
         result = start_latency(parse_int("repeat", args.repeat, 1, 100), say=None if args.json else print)
         if args.json:
-            print(json.dumps(result))
+            print(json_text(result))
         return 0
     if args.playground:
         torch.set_num_threads(threads)
