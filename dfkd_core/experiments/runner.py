@@ -279,7 +279,9 @@ class Runner:
                 future = self._client.submit(_call, t.fn, *t.args, key=f"dfkd-{t.key}-{token}", pure=False,
                                              retries=ATTEMPTS - 1)
                 futures[future.key] = (future, t)
-            for future in as_completed([f for f, _ in futures.values()]):
+            lost_again: Counter = Counter()
+            pending = as_completed([f for f, _ in futures.values()])
+            for future in pending:
                 _, task = futures.pop(future.key)
                 if future.status == "finished":
                     value, worker = future.result()
@@ -290,7 +292,17 @@ class Runner:
                     except Exception as cancelled:  # cancelled by the scheduler (e.g. it lost the task's data)
                         exc = cancelled
                     name = type(exc).__name__
-                    fail(task, "its worker died twice (Dask's KilledWorker)" if name == "KilledWorker" else _describe(exc))
+                    # a future that ends with no error of its own was lost with its worker: submitted once more
+                    if (exc is None or "Cancelled" in name) and lost_again[task.key] < ATTEMPTS - 1:
+                        lost_again[task.key] += 1
+                        again = self._client.submit(_call, task.fn, *task.args, pure=False, retries=ATTEMPTS - 1,
+                                                    key=f"dfkd-{task.key}-{token}-again{lost_again[task.key]}")
+                        futures[again.key] = (again, task)
+                        pending.add(again)
+                        future.release()
+                        continue
+                    fail(task, "its worker died twice (Dask's KilledWorker)" if name == "KilledWorker"
+                         else "its result was lost with its worker twice" if exc is None else _describe(exc))
                 future.release()  # the driver keeps no finished result: memory stays flat
         except BaseException:
             self._client.cancel([f for f, _ in futures.values()])
