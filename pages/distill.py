@@ -289,15 +289,7 @@ def live() -> None:
     except dashboard.DfkdError as exc:
         st.error(dashboard.plain(exc))
         return
-    st.markdown(dashboard.run_status_line(view))
-    teacher = dashboard.teacher_bar(view)
-    if teacher is not None:
-        st.progress(teacher[0], text=teacher[1])
-    st.progress(view.progress, text=view.caption)
-    if view.run.error:
-        (st.warning if view.status in ("cancelled", "interrupted") else st.error)(dashboard.plain(view.run.error))
-    elif view.status == "cancelled":
-        st.warning("Run cancelled: everything logged up to the stop is kept.")
+    ui.run_header(view)
     if view.run.note:
         note, warning = dashboard.note_parts(view.run.note)  # the teacher's units, and a warning when it is no better than the mean
         st.info(dashboard.plain(note))

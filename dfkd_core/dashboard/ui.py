@@ -77,8 +77,10 @@ def run_header(view) -> None:
     if teacher is not None:
         st.progress(teacher[0], text=teacher[1])
     st.progress(view.progress, text=view.caption)
-    if view.run.error:
-        st.error(dashboard.plain(view.run.error))
+    if view.run.error:  # a stopped or interrupted run kept what it logged: a warning, not an error
+        (st.warning if view.status in ("cancelled", "interrupted") else st.error)(dashboard.plain(view.run.error))
+    elif view.status == "cancelled":
+        st.warning("Run cancelled: everything logged up to the stop is kept.")
 
 
 def results_section(view, teacher_label: str, key: str) -> bool:
