@@ -73,10 +73,14 @@ def submit(cfg: DistillConfig, store: RunStore | None = None, title: str | None 
     while DFKD_MAX_RUNS runs are running the run stays a queued row, with no process."""
     from ..data.catalog import verify_dataset
 
+    from ..userrun import store_user_inputs, uses_user_inputs
+
     cfg.validate()
     max_runs()
     if not (cfg.data_file or cfg.input_spec):  # the user's own files are checked when the run loads them
         verify_dataset(cfg.dataset)  # a data file that is not the published one is refused here, not in the worker
+    if uses_user_inputs(cfg):  # checked and kept now: the worker is boxed before it loads them and cannot store them
+        cfg = store_user_inputs(cfg)
     store = store or RunStore()
     run_id = store.create_run(cfg, title=title, tags=tags if tags is not None else {"source": "dashboard"})
     failed = dispatch(store)
