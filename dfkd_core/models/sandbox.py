@@ -283,13 +283,18 @@ def _cpu_exceeded(signum, frame):
     raise ModelError("The run used up its CPU time (RLIMIT_CPU, DFKD_MAX_CPU_HOURS) and was stopped.")
 
 
-def cpu_seconds() -> int:
-    text = os.environ.get("DFKD_MAX_CPU_HOURS", "").strip()
+def env_positive(name: str, default: float) -> float:
+    """A positive number from the environment; `default` when it is unset, not a number or not positive."""
+    text = os.environ.get(name, "").strip()
     try:
-        hours = float(text) if text else DEFAULT_CPU_HOURS
+        value = float(text) if text else default
     except ValueError:
-        hours = DEFAULT_CPU_HOURS
-    return max(1, int(hours * 3600))
+        return default
+    return value if value > 0 else default
+
+
+def cpu_seconds() -> int:
+    return max(1, int(env_positive("DFKD_MAX_CPU_HOURS", DEFAULT_CPU_HOURS) * 3600))
 
 
 def enter(box: Box) -> BoxState:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..data.split import Split
 from ..data.user import original_name, table_columns_of
-from ..errors import ConfigError, DfkdError, ModelError, QueryBudgetSpent
+from ..errors import ConfigError, DfkdError, ModelError
 from .http_teacher import HttpModel
 from . import sandbox
 from .teachers import BlackBoxTeacher, Teacher, TeacherInfo, TorchTeacher, build_model, evaluate
@@ -87,12 +87,7 @@ class CallDeadline:
 
     @staticmethod
     def seconds() -> float:
-        text = os.environ.get("DFKD_TEACHER_DEADLINE_S", "").strip()
-        try:
-            value = float(text) if text else DEFAULT_CALL_DEADLINE_S
-        except ValueError:
-            value = DEFAULT_CALL_DEADLINE_S
-        return value if value > 0 else DEFAULT_CALL_DEADLINE_S
+        return sandbox.env_positive("DFKD_TEACHER_DEADLINE_S", DEFAULT_CALL_DEADLINE_S)
 
     def __enter__(self) -> None:
         if self.depth == 0:
