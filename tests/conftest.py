@@ -53,6 +53,9 @@ def clean_state(tmp_path, monkeypatch, session_teacher_dir):
     else:
         monkeypatch.setenv("DFKD_DATA_DIR", str(tmp_path / "empty-data"))
     yield
+    jobs = sys.modules.get("dfkd_core.runs.jobs")
+    if jobs is not None:  # a page under AppTest keeps a warm worker and a dispatcher, in this test's env:
+        jobs.stop_keeping_warm()  # the next test gets neither (a stale warm worker does not fit its env)
 
 
 @pytest.fixture

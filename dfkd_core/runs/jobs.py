@@ -265,11 +265,13 @@ def keep_warm(store: RunStore | None = None) -> bool:
 
 
 def stop_keeping_warm() -> None:
-    """End the dispatcher thread and the warm worker (tests, a server shutting down)."""
-    global _server, _warm
+    """End the dispatcher thread and the warm worker (tests, a server shutting down); the next
+    keep_warm starts afresh (a warm worker that failed, or DFKD_WARM_WORKER=0, is forgotten)."""
+    global _server, _warm, _warm_failed_at
     with _lock:
         server, _server = _server, None
         warm, _warm = _warm, None
+        _warm_failed_at = -float("inf")
     if server is not None:
         server.halt.set()
         server.join(timeout=10)
