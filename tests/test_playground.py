@@ -197,10 +197,79 @@ def test_direct_sampler_remembers_its_prior_draw_as_last_start():
     state = Playground.create(PlaygroundConfig(samplers=("direct",)))
     lane = state.lanes["direct"]
     seed = lane.generator.initial_seed()
-    x = lane.sampler.sample(lane.student, 7)
+    x = lane.sampler.sample(lane.stack.views[0], 7)[0]  # the lane's one member, as the engine's step calls it
     expected = plane_prior().sample(7, torch.Generator().manual_seed(seed))
-    torch.testing.assert_close(lane.sampler.last_start, expected)
+    torch.testing.assert_close(lane.sampler.last_start[0], expected)
     assert not torch.equal(x, expected)
+
+
+def _engine_run(state: Playground, epochs: int):
+    """The RunContext of state's config for an engine run of `epochs` epochs that keeps its last students."""
+    _, _, grid = plane_grid(state.cfg.grid_size)
+    run = playground.plane_run(state.cfg, state.teacher, grid[state.function.region.contains(grid)])
+    return dataclasses.replace(run, cfg=run.cfg.replace(epochs=epochs, selection="last"))
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5], ids=["alpha-1", "alpha-half"])
+def test_a_lane_trains_its_student_with_the_engines_own_epoch_loop(monkeypatch, alpha):
+    """The lane IS the engine's step: N lane steps give the student engine.loop trains in N epochs of
+    the same one-member config (and the lane's measurements, a hook, change nothing)."""
+    from dfkd_core.engine.loop import train_members
+    from dfkd_core.engine.stacked import ModuleStack
+
+    monkeypatch.setenv("DFKD_COMPILE", "off")
+    state = Playground.create(PlaygroundConfig(samplers=("direct", "generator", "gaussian"), alpha=alpha,
+                                               batches_per_step=2))
+    state.step(4)
+    for name, lane in state.lanes.items():
+        member = lane.stack.members[0]
+        results, cancelled, _ = train_members(_engine_run(state, 4), [member], lambda event: None, None, 0.0,
+                                              stacks=[(ModuleStack, [0])])
+        assert not cancelled and results[0].best_epoch == 3
+        lane_student = lane.stack.state_dict(0, lane.stack.params)
+        assert set(lane_student) == set(results[0].state_dict)
+        for key, value in results[0].state_dict.items():
+            assert torch.equal(lane_student[key], value), (name, key)
+        assert not torch.equal(lane_student["fc1.weight"], lane.stack.base.fc1.weight)  # it trained (base: the init)
+
+
+def test_the_batch_hook_sees_each_batchs_points_between_sampling_and_the_update():
+    from dfkd_core.engine.stacked import ModuleStack
+
+    state = Playground.create(PlaygroundConfig(samplers=("direct",), alpha=0.5, batches_per_step=2))
+    _, _, grid = plane_grid(state.cfg.grid_size)
+    run = playground.plane_run(state.cfg, state.teacher, grid[state.function.region.contains(grid)])
+    stack = ModuleStack(run, run.cfg.members(), compile="off")
+    events, seen, labelled = [], [], []
+    sample, update, predict = stack.samplers[0].sample, stack.opt.step, run.teacher.predict
+
+    def on_batch(view):
+        events.append("hook")
+        before = {n: p.detach().clone() for n, p in stack.params.items()}
+        seen.append((view.epoch, view.batch, view.x_g(0).clone(), view.x_p(0).clone(), view.starts(0),
+                     view.student(0)(view.x_g(0)).detach(), before))
+
+    def labels(x):
+        labelled.append(x.clone())
+        return predict(x)
+
+    stack.samplers[0].sample = lambda *a: (events.append("sample"), sample(*a))[1]
+    stack.opt.step = lambda *a: (events.append("update"), update(*a))[1]
+    run.teacher.predict = labels
+    stack.on_batch = on_batch
+    for epoch in range(2):
+        stack.run_epoch(epoch, validate=False)
+    assert events == ["sample", "hook", "update"] * 4
+    assert [(e, b) for e, b, *_ in seen] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    batches = [x for x in labelled if x.shape[0] == 100]  # the student's labels: [x_g | x_p] (the search's are 50)
+    assert len(batches) == 4
+    for (_, _, x_g, x_p, starts, predicted, before), batch in zip(seen, batches):
+        assert x_g.shape == x_p.shape == (50, 2) and starts.shape == (50, 2) and not torch.equal(starts, x_g)
+        assert torch.equal(batch, torch.cat([x_g, x_p]))  # the points the update learns from
+        student = {n: p[0] for n, p in before.items()}  # the one member's weights at the hook
+        assert torch.allclose(predicted, torch.func.functional_call(stack.base, student, (x_g,)))
+    assert not torch.equal(seen[1][-1]["fc1.weight"], seen[0][-1]["fc1.weight"])  # an update came between
+    assert not torch.equal(stack.params["fc1.weight"], seen[3][-1]["fc1.weight"])  # ... and after the last hook
 
 
 def test_a_few_steps_lower_the_error_where_the_points_land():

@@ -3,7 +3,8 @@ stacked model — parameters stacked along a leading axis (torch.func.stack_modu
 evaluated with vmap(functional_call) — trained one step of Algorithm 1 at a time for all K:
 each sampler group draws its x_g (samplers work on stacked members), every member's x_p comes
 from its own stream, the teacher (whatever it is) is queried ONCE for all K·2m points, and one
-RMSprop (elementwise, so each member's update is its own) updates every student."""
+RMSprop (elementwise, so each member's update is its own) updates every student. A hook
+(ModuleStack.on_batch) may look at each batch between its sampling and the update (BatchView)."""
 from __future__ import annotations
 
 import os
@@ -41,11 +42,49 @@ class GroupView:
         return lambda x: self.stack.forward(x[None], k, k + 1)[0]
 
 
+class BatchView:
+    """One batch of a ModuleStack as its on_batch hook sees it: drawn ([x_g | x_p] per member), not
+    yet labelled by the teacher nor learned from. `epoch` and `batch` (its index in the epoch) say
+    where it is; members are named by their index in the caller's order (the stack's `members`)."""
+
+    def __init__(self, stack: "ModuleStack", x: torch.Tensor, epoch: int, batch: int) -> None:
+        self.stack, self.x, self.epoch, self.batch = stack, x, epoch, batch
+
+    def x_g(self, i: int) -> torch.Tensor:
+        """Member i's synthetic points (m_g, *shape); empty when its α is 0."""
+        k = self.stack.layout.position[i]
+        return self.x[k, :self.stack.layout.m_g[k]]
+
+    def x_p(self, i: int) -> torch.Tensor:
+        """Member i's prior points (m_p, *shape); empty when its α is 1."""
+        k = self.stack.layout.position[i]
+        return self.x[k, self.stack.layout.m_g[k]:]
+
+    def starts(self, i: int) -> torch.Tensor | None:
+        """Where member i's x_g began before its sampler's search (Sampler.last_start: direct's prior draw,
+        evolution's first population), or None for a sampler that records none."""
+        stack, k = self.stack, self.stack.layout.position[i]
+        for (kind, m_g, k0, k1), sampler in zip(stack.layout.groups, stack.samplers):
+            if k0 <= k < k1:
+                return None if sampler is None or sampler.last_start is None else sampler.last_start[k - k0]
+        return None
+
+    def student(self, i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Member i as it is before this batch's update: (n, *shape) → (n,), in eval mode,
+        differentiable in x only (ModuleStack.sampler_call)."""
+        k = self.stack.layout.position[i]
+        return lambda x: self.stack.sampler_call(x[None], k, k + 1)[0]
+
+
 class ModuleStack:
     """One stacked model of `members` for any student architecture (see the module docstring)."""
 
     form = "stacked (torch.func)"
     should_stop: "Callable[[], bool] | None" = None  # set by the epoch loop: read between batches
+    # called with every batch between its sampling and the update (BatchView); None: nothing is
+    # called or built, and a hook's epochs run eagerly (no CUDA graphs: a hook is host work)
+    on_batch: "Callable[[BatchView], None] | None" = None
+    batch_position: tuple[int, int] = (0, 0)  # (epoch, batch in it) of the next _step
 
     def __init__(self, run: RunContext, members: list[Member], compile: str | None = None) -> None:
         """`compile`: 'auto', 'on' or 'off' (None: DFKD_COMPILE), see engine.compiled."""
@@ -150,6 +189,10 @@ class ModuleStack:
 
     def _step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         x = self._draw_batch().detach()
+        epoch, batch = self.batch_position
+        if self.on_batch is not None:
+            self.on_batch(BatchView(self, x, epoch, batch))
+        self.batch_position = (epoch, batch + 1)
         with torch.no_grad():
             t = self.run.teacher.predict(x.reshape(self.K * self.M, *self.shape)).reshape(self.K, self.M)
         self.teacher_queries += self.M
@@ -166,6 +209,7 @@ class ModuleStack:
 
     def run_epoch(self, epoch: int, validate: bool) -> EpochNumbers:
         cfg, lay = self.cfg, self.layout
+        self.batch_position = (epoch, 0)
         w, alphas = lay.loss_weights(epoch, cfg.epochs)
         weights = torch.as_tensor(w, dtype=self.dtype, device=self.device)
         acc = torch.zeros(self.K, 2, dtype=self.dtype, device=self.device)
@@ -209,8 +253,10 @@ class ModuleStack:
         """On a GPU, one training step captured as CUDA graphs — one for an epoch's first batch
         (generators learn there), one for the others — made on the second epoch (the first, run
         eagerly, is their warm-up: optimizer states and caches exist by then); None where graphs
-        are off (CPU, DFKD_CUDA_GRAPHS=0, a sampler that declares it works on the host: graph_safe False)
-        or capture failed (then eager, with one warning)."""
+        are off (CPU, DFKD_CUDA_GRAPHS=0, a sampler that declares it works on the host: graph_safe False,
+        an on_batch hook) or capture failed (then eager, with one warning)."""
+        if self.on_batch is not None:
+            return None
         if self._graphs is None:
             self._graphs = False
             if (self.device.type == "cuda" and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"

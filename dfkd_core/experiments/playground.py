@@ -15,15 +15,17 @@ from torch import nn
 
 from ..config import DistillConfig
 from ..data.priors import Prior
-from ..engine.context import batch_sizes, student_loss_per_sample
+from ..data.split import Split
+from ..engine.context import RunContext, batch_sizes, stream_seed
+from ..engine.stacked import BatchView, ModuleStack
 from ..errors import ConfigError
 from ..models.networks import MLPRegressor
-from ..synth.objectives import Objective, build_objective, sampler_objective
+from ..synth.objectives import Objective, build_objective
 from ..paths import teacher_dir
 from ..registry import Registry
-from ..synth.samplers import SAMPLERS, Sampler, SamplerContext
+from ..synth.samplers import SAMPLERS, Sampler
 from ..synth.schedules import parse_alpha
-from ..models.teachers import TorchTeacher
+from ..models.teachers import TeacherInfo, TorchTeacher
 
 PLANE = 4.0  # the canvas shows [−PLANE, PLANE]² of the standardized inputs
 PRIOR_BOX = 3.0  # the prior's box [−3, 3]² (QMC designs and differential evolution search there)
@@ -320,6 +322,22 @@ class PlaygroundConfig:
             objective=(("neg_squared_discrepancy", 1.0), ("l2sq_input", self.beta), ("student_sq", self.gamma)), de_generations=self.de_generations, device="cpu", engine="generic")
 
 
+def plane_run(cfg: PlaygroundConfig, teacher: PlaneTeacher, points: torch.Tensor) -> RunContext:
+    """The engine's RunContext of a playground: the plane teacher (TorchTeacher), its prior
+    (plane_prior), eq. 5's objective of cfg, on the CPU, and a split whose every set is `points`
+    (the canvas grid's points inside the region) labelled by the teacher: the playground never
+    validates, an engine run of the same config (engine.loop) does there."""
+    dcfg = cfg.distill_config()
+    with torch.no_grad():
+        values = teacher.module(points)
+    split = Split("plane", "tabular", points, values, points, values, points, values, plane_prior(),
+                  note=f"the canvas grid inside the {cfg.function} teacher's region")
+    info = TeacherInfo(f"mlp{TEACHER_HIDDEN}", teacher.region_rmse, math.nan, teacher.region_rmse,
+                       teacher.source == "cache", teacher.seconds, teacher.path)
+    return RunContext(dcfg, split, torch.device("cpu"), TorchTeacher(teacher.module, "mlp"), info, build_objective(dcfg),
+                      points, values, points, values, points, values)
+
+
 # ---------------------------------------------------------------------------- one sampler's lane
 @dataclass(frozen=True)
 class Frame:
@@ -351,85 +369,70 @@ class Frame:
 
 class SamplerLane:
     """One sampler distilling the teacher into its own student (all lanes start from the same
-    student): Algorithm 1 with n_s = batches_per_step batches per epoch, the same step as
-    distill.StudentTrainer, with the measurements of the canvas taken between sampling and the update."""
+    student): the engine's own step (stacked.ModuleStack of this one member: α constant, the
+    playground's seed), one engine epoch of n_s = batches_per_step batches per lane step; the
+    canvas's measurements are the stack's on_batch hook, taken between sampling and the update."""
 
-    def __init__(self, name: str, cfg: PlaygroundConfig, teacher: TorchTeacher, prior: Prior,
+    def __init__(self, name: str, cfg: PlaygroundConfig, run: RunContext,
                  grid: torch.Tensor, teacher_on_grid: torch.Tensor, inside: torch.Tensor) -> None:
-        dcfg = cfg.distill_config()
-        self.name, self.cfg, self.dcfg = name, cfg, dcfg
-        self.teacher, self.prior = teacher, prior
+        self.name, self.cfg, self.dcfg = name, cfg, run.cfg
+        self.teacher, self.prior = run.teacher, run.split.prior
         self.grid, self.teacher_on_grid, self.inside = grid, teacher_on_grid, inside
-        self.schedule = parse_alpha(str(float(cfg.alpha)))
-        self.m_g, self.m_p = batch_sizes(self.schedule, cfg.batch_size)
-        torch.manual_seed(cfg.seed)
-        self.student = MLPRegressor((2,), cfg.student_hidden)
-        self.opt = torch.optim.RMSprop(self.student.parameters(), lr=cfg.student_lr, weight_decay=dcfg.weight_decay)
-        stream = cfg.seed * 1_000_003 + sum(map(ord, name))
-        self.generator = torch.Generator().manual_seed(stream)
-        self.baseline_generator = torch.Generator().manual_seed(stream + 1)  # guarantee (a)'s random batch
-        self.objective = sampler_objective(build_objective(dcfg), dcfg, name, self.m_g)
-        ctx = SamplerContext(teacher, prior, self.objective, dcfg, torch.device("cpu"), self.generator,
-                             np.random.default_rng(stream))
-        self.sampler: Sampler | None = SAMPLERS.get(name)(ctx) if self.m_g else None
+        member = next(m for m in run.cfg.members() if m.sampler == name)
+        self.stack = ModuleStack(run, [member], compile="off")  # a step of ~100 points: compiling buys nothing
+        self.stack.on_batch = self._measure
+        self.sampler: Sampler | None = self.stack.samplers[0]  # None when α = 0
+        self.objective = self.sampler.ctx.objective if self.sampler is not None else None
+        self.generator = self.stack.gens[0]  # the member's stream: its prior draws and sampler
+        self.baseline_generator = torch.Generator().manual_seed(stream_seed(member) + 1)  # guarantee (a)'s random batch
         self.epoch = 0
+        self._measured: tuple | None = None
         self.frames: list[Frame] = [self._frame(np.empty((0, 2), np.float32), np.empty((0, 2), np.float32), None,
                                                 math.nan, math.nan, "", math.nan, math.nan, "", 0.0)]
 
     def step(self) -> Frame:
-        """One epoch: n_s batches of sampling and one student update each; returns its Frame."""
+        """One engine epoch: n_s batches of sampling and one student update each; returns its Frame."""
         start_time = time.perf_counter()
-        alpha = float(self.cfg.alpha)  # eq. 7 with a constant α
-        if self.sampler is not None:
-            self.sampler.begin_epoch()
-        for batch in range(self.cfg.batches_per_step):
-            self.student.eval()
-            x_g = x_starts = None
-            if self.m_g:
-                self.sampler.last_start = None
-                x_g = self.sampler.sample(self.student, self.m_g).detach()
-                x_starts = self.sampler.last_start
-            x_p = self.prior.sample(self.m_p, self.generator) if self.m_p else torch.empty(0, 2)
-            x = torch.cat([x_g, x_p]) if x_g is not None else x_p
-            if batch == self.cfg.batches_per_step - 1:
-                measured = self._guarantees(x_g, x_starts)
-            with torch.no_grad():
-                t = self.teacher.predict(x)
-            self.student.train()
-            per_sample = student_loss_per_sample("mse", self.student(x), t)
-            lg = per_sample[: self.m_g].mean() if self.m_g else None
-            lp = per_sample[self.m_g:].mean() if self.m_p else None
-            loss = lp if lg is None else lg if lp is None else alpha * lg + (1.0 - alpha) * lp
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+        self._measured = None
+        self.stack.run_epoch(self.epoch, validate=False)
         self.epoch += 1
-        points = x_g.numpy().astype(np.float32) if x_g is not None else np.empty((0, 2), np.float32)
-        random = x_p.numpy().astype(np.float32)
-        starts = None if x_starts is None else x_starts.reshape(-1, 2).numpy().astype(np.float32)
-        frame = self._frame(points, random, starts, *measured, 0.0)
+        frame = self._frame(*self._measured, 0.0)
         frame = replace(frame, seconds=time.perf_counter() - start_time)  # the grid's |T − S| counted too
         self.frames.append(frame)
         return frame
 
-    @torch.no_grad()
-    def _loss(self, x: torch.Tensor) -> float:
-        return float((self.student(x) - self.teacher.module(x)).pow(2).mean())
+    def _measure(self, view: BatchView) -> None:
+        """The stack's on_batch hook: on the epoch's last batch, its points and the guarantees, with the
+        student before its update."""
+        if view.batch != self.cfg.batches_per_step - 1:
+            return
+        x_g = view.x_g(0) if self.sampler is not None else None
+        starts = view.starts(0)
+        measured = self._guarantees(x_g, starts, view.student(0))
+        points = x_g.numpy().astype(np.float32) if x_g is not None else np.empty((0, 2), np.float32)
+        random = view.x_p(0).numpy().astype(np.float32)
+        starts = None if starts is None else starts.reshape(-1, 2).numpy().astype(np.float32)
+        self._measured = (points, random, starts, *measured)
 
-    def _guarantees(self, x_g: torch.Tensor | None, starts: torch.Tensor | None):
+    @torch.no_grad()
+    def _loss(self, student: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
+        return float((student(x) - self.teacher.module(x)).pow(2).mean())
+
+    def _guarantees(self, x_g: torch.Tensor | None, starts: torch.Tensor | None,
+                    student: Callable[[torch.Tensor], torch.Tensor]):
         """(loss_before, loss_after, baseline, displacement, bound, bound_note) of this batch."""
         if x_g is None:
             return math.nan, math.nan, "", math.nan, math.nan, "α = 0: no synthetic points, only random ones"
-        after = self._loss(x_g)
+        after = self._loss(student, x_g)
         if starts is not None:
-            before, baseline = self._loss(starts), "start"
+            before, baseline = self._loss(student, starts), "start"
         else:
-            before, baseline = self._loss(self.prior.sample(x_g.shape[0], self.baseline_generator)), "random batch"
+            before, baseline = self._loss(student, self.prior.sample(x_g.shape[0], self.baseline_generator)), "random batch"
         dim = x_g[0].numel()
         if self.name == "direct":
             moved = float((x_g - starts).flatten(1).norm(dim=1).max())
             if self.dcfg.direct_optimizer == "sgd":
-                k = self.lipschitz_estimate(x_g)
+                k = self.lipschitz_estimate(x_g, student)
                 bound = direct_displacement_bound("sgd", self.dcfg.direct_lr, self.dcfg.direct_steps, dim, k)
                 note = f"η·τ·√d·K with K ≈ {k:.3g} measured on the canvas (supplement, guarantee (b))"
             else:
@@ -442,7 +445,7 @@ class SamplerLane:
             note = "the diagonal of the search box [−3, 3]²: the paper states no bound for evolution (3.6)"
         elif self.sampler is not None and self.sampler.searches:  # generator: a bound on ‖x_g‖, not a displacement
             moved = float(x_g.flatten(1).norm(dim=1).max())
-            k = self.lipschitz_estimate(x_g)
+            k = self.lipschitz_estimate(x_g, student)
             beta = dict(self.objective.terms).get("l2sq_input", 0.0)
             bound = generator_norm_bound(k, beta, dim)
             note = f"‖x_g‖ ≤ √d·K/(2β) at convergence, K ≈ {k:.3g} measured on the canvas (supplement)"
@@ -450,19 +453,18 @@ class SamplerLane:
             moved, bound, note = 0.0, 0.0, "random points are prior draws: they do not move"
         return before, after, baseline, moved, bound, note
 
-    def lipschitz_estimate(self, x: torch.Tensor) -> float:
+    def lipschitz_estimate(self, x: torch.Tensor, student: Callable[[torch.Tensor], torch.Tensor]) -> float:
         """K of the paper's proofs, estimated: the largest |∂f/∂x_j| of the objective without its
-        ‖x‖² term, over the canvas grid and the batch (an estimate, not a certificate)."""
+        ‖x‖² term, over the canvas grid and the batch, for `student` (an estimate, not a certificate)."""
         probe = torch.cat([self.grid, x.reshape(-1, 2)]).requires_grad_(True)
         terms = tuple((n, w) for n, w in self.objective.terms if n != "l2sq_input")
-        value = Objective(terms, self.objective.y_rand)(probe, self.teacher.module(probe), self.student(probe)).sum()
+        value = Objective(terms, self.objective.y_rand)(probe, self.teacher.module(probe), student(probe)).sum()
         (grad,) = torch.autograd.grad(value, probe)
         return float(grad.abs().max())
 
     @torch.no_grad()
     def _frame(self, points, random, starts, before, after, baseline, moved, bound, note, seconds) -> Frame:
-        self.student.eval()
-        diff = self.student(self.grid) - self.teacher_on_grid
+        diff = self.stack.predict_all(self.grid)[0] - self.teacher_on_grid  # the student the stack holds now
         size = self.cfg.grid_size
         return Frame(self.epoch, diff.abs().reshape(size, size).numpy().astype(np.float32), points, random, starts,
                      before, after, baseline, moved, bound, note,
@@ -486,13 +488,12 @@ class Playground:
     def create(cls, cfg: PlaygroundConfig | None = None) -> "Playground":
         cfg = (cfg or PlaygroundConfig()).validate()
         plane_teacher = get_plane_teacher(cfg.function)
-        teacher = TorchTeacher(plane_teacher.module, "mlp")
         x1, x2, grid = plane_grid(cfg.grid_size)
         with torch.no_grad():
             teacher_on_grid = plane_teacher.module(grid)
         inside = FUNCTIONS.get(cfg.function).region.contains(grid)
-        prior = plane_prior()
-        lanes = {name: SamplerLane(name, cfg, teacher, prior, grid, teacher_on_grid, inside) for name in cfg.samplers}
+        run = plane_run(cfg, plane_teacher, grid[inside])
+        lanes = {name: SamplerLane(name, cfg, run, grid, teacher_on_grid, inside) for name in cfg.samplers}
         return cls(cfg, plane_teacher, lanes)
 
     @property
