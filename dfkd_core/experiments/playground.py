@@ -415,19 +415,23 @@ class SamplerLane:
         self._measured = (points, random, starts, *measured)
 
     @torch.no_grad()
-    def _loss(self, student: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
-        return float((student(x) - self.teacher.module(x)).pow(2).mean())
+    def _losses(self, student: Callable[[torch.Tensor], torch.Tensor], x_g: torch.Tensor,
+                baseline: torch.Tensor) -> tuple[float, float]:
+        """Mean (T − S)² on x_g and on the baseline points of as many rows: one student and one teacher call."""
+        both = torch.cat([x_g, baseline])
+        loss = (student(both) - self.teacher.module(both)).pow(2).reshape(2, -1).mean(1).tolist()
+        return loss[0], loss[1]
 
     def _guarantees(self, x_g: torch.Tensor | None, starts: torch.Tensor | None,
                     student: Callable[[torch.Tensor], torch.Tensor]):
         """(loss_before, loss_after, baseline, displacement, bound, bound_note) of this batch."""
         if x_g is None:
             return math.nan, math.nan, "", math.nan, math.nan, "α = 0: no synthetic points, only random ones"
-        after = self._loss(student, x_g)
         if starts is not None:
-            before, baseline = self._loss(student, starts), "start"
+            baseline, points = "start", starts
         else:
-            before, baseline = self._loss(student, self.prior.sample(x_g.shape[0], self.baseline_generator)), "random batch"
+            baseline, points = "random batch", self.prior.sample(x_g.shape[0], self.baseline_generator)
+        after, before = self._losses(student, x_g, points)
         dim = x_g[0].numel()
         if self.name == "direct":
             moved = float((x_g - starts).flatten(1).norm(dim=1).max())
