@@ -150,16 +150,22 @@ class ModuleStack:
         """Members [k0, k1) on x (Kg, n, *shape) (or, `shared`, all on the same x (n, *shape)) → (Kg, n)."""
         k1 = self.K if k1 is None else k1
         params = self.params if params is None else params
-        self.base.train(train)
+        self._mode(train)
         p = {n: t[k0:k1] for n, t in params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
         return self._members(p, b, x, shared)
+
+    def _mode(self, train: bool) -> None:
+        """The base (every member) in train or eval mode; nothing to do when it is in it already
+        (Module.train walks every submodule: a measurable part of a small MLP's call)."""
+        if self.base.training != train:
+            self.base.train(train)
 
     def sampler_call(self, x: torch.Tensor, k0: int, k1: int) -> torch.Tensor:
         """Members [k0, k1) in eval mode on x (Kg, n, *shape) → (Kg, n), differentiable in x only
         (a sampler never trains the students: their weights enter detached, so neither eager nor a
         compiled backward computes gradients for them)."""
-        self.base.train(False)
+        self._mode(False)
         p = {n: t[k0:k1].detach() for n, t in self.params.items()}
         b = {n: t[k0:k1] for n, t in self.buffers.items()}
         return self.group_forward(p, b, x)
@@ -230,7 +236,7 @@ class ModuleStack:
             t = self.run.teacher.predict(x.reshape(self.K * self.M, *self.shape)).reshape(self.K, self.M)
         self.teacher_queries += self.M
         params = list(self.params.values())
-        self.base.train(True)
+        self._mode(True)
         per_sample, total = self.train_loss(self.params, self.buffers, x, t, weights)
         grads = torch.autograd.grad(total, params)
         for p, g in zip(params, grads):

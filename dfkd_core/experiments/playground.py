@@ -468,7 +468,7 @@ class SamplerLane:
 
     @torch.no_grad()
     def _frame(self, points, random, starts, before, after, baseline, moved, bound, note, seconds) -> Frame:
-        diff = self.stack.predict_all(self.grid)[0] - self.teacher_on_grid  # the student the stack holds now
+        diff = self.stack.forward(self.grid, shared=True)[0] - self.teacher_on_grid  # the student the stack holds now
         size = self.cfg.grid_size
         return Frame(self.epoch, diff.abs().reshape(size, size).numpy().astype(np.float32), points, random, starts,
                      before, after, baseline, moved, bound, note,
