@@ -272,6 +272,33 @@ def test_the_batch_hook_sees_each_batchs_points_between_sampling_and_the_update(
     assert not torch.equal(stack.params["fc1.weight"], seen[3][-1]["fc1.weight"])  # ... and after the last hook
 
 
+def test_the_batch_hook_names_members_in_the_callers_order_in_a_stack_of_several():
+    """The stack groups its members by sampler (internal order); a hook's view answers per member as the caller listed them."""
+    from dfkd_core.engine.stacked import ModuleStack
+
+    state = Playground.create(PlaygroundConfig(samplers=("gaussian", "direct")))
+    _, _, grid = plane_grid(state.cfg.grid_size)
+    run = playground.plane_run(state.cfg, state.teacher, grid[state.function.region.contains(grid)])
+    run = dataclasses.replace(run, cfg=run.cfg.replace(alphas=("0.5", "1.0", "0.0")))
+    members = run.cfg.members()  # gaussian 0.5, 1, 0; direct 0.5, 1, 0
+    stack = ModuleStack(run, members, compile="off")
+    assert stack.layout.order != list(range(6))  # the α = 0 members share one group: the order differs
+    views, labelled, predict = [], [], run.teacher.predict
+    run.teacher.predict = lambda x: (labelled.append(x.clone()), predict(x))[1]
+    stack.on_batch = views.append
+    stack.run_epoch(0, validate=False)
+    (view,) = views
+    batch = labelled[-1].reshape(6, 100, 2)  # the student's labels, in the stack's internal order
+    for i, member in enumerate(members):
+        m_g = {"0.5": 50, "1.0": 100, "0.0": 0}[member.alpha]
+        assert view.x_g(i).shape == (m_g, 2) and view.x_p(i).shape == (100 - m_g, 2)
+        assert torch.equal(torch.cat([view.x_g(i), view.x_p(i)]), batch[stack.layout.position[i]])
+        searched = member.sampler == "direct" and m_g > 0
+        assert (view.starts(i) is not None) == searched
+        if searched:
+            assert view.starts(i).shape == (m_g, 2) and not torch.equal(view.starts(i), view.x_g(i))
+
+
 def test_a_few_steps_lower_the_error_where_the_points_land():
     state = Playground.create(PlaygroundConfig(samplers=("direct",)))
     lane = state.lanes["direct"]
