@@ -387,6 +387,7 @@ class SamplerLane:
         self.baseline_generator = torch.Generator().manual_seed(stream_seed(member) + 1)  # guarantee (a)'s random batch
         self.epoch = 0
         self._measured: tuple | None = None
+        self._teacher_gradient_on_grid: torch.Tensor | None = None  # ∇T on the grid (lipschitz_estimate)
         self.frames: list[Frame] = [self._frame(np.empty((0, 2), np.float32), np.empty((0, 2), np.float32), None,
                                                 math.nan, math.nan, "", math.nan, math.nan, "", 0.0)]
 
@@ -461,8 +462,15 @@ class SamplerLane:
         """K of the paper's proofs, estimated: the largest |∂f/∂x_j| of the objective without its
         ‖x‖² term, over the canvas grid and the batch, for `student` (an estimate, not a certificate)."""
         probe = torch.cat([self.grid, x.reshape(-1, 2)]).requires_grad_(True)
+        grid, batch = probe[: len(self.grid)], probe[len(self.grid):]
+        if self._teacher_gradient_on_grid is None:  # the grid and the teacher never change: once per lane
+            points = self.grid.clone().requires_grad_(True)
+            (self._teacher_gradient_on_grid,) = torch.autograd.grad(self.teacher.module(points).sum(), points)
+        # on the grid, T's value and gradient at those points without a teacher call: x − x.detach() is 0
+        teacher = torch.cat([self.teacher_on_grid + ((grid - grid.detach()) * self._teacher_gradient_on_grid).sum(1),
+                             self.teacher.module(batch)])
         terms = tuple((n, w) for n, w in self.objective.terms if n != "l2sq_input")
-        value = Objective(terms, self.objective.y_rand)(probe, self.teacher.module(probe), student(probe)).sum()
+        value = Objective(terms, self.objective.y_rand)(probe, teacher, student(probe)).sum()
         (grad,) = torch.autograd.grad(value, probe)
         return float(grad.abs().max())
 
