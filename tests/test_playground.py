@@ -365,6 +365,7 @@ def test_canvas_rows_put_each_cell_on_its_grid_point_and_arrows_along_each_move(
     data = views.canvas_data(frame, state.axes(), state.function.region.outline())
     cells = data[data["layer"] == "cell"]
     x1, x2 = state.axes()
+    assert all(np.array_equal(a, b) for a, b in zip((x1, x2), plane_grid(11)[:2]))  # the grid's own axes
     assert np.allclose((cells["x"] + cells["x2"]) / 2, np.tile(x1, 11))  # x₁ fastest, as the grid
     assert np.allclose((cells["y"] + cells["y2"]) / 2, np.repeat(x2, 11))
     assert np.allclose(cells["z"], frame.error.ravel())

@@ -517,8 +517,9 @@ class Playground:
         return next(iter(self.lanes.values())).epoch
 
     def axes(self) -> tuple[np.ndarray, np.ndarray]:
-        x1, x2, _ = plane_grid(self.cfg.grid_size)
-        return x1, x2
+        """plane_grid's axis values (x₁, x₂), without its points (the page asks for them every frame)."""
+        axis = np.linspace(-PLANE, PLANE, self.cfg.grid_size)
+        return axis, axis
 
     def error_scale(self) -> float:
         """A fixed top of the |T − S| colour scale: the untrained student's 99th-percentile error inside the
