@@ -118,6 +118,7 @@ class RunView:
     results: pd.DataFrame
     epoch: int  # epochs finished (highest logged epoch + 1)
     epochs: int  # epochs planned
+    early: frozenset = frozenset()  # (member, epoch) whose stored snapshot is still the early one (its first batch)
 
     @property
     def status(self) -> str:
@@ -183,7 +184,9 @@ def load_view(run_id: str) -> RunView:
     metrics = live.metrics(s, run_id)  # only the epochs since the last poll are read
     epochs = run.config.epochs if run.config else int(run.config_dict.get("epochs", 0) or 0)
     epoch = int(metrics["epoch"].max()) + 1 if not metrics.empty else 0
-    return RunView(run, metrics, s.snapshot_index(run_id), s.results(run_id), epoch, epochs)
+    index = s.snapshot_index(run_id, early=True)
+    early = frozenset((m, int(e)) for m, e in index.loc[index["early"], ["member", "epoch"]].itertuples(index=False))
+    return RunView(run, metrics, index[["member", "epoch"]], s.results(run_id), epoch, epochs, early)
 
 
 def teacher_bar(view: RunView) -> tuple[float, str] | None:
@@ -232,13 +235,15 @@ def run_status_line(view: RunView) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _snapshot(home: str, run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
-    """Snapshots never change once written: cache them per process."""
+def _snapshot(home: str, run_id: str, member: str, epoch: int, early: bool = False) -> dict[str, np.ndarray]:
+    """An epoch's snapshot never changes once written: cache them per process. An early one
+    (the epoch's first batch) is replaced by the epoch's own: `early` keys them apart."""
     return store(home).load_snapshot(run_id, member, epoch)
 
 
-def snapshot(run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
-    return _snapshot(str(store().home), run_id, member, int(epoch))
+def snapshot(run_id: str, member: str, epoch: int, early: bool = False) -> dict[str, np.ndarray]:
+    """The stored snapshot's arrays; `early`: the view lists it as early (RunView.early)."""
+    return _snapshot(str(store().home), run_id, member, int(epoch), early)
 
 
 def snapshot_frame(view: RunView, epochs: Sequence[int] | None = None) -> pd.DataFrame:
@@ -253,7 +258,7 @@ def snapshot_frame(view: RunView, epochs: Sequence[int] | None = None) -> pd.Dat
     parts: dict[str, list] = {c: [] for c in cols}
     home = str(store().home)  # once, not per snapshot: opening the store checks its schema
     for member, epoch in idx.itertuples(index=False):  # columns gathered, one frame built: a poll stays cheap
-        data = _snapshot(home, view.run.id, member, int(epoch))
+        data = _snapshot(home, view.run.id, member, int(epoch), (member, int(epoch)) in view.early)
         m = Member.from_key(member)
         n = len(data["student_loss"])
         for col, value in (("member", member), ("sampler", m.sampler), ("alpha", m.alpha), ("seed", m.seed),
@@ -269,7 +274,7 @@ def synthetic_batches(view: RunView, epoch: int) -> dict[str, np.ndarray]:
     """Each sampler's synthetic points at `epoch` (all its members' batches stacked)."""
     out: dict[str, list[np.ndarray]] = {}
     for member, e in view.snapshots[view.snapshots["epoch"] == epoch].itertuples(index=False):
-        x = snapshot(view.run.id, member, e)["x"]
+        x = snapshot(view.run.id, member, e, (member, int(e)) in view.early)["x"]
         out.setdefault(Member.from_key(member).sampler, []).append(np.asarray(x).reshape(len(x), -1))
     return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -285,9 +290,11 @@ def digit_items(view: RunView, epochs: Sequence[int], per_sampler: int = 8) -> l
         for epoch in epochs:
             if not ((view.snapshots["member"] == member) & (view.snapshots["epoch"] == epoch)).any():
                 continue
-            data = snapshot(view.run.id, member, epoch)
+            early = (member, int(epoch)) in view.early
+            data = snapshot(view.run.id, member, epoch, early)
+            row = f"{sampler} @ {epoch}" + (", batch 1" if early else "")  # the epoch still trains
             for i in range(min(per_sampler, len(data["x"]))):
-                items.append(dict(image=as_image(data["x"][i]), row=f"{sampler} @ {epoch}",
+                items.append(dict(image=as_image(data["x"][i]), row=row,
                                   title=f"T(x)={float(data['teacher_pred'][i]):.1f}"))
     return items
 

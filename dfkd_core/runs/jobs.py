@@ -510,7 +510,8 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             store.record(run_id, event)
 
         try:
-            result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id))
+            result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id),
+                                      early_snapshot=True)  # a page waits for the first digits
         except DfkdError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return _fail(store, run_id, str(exc))
