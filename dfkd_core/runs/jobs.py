@@ -609,7 +609,9 @@ def warm_main() -> int:
 
 def _prewarm() -> None:
     """What the first run would import: torch, the engine, the data and teacher modules, and the
-    scikit-learn/scipy parts the built-in datasets use (≈ 3-5 s on a CPU, paid before Start)."""
+    scikit-learn/scipy parts the built-in datasets use (≈ 3-5 s on a CPU, paid before Start); and
+    torch._dynamo, which torch imports at the first optimizer made (a generic stack's RMSprop:
+    ≈ 3-6 s that held up the first epoch, and the first digits, of every run)."""
     import torch  # noqa: F401
     import sklearn.datasets  # noqa: F401
 
@@ -618,6 +620,7 @@ def _prewarm() -> None:
     from ..models import teachers  # noqa: F401
 
     torch.ones(4, 4) @ torch.ones(4, 4)  # the thread pool and the CPU kernels' first use
+    torch.optim.RMSprop([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo now, not in the run
 
 
 class InProcessRun:
