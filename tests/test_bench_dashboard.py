@@ -27,6 +27,13 @@ def test_a_stall_runs_from_the_first_store_sample_ahead_of_the_page_until_the_pa
     assert lags(changes, store) == [0, 1, 0, 1, 2, 0]
 
 
+def test_a_curve_that_moves_every_half_second_while_it_trails_stalls_under_half_a_second():
+    changes = [(0.0, 0), (0.5, 1), (1.0, 2)]
+    store = [(0.1, 2), (0.6, 3), (1.1, 4)]
+    assert longest_stall(changes, store, end=1.5) == pytest.approx(0.4)
+    assert lags(changes, store) == [2, 2, 2]
+
+
 def test_a_page_that_never_catches_up_stalls_until_the_end():
     assert longest_stall([(1.0, 1)], [(1.5, 1), (2.0, 2)], end=10.0) == pytest.approx(8.0)
     assert longest_stall([(1.0, 1)], [(1.5, 1)], end=10.0) == 0.0

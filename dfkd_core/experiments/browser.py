@@ -174,18 +174,18 @@ def shown_at(changes: Sequence[tuple[float, int]], t: float) -> int:
 
 def longest_stall(changes: Sequence[tuple[float, int]], store: Sequence[tuple[float, int]], end: float) -> float:
     """The longest time the page's curve stood still while the store held points it did not show:
-    from the first store sample ahead of the page until the page's next change (or `end`).
+    between two changes of the curve (the last one and `end`), from the first store sample ahead
+    of what the page showed until the next change. A curve that moves every second while it
+    trails by a few epochs stalls ≤ 1 s (its trailing is `lags`).
     `changes`: (time, points shown) when the curve changed; `store`: (time, points stored)."""
-    ordered = sorted(changes)
-    longest, since = 0.0, None
-    for t, stored in sorted(store):
-        if stored > shown_at(ordered, t):
-            if since is None:
-                since = t
-            caught_up = next((when for when, n in ordered if when > since and n >= stored), None)
-            longest = max(longest, (end if caught_up is None else caught_up) - since)
-        else:
-            since = None
+    ordered = [(float("-inf"), 0), *sorted(changes)]
+    samples = sorted(store)
+    longest = 0.0
+    for i, (when, shown) in enumerate(ordered):
+        until = ordered[i + 1][0] if i + 1 < len(ordered) else end
+        ahead = next((t for t, stored in samples if when <= t < until and stored > shown), None)
+        if ahead is not None:
+            longest = max(longest, until - ahead)
     return longest
 
 
@@ -335,9 +335,19 @@ def playground_play(page, url: str, seconds: float, say: Callable[[str], None]) 
     return out
 
 
+def worker_timings(store, run_id: str) -> list[str]:
+    """The '[timing]' lines of the run's worker log (runs.jobs.FirstEvents): where the seconds went."""
+    try:
+        text = (store.run_dir(run_id) / "worker.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("[timing]")]
+
+
 def mnist_first_digits(page, url: str, store, dataset: str, say: Callable[[str], None],
-                       ready: Callable[[], bool] = lambda: True) -> float:
-    """On the MNIST page: Start a run on `dataset`, the seconds until the first labelled digits, Stop."""
+                       ready: Callable[[], bool] = lambda: True) -> tuple[float, list[str]]:
+    """On the MNIST page: Start a run on `dataset`, the seconds until the first labelled digits,
+    Stop; and the worker's timing lines of that run."""
     page.goto(f"{url}/mnist")
     page.locator(".st-key-mnist_dataset").get_by_text(dataset, exact=True).click()
     start = page.locator(".st-key-mnist_start button")
@@ -350,9 +360,13 @@ def mnist_first_digits(page, url: str, store, dataset: str, say: Callable[[str],
     seconds = time.perf_counter() - began
     say(f"dashboard: Start → first synthetic digits on {dataset}: {seconds:.2f} s")
     run_id = _newest_run_id(store, seen)
-    if run_id is not None:
-        _stop(page, store, run_id, "mnist_stop")
-    return seconds
+    if run_id is None:
+        return seconds, []
+    timings = worker_timings(store, run_id)
+    for line in timings:
+        say(f"dashboard:   worker: {line}")
+    _stop(page, store, run_id, "mnist_stop")
+    return seconds, timings
 
 
 def dashboard_bench(repeats: int = 3, stream_s: float = 20.0, play_s: float = 10.0, digits: Sequence[str] = ("digits",),
@@ -364,7 +378,7 @@ def dashboard_bench(repeats: int = 3, stream_s: float = 20.0, play_s: float = 10
     except ImportError as exc:
         raise BrowserUnavailable("playwright is not installed (pip install playwright; the browser is "
                                  "Debian's chromium, never `playwright install`)") from exc
-    from ..data import available_datasets
+    from ..data import dataset_catalog
     from ..runs.runstore import RunStore
 
     say = say or (lambda text: None)
@@ -377,15 +391,18 @@ def dashboard_bench(repeats: int = 3, stream_s: float = 20.0, play_s: float = 10
             browser = launch_chromium(p)
             try:
                 store = RunStore(home)
-                page = new_page(browser, viewport={"width": 1400, "height": 2000})
+                context = browser.new_context(viewport={"width": 1400, "height": 2000})
+                context.set_default_timeout(PATIENT_MS)
+                page = context.new_page()
                 ready = lambda: wait_warm(home)  # noqa: E731 (before each Start)
                 result.update(distill_stream(page, server.url, store, repeats, stream_s, say, ready))
                 result.update(playground_play(page, server.url, play_s, say))
-                have = set(available_datasets()) if digits else set()
+                have = {row["name"] for row in dataset_catalog() if row["available"]} if digits else set()
                 for dataset in digits:
                     if dataset in have:
-                        result[f"first_digits_{dataset}_s"] = mnist_first_digits(page, server.url, store, dataset, say, ready)
-                page.close()
+                        seconds, timings = mnist_first_digits(page, server.url, store, dataset, say, ready)
+                        result[f"first_digits_{dataset}_s"], result[f"first_digits_{dataset}_worker"] = seconds, timings
+                context.close()
             finally:
                 browser.close()
     return result

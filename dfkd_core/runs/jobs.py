@@ -505,9 +505,11 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             print(f"Run {run_id} was {store.get_run(run_id).status} before it started.", file=sys.stderr, flush=True)
             return 0
         print(f"Run {run_id} started (pid {os.getpid()}).", file=sys.stderr, flush=True)
+        firsts = FirstEvents(run_id)
 
         def on_event(event: Event) -> None:
             store.record(run_id, event)
+            firsts.seen(event)
 
         try:
             result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id),
@@ -567,6 +569,23 @@ def _no_new_privs() -> bool:
     except OSError:
         return False
     return any(line.split(":")[0] == "NoNewPrivs" and line.split(":")[1].strip() == "1" for line in status.splitlines())
+
+
+class FirstEvents:
+    """Prints to the worker's log when a run's first events of each kind are stored, in seconds
+    since the worker began it ('[timing] RunStarted 1.2 s, Snapshot (early) 4.0 s, ...'): what
+    holds up a page's first curve point or first digits (the teacher's load, the students' build,
+    the first batch) is read there, and `bench --dashboard` reports it."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id, self.started, self.kinds = run_id, time.perf_counter(), set()
+
+    def seen(self, event: Event) -> None:
+        kind = type(event).__name__ + (" (early)" if getattr(event, "early", False) else "")
+        if kind not in self.kinds and kind != "TeacherProgress":
+            self.kinds.add(kind)
+            print(f"[timing] run {self.run_id}: first {kind} stored {time.perf_counter() - self.started:.2f} s "
+                  "after the worker began it", file=sys.stderr, flush=True)
 
 
 def warm_main() -> int:
