@@ -247,7 +247,8 @@ def _stored_points(store, run_id: str) -> int:
 
 
 def _stop(page, store, run_id: str, button: str, timeout: float = 120.0) -> None:
-    """Stop the run through the page's Stop button, and wait until the store says it ended."""
+    """Stop the run through the page's Stop button, wait until the store says it ended, and
+    delete it: the next Start is measured on a page that shows no earlier run's curve or digits."""
     from ..runs import jobs
 
     with contextlib.suppress(Exception):
@@ -257,6 +258,8 @@ def _stop(page, store, run_id: str, button: str, timeout: float = 120.0) -> None
         time.sleep(0.2)
     if store.get_run(run_id).active:  # the page did not get the click through: stop it directly
         jobs.stop(run_id, store, wait=True)
+    with contextlib.suppress(Exception):
+        store.delete_run(run_id, force=True)
 
 
 def distill_stream(page, url: str, store, repeats: int, stream_s: float, say: Callable[[str], None],
@@ -281,6 +284,8 @@ def distill_stream(page, url: str, store, repeats: int, stream_s: float, say: Ca
         run_id = None
         while run_id is None:
             run_id = _newest_run_id(store, seen)
+        for line in worker_timings(store, run_id):
+            say(f"dashboard:   worker: {line}")
         if attempt == 0:
             out.update(_record_stream(page, store, run_id, stream_s))
             say(f"dashboard: while streaming {stream_s:.0f} s: longest frame gap {out['stream_longest_frame_gap_s']:.2f} s, "
