@@ -53,7 +53,7 @@ def live() -> None:
     else:
         shown = st.multiselect("Digits at epochs", epochs_have, help="Follows the newest snapshot until you change it.",
                                wrap=True, **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
-        st.plotly_chart(figures.digit_grid(dashboard.digit_items(view, shown)), key="mnist_grid")
+        st.plotly_chart(dashboard.digit_figure(view, shown), key="mnist_grid")
         st.caption(dashboard.CAPTIONS["digits"])
         hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have,
                                       help="Follows the newest snapshot until you move it.",

@@ -5,6 +5,7 @@ case-study pages' run lists."""
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -297,6 +298,32 @@ def digit_items(view: RunView, epochs: Sequence[int], per_sampler: int = 8) -> l
                 items.append(dict(image=as_image(data["x"][i]), row=row,
                                   title=f"T(x)={float(data['teacher_pred'][i]):.1f}"))
     return items
+
+
+_DIGIT_FIGURES: "dict[tuple, Any]" = {}  # (home, run, snapshots shown with their early flags) -> Figure
+MAX_DIGIT_FIGURES = 16
+_DIGIT_LOCK = threading.Lock()
+
+
+def digit_figure(view: RunView, epochs: Sequence[int]):
+    """figures.digit_grid of digit_items(view, epochs), made once per set of snapshots shown: the
+    MNIST page polls every second while a run trains, and the grid (≈ 1 s of plotly's subplots on a
+    CPU) changes only when a snapshot arrives or an early one is replaced. Do not modify it."""
+    from .figures import digit_grid
+
+    wanted = {int(e) for e in epochs}
+    shown = tuple((member, int(e), (member, int(e)) in view.early)
+                  for member, e in view.snapshots.itertuples(index=False) if int(e) in wanted)
+    key = (str(store().home), view.run.id, tuple(sorted(wanted)), shown)
+    with _DIGIT_LOCK:  # Streamlit runs sessions in threads
+        figure = _DIGIT_FIGURES.get(key)
+    if figure is None:
+        figure = digit_grid(digit_items(view, sorted(wanted)))
+        with _DIGIT_LOCK:
+            while len(_DIGIT_FIGURES) >= MAX_DIGIT_FIGURES:
+                _DIGIT_FIGURES.pop(next(iter(_DIGIT_FIGURES)))
+            _DIGIT_FIGURES[key] = figure
+    return figure
 
 
 def as_image(x: np.ndarray) -> np.ndarray:
