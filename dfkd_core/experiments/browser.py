@@ -420,7 +420,8 @@ def _warm_workers(home: Path) -> list[int]:
         try:
             if b"--warm" not in (proc / "cmdline").read_bytes() or b"dfkd_core" not in (proc / "cmdline").read_bytes():
                 continue
-            if f"DFKD_HOME={home}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+            env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
+            if b"DFKD_HOME" in env and Path(os.fsdecode(env[b"DFKD_HOME"])).resolve() == home.resolve():
                 pids.append(int(proc.name))
         except OSError:  # gone, or not ours
             continue
@@ -432,11 +433,13 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def wait_warm(home: Path, timeout: float = SERVER_START_S, quiet_s: float = 1.0) -> bool:
+def wait_warm(home: Path, timeout: float = 120.0, quiet_s: float = 1.0) -> bool:
     """Until the server's warm worker has finished importing (its CPU time stands still for
     `quiet_s`: it waits on its pipe for the next Start), so that every Start measured meets a warm
     worker as a user's does (`bench --start-latency` measures a cold one); False after `timeout`
-    or where /proc cannot tell."""
+    or at once where there is no /proc to tell."""
+    if not Path("/proc/self/stat").exists():
+        return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
