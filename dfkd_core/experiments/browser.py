@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..errors import DfkdError
+
 REPO = Path(__file__).resolve().parents[2]  # where app.py and pages/ live
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's (apt-get install chromium)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -73,8 +75,8 @@ PLAY_RECORDER_JS = """() => {
 }"""
 
 
-class BrowserUnavailable(RuntimeError):
-    """Chromium or Playwright is missing here."""
+class BrowserUnavailable(DfkdError):
+    """Chromium or Playwright is missing here (the CLI prints it as one line)."""
 
 
 # ---------------------------------------------------------------------- server and browser
