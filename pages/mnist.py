@@ -49,7 +49,7 @@ def live() -> None:
     st.caption(dashboard.CAPTIONS["val_mae"])
     epochs_have = view.snapshot_epochs
     if not epochs_have:
-        st.caption("Synthetic digits appear at the first snapshot (epoch 0).")
+        st.caption("Synthetic digits appear once epoch 0's first batch is trained (labelled \"batch 1\" until the epoch ends).")
     else:
         shown = st.multiselect("Digits at epochs", epochs_have, help="Follows the newest snapshot until you change it.",
                                wrap=True, **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
