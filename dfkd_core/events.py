@@ -83,6 +83,14 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class RunNote:
+    """A line added to the run's note once its students are trained (the data-trained reference
+    student of a run on the user's rows, trained after the run so the curves start at once)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class MemberResult:
     """Final numbers of one student: the selected student evaluated on the test set."""
 
@@ -114,5 +122,5 @@ class DistillResult:
     interrupted: str = ""  # why the run ended early on its own (an HTTP teacher's query budget spent); '' = it did not
 
 
-Event = Union[TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult]
+Event = Union[TeacherProgress, RunStarted, EpochMetrics, Snapshot, RunNote, MemberResult]
 EventCallback = Callable[[Event], None]

@@ -151,7 +151,7 @@ def _train(args, cfg, stored):
     stderr: a bar on a terminal, a plain line every PROGRESS_EVERY_S seconds in a log."""
     from ..engine import run_distillation
     from ..engine.context import prepare_run
-    from ..events import EpochMetrics, RunStarted, TeacherProgress
+    from ..events import EpochMetrics, RunNote, RunStarted, TeacherProgress
     from ..userrun import units_choice
 
     members = cfg.members()
@@ -181,6 +181,8 @@ def _train(args, cfg, stored):
                        f"teacher test RMSE {event.teacher_test_rmse:.4f} (validation {event.teacher_val_rmse:.4f})")
             print(f"device: {event.device}; engine: {event.engine}; {teacher}" + (f"; {event.note}" if event.note else ""),
                   file=sys.stderr)
+        elif isinstance(event, RunNote):  # said once the students are trained (the data-trained reference)
+            print(("\n" if bar else "") + event.text, file=sys.stderr, flush=True)
         elif isinstance(event, EpochMetrics):
             state["done"] += 1
             done = state["done"]

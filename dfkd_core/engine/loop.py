@@ -112,7 +112,8 @@ def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = Non
                      early_snapshot: bool = False) -> DistillResult:
     """Train every student of `cfg.members()` side by side; emit TeacherProgress (while a
     teacher trains first), RunStarted, EpochMetrics (per student per epoch), Snapshot (at
-    snapshot epochs) and MemberResult events.
+    snapshot epochs), MemberResult events and, after training, the RunNote of any
+    run.after_training step.
     `run`: a RunContext prepare_run(cfg) made already (the CLI keeps it to export the students).
     `early_snapshot`: also the first epoch's first batch, as soon as it is trained (a page
     waiting for digits: see train_members)."""
@@ -125,6 +126,12 @@ def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = Non
     emit(RunStarted(describe_device(run.device), tuple(m.key for m in members), run.teacher_info.test_rmse,
                     run.teacher_info.test_mae, run.teacher.kind, forms, run.split.note, run.teacher_info.val_rmse))
     results, cancelled, forms = train_members(run, members, emit, should_stop, start, plan, early_snapshot)
+    seconds = time.perf_counter() - start  # the run's training: what follows is not the students' time
+    if not cancelled:
+        for after in run.after_training:  # e.g. the data-trained reference of a run on the user's rows
+            event = after(should_stop)
+            if event is not None:
+                emit(event)
     return DistillResult(run.cfg.to_dict(), describe_device(run.device), forms, run.teacher_info.test_rmse,
-                         run.teacher_info.test_mae, tuple(results), time.perf_counter() - start, cancelled,
+                         run.teacher_info.test_mae, tuple(results), seconds, cancelled,
                          run.interrupted)

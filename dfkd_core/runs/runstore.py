@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..config import DistillConfig
 from ..errors import ConfigError, DfkdError
-from ..events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot, TeacherProgress
+from ..events import DistillResult, EpochMetrics, Event, MemberResult, RunNote, RunStarted, Snapshot, TeacherProgress
 from ..paths import home_dir, usable_dir
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
@@ -371,8 +371,13 @@ class RunStore:
             self.flush()
             if self.has_run(run_id):
                 self._write_result(run_id, event)
+        elif isinstance(event, RunNote):
+            with self._connect(write=True) as conn:
+                conn.execute("UPDATE runs SET note = CASE WHEN COALESCE(note, '') = '' THEN ? ELSE note || '; ' || ? END,"
+                             " updated_at = ? WHERE id = ?", (event.text, event.text, time.time(), run_id))
         else:
-            raise TypeError(f"The 'event' parameter must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot or MemberResult. "
+            raise TypeError(f"The 'event' parameter must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot, RunNote "
+                            f"or MemberResult. "
                             f"Got {type(event).__name__} instead.")
 
     def _write_result(self, run_id: str, event: MemberResult) -> None:
