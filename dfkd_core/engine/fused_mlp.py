@@ -49,7 +49,8 @@ from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
 from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
 from .teacher_call import teacher_call
-from .mlp_kernels import FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
+from .mlp_kernels import FusedTeacherStudents, StackedGenerators, StackedMLPs, scalar
+from .updates import ADAM_BETAS, ADAM_EPS, RMSPROP_ALPHA, RMSPROP_EPS, rmsprop_
 
 # the fused implementations a sampler may declare (samplers.Sampler.fused); 'none' is a group with α ≡ 0
 GRADIENT_IMPLS = ("input_descent", "generator_net")
@@ -57,8 +58,6 @@ GRADIENT_IMPLS = ("input_descent", "generator_net")
 # 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
 # dominate there and MKL's batched GEMM falls back to per-member loops for some layouts).
 FUSED_MAX_MEMBERS = 16
-RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
 
 def fused_impl(kind: str) -> str | None:

@@ -221,23 +221,6 @@ class StackedMLPs:
         return out.view(k, n)
 
 
-def rmsprop_(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, lr: float,
-             weight_decay: float = 0.0, alpha: float = 0.99, eps: float = 1e-8,
-             scratch: torch.Tensor | None = None, fresh: bool = False) -> None:
-    """One torch.optim.RMSprop step (not centered, no momentum), elementwise, in place:
-    g += wd·p; v = ρv + (1 − ρ)g²; p −= lr·g/(√v + eps). `grad` is overwritten when wd > 0;
-    √v + eps goes to `scratch` (shaped like param) when given. `fresh`: the optimizer's first
-    step (v = (1 − ρ)g², whatever square_avg held: Algorithm 2's fresh optimizer per batch).
-    THE RMSprop of the fused form: students, generators and the direct sampler's points."""
-    if weight_decay:
-        grad.add_(param, alpha=weight_decay)
-    if fresh:
-        torch.mul(grad, grad, out=square_avg).mul_(scalar(1.0 - alpha, param))
-    else:
-        square_avg.mul_(scalar(alpha, param)).addcmul_(grad, grad, value=1.0 - alpha)
-    param.addcdiv_(grad, torch.sqrt(square_avg, out=scratch).add_(scalar(eps, param)), value=-lr)
-
-
 class StackedGenerators:
     """K of Kang & Kang's generators z → hidden (tanh) → d, with the output layer that
     respects the prior (identity / sigmoid into [lower, upper] / softmax onto the simplex),
