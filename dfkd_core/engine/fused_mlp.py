@@ -45,14 +45,14 @@ import torch
 
 from ..config import Member
 from ..events import MemberResult, Snapshot
+from ..models.updates import RMSPROP_ALPHA, RMSPROP_EPS, rmsprop_, scalar
 from ..synth.objectives import TERMS, Objective, TermInputs, log_cosh, sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
 from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
 from .fused_parts import FusedPart, fused_part
+from .mlp_kernels import FusedTeacherStudents, StackedMLPs
 from .teacher_call import teacher_call
-from .mlp_kernels import FusedTeacherStudents, StackedMLPs, scalar
-from .updates import RMSPROP_ALPHA, RMSPROP_EPS, rmsprop_
 
 # The fast path wins at small K (cpusmall, one thread, AMD EPYC, first version: K=1 0.94 → 0.74 ms/step, K=10
 # 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
@@ -220,7 +220,7 @@ class FusedMLPStack:
         g = self.groups[0]
         self.xg = self.x[:, :g.m_g]
         g.bind(self.xg, self.noise[:, :g.m_g])  # the search runs in the student batch's rows (x₀ drawn into its noise)
-        self.c_two = scalar(2.0, self.x)  # a 0-dim operand (see mlp_kernels.scalar)
+        self.c_two = scalar(2.0, self.x)  # a 0-dim operand (see models.updates.scalar)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
                                   (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once

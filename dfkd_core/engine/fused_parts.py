@@ -15,7 +15,7 @@ a group with α ≡ 0 is a NoDraws). FusedMLPStack asks its groups these and nev
   fill(x_g)                  its x_g into its rows of the student batch
   bind(x_g, noise)           the fast path: search in the student batch's own rows
 
-The direct search's update is updates.FreshOptimizer, the generators' updates.rmsprop_: one
+The direct search's update is models.updates.FreshOptimizer, the generators' models.updates.rmsprop_: one
 implementation each, for the general path and the fast path alike."""
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from ..registry import Registry
 from ..synth.objectives import Objective
 from ..synth.samplers import SAMPLERS, Sampler
 from .mlp_kernels import StackedGenerators
-from .updates import FreshOptimizer, rmsprop_
+from ..models.updates import FreshOptimizer, rmsprop_
 
 if TYPE_CHECKING:
     from .fused_mlp import FusedMLPStack

@@ -24,21 +24,6 @@ from torch import nn
 
 CHUNK_ELEMENTS = 1 << 17  # activations per teacher chunk: 128 Ki floats = 512 KiB (float32), fits L2
 
-_SCALARS: dict = {}
-
-
-def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
-    """`value` as a 0-dim tensor of like's dtype and device, made once and cached. In-place ops
-    given a Python float (x.mul_(0.99)) wrap it as a float64 number and, on float32 tensors,
-    convert it with an aten::_to_copy on every call; a 0-dim tensor of the right dtype does
-    the same arithmetic without it (and never syncs: it is read like any other operand)."""
-    key = (value, like.dtype, like.device)
-    t = _SCALARS.get(key)
-    if t is None:
-        t = _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
-    return t
-
-
 class FrozenMLP:
     """A fixed MLPRegressor (the teacher) in σ form: forward(x) and forward_grad(x) → (f, ∂f/∂x)
     on flattened inputs augmented with a constant-1 column, x (N, d + 1), so that the hidden

@@ -28,10 +28,10 @@ from typing import Callable
 import torch
 
 from ..data.split import Split
-from ..engine.updates import rmsprop_
 from ..errors import ConfigError
 from .networks import MLPRegressor
 from .teachers import TeacherInfo, _split_arch, evaluate, store_trained_teacher
+from .updates import rmsprop_
 
 
 

@@ -1,16 +1,29 @@
-"""The optimizer updates of the hand-written forms, each written once and elementwise in place:
-torch.optim.RMSprop's and Adam's steps (their defaults), and Algorithm 2's fresh optimizer of
-the synthetic points (FreshOptimizer). The fused MLP form (students, generators, the direct
-sampler's points, engine.fused_mlp and engine.fused_parts) and the batched teacher trainer
-(models.teacher_batch) use these and no other copy."""
+"""The optimizer updates of the hand-written training code, each written once and elementwise in
+place: torch.optim.RMSprop's and Adam's steps (their defaults), and Algorithm 2's fresh optimizer
+of the synthetic points (FreshOptimizer). The fused MLP form (students, generators, the direct
+sampler's points: engine.fused_mlp, engine.fused_parts) and the batched teacher trainer
+(models.teacher_batch) use these and no other copy; `scalar` is the 0-dim operand they (and
+engine.mlp_kernels) multiply by."""
 from __future__ import annotations
 
 import torch
 
-from .mlp_kernels import scalar
-
 RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
+
+_SCALARS: dict = {}
+
+
+def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """`value` as a 0-dim tensor of like's dtype and device, made once and cached. In-place ops
+    given a Python float (x.mul_(0.99)) wrap it as a float64 number and, on float32 tensors,
+    convert it with an aten::_to_copy on every call; a 0-dim tensor of the right dtype does
+    the same arithmetic without it (and never syncs: it is read like any other operand)."""
+    key = (value, like.dtype, like.device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return t
 
 
 def rmsprop_(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, lr: float,
