@@ -154,6 +154,7 @@ class FusedMLPStack:
         # [x_g | x_p] per member, with a constant-1 last column (biases live in the matrix products)
         self.x = torch.ones(K, self.M, self.d + 1, dtype=self.dtype, device=device)
         self.noise = torch.empty(K, self.M, self.d, dtype=self.dtype, device=device)  # the draws that land in x
+        self.x_d = self.x[..., :self.d]
 
         # groups: one part each (fused_parts), the one its sampler declares; the registered
         # sampler's own objects hold QMC engines and generator networks
@@ -224,7 +225,6 @@ class FusedMLPStack:
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
                                   (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
-        self.x_d = self.x[..., :self.d]
         self.grad_x = fu._views(g.m_g)["gt"].transpose(1, 2)[..., :self.d]
         out = fu._views(self.M)["ot"]
         self.out_t, self.out_s = out[:, 0], out[:, 1]
@@ -236,27 +236,6 @@ class FusedMLPStack:
         self.g_out = self.diff if self.cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
         self._bw_cache: dict = {}
         return fu
-
-    def _fused_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
-        """train_step on the fast path: the same random numbers and arithmetic, fewer ops."""
-        self._fused_search()
-        return self._fused_student_step(weights, acc, keep)
-
-    def _fused_search(self) -> None:
-        """The group's inner steps and its x_g on the fast path (its part searches in the student
-        batch's rows: bind), leaving T and S of [x_g | x_p] in the fused buffers: x_p is evaluated
-        once, with the first x_g (neither network changes before the student step), later x_g's alone."""
-        fu, g, xg = self.fused, self.groups[0], self.xg
-        self._draw_noise()
-        self.x_d.copy_(self._apply_prior(self.noise))  # x_p, and the direct search's x₀ (a generator overwrites its rows)
-        rounds = g.inner_steps(self.step)
-        for tau in range(rounds):
-            g.points(tau)
-            fu.forward(xg if tau else self.x)
-            fu.objective_grad(xg, self.l1)
-            g.update(tau, self.grad_x if g.objective_scale == 1.0 else self.grad_x * g.objective_scale)
-        g.fill(xg)
-        fu.forward(xg if rounds else self.x)
 
     def _fused_student_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """The student step on the fast path, from T and S of [x_g | x_p] in the fused buffers."""
@@ -328,14 +307,25 @@ class FusedMLPStack:
             grad[..., :self.d].add_(g_x, alpha=w)
         return grad
 
-    def _gradient_phase(self) -> None:
-        """The inner steps of the searching parts, one teacher call per step τ for all of them."""
+    def _gradient_phase(self) -> int:
+        """The inner steps of the searching parts, one teacher call per step τ for all of them;
+        returns the number of steps. On the fast path the one group searches in the student
+        batch's rows (FusedPart.bind) and the fused kernels give T, S and the objective's gradient."""
         if not self.grad_groups:
-            return
-        st, d, step = self.students, self.d, self.step
-        for tau in range(max(g.inner_steps(step) for g in self.grad_groups)):
+            return 0
+        st, d, step, fu = self.students, self.d, self.step, self.fused
+        for g in self.grad_groups:
+            g.start_batch()
+        rounds = max(g.inner_steps(step) for g in self.grad_groups)
+        for tau in range(rounds):
             active = [g for g in self.grad_groups if tau < g.inner_steps(step)]
             points = [g.points(tau) for g in active]
+            if fu is not None:  # T and S of [x₀ | x_p] first (x_p's stay valid for the student step), then of x_g
+                g = active[0]
+                fu.forward(self.xg if tau else self.x)
+                fu.objective_grad(self.xg, self.l1)
+                g.update(tau, self.grad_x if g.objective_scale == 1.0 else self.grad_x * g.objective_scale)
+                continue
             flat = [p.view(-1, d + 1) for p in points]
             t_all, j_all = self.teacher.forward_grad(flat[0] if len(flat) == 1 else torch.cat(flat))
             offset = 0
@@ -349,6 +339,7 @@ class FusedMLPStack:
                 grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, g.y_rand_at(tau),
                                             scale=g.objective_scale)
                 g.update(tau, grad)
+        return rounds
 
     def _fill_x(self) -> None:
         """Place every group's x_g in the student batch (x_p is already there)."""
@@ -356,16 +347,16 @@ class FusedMLPStack:
             g.fill(self.x[g.k0:g.k1, :g.m_g])
 
     def train_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
-        """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`."""
-        if self.fused is not None:
-            return self._fused_step(weights, acc, keep)
-        cfg, st = self.cfg, self.students
+        """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`. The fast
+        path (self.fused) is a branch of each phase: the same random numbers and arithmetic, fewer ops."""
         self._draw_noise()
-        self.x[..., :self.d].copy_(self._apply_prior(self.noise))
-        for g in self.grad_groups:
-            g.start_batch()
-        self._gradient_phase()
+        self.x_d.copy_(self._apply_prior(self.noise))  # x_p, and on the fast path the direct search's x₀
+        rounds = self._gradient_phase()
         self._fill_x()
+        if self.fused is not None:  # T and S of [x_g | x_p]: x_p's were evaluated with the first x_g of a search
+            self.fused.forward(self.xg if rounds else self.x)
+            return self._fused_student_step(weights, acc, keep)
+        cfg, st = self.cfg, self.students
         t = self.teacher.forward(self.x.view(-1, self.d + 1)).view(self.K, self.M)
         s_pred, s_act = st.forward(self.x)
         diff = s_pred - t
@@ -380,7 +371,7 @@ class FusedMLPStack:
         st.refresh()
         acc.baddbmm_(loss[:, None, :], self.stat_w)
         if keep:
-            return self.x[..., :self.d].clone(), loss, t
+            return self.x_d.clone(), loss, t
         return None
 
     # ------------------------------------------------------------------ epochs

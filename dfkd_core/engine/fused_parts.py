@@ -8,7 +8,7 @@ a group with α ≡ 0 is a NoDraws). FusedMLPStack asks its groups these and nev
   normal_noise_only          it draws nothing but N(0, 1) noise into fixed buffers (normal_views):
                              the stack's draw plan, made once, may draw for it
   draw(j, gen, step)         member j's random numbers of one step, in the plain loop's order
-  start_batch()              a search's starting points from the drawn noise (general path)
+  start_batch()              a search's starting points from the drawn noise
   inner_steps(step)          teacher-gradient steps before batch `step` of an epoch
   points(τ), update(τ, g)    the points (Kg, m_g, d + 1) it sends through the teacher at step τ,
                              and its update from ∂(objective_scale·objective)/∂x of them
@@ -82,7 +82,7 @@ class FusedPart:
         """Member j's random numbers of batch `step` (before its x_p's)."""
 
     def start_batch(self) -> None:
-        """After the draws of a batch and before its inner steps (the general path)."""
+        """After the draws of a batch (and the prior's map of the student batch) and before its inner steps."""
 
     def points(self, tau: int) -> torch.Tensor:  # pragma: no cover - searching parts only
         raise NotImplementedError
@@ -184,7 +184,8 @@ class InputDescent(FusedPart):
         self._draw_y_rand(0, j, gen)
 
     def start_batch(self):
-        self.x0[..., :self.stack.d].copy_(self.stack._apply_prior(self.noise))
+        if not self.in_batch:  # bound, x₀ is the batch's rows, already mapped through the prior with x_p
+            self.x0[..., :self.stack.d].copy_(self.stack._apply_prior(self.noise))
 
     def points(self, tau):
         return self.x0
