@@ -19,8 +19,8 @@ One training step of Algorithm 1 for all K students at once:
 2. x_g     — searching parts run their inner steps together: for step τ the points of
              every 'direct' and 'generator' member still iterating go through ONE teacher
              call (forward + input gradient); each group's part then takes its own update
-             (direct: the fresh optimizer of Algorithm 2, updates.FreshOptimizer, RMSprop by
-             default, on every batch; generator: back-propagation into K stacked generators
+             (direct: the fresh optimizer of Algorithm 2, models.updates.FreshOptimizer, RMSprop
+             by default, on every batch; generator: back-propagation into K stacked generators
              and their RMSprop, on the epoch's first batch only, as the paper's code does).
              Random samplers ('gaussian', 'lhs', 'halton', 'sobol') need no inner steps. The
              single-group fast path runs the same parts' updates in the student batch's rows.
@@ -94,8 +94,7 @@ def _fusable(run: RunContext, part: type[FusedPart] | None, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
     (mlp_kernels.FusedTeacherStudents): the teacher given by the hand-written MLP kernels
     (teacher_call), a part the fast path implements (FusedPart.fast_path: direct with RMSprop
-    inside, or the generator), an
-    objective linear in (T, S) (every term declares a fused_coef), on a CPU at most
+    inside, or the generator), an objective linear in (T, S) (every term declares a fused_coef), on a CPU at most
     FUSED_MAX_MEMBERS members (a GPU replays the step as a CUDA graph, where the fused kernels
     win at every K: `bench --device cuda`)."""
     objective = run.objective
@@ -270,7 +269,7 @@ class FusedMLPStack:
             if m_p:
                 torch.randn((m_p, *shape), generator=gen, out=x[k, m_g:].view(m_p, *shape))
 
-    def _apply_prior(self, noise: torch.Tensor) -> torch.Tensor:
+    def apply_prior(self, noise: torch.Tensor) -> torch.Tensor:
         """prior.sample's transform of standard normal noise (K, n, d), in place."""
         if self.prior_is_identity:
             return noise
@@ -350,7 +349,7 @@ class FusedMLPStack:
         """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`. The fast
         path (self.fused) is a branch of each phase: the same random numbers and arithmetic, fewer ops."""
         self._draw_noise()
-        self.x_d.copy_(self._apply_prior(self.noise))  # x_p, and on the fast path the direct search's x₀
+        self.x_d.copy_(self.apply_prior(self.noise))  # x_p, and on the fast path the direct search's x₀
         rounds = self._gradient_phase()
         self._fill_x()
         if self.fused is not None:  # T and S of [x_g | x_p]: x_p's were evaluated with the first x_g of a search

@@ -185,7 +185,7 @@ class InputDescent(FusedPart):
 
     def start_batch(self):
         if not self.in_batch:  # bound, x₀ is the batch's rows, already mapped through the prior with x_p
-            self.x0[..., :self.stack.d].copy_(self.stack._apply_prior(self.noise))
+            self.x0[..., :self.stack.d].copy_(self.stack.apply_prior(self.noise))
 
     def points(self, tau):
         return self.x0
