@@ -172,6 +172,14 @@ class FusedMLPStack:
                                   and bool((self.prior.std == 1).all()))
         # eq. 7 loss statistics: column 0 averages x_g rows, column 1 x_p rows
         self.stat_w = torch.as_tensor(lay.set_means(), dtype=self.dtype, device=device)
+        # the student step's buffers, made once
+        self.diff = torch.empty(K, self.M, dtype=self.dtype, device=device)
+        self.loss = torch.empty_like(self.diff)
+        self.loss_row = self.loss[:, None, :]
+        self.g_out = self.diff if cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
+        self.den_theta = torch.empty_like(self.students.theta)  # RMSprop's √v + eps
+        self.c_two = scalar(2.0, self.x)  # a 0-dim operand (see models.updates.scalar)
+        self._bw_cache: dict = {}  # the fast path's backward views (the same s_act tensor every step)
         # teacher queries per member per epoch, as the plain loop counts them
         n = cfg.batches_per_epoch
         self.queries_per_epoch = [n * self.M + self.m_g[k] * self.group_of[k].steps_per_epoch(n) for k in range(K)]
@@ -220,40 +228,14 @@ class FusedMLPStack:
         g = self.groups[0]
         self.xg = self.x[:, :g.m_g]
         g.bind(self.xg, self.noise[:, :g.m_g])  # the search runs in the student batch's rows (x₀ drawn into its noise)
-        self.c_two = scalar(2.0, self.x)  # a 0-dim operand (see models.updates.scalar)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
                                   (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
         self.grad_x = fu._views(g.m_g)["gt"].transpose(1, 2)[..., :self.d]
         out = fu._views(self.M)["ot"]
         self.out_t, self.out_s = out[:, 0], out[:, 1]
-        self.diff = torch.empty(self.K, self.M, dtype=self.dtype, device=self.device)
-        self.loss = torch.empty_like(self.diff)
-        self.loss_row = self.loss[:, None, :]
         self.s_act = fu._views(self.M)["a_s"]  # the students' σ activations on [x_g | x_p]
-        self.den_theta = torch.empty_like(self.students.theta)  # RMSprop's √v + eps
-        self.g_out = self.diff if self.cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
-        self._bw_cache: dict = {}
         return fu
-
-    def _fused_student_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
-        """The student step on the fast path, from T and S of [x_g | x_p] in the fused buffers."""
-        cfg, st, fu, x_d = self.cfg, self.students, self.fused, self.x_d
-        t, s_pred, diff = self.out_t, self.out_s, self.diff
-        torch.sub(s_pred, t, out=diff)
-        if cfg.student_loss == "logcosh":
-            loss = log_cosh(diff)
-            torch.tanh(diff, out=self.g_out).mul_(weights)
-        else:
-            loss = torch.square(diff, out=self.loss)
-            diff.mul_(weights).mul_(self.c_two)  # g_out is diff's buffer here
-        acc.baddbmm_(self.loss_row if loss is self.loss else loss[:, None, :], self.stat_w)
-        kept = (x_d.clone(), loss.clone(), t.clone()) if keep else None
-        st.backward(self.x, self.s_act, self.g_out, self._bw_cache)
-        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS,
-                 self.den_theta)
-        fu.refresh()
-        return kept
 
     # ------------------------------------------------------------------ one step
     def _draw_noise(self) -> None:
@@ -352,26 +334,35 @@ class FusedMLPStack:
         self.x_d.copy_(self.apply_prior(self.noise))  # x_p, and on the fast path the direct search's x₀
         rounds = self._gradient_phase()
         self._fill_x()
-        if self.fused is not None:  # T and S of [x_g | x_p]: x_p's were evaluated with the first x_g of a search
-            self.fused.forward(self.xg if rounds else self.x)
-            return self._fused_student_step(weights, acc, keep)
-        cfg, st = self.cfg, self.students
-        t = self.teacher.forward(self.x.view(-1, self.d + 1)).view(self.K, self.M)
-        s_pred, s_act = st.forward(self.x)
-        diff = s_pred - t
+        return self._student_step(weights, acc, keep, rounds)
+
+    def _student_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool, rounds: int):
+        """ONE teacher call on [x_g | x_p] (on the fast path T and S of x_p were evaluated with the
+        first x_g of a search), the K students' gradients by hand and one RMSprop update."""
+        cfg, st, fu = self.cfg, self.students, self.fused
+        if fu is not None:
+            fu.forward(self.xg if rounds else self.x)
+            t, s_pred, s_act = self.out_t, self.out_s, self.s_act
+        else:
+            t = self.teacher.forward(self.x.view(-1, self.d + 1)).view(self.K, self.M)
+            s_pred, s_act = st.forward(self.x)
+        diff = torch.sub(s_pred, t, out=self.diff)
         if cfg.student_loss == "logcosh":
             loss = log_cosh(diff)
-            g_out = torch.tanh(diff).mul_(weights)
+            torch.tanh(diff, out=self.g_out).mul_(weights)
         else:
-            loss = diff.square()
-            g_out = diff.mul_(weights).mul_(2.0)
-        st.backward(self.x, s_act, g_out)
-        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS)
-        st.refresh()
-        acc.baddbmm_(loss[:, None, :], self.stat_w)
-        if keep:
-            return self.x_d.clone(), loss, t
-        return None
+            loss = torch.square(diff, out=self.loss)
+            diff.mul_(weights).mul_(self.c_two)  # g_out is diff's buffer here
+        acc.baddbmm_(self.loss_row if loss is self.loss else loss[:, None, :], self.stat_w)
+        kept = (self.x_d.clone(), loss.clone(), t.clone()) if keep else None
+        st.backward(self.x, s_act, self.g_out, self._bw_cache if fu is not None else None)
+        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS,
+                 self.den_theta)
+        if fu is not None:
+            fu.refresh()
+        else:
+            st.refresh()
+        return kept
 
     # ------------------------------------------------------------------ epochs
     def _loss_weights(self, epoch: int) -> tuple[torch.Tensor, list[float]]:
