@@ -227,7 +227,7 @@ class FusedMLPStack:
         self.l1 = coef["l1_input"]
         g = self.groups[0]
         self.xg = self.x[:, :g.m_g]
-        g.bind(self.xg, self.noise[:, :g.m_g])  # the search runs in the student batch's rows (x₀ drawn into its noise)
+        g.bind()  # the search runs in the student batch's rows (x₀ drawn into its noise)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
                                   (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
@@ -298,15 +298,17 @@ class FusedMLPStack:
         for g in self.grad_groups:
             g.start_batch()
         rounds = max(g.inner_steps(step) for g in self.grad_groups)
+        if fu is not None:  # one group: T and S of [x₀ | x_p] first (x_p's stay valid for the student step), then of x_g
+            g, xg, grad = self.grad_groups[0], self.xg, self.grad_x
+            for tau in range(rounds):
+                g.points(tau)
+                fu.forward(xg if tau else self.x)
+                fu.objective_grad(xg, self.l1)
+                g.update(tau, grad if g.objective_scale == 1.0 else grad * g.objective_scale)
+            return rounds
         for tau in range(rounds):
             active = [g for g in self.grad_groups if tau < g.inner_steps(step)]
             points = [g.points(tau) for g in active]
-            if fu is not None:  # T and S of [x₀ | x_p] first (x_p's stay valid for the student step), then of x_g
-                g = active[0]
-                fu.forward(self.xg if tau else self.x)
-                fu.objective_grad(self.xg, self.l1)
-                g.update(tau, self.grad_x if g.objective_scale == 1.0 else self.grad_x * g.objective_scale)
-                continue
             flat = [p.view(-1, d + 1) for p in points]
             t_all, j_all = self.teacher.forward_grad(flat[0] if len(flat) == 1 else torch.cat(flat))
             offset = 0
@@ -319,13 +321,13 @@ class FusedMLPStack:
                 jac_s = st.input_grad(s_act, g.k0, g.k1)
                 grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, g.y_rand_at(tau),
                                             scale=g.objective_scale)
-                g.update(tau, grad)
+                g.update(tau, grad[..., :d])
         return rounds
 
     def _fill_x(self) -> None:
         """Place every group's x_g in the student batch (x_p is already there)."""
         for g in self.groups:
-            g.fill(self.x[g.k0:g.k1, :g.m_g])
+            g.fill()
 
     def train_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
         """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`. The fast

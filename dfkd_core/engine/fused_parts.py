@@ -11,9 +11,9 @@ a group with α ≡ 0 is a NoDraws). FusedMLPStack asks its groups these and nev
   start_batch()              a search's starting points from the drawn noise
   inner_steps(step)          teacher-gradient steps before batch `step` of an epoch
   points(τ), update(τ, g)    the points (Kg, m_g, d + 1) it sends through the teacher at step τ,
-                             and its update from ∂(objective_scale·objective)/∂x of them
-  fill(x_g)                  its x_g into its rows of the student batch
-  bind(x_g, noise)           the fast path: search in the student batch's own rows
+                             and its update from g = ∂(objective_scale·objective)/∂x of them (Kg, m_g, d)
+  fill()                     its x_g into its rows of the student batch (rows)
+  bind()                     the fast path: search in its rows of the student batch itself
 
 The direct search's update is models.updates.FreshOptimizer, the generators' models.updates.rmsprop_: one
 implementation each, for the general path and the fast path alike."""
@@ -53,6 +53,7 @@ class FusedPart:
                  sampler: Sampler | None = None) -> None:
         self.stack, self.kind, self.m_g, self.k0, self.k1, self.objective = stack, kind, m_g, k0, k1, objective
         self.size = k1 - k0
+        self.rows = stack.x[k0:k1, :m_g]  # its x_g rows (Kg, m_g, d + 1) of the student batch
         self.steps = 0  # inner steps per search (direct: per batch; generator: per epoch, on its first batch)
         self.y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) the objective's random targets
         self.graph_safe = kind == "none" or SAMPLERS.get(kind).graph_safe
@@ -93,11 +94,11 @@ class FusedPart:
     def update(self, tau: int, grad: torch.Tensor) -> None:  # pragma: no cover - searching parts only
         raise NotImplementedError
 
-    def fill(self, x_g: torch.Tensor) -> None:
-        """Place this batch's x_g in x_g, its rows (Kg, m_g, d + 1) of the student batch."""
+    def fill(self) -> None:
+        """Place this batch's x_g in its rows of the student batch."""
 
-    def bind(self, x_g: torch.Tensor, noise: torch.Tensor) -> None:
-        """The fast path: search in x_g, the student batch's rows, starting from its noise rows."""
+    def bind(self) -> None:
+        """The fast path: search in its rows of the student batch, from its rows of the batch's noise."""
 
     def mutable_state(self) -> list[torch.Tensor]:
         """Tensors one step carries to the next (a CUDA graph's warm-up puts them back)."""
@@ -142,10 +143,10 @@ class UnitCubeDesign(FusedPart):
             warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
             self._u[j] = self.engines[j].random(self.m_g)
 
-    def fill(self, x_g):
+    def fill(self):
         st = self.stack
         xq = st.prior.from_unit_cube(torch.from_numpy(np.concatenate(self._u))).reshape(self.size, self.m_g, st.d)
-        x_g[..., :st.d].copy_(xq)
+        self.rows[..., :st.d].copy_(xq)
 
 
 @FUSED_PARTS.register("input_descent")
@@ -165,6 +166,7 @@ class InputDescent(FusedPart):
         st, cfg = stack, stack.cfg
         self.steps = cfg.direct_steps
         self.x0 = torch.ones(self.size, m_g, st.d + 1, dtype=st.dtype, device=st.device)  # the points (and a 1)
+        self.x0_d = self.x0[..., :st.d]  # what the optimizer moves
         self.noise = torch.empty(self.size, m_g, st.d, dtype=st.dtype, device=st.device)  # their prior draw
         self.optimizer = FreshOptimizer(cfg.direct_optimizer, cfg.direct_lr, self.noise)
         self.in_batch = False  # bound to the student batch's rows (the fast path)
@@ -194,18 +196,20 @@ class InputDescent(FusedPart):
         return None if self.y_rand is None else self.y_rand[0]
 
     def update(self, tau, grad):
-        st = self.stack
-        x = self.x0[..., :st.d]
-        self.optimizer.step_(x, grad[..., :st.d], tau)  # per-sample objectives summed: each point's gradient is its own
-        if st.prior.kind != "gaussian":
-            x.copy_(st.prior.project(x.reshape(-1, *st.shape)).reshape(x.shape))
+        x = self.x0_d
+        self.optimizer.step_(x, grad, tau)  # per-sample objectives summed: each point's gradient is its own
+        prior = self.stack.prior
+        if prior.kind != "gaussian":
+            x.copy_(prior.project(x.reshape(-1, *self.stack.shape)).reshape(x.shape))
 
-    def fill(self, x_g):
+    def fill(self):
         if not self.in_batch:
-            x_g.copy_(self.x0)
+            self.rows.copy_(self.x0)
 
-    def bind(self, x_g, noise):
-        self.x0, self.noise, self.in_batch = x_g, noise, True
+    def bind(self):
+        st = self.stack
+        self.x0, self.x0_d, self.noise = self.rows, self.rows[..., :st.d], st.noise[self.k0:self.k1, :self.m_g]
+        self.in_batch = True
 
 
 @FUSED_PARTS.register("generator_net")
@@ -255,15 +259,15 @@ class GeneratorNet(FusedPart):
 
     def update(self, tau, grad):
         cfg, nets = self.stack.cfg, self.nets
-        nets.backward(grad[..., :self.stack.d], self._saved)
+        nets.backward(grad, self._saved)
         rmsprop_(nets.theta, nets.grad, nets.square_avg, cfg.generator_lr, cfg.generator_weight_decay)
 
-    def fill(self, x_g):
+    def fill(self):
         gx, _ = self.nets.forward(self.z[self.steps])
-        x_g[..., :self.stack.d].copy_(gx)
+        self.rows[..., :self.stack.d].copy_(gx)
 
-    def bind(self, x_g, noise):
-        self.xa = x_g
+    def bind(self):
+        self.xa = self.rows
 
     def mutable_state(self):
         return [self.nets.theta, self.nets.square_avg]
