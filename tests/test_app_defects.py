@@ -231,3 +231,18 @@ def test_selections_that_chose_the_same_students_share_one_column_named_after_ea
     table, _ = dashboard.result_summary(pd.DataFrame(rows))
     assert [c for c in table.columns if c.startswith("test_rmse")] == [
         "test_rmse (validation-selected, paper = synthetic-selected, data-free)", "test_rmse (last-selected, data-free)"]
+
+
+def test_comparing_a_data_free_run_with_a_data_run_fills_one_test_rmse_column_naming_each_selection():
+    free = stored_run(spec_config(), teacher_val=0.0, teacher_test=0.0)
+    data = stored_run(DistillConfig(samplers=("direct", "gaussian"), epochs=3))
+    table = dashboard.compare_results([free, data])
+    assert [c for c in table.columns if c.startswith("test_rmse")] == ["test_rmse"]
+    assert table["test_rmse"].notna().all() and (table["test_rmse"] != "").all()
+    by_run = dict(zip(table["run"], table["selected by"]))
+    assert "data-free" in by_run[free] and by_run[data].startswith("validation-selected, paper")
+    at = start_app("pages/runs.py")
+    at.multiselect(key="runs_selected").set_value([free, data]).run()
+    assert not at.exception and errors(at) == []
+    shown_table = next(d.value for d in at.dataframe if "selected by" in d.value.columns)
+    assert shown_table["test_rmse"].notna().all()

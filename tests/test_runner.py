@@ -118,15 +118,15 @@ def cluster(tmp_path):
         with Client(address, timeout="30s") as client:
             client.wait_for_workers(2, timeout=90)
         yield address, workers
-    finally:
-        for proc in procs:
+    finally:  # workers first (with the scheduler gone first, each waited ~20 s to reconnect before exiting)
+        for proc in reversed(procs):
             if proc.poll() is None:
                 proc.terminate()
-        for proc in procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 def test_a_scheduler_with_two_worker_processes_spreads_a_sweeps_tasks_over_both(cluster, tmp_path):

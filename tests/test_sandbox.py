@@ -195,3 +195,25 @@ def test_a_hanging_teacher_ends_the_cli_with_one_line_at_its_deadline(tmp_path, 
     assert done.stderr.strip().splitlines() == [
         "error: The teacher call exceeded 3 s (DFKD_TEACHER_DEADLINE_S): its forward never returned in time, so the run was ended."]
     assert done.stdout == ""
+
+
+def test_the_private_temp_folders_of_ended_boxed_clis_are_swept(tmp_path):
+    """A boxed CLI cannot remove its own folder from /tmp (the box writes only inside it): the next
+    boxed CLI removes those whose process has ended, and leaves a running one's alone."""
+    from dfkd_core.models.user_models import BOX_TEMP_PREFIX, _sweep_box_temps
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead = tmp_path / f"{BOX_TEMP_PREFIX}{ended.pid}-abc"
+    live = tmp_path / f"{BOX_TEMP_PREFIX}{os.getpid()}-def"
+    old_empty, old_full = tmp_path / f"{BOX_TEMP_PREFIX}x1y2", tmp_path / f"{BOX_TEMP_PREFIX}z3w4"
+    for folder in (dead, live, old_empty, old_full):
+        folder.mkdir()
+    (dead / "inductor").mkdir()
+    (dead / "inductor" / "cache.bin").write_bytes(b"x")
+    (live / "in-use").write_text("x")
+    (old_full / "in-use").write_text("x")
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    _sweep_box_temps(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, old_full.name, other.name])

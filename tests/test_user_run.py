@@ -311,3 +311,15 @@ def test_stored_runs_say_where_they_came_from(monkeypatch):
         jobs.submit(DistillConfig(epochs=1))
     (row,) = RunStore().list_runs().to_dict("records")
     assert row["tags"] == {"source": "dashboard"} and row["status"] == "failed"
+
+
+def test_a_data_free_cli_run_calls_the_teacher_the_reference_not_an_error_of_zero(tmp_path, ts_teacher, capsys):
+    from user_helpers import write_spec
+
+    spec = write_spec(tmp_path / "spec.json")
+    code = main(["distill", "--teacher", str(ts_teacher), "--input-spec", str(spec), "--sampler", "gaussian",
+                 "--epochs", "2", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "teacher test RMSE 0.0000" not in err and "teacher RMSE 0.0000" not in out
+    assert "the teacher is the reference" in err and "against the teacher itself" in out

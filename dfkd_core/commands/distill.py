@@ -113,6 +113,7 @@ def run(args) -> int:
     if result.interrupted:
         print(f"interrupted: {result.interrupted} The best students so far are kept.", file=sys.stderr, flush=True)
     exported = _export(args, cfg, result, run_ctx)
+    data_free = bool(cfg.input_spec and not cfg.data_file)  # scored against the teacher: it has no error of its own
     for m in result.members:
         row = {"dataset": cfg.dataset, "sampler": m.sampler, "alpha": m.alpha, "seed": m.seed, "epochs": cfg.epochs,
                "student_hidden": cfg.student_hidden, "test_rmse": m.test_rmse, "test_mae": m.test_mae,
@@ -138,8 +139,10 @@ def run(args) -> int:
         if args.json:
             print(json.dumps(_finite(row), allow_nan=False))  # NaN / inf as null: the line stays JSON
         else:
+            versus = ("RMSE against the teacher itself: data-free" if data_free
+                      else f"teacher RMSE {result.teacher_test_rmse:.4f}")
             print(f"{m.sampler:>10} α={m.alpha:<10} seed {m.seed}: test RMSE {m.test_rmse:.4f}  MAE {m.test_mae:.4f}  "
-                  f"(best epoch {m.best_epoch}; teacher RMSE {result.teacher_test_rmse:.4f})")
+                  f"(best epoch {m.best_epoch}; {versus})")
     return 130 if result.cancelled and not result.interrupted else 0
 
 
@@ -173,8 +176,11 @@ def _train(args, cfg, stored):
         elif isinstance(event, RunStarted):
             if teacher_line[0]:
                 print("", file=sys.stderr)
-            print(f"device: {event.device}; engine: {event.engine}; teacher test RMSE {event.teacher_test_rmse:.4f}"
-                  f" (validation {event.teacher_val_rmse:.4f})" + (f"; {event.note}" if event.note else ""), file=sys.stderr)
+            teacher = ("the teacher is the reference (data-free: its own answers label the validation and test points)"
+                       if cfg.input_spec and not cfg.data_file else
+                       f"teacher test RMSE {event.teacher_test_rmse:.4f} (validation {event.teacher_val_rmse:.4f})")
+            print(f"device: {event.device}; engine: {event.engine}; {teacher}" + (f"; {event.note}" if event.note else ""),
+                  file=sys.stderr)
         elif isinstance(event, EpochMetrics):
             state["done"] += 1
             done = state["done"]

@@ -28,13 +28,20 @@ def compare_metrics(run_ids: Sequence[str]) -> tuple[pd.DataFrame, dict[str, flo
 
 
 def compare_results(run_ids: Sequence[str]) -> pd.DataFrame:
-    """Each run's results (view_summary) stacked, with its dataset and its teacher's test RMSE."""
+    """Each run's results (view_summary) stacked, with its dataset and its teacher's test RMSE: one
+    'test_rmse' column (each run's own selection, named in 'selected by' beside it), so runs whose
+    selections differ (a data-free run beside a data run) share the column instead of leaving holes."""
     rows = []
     for run_id in run_ids:
         view = load_view(run_id)
         table, _ = view_summary(view)
         if table.empty:
             continue
+        selections = [c for c in table.columns if c.startswith("test_rmse (")]
+        own = selections[0]  # the run's own selection comes first (result_summary)
+        at = table.columns.get_loc(own)
+        table = table.drop(columns=selections[1:]).rename(columns={own: "test_rmse"})
+        table.insert(at + 1, "selected by", own[len("test_rmse ("):-1])
         table.insert(0, "run", run_id)
         table.insert(1, "dataset", view.run.dataset)
         table.insert(2, "teacher test_rmse", teacher_row(view))

@@ -872,7 +872,10 @@ def plan_cli_box(cfg, write_dirs: list[str], store=None) -> None:
     import shutil
     import tempfile
 
-    tmp = tempfile.mkdtemp(prefix="dfkd-box-")  # temporary files and torch.compile's cache: private, emptied at exit
+    _sweep_box_temps(Path(tempfile.gettempdir()))
+    # temporary files and torch.compile's cache: private, emptied at exit (the box cannot remove the
+    # folder itself from /tmp: the next boxed CLI sweeps it, by the pid in its name)
+    tmp = tempfile.mkdtemp(prefix=f"{BOX_TEMP_PREFIX}{os.getpid()}-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     _private_temp(Path(tmp))
     cuda = cfg.device != "cpu" and torch.cuda.is_available()
@@ -889,6 +892,27 @@ def plan_cli_box(cfg, write_dirs: list[str], store=None) -> None:
     if cuda:
         box.devices = sandbox.gpu_devices()
     sandbox.plan(box)
+
+
+BOX_TEMP_PREFIX = "dfkd-box-"
+
+
+def _sweep_box_temps(folder: Path) -> None:
+    """Remove the private temporary folders of boxed CLI processes that have ended (their pid,
+    in the folder's name, is not running); a folder whose name has no pid is removed when empty."""
+    import shutil
+
+    for path in folder.glob(f"{BOX_TEMP_PREFIX}*"):
+        pid = path.name[len(BOX_TEMP_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit():
+                path.rmdir()  # only when empty
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # alive but not ours, not empty, or not a folder: left alone
+            pass
 
 
 def _private_temp(tmp: Path) -> None:
