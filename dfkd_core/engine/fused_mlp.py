@@ -40,16 +40,15 @@ from __future__ import annotations
 import os
 import warnings
 
-import numpy as np
 import torch
 
 from ..config import Member
-from ..events import MemberResult, Snapshot
+from ..events import MemberResult
 from ..models.updates import RMSPROP_ALPHA, RMSPROP_EPS, rmsprop_, scalar
 from ..synth.objectives import TERMS, Objective, TermInputs, log_cosh, sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
-from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
+from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch, update_best
 from .fused_parts import FusedPart, fused_part
 from .mlp_kernels import FusedTeacherStudents, StackedMLPs
 from .teacher_call import teacher_call
@@ -407,9 +406,7 @@ class FusedMLPStack:
         torch.abs(err, out=e[K:])
         means = torch.mm(e, self._val_mean)  # (2K, 2): [MSE_val, MSE_probe ; MAE_val, ·]
         values = means[:K].t().sqrt()  # (2, K): RMSE on validation, RMSE on the probe
-        better = (values < self._best) | (self._best_epoch < 0)
-        torch.where(better, values, self._best, out=self._best)
-        self._best_epoch.masked_fill_(better, epoch)
+        better = update_best(values, self._best, self._best_epoch, epoch)
         torch.where(better[:, self.students.owner], theta, self._best_theta, out=self._best_theta)
         return values[0], means[K:, 0]
 
@@ -443,8 +440,7 @@ class FusedMLPStack:
         host = torch.stack([rmse, mae, acc[:, 0, 0].double() / n, acc[:, 0, 1].double() / n]).cpu().numpy()
         snapshots = [None] * K
         if kept is not None:
-            kept = [v.cpu() for v in kept]
-            snapshots = [self._snapshot(k, epoch, *kept) for k in range(K)]
+            snapshots = self.layout.snapshots(epoch, *(v.cpu() for v in kept), self.shape)
         return EpochNumbers.from_internal(self.layout, host, alphas, snapshots)
 
     # ------------------------------------------------------------------ CUDA graphs
@@ -505,33 +501,14 @@ class FusedMLPStack:
         self.step = 0
         return graphs
 
-    def _snapshot(self, k: int, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor) -> Snapshot:
-        n = self.m_g[k] or self.m_p[k]  # x_g, or x_p when there is no x_g
-        return Snapshot(self.members[k].key, epoch, x[k, :n].reshape(n, *self.shape).numpy().astype(np.float32),
-                        loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64))
-
     @torch.no_grad()
     def finish(self, last_epoch: int) -> list[MemberResult]:
         run, primary = self.ctx, self.cfg.selection
         flats = {"validation": self.best_theta["validation"], "last": self.students.theta,
                  "synthetic": self.best_theta["synthetic"]}
-        epochs = {"validation": self.best_epoch["validation"].cpu().tolist(),
-                  "synthetic": self.best_epoch["synthetic"].cpu().tolist(), "last": [last_epoch] * self.K}
         scores = {}
         for name, flat in flats.items():
             rmse, mae = self._metrics(flat, run.x_test, run.y_test)
             scores[name] = (rmse.cpu().tolist(), mae.cpu().tolist())
-        best_val = self.best["validation"].cpu().tolist()
-        results = []
-        for orig in range(self.K):
-            k, mem = self.position[orig], self.members[self.position[orig]]
-            per = {name: (epochs[name][k], scores[name][0][k], scores[name][1][k]) for name in flats}
-            epoch, rmse, mae = per[primary]
-            results.append(MemberResult(
-                member=mem.key, sampler=mem.sampler, alpha=mem.alpha, seed=mem.seed,
-                test_rmse=rmse, test_mae=mae, best_epoch=epoch, best_val_rmse=best_val[k],
-                other_selections={name: v for name, v in per.items() if name != primary},
-                teacher_queries=self.teacher_queries[k],
-                state_dict=self.students.state_dict(k, flats[primary]),
-            ))
-        return results
+        return self.layout.results(primary, last_epoch, self._best, self._best_epoch, scores, self.teacher_queries,
+                                   lambda k: self.students.state_dict(k, flats[primary]))
