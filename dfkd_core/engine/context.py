@@ -254,7 +254,9 @@ class StackForm(Protocol):
     """The one interface of the engine's stack forms (fused_mlp.FusedMLPStack, stacked.ModuleStack):
     built from a run and its members (the caller's order), trained epoch by epoch by engine.loop,
     finished into one MemberResult per member. On a GPU each captures its own step as CUDA graphs
-    inside run_epoch; `form` names it in results."""
+    inside run_epoch; `form` names it in results. What both do alike is written once here: the
+    best-so-far selections (update_best), the snapshots and the results (MemberLayout.snapshots,
+    MemberLayout.results)."""
 
     form: ClassVar[str]
 
