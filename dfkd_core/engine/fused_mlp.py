@@ -294,8 +294,6 @@ class FusedMLPStack:
         if not self.grad_groups:
             return 0
         st, d, step, fu = self.students, self.d, self.step, self.fused
-        for g in self.grad_groups:
-            g.start_batch()
         rounds = max(g.inner_steps(step) for g in self.grad_groups)
         if fu is not None:  # one group: T and S of [x₀ | x_p] first (x_p's stay valid for the student step), then of x_g
             g, xg, grad = self.grad_groups[0], self.xg, self.grad_x
@@ -333,6 +331,8 @@ class FusedMLPStack:
         path (self.fused) is a branch of each phase: the same random numbers and arithmetic, fewer ops."""
         self._draw_noise()
         self.x_d.copy_(self.apply_prior(self.noise))  # x_p, and on the fast path the direct search's x₀
+        for g in self.groups:  # every search's x₀, also one of no steps (direct_steps 0: x_g = x₀)
+            g.start_batch()
         rounds = self._gradient_phase()
         self._fill_x()
         return self._student_step(weights, acc, keep, rounds)
