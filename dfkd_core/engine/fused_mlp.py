@@ -294,15 +294,16 @@ class FusedMLPStack:
         if not self.grad_groups:
             return 0
         st, d, step, fu = self.students, self.d, self.step, self.fused
-        rounds = max(g.inner_steps(step) for g in self.grad_groups)
         if fu is not None:  # one group: T and S of [x₀ | x_p] first (x_p's stay valid for the student step), then of x_g
             g, xg, grad = self.grad_groups[0], self.xg, self.grad_x
+            rounds = g.inner_steps(step)
             for tau in range(rounds):
                 g.points(tau)
                 fu.forward(xg if tau else self.x)
                 fu.objective_grad(xg, self.l1)
                 g.update(tau, grad if g.objective_scale == 1.0 else grad * g.objective_scale)
             return rounds
+        rounds = max(g.inner_steps(step) for g in self.grad_groups)
         for tau in range(rounds):
             active = [g for g in self.grad_groups if tau < g.inner_steps(step)]
             points = [g.points(tau) for g in active]
