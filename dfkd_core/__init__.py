@@ -45,7 +45,9 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
                 stored as one sweep), paired (two methods compared seed by seed: t interval, Wilcoxon),
                 plain_loop (the plain PyTorch loop: bench's baseline, the tests' oracle),
                 playground (samplers on a function of two inputs, one step at a time),
-                compile_timing (the generic form eager against compiled, side by side)
+                compile_timing (the generic form eager against compiled, side by side),
+                browser (the dashboard's server and Debian's chromium, one launcher for the browser
+                tests and `bench --dashboard`, and that bench's measurements)
     dashboard/  the pages' façade, without Streamlit: texts (captions, plain()), forms (widget specs,
                 the config and its URL), views (stored runs as pages show them), projections (real vs
                 synthetic points in a worker), compare (several runs, exports, delete), yours (the

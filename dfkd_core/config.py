@@ -352,6 +352,19 @@ def json_settings(text: str | bytes) -> dict[str, Any]:
     return data
 
 
+def config_file_settings(path: str) -> dict[str, Any]:
+    """The settings of a `--config` JSON file (a file of the former shape: its objective as pairs),
+    or ConfigError saying why not (unreadable, larger than MAX_CONFIG_BYTES, not a JSON object)."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file {path!r}: {exc.strerror}.") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"The config file {path!r} must be at most {MAX_CONFIG_BYTES} bytes. Got more instead.")
+    return upgrade_legacy_objective(json_settings(text))
+
+
 def parse_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """An int setting of a command (`--seed`, `--pool`, …), by the rules of the config's int
     fields, in [low, high] when given (else its range is checked where it is used)."""

@@ -69,13 +69,25 @@ class EpochMetrics:
 @dataclass(frozen=True)
 class Snapshot:
     """The last synthetic batch x_g of a snapshot epoch, with each point's student loss
-    (T(x) − S(x))² and the teacher's prediction, for boxplots, UMAP and digit grids."""
+    (T(x) − S(x))² and the teacher's prediction, for boxplots, UMAP and digit grids.
+    `early`: the epoch's FIRST batch instead, sent while the epoch still trains (a form with long
+    epochs does so for the run's first epoch when asked: engine.loop) so a page shows digits
+    within seconds; the epoch's own snapshot, which follows, replaces it."""
 
     member: str
     epoch: int
     x: np.ndarray  # (m, *input_shape) float32
     student_loss: np.ndarray  # (m,)
     teacher_pred: np.ndarray  # (m,)
+    early: bool = False
+
+
+@dataclass(frozen=True)
+class RunNote:
+    """A line added to the run's note once its students are trained (the data-trained reference
+    student of a run on the user's rows, trained after the run so the curves start at once)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -110,5 +122,5 @@ class DistillResult:
     interrupted: str = ""  # why the run ended early on its own (an HTTP teacher's query budget spent); '' = it did not
 
 
-Event = Union[TeacherProgress, RunStarted, EpochMetrics, Snapshot, MemberResult]
+Event = Union[TeacherProgress, RunStarted, EpochMetrics, Snapshot, RunNote, MemberResult]
 EventCallback = Callable[[Event], None]

@@ -18,6 +18,7 @@ from .data.split import Split
 from .data.user import (NAN_POLICIES, USER_DATASET, original_name, read_input_spec, read_table, spec_prior, spec_scaling,
                         spec_split, store_user_file, table_columns_of, table_split)
 from .errors import ConfigError, DfkdError, ModelError
+from .events import RunNote
 from .models.teachers import Teacher, TeacherInfo, evaluate
 from .models import sandbox
 from .models.user_models import (ACTIVATIONS, PROBE_SIZE, check_input_count, check_model_file, check_teacher,
@@ -232,14 +233,14 @@ def choose_units(kind: str, model, split: Split, requested: str, label: str,
 
 
 # ---------------------------------------------------------------- the run's split and teacher
-def prepare_user_run(cfg, device: torch.device, data_dir=None, teacher_progress: Callable[[int, float], None] | None = None,
-                     reference: bool = True) -> tuple[Split, Teacher, TeacherInfo]:
+def prepare_user_run(cfg, device: torch.device, data_dir=None,
+                     teacher_progress: Callable[[int, float], None] | None = None) -> tuple[Split, Teacher, TeacherInfo]:
     """The split and the teacher of a run on the user's teacher and/or data: a table split by
     the paper's protocol (or a registered dataset's split), or a data-free split of the input spec
     labelled by the teacher; the product's own teacher is trained on the user's table when no
     teacher file is given. The teacher's units (cfg.teacher_units) are settled here and said in
-    the split's note and the teacher's info (extra['units']); with `reference`, the data-trained
-    reference student is trained on the user's rows too (extra['reference'])."""
+    the split's note and the teacher's info (extra['units']). The data-trained reference student
+    is trained after the run's students (reference_after_training)."""
     from .data import load_split
     from .models.teachers import get_teacher
 
@@ -276,23 +277,42 @@ def prepare_user_run(cfg, device: torch.device, data_dir=None, teacher_progress:
         teacher, info = user_teacher_for(kind, model, split, cfg.teacher_file, device, units=choice.units)
         info.seconds = time.perf_counter() - start
         info.extra["units_choice"] = choice.card()
-        if reference and split.extra.get("real_data") and split.kind == "tabular":  # the user's rows: what data-free costs
-            info.extra["reference"] = reference = reference_student(cfg, split, device)
-            split = _with_note(split, f"data-trained reference student: test RMSE {reference['test_rmse']:.4f}")
         note = choice.line() + (f"; warning: {choice.warning}" if choice.warning else "")
         return _with_note(split, note), teacher, info
     teacher, info = get_teacher(split, cfg.teacher, device, progress=teacher_progress)
     return split, teacher, info
 
 
-REFERENCE_MAX_EPOCHS = 2000  # the paper's run length: a longer run's reference stops here (it trains before the run)
+REFERENCE_MAX_EPOCHS = 2000  # the paper's run length: a longer run's reference stops here
 
 
-def reference_student(cfg, split: Split, device: torch.device | str = "cpu") -> dict:
+def wants_reference(cfg, split: Split) -> bool:
+    """A run of the user's teacher on the user's rows: what going data-free cost is measured."""
+    return bool(cfg.teacher_file and split.extra.get("real_data") and split.kind == "tabular")
+
+
+def reference_after_training(run) -> Callable[[Callable[[], bool] | None], RunNote | None]:
+    """The engine loop's after-training step of a run on the user's rows (RunContext.after_training):
+    train the reference student (reference_student) once the run's students are trained, keep it in
+    the teacher's info (extra['reference']: the CLI's JSON rows and model card read it) and return the
+    note line for the stored run; None when the run is stopped meanwhile."""
+    def train(should_stop: Callable[[], bool] | None = None) -> RunNote | None:
+        reference = reference_student(run.cfg, run.split, run.device, should_stop)
+        if reference is None:
+            return None
+        run.teacher_info.extra["reference"] = reference
+        return RunNote(f"data-trained reference student: test RMSE {reference['test_rmse']:.4f}")
+
+    return train
+
+
+def reference_student(cfg, split: Split, device: torch.device | str = "cpu",
+                      should_stop: Callable[[], bool] | None = None) -> dict | None:
     """What going data-free cost: the run's student (same architecture, init seed, optimizer and
     epochs × n_s steps of 2m points, at most REFERENCE_MAX_EPOCHS epochs) trained on the real
     training rows' labels instead of the teacher's on synthetic points, picked by validation RMSE as
-    the paper picks; its validation and test RMSE (standardized target) and the epoch picked."""
+    the paper picks; its validation and test RMSE (standardized target) and the epoch picked. None
+    when `should_stop` says so (checked every epoch)."""
     from .models.teachers import build_model, default_student_arch
 
     arch = default_student_arch(split, cfg.student_hidden) if cfg.student == "auto" else cfg.student
@@ -306,6 +326,8 @@ def reference_student(cfg, split: Split, device: torch.device | str = "cpu") -> 
     best = (math.inf, -1, None)
     epochs = min(cfg.epochs, REFERENCE_MAX_EPOCHS)
     for epoch in range(epochs):
+        if should_stop is not None and should_stop():
+            return None
         student.train()
         for _ in range(cfg.batches_per_epoch):
             pick = torch.randint(len(x), (2 * cfg.batch_size,), generator=rows).to(device)

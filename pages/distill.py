@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures, ui
+from dfkd_core.dashboard import figures, sweep_figures, ui
 
 ui.ensure_routed()
 st.title("Distill")
@@ -96,6 +96,14 @@ def start_run() -> None:
         st.session_state["distill_error"] = str(exc)
 
 
+def start_sweep() -> None:
+    try:
+        st.session_state["sweep_message"] = sweep_figures.start_sweep(dashboard.config_from_widgets(form_values()),
+                                                                      st.session_state.get("sweep_grid", ""))
+    except dashboard.DfkdError as exc:
+        st.session_state["distill_error"] = str(exc)
+
+
 def stop_run() -> None:
     try:
         dashboard.stop(st.session_state["run_id"])
@@ -173,6 +181,13 @@ with st.container(border=True):
                     disabled=not dashboard.run_active(st.session_state.get("run_id")))
     if "distill_error" in st.session_state:
         st.error(dashboard.plain(st.session_state.pop("distill_error")))
+    with st.expander("Sweep: these settings over a grid of any setting, one run per grid point and seed"):
+        st.text_area("Grid (one FIELD=V1,V2 per line)", key="sweep_grid", placeholder="student_hidden=10,25,50\ndirect_lr=0.05,0.1",
+                     help="Any field of the form (its name as in Advanced, e.g. student_hidden, direct_lr, batch_size); "
+                          "';' separates values that hold commas. Every sampler and α schedule above trains in each run.")
+        st.button("Start sweep", icon=":material/grid_view:", key="sweep_start", on_click=start_sweep)
+        if "sweep_message" in st.session_state:
+            st.success(dashboard.plain(st.session_state.pop("sweep_message")))
 
 # ------------------------------------------------------------------ your own model (issue 13)
 def upload(key: str):

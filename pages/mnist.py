@@ -49,11 +49,11 @@ def live() -> None:
     st.caption(dashboard.CAPTIONS["val_mae"])
     epochs_have = view.snapshot_epochs
     if not epochs_have:
-        st.caption("Synthetic digits appear at the first snapshot (epoch 0).")
+        st.caption("Synthetic digits appear once epoch 0's first batch is trained (labelled \"batch 1\" until the epoch ends).")
     else:
         shown = st.multiselect("Digits at epochs", epochs_have, help="Follows the newest snapshot until you change it.",
                                wrap=True, **dashboard.epoch_widget(st.session_state, "mnist_epochs_shown", epochs_have, many=True))
-        st.plotly_chart(figures.digit_grid(dashboard.digit_items(view, shown)), key="mnist_grid")
+        st.plotly_chart(dashboard.digit_figure(view, shown), key="mnist_grid")
         st.caption(dashboard.CAPTIONS["digits"])
         hist_epoch = st.select_slider("Teacher predictions at epoch", epochs_have,
                                       help="Follows the newest snapshot until you move it.",

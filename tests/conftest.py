@@ -4,15 +4,10 @@ start a Streamlit server and Debian's Chromium (patient: they wait on what the r
 and on what the page shows, never on a fixed sleep)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,74 +71,11 @@ def update_golden(request) -> bool:
 
 
 # ---------------------------------------------------------------- browser tests
-# The only place that launches a browser: Debian's chromium (apt-get install chromium), never one
-# downloaded by playwright. Waits are long because CI may share the machine with other work; a
-# wait ends as soon as its condition holds, so a quiet machine pays nothing for the patience.
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-PATIENT_MS = 300_000  # the default for every page wait and expect(): five minutes on a loaded box
-SERVER_START_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_health(url: str, proc: subprocess.Popen, log: Path, timeout: float = SERVER_START_S) -> None:
-    """Until streamlit answers /_stcore/health with ok; fails with the server's log if it exits or never answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer /_stcore/health within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-@dataclass(frozen=True)
-class StreamlitServer:
-    url: str
-    port: int
-    home: Path
-
-
-@contextlib.contextmanager
-def streamlit_server(home: Path, *args: str, env: dict | None = None):
-    """`streamlit run app.py` on a free port with DFKD_HOME=home; every run it started is asked to
-    stop and the server is ended (SIGTERM, then SIGKILL) on the way out."""
-    from dfkd_core.runs.runstore import RunStore
-
-    port = free_port()
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "streamlit.log"
-    full_env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "DFKD_HOME": str(home), **(env or {})}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                 "--server.port", str(port), *args],
-                                cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_health(f"http://127.0.0.1:{port}", proc, log)
-        yield StreamlitServer(f"http://127.0.0.1:{port}", port, home)
-    finally:
-        with contextlib.suppress(Exception):
-            store = RunStore(home)
-            for run_id in store.list_runs()["id"]:  # no worker outlives the test
-                if store.get_run(run_id).active:
-                    store.request_stop(run_id)
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+# The only launch of a browser is dfkd_core.experiments.browser.launch_chromium: Debian's chromium
+# (apt-get install chromium), never one downloaded by playwright; the server is started the same
+# way `bench --dashboard` starts it. Waits are long because CI may share the machine with other
+# work; a wait ends as soon as its condition holds, so a quiet machine pays nothing for the patience.
+from dfkd_core.experiments.browser import CHROMIUM, PATIENT_MS, launch_chromium, new_page, streamlit_server  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -162,20 +94,11 @@ def browser():
 
     expect.set_options(timeout=PATIENT_MS)
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = launch_chromium(p)
         try:
             yield chromium
         finally:
             chromium.close()
-
-
-def new_page(browser, **options):
-    """A page (in its own context) whose waits default to PATIENT_MS; closing it closes the context."""
-    context = browser.new_context(viewport=options.pop("viewport", {"width": 1400, "height": 1600}), **options)
-    context.set_default_timeout(PATIENT_MS)
-    page = context.new_page()
-    page.on("close", lambda _: context.close())
-    return page
 
 
 @pytest.fixture

@@ -166,6 +166,29 @@ def test_the_mnist_offline_notice_is_shown_once(shared_data):
     assert sum(i.value == dashboard.plain(note) for i in at.info) == 1
 
 
+def test_the_mnist_page_shows_epoch_0s_first_batch_until_the_epochs_own_snapshot_replaces_it():
+    """The first digits come from epoch 0's first batch (Snapshot.early): labelled so, under epoch 0;
+    when the epoch's own snapshot arrives it takes their place, and no second epoch 0 appears."""
+    from dfkd_core.events import Snapshot
+
+    cfg = DistillConfig(dataset="digits", samplers=("gaussian",), epochs=3)
+    run_id = stored_run(cfg, status="cancelled", epochs=1)
+    store, member = RunStore(), cfg.members()[0].key
+    store.record(run_id, Snapshot(member, 0, np.zeros((8, 1, 8, 8), np.float32), np.ones(8), np.full(8, 2.0), early=True))
+    at = start_app("pages/mnist.py")
+    assert not at.exception and errors(at) == []
+
+    def titles() -> list[str]:
+        grid = next(f for f in figures_of(at) if f["data"] and f["data"][0]["type"] == "heatmap")
+        return [a["text"] for a in grid["layout"]["annotations"]]
+
+    assert titles() == ["gaussian @ 0, batch 1: T(x)=2.0"] * 8
+    store.record(run_id, Snapshot(member, 0, np.ones((8, 1, 8, 8), np.float32), np.ones(8), np.full(8, 3.0)))
+    at.run()
+    assert not at.exception and titles() == ["gaussian @ 0: T(x)=3.0"] * 8
+    assert at.multiselect(key="mnist_epochs_shown-0").options == ["0"] and at.select_slider(key="mnist_hist_epoch-0").value == 0
+
+
 def test_a_link_with_five_samplers_fills_the_sampler_chips():
     five = ["gaussian", "lhs", "halton", "sobol", "direct"]
     at = start_app(query={"samplers": ",".join(five)})

@@ -8,6 +8,7 @@ import re
 import pytest
 from conftest import newest_run, wait_for_run
 
+from dfkd_core.experiments.browser import RMSE_POINTS_JS  # the curve's points, counted as `bench --dashboard` does
 from dfkd_core.runs.runstore import RunStore
 
 pytestmark = pytest.mark.browser
@@ -20,18 +21,6 @@ def epoch_shown(page) -> int:
     return int(re.search(rf"epoch (\d+) / {EPOCHS}", text).group(1))
 
 
-# Points of the longest curve in the validation-RMSE chart, from plotly's own data (arrays
-# arrive as base64 typed arrays: {dtype, bdata}); Streamlit wraps chart titles in <b>.
-RMSE_POINTS_JS = """() => {
-    const size = {f8: 8, f4: 4, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
-    const count = x => !x ? 0 : (x.length !== undefined ? x.length : (x.bdata ? atob(x.bdata).length / size[x.dtype] : 0));
-    for (const el of document.querySelectorAll('.js-plotly-plot')) {
-        const title = el.layout && el.layout.title && el.layout.title.text;
-        if (title && title.includes('Validation RMSE') && el.data)
-            return Math.max(0, ...el.data.filter(t => t.name !== 'teacher (validation RMSE)').map(t => count(t.x)));
-    }
-    return 0;
-}"""
 
 
 def rmse_points(page) -> int:

@@ -2,6 +2,8 @@
 Play, and both canvases animate — titles and what the charts draw change from frame to frame."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -30,17 +32,20 @@ def test_play_animates_direct_and_generator_side_by_side(server, page):
     page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3")
     page.get_by_role("button", name="Play").click()
     seen: list = []
-    titles: set = set()
 
-    previous = ""  # each wait ends on a frame whose titles differ from the last one seen
-    while len({t for t in titles if t.startswith("direct")}) < 3 or len({t for t in titles if t.startswith("generator")}) < 3:
+    def distinct(lane: int, what: str) -> int:
+        return len({frame[lane][what] for frame in seen if frame[lane]["title"].startswith(("direct", "generator")[lane])})
+
+    previous = ""  # each wait ends on a frame that differs from the last one seen (a title or a canvas)
+    # a canvas may be redrawn a moment after its title changes (Vega-Lite updates in place): wait for
+    # three different drawings of each lane, not only three titles
+    while min(distinct(0, "title"), distinct(1, "title"), distinct(0, "heat"), distinct(1, "heat")) < 3 and len(seen) < 60:
         page.wait_for_function(f"prev => {{ const c = ({CANVASES_JS})(); "
-                               "return c.length === 2 && c.map(x => x.title).join(' | ') !== prev; }", arg=previous)
+                               "return c.length === 2 && JSON.stringify(c) !== prev; }", arg=previous)
         canvases = page.evaluate(CANVASES_JS)
         if len(canvases) == 2:
             seen.append(canvases)
-            previous = " | ".join(c["title"] for c in canvases)
-            titles |= {c["title"] for c in canvases}
+            previous = json.dumps(canvases, separators=(",", ":"), ensure_ascii=False)
     page.get_by_role("button", name="Pause").click()
     directs = [frame[0] for frame in seen if frame[0]["title"].startswith("direct")]
     generators = [frame[1] for frame in seen if frame[1]["title"].startswith("generator")]

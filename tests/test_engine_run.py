@@ -65,6 +65,34 @@ def test_events_arrive_per_student_per_epoch_with_snapshots_and_results():
     assert result.device == events[0].device
 
 
+def test_the_first_digits_come_after_the_first_batch_and_the_epochs_own_snapshot_follows():
+    """A page waiting for digits (early_snapshot) gets epoch 0's first batch as Snapshot(early=True)
+    before epoch 0 is logged; the epoch's own snapshot (its last batch) follows, as without."""
+    from dfkd_core.config import preset_config
+
+    cfg = preset_config("paper-mnist", dataset="digits", epochs=2, batches_per_epoch=2, samplers=("gaussian", "direct"),
+                        direct_steps=2, snapshot_epochs=(0,))
+    events, plain = [], []
+    run_distillation(cfg, on_event=events.append, early_snapshot=True)
+    run_distillation(cfg, on_event=plain.append)
+    first_metrics = next(i for i, e in enumerate(events) if isinstance(e, EpochMetrics))
+    early_at = [i for i, e in enumerate(events) if isinstance(e, Snapshot) and e.early]
+    early = [events[i] for i in early_at]
+    assert [e.member for e in early] == [m.key for m in cfg.members()] and {e.epoch for e in early} == {0}
+    assert max(early_at) < first_metrics  # epoch 1, a snapshot epoch too, sends none early
+    assert all(e.x.shape == (50, 1, 8, 8) and e.teacher_pred.shape == (50,) for e in early)
+    # the early batch is the first one, the epoch's own is the last: a different batch
+    final = [e for e in events if isinstance(e, Snapshot) and not e.early]
+    assert [(e.member, e.epoch) for e in final] == [(m.key, ep) for ep in (0, 1) for m in cfg.members()]
+    assert not np.array_equal(early[0].x, final[0].x)
+    # asked for or not, the run is the same: same final snapshots, same students
+    same = [e for e in plain if isinstance(e, Snapshot)]
+    assert not any(e.early for e in same) and len(same) == len(final)
+    assert all(np.array_equal(a.x, b.x) for a, b in zip(final, same))
+    assert [e.test_rmse for e in events if isinstance(e, MemberResult)] == [
+        e.test_rmse for e in plain if isinstance(e, MemberResult)]
+
+
 def test_best_on_validation_and_data_free_selections_are_reported_side_by_side():
     member = run_distillation(short(epochs=6)).members[0]
     assert set(member.other_selections) == {"last", "synthetic"}

@@ -107,6 +107,32 @@ def test_a_multiselect_of_epochs_follows_until_the_user_picks_others():
     assert dashboard.epoch_widget(state, "d", [0, 3, 6], many=True)["default"] == [0, 3]
 
 
+def test_an_early_snapshot_is_shown_until_the_epochs_own_replaces_it_under_the_same_epoch():
+    from dfkd_core.events import Snapshot
+
+    store = RunStore()
+    run_id = store.create_run(TINY)
+    member = "gaussian|0|0"
+    first, last = np.zeros((4, 10), np.float32), np.ones((4, 10), np.float32)
+    store.record(run_id, Snapshot(member, 0, first, np.ones(4), np.full(4, 2.0), early=True))
+    view = dashboard.load_view(run_id)
+    assert view.snapshot_epochs == [0] and view.early == {(member, 0)}
+    assert np.array_equal(dashboard.synthetic_batches(view, 0)["gaussian"], first)
+    assert dashboard.snapshot_frame(view, [0])["teacher_pred"].tolist() == [2.0] * 4
+    grid = dashboard.digit_figure(view, [0])
+    assert dashboard.digit_figure(dashboard.load_view(run_id), [0]) is grid  # a poll with nothing new: the same figure
+    store.record(run_id, Snapshot(member, 0, last, np.ones(4), np.full(4, 3.0)))
+    store.record(run_id, Snapshot(member, 0, first, np.ones(4), np.full(4, 2.0), early=True))  # too late: ignored
+    view = dashboard.load_view(run_id)
+    assert view.snapshot_epochs == [0] and view.early == frozenset()  # one entry per epoch, the epoch's own
+    assert np.array_equal(dashboard.synthetic_batches(view, 0)["gaussian"], last)  # not the cached early one
+    assert dashboard.snapshot_frame(view, [0])["teacher_pred"].tolist() == [3.0] * 4
+    assert dashboard.digit_figure(view, [0]) is not grid
+    assert {a.text for a in dashboard.digit_figure(view, [0]).layout.annotations} == {"gaussian @ 0: T(x)=3.0"}
+    files = [p.name for p in (store.run_dir(run_id) / "snapshots").iterdir()]
+    assert len(files) == 1 and files[0].endswith("-e000000.npz")  # the early file is gone
+
+
 # ------------------------------------------------------------------ projections
 def test_two_dimensional_data_are_drawn_in_their_own_plane():
     x = np.array([[0.1, 0.2], [0.3, -0.4]], dtype=np.float32)

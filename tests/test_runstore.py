@@ -243,7 +243,7 @@ def _bad_run_id(store):
     (_missing_weights, StoreError, r"no saved weights for member 'direct\|0\|0' \(have: gaussian\|0\|0\)"),
     (_delete_active, StoreError, r"is queued; stop it before deleting it"),
     (_bad_status, ValueError, r"The 'status' parameter must be one of .* Got 'finished' instead"),
-    (_bad_event, TypeError, r"must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot or MemberResult. Got dict instead"),
+    (_bad_event, TypeError, r"must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot, RunNote or MemberResult. Got dict instead"),
     (_bad_run_id, StoreError, r"A run id must be letters, digits"),
 ], ids=["unknown-run", "missing-snapshot", "missing-weights", "delete-active", "bad-status", "bad-event", "bad-run-id"])
 def test_bad_requests_raise_errors_that_say_what_is_wrong(store, action, error, match):

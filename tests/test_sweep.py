@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from dfkd_core.config import DistillConfig
 from dfkd_core.errors import ConfigError
 from dfkd_core.experiments import sweep as S
 from dfkd_core.dashboard.sweep_figures import sweep_figure
@@ -97,3 +98,43 @@ def test_the_sweep_figure_has_one_panel_per_field_with_the_spread_over_seeds():
     assert list(means.error_y.array) == pytest.approx([0.005773502, 0.005773502])  # sd of 4 runs: 2 seeds × 2 lrs
     assert fig.layout.xaxis.type == "log"  # values spanning 100×
     assert fig.layout.xaxis2.type is None  # 0.05 to 0.1: linear
+
+
+# ---------------------------------------------------------------- a sweep started from the Distill page
+def test_the_distill_page_starts_a_sweep_of_its_settings_that_the_runs_page_lists(tmp_path):
+    from conftest import wait_for_run
+    from test_app_pages import errors, shown, start_app
+
+    at = start_app()
+    at.number_input(key="cfg_epochs").set_value(3)
+    at.multiselect(key="cfg_samplers").set_value(["gaussian"])
+    at.text_input(key="cfg_seeds").set_value("0,1")
+    at.text_area(key="sweep_grid").set_value("student_hidden=5,8\n").run()
+    at.button(key="sweep_start").click().run()
+    assert not at.exception and errors(at) == []
+    said = " ".join(shown(s.value) for s in at.success)
+    assert "4 run(s) started" in said, said
+    sweep_id = said.split("Sweep ", 1)[1].split(":", 1)[0]
+    def finished(store):
+        sweeps = S.list_sweeps(store)
+        return not sweeps.empty and int(sweeps["done"].iloc[0]) == 4 and list(sweeps["sweep"])
+
+    assert wait_for_run(finished, what="the sweep's four runs") == [sweep_id]
+    hidden = {RunStore().get_run(i).config.student_hidden for i in RunStore().list_runs()["id"]}
+    assert hidden == {5, 8}
+    page = start_app("pages/runs.py")
+    assert sweep_id in " ".join(str(o) for o in page.selectbox(key="runs_sweep").options)
+
+
+def test_a_bad_grid_or_your_own_files_start_no_sweep_and_say_why(tmp_path):
+    from test_app_pages import errors, start_app
+
+    at = start_app()
+    at.text_area(key="sweep_grid").set_value("no_such_field=1,2").run()
+    at.button(key="sweep_start").click().run()
+    assert not at.exception and "must name a configuration field" in " ".join(errors(at))
+    assert not at.success and RunStore().list_runs().empty
+    with pytest.raises(ConfigError, match="registered datasets only"):
+        S.start_sweep(DistillConfig(dataset="user", teacher_file=str(tmp_path / "t.pt"), data_file=str(tmp_path / "d.csv"),
+                                    target="y"), ["student_hidden=5,8"])
+    assert not (RunStore().home / "sweeps").exists() or not list((RunStore().home / "sweeps").glob("*.log"))

@@ -323,3 +323,23 @@ def test_a_data_free_cli_run_calls_the_teacher_the_reference_not_an_error_of_zer
     assert code == 0, err
     assert "teacher test RMSE 0.0000" not in err and "teacher RMSE 0.0000" not in out
     assert "the teacher is the reference" in err and "against the teacher itself" in out
+
+
+def test_the_data_trained_reference_trains_after_the_students_so_the_first_epoch_is_not_held_back(csv, ts_teacher):
+    from dfkd_core.engine import run_distillation
+    from dfkd_core.events import EpochMetrics, MemberResult, RunNote, RunStarted
+
+    cfg = fast_config(teacher_file=str(ts_teacher), data_file=str(csv), target="y", samplers=("gaussian",))
+    events: list = []
+    result = run_distillation(cfg, on_event=events.append)
+    kinds = [type(e) for e in events if type(e) in (RunStarted, EpochMetrics, MemberResult, RunNote)]
+    assert kinds == [RunStarted, EpochMetrics, EpochMetrics, MemberResult, RunNote]  # the reference comes last
+    note = events[-1].text
+    assert note.startswith("data-trained reference student: test RMSE") and not result.cancelled
+    assert "data-trained reference" not in events[0].note  # not announced before it exists
+
+    stopped: list = []  # Stop pressed once the students are trained, while the reference trains
+    late = run_distillation(cfg, on_event=stopped.append,
+                            should_stop=lambda: any(isinstance(e, MemberResult) for e in stopped))
+    assert not late.cancelled and len(late.members) == 1
+    assert not [e for e in stopped if isinstance(e, RunNote)]  # a stopped reference says nothing

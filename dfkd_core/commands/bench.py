@@ -33,7 +33,13 @@ def configure(parser) -> None:
     parser.add_argument("--start-latency", action="store_true",
                         help="time Start → first stored epoch with a cold worker against the server's warm worker, "
                              "side by side (--repeat tries each)")
-    parser.add_argument("--repeat", default="3", help="tries per side for --start-latency (default 3)")
+    parser.add_argument("--repeat", default="3", help="tries per side for --start-latency, Starts for --dashboard (default 3)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="measure the dashboard in Debian's chromium (playwright): Start → first curve point, the "
+                             "longest pause and the curve's lag while a run streams, the playground's frames per "
+                             "second and flicker, Start → first MNIST digits (a scratch DFKD_HOME; see docs/PERFORMANCE.md)")
+    parser.add_argument("--digits", default="digits,mnist",
+                        help="with --dashboard: the MNIST page's datasets timed to their first digits (default digits,mnist; '' none)")
     parser.add_argument("--playground", action="store_true",
                         help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
@@ -57,6 +63,14 @@ def run(args) -> int:
         result = start_latency(parse_int("repeat", args.repeat, 1, 100), say=None if args.json else print)
         if args.json:
             print(json_text(result))
+        return 0
+    if args.dashboard:
+        from ..experiments.browser import dashboard_bench, table
+
+        say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
+        result = dashboard_bench(parse_int("repeat", args.repeat, 1, 100),
+                                 digits=tuple(d.strip() for d in args.digits.split(",") if d.strip()), say=say)
+        print(json_text(result) if args.json else table(result))
         return 0
     if args.playground:
         torch.set_num_threads(threads)

@@ -53,19 +53,12 @@ def configure(parser) -> None:
 def config_from_args(args) -> DistillConfig:
     """Preset (if any) < config file (if any) < the flags the user typed, read and checked by
     config.parse_config like a URL or the dashboard's form (every problem reported at once)."""
-    from ..config import MAX_CONFIG_BYTES, json_settings, parse_config, upgrade_legacy_objective
+    from ..config import config_file_settings, parse_config
     from ..errors import ConfigError
 
     merged: dict = preset_config(args.preset).to_dict() if args.preset else {}
     if args.config:
-        try:
-            with open(args.config, "rb") as fh:
-                text = fh.read(MAX_CONFIG_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"Cannot read the config file {args.config!r}: {exc.strerror}.") from None
-        if len(text) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"The config file {args.config!r} must be at most {MAX_CONFIG_BYTES} bytes. Got more instead.")
-        merged.update(upgrade_legacy_objective(json_settings(text)))  # a file of the former shape: its objective as pairs
+        merged.update(config_file_settings(args.config))
     flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "seeds": args.seed,
              "student_hidden": args.student_hidden, "epochs": args.epochs, "split_seed": args.split_seed,
              "selection": args.selection, "engine": args.engine, "device": args.device, "objective": args.objective}
@@ -151,7 +144,7 @@ def _train(args, cfg, stored):
     stderr: a bar on a terminal, a plain line every PROGRESS_EVERY_S seconds in a log."""
     from ..engine import run_distillation
     from ..engine.context import prepare_run
-    from ..events import EpochMetrics, RunStarted, TeacherProgress
+    from ..events import EpochMetrics, RunNote, RunStarted, TeacherProgress
     from ..userrun import units_choice
 
     members = cfg.members()
@@ -181,6 +174,8 @@ def _train(args, cfg, stored):
                        f"teacher test RMSE {event.teacher_test_rmse:.4f} (validation {event.teacher_val_rmse:.4f})")
             print(f"device: {event.device}; engine: {event.engine}; {teacher}" + (f"; {event.note}" if event.note else ""),
                   file=sys.stderr)
+        elif isinstance(event, RunNote):  # said once the students are trained (the data-trained reference)
+            print(("\n" if bar else "") + event.text, file=sys.stderr, flush=True)
         elif isinstance(event, EpochMetrics):
             state["done"] += 1
             done = state["done"]

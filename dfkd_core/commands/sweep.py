@@ -23,6 +23,8 @@ def configure(parser) -> None:
     parser.add_argument("--split-seed", default=None, help="seed of the data split and teacher (default 0)")
     parser.add_argument("--epochs", default=None, help="epochs of every run")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="start from one of the paper's settings")
+    parser.add_argument("--config", default=None, help="a JSON file with a DistillConfig: the base of every run "
+                                                            "(flags and --set override it; its seeds are --seed's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other DistillConfig field held fixed over the sweep (repeatable)")
     parser.add_argument("--executor", default=None, help="local (worker processes, the default) or dask-local")
@@ -33,11 +35,14 @@ def configure(parser) -> None:
 
 
 def base_settings(args) -> dict:
-    """The settings every run of the sweep shares: preset < flags < --set (checked per cell by parse_config)."""
-    from ..config import preset_config
+    """The settings every run of the sweep shares: preset < config file < flags < --set (checked per
+    cell by parse_config)."""
+    from ..config import config_file_settings, preset_config
     from ..errors import ConfigError
 
     merged: dict = preset_config(args.preset).to_dict() if args.preset else {}
+    if args.config:
+        merged.update(config_file_settings(args.config))
     flags = {"dataset": args.dataset, "samplers": args.sampler, "alphas": args.alpha, "epochs": args.epochs,
              "split_seed": args.split_seed}
     merged.update({k: v for k, v in flags.items() if v is not None})

@@ -39,7 +39,7 @@ from .projections import (hold_projection, is_plane, plane_projection, projectio
                           projection_unavailable, umap_warming)
 from .texts import (AUTOLINK_TRIGGERS, CAPTIONS, MARKDOWN_PUNCTUATION, PAGE_INTRO, PLAIN_COLUMNS,  # noqa: F401
                     WHAT_IS_DFKD, WORD_JOINER, error_line, plain, plain_columns)
-from .views import (ACTIVE, STATUSES, RunView, as_image, case_study_runs, constraint_table, digit_items,  # noqa: F401
+from .views import (ACTIVE, STATUSES, RunView, as_image, case_study_runs, constraint_table, digit_figure, digit_items,  # noqa: F401
                     epoch_widget, keep_warm, load_view, recover, result_summary, run_active, run_config, run_exists,
                     run_status_line, runs_table, snapshot, snapshot_frame, store, stop, submit, synthetic_batches,
                     teacher_bar, teacher_queries, teacher_row, view_summary)

@@ -53,7 +53,7 @@ def plane_projection(dataset: str, split_seed: int, synthetic: Mapping[str, np.n
                       "Two input features: the points are drawn in their own plane (x₁, x₂), no projection.")
 
 
-_PROJECTION_JOBS: "dict[tuple, Any]" = {}  # (home, run, epoch, method, UMAP on disk, snapshots) -> Future
+_PROJECTION_JOBS: "dict[tuple, Any]" = {}  # (home, run, epoch, method, UMAP on disk, snapshots, early ones) -> Future
 _PROJECTION_LOCK = threading.Lock()
 _PROJECTION_POOL: Any = None  # one worker process, started on first use
 _UMAP_PENDING: set[str] = set()  # projection keys whose 'auto' projection came back as PCA (UMAP still fitting)
@@ -113,7 +113,7 @@ def projection_later(view: RunView, epoch: int, method: str = "auto", wait: floa
     _check_projectable(cfg)
     pkey = projection_key(cfg.dataset, cfg.split_seed)
     on_disk = umap_path(pkey).exists()
-    key = (str(store().home), view.run.id, int(epoch), method, on_disk, len(view.snapshots))
+    key = (str(store().home), view.run.id, int(epoch), method, on_disk, len(view.snapshots), len(view.early))
     with _PROJECTION_LOCK:
         job = _PROJECTION_JOBS.get(key)
         if job is None or (job.done() and job.exception() is not None and isinstance(job.exception(), BrokenProcessPool)):

@@ -76,3 +76,16 @@ def stored_sweeps(store: Any = None) -> pd.DataFrame:
     from .views import store as default_store
 
     return list_sweeps(store or default_store())
+
+
+def start_sweep(cfg: Any, grid_text: str) -> str:
+    """Start a sweep of the Distill form's settings `cfg` over the grid typed on the page (one
+    FIELD=V1,V2 per line); the line saying what started (experiments.sweep.start_sweep). A
+    ConfigError / ConfigErrors says what is wrong; nothing starts then."""
+    from ..experiments.runner import dashboard_executor, executor_label
+    from ..experiments.sweep import start_sweep as start
+
+    started = start(cfg, str(grid_text or "").splitlines())
+    return (f"Sweep {started.sweep_id}: {started.runs} run(s) started on {executor_label(*dashboard_executor())}. "
+            "The Runs page lists the sweep and its runs as they finish (a sweep started again with the same "
+            "settings continues it).")

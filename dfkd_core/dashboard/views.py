@@ -5,6 +5,7 @@ case-study pages' run lists."""
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -118,6 +119,7 @@ class RunView:
     results: pd.DataFrame
     epoch: int  # epochs finished (highest logged epoch + 1)
     epochs: int  # epochs planned
+    early: frozenset = frozenset()  # (member, epoch) whose stored snapshot is still the early one (its first batch)
 
     @property
     def status(self) -> str:
@@ -183,7 +185,9 @@ def load_view(run_id: str) -> RunView:
     metrics = live.metrics(s, run_id)  # only the epochs since the last poll are read
     epochs = run.config.epochs if run.config else int(run.config_dict.get("epochs", 0) or 0)
     epoch = int(metrics["epoch"].max()) + 1 if not metrics.empty else 0
-    return RunView(run, metrics, s.snapshot_index(run_id), s.results(run_id), epoch, epochs)
+    index = s.snapshot_index(run_id, early=True)
+    early = frozenset((m, int(e)) for m, e in index.loc[index["early"], ["member", "epoch"]].itertuples(index=False))
+    return RunView(run, metrics, index[["member", "epoch"]], s.results(run_id), epoch, epochs, early)
 
 
 def teacher_bar(view: RunView) -> tuple[float, str] | None:
@@ -232,13 +236,15 @@ def run_status_line(view: RunView) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _snapshot(home: str, run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
-    """Snapshots never change once written: cache them per process."""
+def _snapshot(home: str, run_id: str, member: str, epoch: int, early: bool = False) -> dict[str, np.ndarray]:
+    """An epoch's snapshot never changes once written: cache them per process. An early one
+    (the epoch's first batch) is replaced by the epoch's own: `early` keys them apart."""
     return store(home).load_snapshot(run_id, member, epoch)
 
 
-def snapshot(run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
-    return _snapshot(str(store().home), run_id, member, int(epoch))
+def snapshot(run_id: str, member: str, epoch: int, early: bool = False) -> dict[str, np.ndarray]:
+    """The stored snapshot's arrays; `early`: the view lists it as early (RunView.early)."""
+    return _snapshot(str(store().home), run_id, member, int(epoch), early)
 
 
 def snapshot_frame(view: RunView, epochs: Sequence[int] | None = None) -> pd.DataFrame:
@@ -253,7 +259,7 @@ def snapshot_frame(view: RunView, epochs: Sequence[int] | None = None) -> pd.Dat
     parts: dict[str, list] = {c: [] for c in cols}
     home = str(store().home)  # once, not per snapshot: opening the store checks its schema
     for member, epoch in idx.itertuples(index=False):  # columns gathered, one frame built: a poll stays cheap
-        data = _snapshot(home, view.run.id, member, int(epoch))
+        data = _snapshot(home, view.run.id, member, int(epoch), (member, int(epoch)) in view.early)
         m = Member.from_key(member)
         n = len(data["student_loss"])
         for col, value in (("member", member), ("sampler", m.sampler), ("alpha", m.alpha), ("seed", m.seed),
@@ -269,7 +275,7 @@ def synthetic_batches(view: RunView, epoch: int) -> dict[str, np.ndarray]:
     """Each sampler's synthetic points at `epoch` (all its members' batches stacked)."""
     out: dict[str, list[np.ndarray]] = {}
     for member, e in view.snapshots[view.snapshots["epoch"] == epoch].itertuples(index=False):
-        x = snapshot(view.run.id, member, e)["x"]
+        x = snapshot(view.run.id, member, e, (member, int(e)) in view.early)["x"]
         out.setdefault(Member.from_key(member).sampler, []).append(np.asarray(x).reshape(len(x), -1))
     return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -285,11 +291,39 @@ def digit_items(view: RunView, epochs: Sequence[int], per_sampler: int = 8) -> l
         for epoch in epochs:
             if not ((view.snapshots["member"] == member) & (view.snapshots["epoch"] == epoch)).any():
                 continue
-            data = snapshot(view.run.id, member, epoch)
+            early = (member, int(epoch)) in view.early
+            data = snapshot(view.run.id, member, epoch, early)
+            row = f"{sampler} @ {epoch}" + (", batch 1" if early else "")  # the epoch still trains
             for i in range(min(per_sampler, len(data["x"]))):
-                items.append(dict(image=as_image(data["x"][i]), row=f"{sampler} @ {epoch}",
+                items.append(dict(image=as_image(data["x"][i]), row=row,
                                   title=f"T(x)={float(data['teacher_pred'][i]):.1f}"))
     return items
+
+
+_DIGIT_FIGURES: "dict[tuple, Any]" = {}  # (home, run, snapshots shown with their early flags) -> Figure
+MAX_DIGIT_FIGURES = 16
+_DIGIT_LOCK = threading.Lock()
+
+
+def digit_figure(view: RunView, epochs: Sequence[int]):
+    """figures.digit_grid of digit_items(view, epochs), made once per set of snapshots shown: the
+    MNIST page polls every second while a run trains, and the grid (≈ 1 s of plotly's subplots on a
+    CPU) changes only when a snapshot arrives or an early one is replaced. Do not modify it."""
+    from .figures import digit_grid
+
+    wanted = {int(e) for e in epochs}
+    shown = tuple((member, int(e), (member, int(e)) in view.early)
+                  for member, e in view.snapshots.itertuples(index=False) if int(e) in wanted)
+    key = (str(store().home), view.run.id, tuple(sorted(wanted)), shown)
+    with _DIGIT_LOCK:  # Streamlit runs sessions in threads
+        figure = _DIGIT_FIGURES.get(key)
+    if figure is None:
+        figure = digit_grid(digit_items(view, sorted(wanted)))
+        with _DIGIT_LOCK:
+            while len(_DIGIT_FIGURES) >= MAX_DIGIT_FIGURES:
+                _DIGIT_FIGURES.pop(next(iter(_DIGIT_FIGURES)))
+            _DIGIT_FIGURES[key] = figure
+    return figure
 
 
 def as_image(x: np.ndarray) -> np.ndarray:

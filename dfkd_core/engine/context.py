@@ -21,7 +21,7 @@ from ..synth.objectives import Objective, build_objective, log_cosh
 from ..synth.samplers import SAMPLERS
 from ..synth.schedules import SYNTHETIC_PROBE_SIZE, AlphaSchedule, batch_sizes, parse_alpha  # noqa: F401 - the engine's names
 from ..models.teachers import Teacher, TeacherInfo, build_model, default_student_arch, get_teacher, teacher_epoch_budget
-from ..userrun import prepare_user_run, store_user_inputs, uses_user_inputs
+from ..userrun import prepare_user_run, reference_after_training, store_user_inputs, uses_user_inputs, wants_reference
 
 
 
@@ -64,13 +64,18 @@ class RunContext:
     probe_t: torch.Tensor  # the teacher on them
     snapshot_epochs: frozenset = field(default_factory=frozenset)
     interrupted: str = ""  # set by the loop when the run ended early on its own (a query budget spent)
+    # work the loop does once the students are trained (not on a stopped run), each given the
+    # loop's should_stop and returning an event to emit or None: the data-trained reference student
+    # of a run on the user's rows (userrun.reference_after_training)
+    after_training: list = field(default_factory=list)
 
 
 def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None = None,
                 teacher_progress: Callable[[TeacherProgress], None] | None = None, reference: bool = True) -> RunContext:
     """Validate the config, load the split and the teacher (shipped, cached or trained: then
     `teacher_progress` hears of every teacher epoch), build the objective. `reference`: on the
-    user's rows, train the data-trained reference student too (userrun.reference_student)."""
+    user's rows, train the data-trained reference student too, after the run's students
+    (userrun.reference_after_training: the curves start at once)."""
     from ..data import load_split
 
     cfg.validate()
@@ -78,7 +83,7 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
     if uses_user_inputs(cfg):  # the user's teacher file, data file or input spec (stored under DFKD_HOME)
         cfg = store_user_inputs(cfg)
         progress = _progress_events(teacher_progress, teacher_epoch_budget("tabular"))  # a user's table is tabular
-        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress, reference=reference)
+        split, teacher, info = prepare_user_run(cfg, device, data_dir, progress)
     else:
         split = load_split(cfg.dataset, seed=cfg.split_seed, data_dir=data_dir)
         progress = _progress_events(teacher_progress, teacher_epoch_budget(split.kind))
@@ -96,9 +101,12 @@ def prepare_run(cfg: DistillConfig, data_dir=None, device: torch.device | None =
         probe_t = teacher.predict(probe_x)
     teacher.queries = 0
     last = cfg.epochs - 1
-    return RunContext(cfg, split, device, teacher, info, objective,
-                      split.x_val.to(device), split.y_val.to(device), split.x_test.to(device), split.y_test.to(device),
-                      probe_x, probe_t, frozenset([e for e in cfg.snapshot_epochs if e <= last] + [last]))
+    run = RunContext(cfg, split, device, teacher, info, objective,
+                     split.x_val.to(device), split.y_val.to(device), split.x_test.to(device), split.y_test.to(device),
+                     probe_x, probe_t, frozenset([e for e in cfg.snapshot_epochs if e <= last] + [last]))
+    if reference and wants_reference(cfg, split):
+        run.after_training.append(reference_after_training(run))
+    return run
 
 
 def _progress_events(teacher_progress: Callable[[TeacherProgress], None] | None,
@@ -205,14 +213,16 @@ class MemberLayout:
         return stat
 
     def snapshots(self, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor,
-                  shape: tuple[int, ...]) -> list[Snapshot]:
+                  shape: tuple[int, ...], early: bool = False) -> list[Snapshot]:
         """One Snapshot per member (internal order) of a batch kept on the host: x (K, M, …) as
-        points of `shape`, the student loss and T (K, M); its x_g rows, or x_p's when it has no x_g."""
+        points of `shape`, the student loss and T (K, M); its x_g rows, or x_p's when it has no x_g.
+        `early`: an epoch's first batch, handed on while the epoch trains (Snapshot.early)."""
         out = []
         for k in range(self.K):
             n = self.m_g[k] or self.m_p[k]
             out.append(Snapshot(self.members[k].key, epoch, x[k, :n].reshape(n, *shape).numpy().astype(np.float32),
-                                loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64)))
+                                loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64),
+                                early=early))
         return out
 
     def results(self, primary: str, last_epoch: int, best: torch.Tensor, best_epoch: torch.Tensor,

@@ -43,15 +43,20 @@ def plan_stacks(run: RunContext, members: list[Member]) -> list[tuple[type[Stack
 
 def train_members(run: RunContext, members: list[Member], emit: EventCallback,
                   should_stop: Callable[[], bool] | None, start: float,
-                  stacks: list[tuple[type, list[int]]] | None = None) -> tuple[list[MemberResult], bool, str]:
+                  stacks: list[tuple[type, list[int]]] | None = None,
+                  early_snapshot: bool = False) -> tuple[list[MemberResult], bool, str]:
     """THE epoch loop: per epoch every stack trains n_s steps (and validates every eval_every
     epochs and on the last); then EpochMetrics and Snapshot events in the caller's member order;
-    at the end one MemberResult each. Returns (results, cancelled, form)."""
+    at the end one MemberResult each. Returns (results, cancelled, form).
+    `early_snapshot`: when the first epoch is a snapshot epoch, a form with long epochs (the
+    generic stack) also emits its first batch as Snapshot(early=True) while the epoch trains."""
     cfg = run.cfg
     plan = stacks or plan_stacks(run, members)
     built = [(form(run, [members[i] for i in part]), part) for form, part in plan]
     for stack, _ in built:
         stack.should_stop = should_stop  # a form with long epochs also checks between batches
+        if early_snapshot:
+            stack.early_snapshots = _emitter(emit)
     forms = " + ".join(sorted({stack.form for stack, _ in built}))
     last_epoch, cancelled = -1, False
     for epoch in range(cfg.epochs):
@@ -62,6 +67,8 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
         numbers: dict[int, tuple[EpochNumbers, int]] = {}
         try:
             for stack, part in built:
+                if epoch == 1:
+                    stack.early_snapshots = None  # the first digits are on the page: later epochs send theirs at the end
                 out = stack.run_epoch(epoch, validate)
                 for local, orig in enumerate(part):
                     numbers[orig] = (out, local)
@@ -90,13 +97,26 @@ def train_members(run: RunContext, members: list[Member], emit: EventCallback,
     return [r for r in results if r is not None], cancelled, forms
 
 
+def _emitter(emit: EventCallback) -> Callable[[list], None]:
+    """A stack's early snapshots (caller's member order, None for a member without one) as events."""
+    def hand(snapshots: list) -> None:
+        for snapshot in snapshots:
+            if snapshot is not None:
+                emit(snapshot)
+    return hand
+
+
 def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = None,
                      should_stop: Callable[[], bool] | None = None, data_dir=None,
-                     device: torch.device | None = None, run: RunContext | None = None) -> DistillResult:
+                     device: torch.device | None = None, run: RunContext | None = None,
+                     early_snapshot: bool = False) -> DistillResult:
     """Train every student of `cfg.members()` side by side; emit TeacherProgress (while a
     teacher trains first), RunStarted, EpochMetrics (per student per epoch), Snapshot (at
-    snapshot epochs) and MemberResult events.
-    `run`: a RunContext prepare_run(cfg) made already (the CLI keeps it to export the students)."""
+    snapshot epochs), MemberResult events and, after training, the RunNote of any
+    run.after_training step.
+    `run`: a RunContext prepare_run(cfg) made already (the CLI keeps it to export the students).
+    `early_snapshot`: also the first epoch's first batch, as soon as it is trained (a page
+    waiting for digits: see train_members)."""
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
     run = run or prepare_run(cfg, data_dir=data_dir, device=device, teacher_progress=emit)
@@ -105,7 +125,13 @@ def run_distillation(cfg: DistillConfig, *, on_event: EventCallback | None = Non
     forms = " + ".join(sorted({form.form for form, _ in plan}))
     emit(RunStarted(describe_device(run.device), tuple(m.key for m in members), run.teacher_info.test_rmse,
                     run.teacher_info.test_mae, run.teacher.kind, forms, run.split.note, run.teacher_info.val_rmse))
-    results, cancelled, forms = train_members(run, members, emit, should_stop, start, plan)
+    results, cancelled, forms = train_members(run, members, emit, should_stop, start, plan, early_snapshot)
+    seconds = time.perf_counter() - start  # the run's training: what follows is not the students' time
+    if not cancelled:
+        for after in run.after_training:  # e.g. the data-trained reference of a run on the user's rows
+            event = after(should_stop)
+            if event is not None:
+                emit(event)
     return DistillResult(run.cfg.to_dict(), describe_device(run.device), forms, run.teacher_info.test_rmse,
-                         run.teacher_info.test_mae, tuple(results), time.perf_counter() - start, cancelled,
+                         run.teacher_info.test_mae, tuple(results), seconds, cancelled,
                          run.interrupted)

@@ -15,7 +15,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..config import Member
-from ..events import MemberResult
+from ..events import MemberResult, Snapshot
 from ..synth.objectives import sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from .compiled import maybe_compile
@@ -46,6 +46,9 @@ class ModuleStack:
 
     form = "stacked (torch.func)"
     should_stop: "Callable[[], bool] | None" = None  # set by the epoch loop: read between batches
+    # set by the epoch loop when a page waits for the first digits: a snapshot epoch's first batch
+    # (Snapshot.early, caller's member order) is handed to it as soon as it is trained
+    early_snapshots: "Callable[[list[Snapshot | None]], None] | None" = None
 
     def __init__(self, run: RunContext, members: list[Member], compile: str | None = None) -> None:
         """`compile`: 'auto', 'on' or 'off' (None: DFKD_COMPILE), see engine.compiled."""
@@ -173,7 +176,12 @@ class ModuleStack:
             if sampler is not None:
                 sampler.begin_epoch()
         keep_last = epoch in self.run.snapshot_epochs
+        hand_early = self.early_snapshots if keep_last and cfg.batches_per_epoch > 1 else None
         kept = None
+
+        def snapshots(kept: tuple, early: bool = False) -> list[Snapshot]:  # internal member order
+            x, loss, t = (v.detach().cpu() for v in kept)
+            return lay.snapshots(epoch, x, loss, t, tuple(x.shape[2:]), early)
         graphs = None if keep_last or epoch == 0 else self._cuda_graphs(weights)
         if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
             self._graph_weights.copy_(weights)
@@ -188,18 +196,19 @@ class ModuleStack:
             for step in range(cfg.batches_per_epoch):
                 if step and self.should_stop is not None and self.should_stop():
                     raise StopRequested  # between batches: a long (CNN) epoch does not hold up Stop
-                kept = self._step(weights, acc, keep_last and step == cfg.batches_per_epoch - 1) or kept
+                first = step == 0 and hand_early is not None
+                kept = self._step(weights, acc, keep_last and (first or step == cfg.batches_per_epoch - 1)) or kept
+                if first:  # the first digits, seconds in, instead of an epoch later
+                    early = snapshots(kept, early=True)
+                    hand_early([early[lay.position[orig]] for orig in range(self.K)])
+                    kept = None
         if validate:
             rmse, mae = self.validate(epoch)
         else:
             rmse = mae = torch.full((self.K,), float("nan"), dtype=torch.float64, device=self.device)
         n = cfg.batches_per_epoch
         host = torch.stack([rmse, mae, acc[:, 0].double() / n, acc[:, 1].double() / n]).cpu().numpy()
-        snapshots = [None] * self.K
-        if kept is not None:
-            x, loss, t = (v.detach().cpu() for v in kept)
-            snapshots = lay.snapshots(epoch, x, loss, t, tuple(x.shape[2:]))
-        return EpochNumbers.from_internal(lay, host, alphas, snapshots)
+        return EpochNumbers.from_internal(lay, host, alphas, snapshots(kept) if kept is not None else [None] * self.K)
 
     # ------------------------------------------------------------------ CUDA graphs
     def _cuda_graphs(self, weights: torch.Tensor) -> list | None:

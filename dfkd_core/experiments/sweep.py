@@ -108,6 +108,61 @@ def plan_sweep(base: Mapping[str, Any], grid: Mapping[str, list[str]], seeds: li
     return digest, [Cell(digest, tuple(point), seed, cfg) for point, seed, cfg in configs]
 
 
+@dataclass(frozen=True)
+class StartedSweep:
+    """A sweep started in the background (start_sweep): its id, runs, process and log."""
+
+    sweep_id: str
+    runs: int
+    pid: int
+    log: "Path"
+
+
+def start_sweep(cfg: DistillConfig, grid_items: list[str], home=None) -> StartedSweep:
+    """The dashboard's sweep: `cfg` (the form's settings: its samplers and α schedules stacked in
+    every run, one run per seed) as the base, a grid over `grid_items` ('field=v1,v2'), checked
+    here (ConfigError / ConfigErrors say what is wrong before anything starts), then `python -m
+    dfkd_core sweep --resume` detached (its own session: a page rerun does not stop it) on the
+    dashboard's executor (the Dask cluster at DFKD_SCHEDULER, else local processes), logging to
+    DFKD_HOME/sweeps/<id>.log. The runs are stored as they finish; the Runs page's sweep view lists
+    them. Runs on the user's own files are refused: a sweep's workers are not boxed (the CLI's are
+    the user's own processes)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ..paths import home_dir
+    from ..userrun import uses_user_inputs
+    from .runner import dashboard_executor
+
+    if uses_user_inputs(cfg):
+        raise ConfigError("A sweep from the dashboard runs on the registered datasets only: sweep your own teacher or "
+                          "data with `python -m dfkd_core sweep --set teacher_file=… --set data_file=…`.")
+    grid_items = [str(item).strip() for item in grid_items if str(item).strip()]
+    grid = parse_grid(grid_items)
+    seeds = list(dict.fromkeys(cfg.seeds)) or [0]
+    base = {k: v for k, v in cfg.to_dict().items() if k not in NOT_SWEPT}
+    sweep_id, cells = plan_sweep(base, grid, seeds)
+    folder = Path(home or home_dir()) / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path, log_path = folder / f"{sweep_id}.json", folder / f"{sweep_id}.log"
+    config_path.write_text(json.dumps(base))
+    cmd = [sys.executable, "-m", "dfkd_core", "sweep", "--config", str(config_path), "--seed", ",".join(map(str, seeds)),
+           "--resume", "--json", *[f"--grid={item}" for item in grid_items]]
+    scheduler = dashboard_executor()[1]
+    if scheduler:
+        cmd += ["--scheduler", scheduler]
+    env = dict(os.environ)
+    env["DFKD_HOME"] = str(Path(home or home_dir()))
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, env=env,
+                                start_new_session=True)
+    return StartedSweep(sweep_id, len(cells), proc.pid, log_path)
+
+
 def sweep_of(tags: Any) -> dict[str, Any] | None:
     """{'id', 'point', 'seed', 'fields'} of a sweep run's tags; None for other runs."""
     what = tags.get(SWEEP_TAG) if isinstance(tags, dict) else None

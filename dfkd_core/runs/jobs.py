@@ -505,12 +505,15 @@ def work(run_id: str, store: RunStore | None = None) -> int:
             print(f"Run {run_id} was {store.get_run(run_id).status} before it started.", file=sys.stderr, flush=True)
             return 0
         print(f"Run {run_id} started (pid {os.getpid()}).", file=sys.stderr, flush=True)
+        firsts = FirstEvents(run_id)
 
         def on_event(event: Event) -> None:
             store.record(run_id, event)
+            firsts.seen(event)
 
         try:
-            result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id))
+            result = run_distillation(info.config, on_event=on_event, should_stop=_stop_flag(store, run_id),
+                                      early_snapshot=True)  # a page waits for the first digits
         except DfkdError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return _fail(store, run_id, str(exc))
@@ -568,6 +571,23 @@ def _no_new_privs() -> bool:
     return any(line.split(":")[0] == "NoNewPrivs" and line.split(":")[1].strip() == "1" for line in status.splitlines())
 
 
+class FirstEvents:
+    """Prints to the worker's log when a run's first events of each kind are stored, in seconds
+    since the worker began it ('[timing] RunStarted 1.2 s, Snapshot (early) 4.0 s, ...'): what
+    holds up a page's first curve point or first digits (the teacher's load, the students' build,
+    the first batch) is read there, and `bench --dashboard` reports it."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id, self.started, self.kinds = run_id, time.perf_counter(), set()
+
+    def seen(self, event: Event) -> None:
+        kind = type(event).__name__ + (" (early)" if getattr(event, "early", False) else "")
+        if kind not in self.kinds and kind != "TeacherProgress":
+            self.kinds.add(kind)
+            print(f"[timing] run {self.run_id}: first {kind} stored {time.perf_counter() - self.started:.2f} s "
+                  "after the worker began it", file=sys.stderr, flush=True)
+
+
 def warm_main() -> int:
     """`worker --warm`: import what a run needs, say 'ready' on stdout, then wait on stdin for one
     line {"run": ID, "env": {DFKD_* settings}} from the server; take on the run's settings, log
@@ -608,7 +628,9 @@ def warm_main() -> int:
 
 def _prewarm() -> None:
     """What the first run would import: torch, the engine, the data and teacher modules, and the
-    scikit-learn/scipy parts the built-in datasets use (≈ 3-5 s on a CPU, paid before Start)."""
+    scikit-learn/scipy parts the built-in datasets use (≈ 3-5 s on a CPU, paid before Start); and
+    torch._dynamo, which torch imports at the first optimizer made (a generic stack's RMSprop:
+    ≈ 3-6 s that held up the first epoch, and the first digits, of every run)."""
     import torch  # noqa: F401
     import sklearn.datasets  # noqa: F401
 
@@ -617,6 +639,7 @@ def _prewarm() -> None:
     from ..models import teachers  # noqa: F401
 
     torch.ones(4, 4) @ torch.ones(4, 4)  # the thread pool and the CPU kernels' first use
+    torch.optim.RMSprop([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo now, not in the run
 
 
 class InProcessRun:

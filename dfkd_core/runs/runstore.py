@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..config import DistillConfig
 from ..errors import ConfigError, DfkdError
-from ..events import DistillResult, EpochMetrics, Event, MemberResult, RunStarted, Snapshot, TeacherProgress
+from ..events import DistillResult, EpochMetrics, Event, MemberResult, RunNote, RunStarted, Snapshot, TeacherProgress
 from ..paths import home_dir, usable_dir
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
@@ -34,6 +34,7 @@ SCHEMA_VERSION = 3  # 2: teacher_val_rmse, teacher_progress; 3: tags (reproducti
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's write lock
 FLUSH_INTERVAL_S = 0.5  # buffered epoch metrics reach the database at least this often while events arrive
 TEACHER_PROGRESS_INTERVAL_S = 0.5  # a training teacher's progress is written at most this often
+EARLY_SUFFIX = "-early"  # the file name of an early snapshot (Snapshot.early) ends so, before .npz
 RESERVE_BYTES = 2**20  # kept free in DFKD_HOME (reserve.bin) so that a full disk can still end a run 'failed'
 STALE_AFTER_S = 60.0  # a run whose heartbeat is older than this is considered orphaned
 
@@ -353,18 +354,30 @@ class RunStore:
                 return
             folder = self.run_dir(run_id) / "snapshots"
             folder.mkdir(exist_ok=True)
-            name = f"{member_filename(event.member)}-e{int(event.epoch):06d}.npz"
+            # an early snapshot (the epoch's first batch) has its own file: the epoch's own
+            # snapshot replaces its row, and the early file goes
+            name = f"{member_filename(event.member)}-e{int(event.epoch):06d}{EARLY_SUFFIX if event.early else ''}.npz"
             _atomic_write(folder / name, lambda f: np.savez(
                 f, x=np.asarray(event.x), student_loss=np.asarray(event.student_loss), teacher_pred=np.asarray(event.teacher_pred)))
             with self._connect(write=True) as conn:
-                conn.execute("INSERT OR REPLACE INTO snapshots (run_id, member, epoch, path) VALUES (?, ?, ?, ?)",
-                             (run_id, event.member, int(event.epoch), f"snapshots/{name}"))
+                row = (run_id, event.member, int(event.epoch), f"snapshots/{name}")
+                verb = "INSERT OR IGNORE" if event.early else "INSERT OR REPLACE"  # early: never over the epoch's own
+                kept = conn.execute(f"{verb} INTO snapshots (run_id, member, epoch, path) VALUES (?, ?, ?, ?)", row).rowcount
+            if event.early and not kept:
+                (folder / name).unlink(missing_ok=True)
+            elif not event.early:
+                (folder / f"{name[:-len('.npz')]}{EARLY_SUFFIX}.npz").unlink(missing_ok=True)
         elif isinstance(event, MemberResult):
             self.flush()
             if self.has_run(run_id):
                 self._write_result(run_id, event)
+        elif isinstance(event, RunNote):
+            with self._connect(write=True) as conn:
+                conn.execute("UPDATE runs SET note = CASE WHEN COALESCE(note, '') = '' THEN ? ELSE note || '; ' || ? END,"
+                             " updated_at = ? WHERE id = ?", (event.text, event.text, time.time(), run_id))
         else:
-            raise TypeError(f"The 'event' parameter must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot or MemberResult. "
+            raise TypeError(f"The 'event' parameter must be a TeacherProgress, RunStarted, EpochMetrics, Snapshot, RunNote "
+                            f"or MemberResult. "
                             f"Got {type(event).__name__} instead.")
 
     def _write_result(self, run_id: str, event: MemberResult) -> None:
@@ -683,14 +696,17 @@ class RunStore:
             df[col] = df[col].astype(float)  # NULL (not validated this epoch) → NaN
         return df
 
-    def snapshot_index(self, run_id: str) -> pd.DataFrame:
-        """Which snapshots exist: columns member, epoch."""
+    def snapshot_index(self, run_id: str, early: bool = False) -> pd.DataFrame:
+        """Which snapshots exist: columns member, epoch (and, with `early`, whether the one stored
+        is still the epoch's early snapshot, its first batch: Snapshot.early)."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT member, epoch FROM snapshots WHERE run_id = ? ORDER BY member, epoch",
+            rows = conn.execute("SELECT member, epoch, path FROM snapshots WHERE run_id = ? ORDER BY member, epoch",
                                 (run_id,)).fetchall()
-        df = pd.DataFrame([tuple(r) for r in rows], columns=["member", "epoch"])
+        df = pd.DataFrame([tuple(r) for r in rows], columns=["member", "epoch", "path"])
         df["epoch"] = df["epoch"].astype(int)
-        return df
+        if early:
+            df["early"] = df["path"].str.endswith(f"{EARLY_SUFFIX}.npz")
+        return df.drop(columns="path")
 
     def load_snapshot(self, run_id: str, member: str, epoch: int) -> dict[str, np.ndarray]:
         """The snapshot's arrays: x (m, *input_shape), student_loss (m,), teacher_pred (m,)."""
