@@ -14,7 +14,8 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
                 → split (train/val/test + priors); user: the user's CSV / Parquet or input spec
     models/     networks (MLP, the MNIST CNN, RBF network, Kang & Kang's generator);
                 teachers (trained, cached, shipped: shipped.py + shipped_teachers/; teacher_batch
-                trains several seeds stacked); user_models (the user's teacher: TorchScript, Linear
+                trains several seeds stacked; updates: RMSprop, Adam and Algorithm 2's fresh optimizer of
+                the points, in place, each written once); user_models (the user's teacher: TorchScript, Linear
                 state_dict, skops, HTTP — never unpickled; TorchScript gated by an op allow-list, skops by
                 exact types, archives checked before they expand); sandbox (the box a user's model runs
                 in: Landlock, seccomp, rlimits); http_teacher (the HTTP teacher: allowed hosts only, no
@@ -27,7 +28,9 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
     engine/     THE way to train: context (RunContext, prepare_run, member layout), loop (the one
                 epoch loop: run_distillation), stacked (the generic stack form: any architecture
                 through torch.func), fused_mlp + mlp_kernels (the paper's MLPs with hand-written
-                kernels), teacher_call (the teacher as one callable of the step: MLP kernels,
+                kernels; fused_parts: what each sampler group does there, one class per declared
+                implementation),
+                teacher_call (the teacher as one callable of the step: MLP kernels,
                 autograd through any torch module, or a black box's values); on a GPU both forms replay their step as CUDA graphs; compiled (the
                 torch.compile policy of the generic form: DFKD_COMPILE, eager fallback)
     runs/       runstore (SQLite (WAL) + artifact files: the one source of truth for runs),

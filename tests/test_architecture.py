@@ -1,6 +1,7 @@
 """The engine's architecture stays easy to see: no import cycle in dfkd_core (function-level
 imports included), one epoch loop of Algorithm 1, no private names imported across
-sub-packages, and every module named in the package's map."""
+sub-packages, every module named in the package's map, and one implementation of each update
+(the fused stack names no part; one RMSprop, one Adam)."""
 from __future__ import annotations
 
 import ast
@@ -131,6 +132,39 @@ def test_the_package_map_names_every_module():
         if short not in doc:
             missing.append(name)
     assert missing == []
+
+
+# ------------------------------------------------------------------ one implementation of each update (issue 19)
+def string_constants(tree: ast.Module) -> set[str]:
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_the_fused_stack_asks_its_groups_parts_and_never_names_one():
+    """FusedMLPStack holds no sampler's logic: what a group does is its part's (engine.fused_parts),
+    so no module of the engine but the parts' own names a fused part (STYLE.md 14)."""
+    from dfkd_core.engine.fused_parts import FUSED_PARTS
+
+    names = set(FUSED_PARTS.names())
+    assert {"prior_draw", "unit_cube_design", "input_descent", "generator_net"} <= names
+    trees = modules()
+    naming = sorted(module for module, tree in trees.items() if module.startswith("dfkd_core.engine.")
+                    and module != "dfkd_core.engine.fused_parts" and string_constants(tree) & names)
+    assert naming == []
+
+
+def test_each_optimizer_update_is_written_once():
+    """RMSprop, Adam and the points' fresh optimizer live in models/updates.py alone: no other module
+    divides a step by a running root (addcdiv), moves a running average (lerp_) or steps a list of
+    tensors by hand (torch._foreach_*)."""
+    hand_written = []
+    for module, tree in modules().items():
+        if module == "dfkd_core.models.updates":
+            continue
+        for node in ast.walk(tree):
+            name = node.attr if isinstance(node, ast.Attribute) else ""
+            if name in ("addcdiv", "addcdiv_", "lerp_") or name.startswith("_foreach_"):
+                hand_written.append(f"{module}: {name}")
+    assert hand_written == []
 
 
 # ------------------------------------------------------------------ sub-packages: data flows one way

@@ -140,6 +140,20 @@ def test_fused_direct_fast_path_equals_the_reference_for_several_members_with_an
     assert_same_events(ref, bat)
 
 
+def one_fused_stack(run, members, emit, should_stop, start):
+    """The engine's loop with ONE fused stack of every member (as on a GPU, where engine_parts does not split)."""
+    return train_members(run, members, emit, should_stop, start, [(FusedMLPStack, list(range(len(members))))])[:2]
+
+
+@pytest.mark.parametrize("form", [fused_form, one_fused_stack], ids=["fast-path", "one-stack"])
+def test_direct_with_no_steps_trains_on_its_prior_draws_as_the_reference(form):
+    # direct_steps 0: x_g is the prior draw x₀ itself, on the fast path and in a stack shared with another sampler
+    cfg = DistillConfig(samplers=("direct", "gaussian"), alphas=("constant:0.5",), seeds=(0,), epochs=1,
+                        batch_size=16, batches_per_epoch=2, direct_steps=0)
+    ref, bat = run_both(cfg, form=form)
+    assert_same_events(ref, bat)
+
+
 @pytest.mark.parametrize("alpha, steps", [("decreasing", 1), ("1", 3), ("decreasing", 0)])
 def test_fused_generator_fast_path_equals_the_reference(alpha, steps):
     cfg = DistillConfig(samplers=("generator",), alphas=(alpha,), seeds=(0, 1), epochs=2, batch_size=16,

@@ -16,7 +16,7 @@ from ..config import DistillConfig, Member
 from ..data.split import Split
 from ..device import pick_device
 from ..errors import ModelError
-from ..events import Snapshot, TeacherProgress
+from ..events import MemberResult, Snapshot, TeacherProgress
 from ..synth.objectives import Objective, build_objective, log_cosh
 from ..synth.samplers import SAMPLERS
 from ..synth.schedules import SYNTHETIC_PROBE_SIZE, AlphaSchedule, batch_sizes, parse_alpha  # noqa: F401 - the engine's names
@@ -212,12 +212,61 @@ class MemberLayout:
                 stat[k, self.m_g[k]:, 1] = 1.0 / self.m_p[k]
         return stat
 
+    def snapshots(self, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor,
+                  shape: tuple[int, ...], early: bool = False) -> list[Snapshot]:
+        """One Snapshot per member (internal order) of a batch kept on the host: x (K, M, …) as
+        points of `shape`, the student loss and T (K, M); its x_g rows, or x_p's when it has no x_g.
+        `early`: an epoch's first batch, handed on while the epoch trains (Snapshot.early)."""
+        out = []
+        for k in range(self.K):
+            n = self.m_g[k] or self.m_p[k]
+            out.append(Snapshot(self.members[k].key, epoch, x[k, :n].reshape(n, *shape).numpy().astype(np.float32),
+                                loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64),
+                                early=early))
+        return out
+
+    def results(self, primary: str, last_epoch: int, best: torch.Tensor, best_epoch: torch.Tensor,
+                scores: dict[str, tuple[list, list]], queries: list[int],
+                state_dict: Callable[[int], dict]) -> list[MemberResult]:
+        """One MemberResult per member, in the caller's order: the `primary` selection's test
+        scores, epoch and weights (state_dict(k)), the other selections beside it. best and
+        best_epoch (2, K): rows 'validation' and 'synthetic' (update_best); scores: selection →
+        (test RMSE, test MAE) per member in internal order, in the order the form lists them."""
+        epochs = {"validation": best_epoch[0].cpu().tolist(), "synthetic": best_epoch[1].cpu().tolist(),
+                  "last": [last_epoch] * self.K}
+        best_val = best[0].cpu().tolist()
+        results = []
+        for orig in range(self.K):
+            k = self.position[orig]
+            mem = self.members[k]
+            per = {name: (epochs[name][k], rmse[k], mae[k]) for name, (rmse, mae) in scores.items()}
+            epoch, rmse, mae = per[primary]
+            results.append(MemberResult(
+                member=mem.key, sampler=mem.sampler, alpha=mem.alpha, seed=mem.seed,
+                test_rmse=rmse, test_mae=mae, best_epoch=epoch, best_val_rmse=best_val[k],
+                other_selections={name: v for name, v in per.items() if name != primary},
+                teacher_queries=queries[k], state_dict=state_dict(k),
+            ))
+        return results
+
+
+def update_best(values: torch.Tensor, best: torch.Tensor, best_epoch: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The best-so-far selections of a stack, kept on the device (rows 'validation' and 'synthetic',
+    a column per member): where `values` (2, K) beat `best`, or nothing is kept yet, they become
+    the best, at `epoch`. Returns that mask (2, K), under which the form keeps the weights."""
+    better = (values < best) | (best_epoch < 0)
+    torch.where(better, values, best, out=best)
+    best_epoch.masked_fill_(better, epoch)
+    return better
+
 
 class StackForm(Protocol):
     """The one interface of the engine's stack forms (fused_mlp.FusedMLPStack, stacked.ModuleStack):
     built from a run and its members (the caller's order), trained epoch by epoch by engine.loop,
     finished into one MemberResult per member. On a GPU each captures its own step as CUDA graphs
-    inside run_epoch; `form` names it in results."""
+    inside run_epoch; `form` names it in results. What both do alike is written once here: the
+    best-so-far selections (update_best), the snapshots and the results (MemberLayout.snapshots,
+    MemberLayout.results)."""
 
     form: ClassVar[str]
 

@@ -5,7 +5,8 @@ times it against the generic form). Any teacher: it is one callable of the step
 teacher and students), autograd through any other torch module, a black box's values. The members
 whose samplers declare a fused implementation (samplers.Sampler.fused) are trained as stacked
 models — on a CPU one per sampler group that has a fused fast path (engine_parts), else one for
-all; what a group does in the step follows its sampler's declared implementation, not its name.
+all; what a group does in the step is its part's (engine.fused_parts: one class per declared
+implementation), never a switch on its name here.
 
 One training step of Algorithm 1 for all K students at once:
 
@@ -15,13 +16,14 @@ One training step of Algorithm 1 for all K students at once:
              scipy engine). This is the one per-member Python loop of the hot path and it
              only draws random numbers, no arithmetic; it is what makes one batched epoch
              equal to one epoch of the plain loop (tests/test_batched.py).
-2. x_g     — gradient samplers run their inner steps together: for step τ the points of
+2. x_g     — searching parts run their inner steps together: for step τ the points of
              every 'direct' and 'generator' member still iterating go through ONE teacher
-             call (forward + input gradient); each sampler group then takes its own update
-             (direct: the fresh optimizer of Algorithm 2 in closed form, RMSprop by default,
-             on every batch; generator: back-propagation into K stacked generators and their
-             RMSprop, on the epoch's first batch only, as the paper's code does).
-             Random samplers ('gaussian', 'lhs', 'halton', 'sobol') need no inner steps.
+             call (forward + input gradient); each group's part then takes its own update
+             (direct: the fresh optimizer of Algorithm 2, models.updates.FreshOptimizer, RMSprop
+             by default, on every batch; generator: back-propagation into K stacked generators
+             and their RMSprop, on the epoch's first batch only, as the paper's code does).
+             Random samplers ('gaussian', 'lhs', 'halton', 'sobol') need no inner steps. The
+             single-group fast path runs the same parts' updates in the student batch's rows.
 3. student — ONE teacher call on the K·2m points [x_g | x_p]; per-sample loss weights carry
              eq. 7 (α/|x_g| on x_g, (1 − α)/|x_p| on x_p); hand-written gradients for the K
              students (engine.mlp_kernels) and one RMSprop update of the flat parameter vector.
@@ -37,34 +39,24 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ..config import Member
-from ..events import MemberResult, Snapshot
+from ..events import MemberResult
+from ..models.updates import RMSPROP_ALPHA, RMSPROP_EPS, rmsprop_, scalar
 from ..synth.objectives import TERMS, Objective, TermInputs, log_cosh, sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from ..synth.schedules import parse_alpha
-from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch
+from .context import EpochNumbers, MemberLayout, RunContext, batch_sizes, build_members, student_arch, update_best
+from .fused_parts import FusedPart, fused_part
+from .mlp_kernels import FusedTeacherStudents, StackedMLPs
 from .teacher_call import teacher_call
-from .mlp_kernels import FusedTeacherStudents, StackedGenerators, StackedMLPs, rmsprop_, scalar
 
-# the fused implementations a sampler may declare (samplers.Sampler.fused); 'none' is a group with α ≡ 0
-GRADIENT_IMPLS = ("input_descent", "generator_net")
 # The fast path wins at small K (cpusmall, one thread, AMD EPYC, first version: K=1 0.94 → 0.74 ms/step, K=10
 # 3.8 → 3.4 ms) but not yet at K=50 (17–19 → 17–22 ms/step: the (K, n, H) elementwise passes
 # dominate there and MKL's batched GEMM falls back to per-member loops for some layouts).
 FUSED_MAX_MEMBERS = 16
-RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop defaults
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
-
-
-def fused_impl(kind: str) -> str | None:
-    """The fused implementation a group of `kind` takes: 'none' for α ≡ 0 (no sampler is called),
-    else the one its sampler declares (samplers.Sampler.fused; None: the generic form only)."""
-    return "none" if kind == "none" else SAMPLERS.get(kind).fused
 
 
 def students_fit(run: RunContext) -> bool:
@@ -84,10 +76,10 @@ def member_fits(run: RunContext, member: Member) -> bool:
     m_g, _ = batch_sizes(parse_alpha(member.alpha), run.cfg.batch_size)
     if not m_g:
         return True
-    sampler = SAMPLERS.get(member.sampler)
-    if sampler.fused is None:
+    part = fused_part(member.sampler)
+    if part is None:
         return False
-    if sampler.fused in GRADIENT_IMPLS:
+    if part.searches:
         return all(getattr(TERMS.get(name), "grad", None) is not None for name, w in run.objective.terms if w != 0.0)
     return True
 
@@ -97,17 +89,16 @@ def supports(run: RunContext, members: list[Member]) -> bool:
     return bool(members) and students_fit(run) and all(member_fits(run, m) for m in members)
 
 
-def _fusable(run: RunContext, impl: str | None, size: int) -> bool:
+def _fusable(run: RunContext, part: type[FusedPart] | None, size: int) -> bool:
     """Whether `size` members of one (sampler, |x_g|) group can take the fast path
     (mlp_kernels.FusedTeacherStudents): the teacher given by the hand-written MLP kernels
-    (teacher_call), a gradient sampler (direct with RMSprop inside, or the generator), an
-    objective linear in (T, S) (every term declares a fused_coef), on a CPU at most
+    (teacher_call), a part the fast path implements (FusedPart.fast_path: direct with RMSprop
+    inside, or the generator), an objective linear in (T, S) (every term declares a fused_coef), on a CPU at most
     FUSED_MAX_MEMBERS members (a GPU replays the step as a CUDA graph, where the fused kernels
     win at every K: `bench --device cuda`)."""
     objective = run.objective
-    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and impl in GRADIENT_IMPLS
-            and getattr(teacher_call(run), "kernels", False)
-            and not (impl == "input_descent" and run.cfg.direct_optimizer != "rmsprop")
+    return ((size <= FUSED_MAX_MEMBERS or run.device.type != "cpu") and part is not None
+            and part.fast_path(run.cfg) and getattr(teacher_call(run), "kernels", False)
             and objective.y_rand == "none"
             and all(getattr(TERMS.get(name), "fused_coef", None) for name, w in objective.terms if w != 0.0))
 
@@ -125,34 +116,10 @@ def engine_parts(run: RunContext, members: list[Member]) -> list[list[int]]:
     for i, mem in enumerate(members):
         m_g, _ = batch_sizes(parse_alpha(mem.alpha), run.cfg.batch_size)
         groups.setdefault((mem.sampler if m_g else "none", m_g), []).append(i)
-    fast = [idx for (kind, _), idx in groups.items() if _fusable(run, fused_impl(kind), len(idx))]
+    fast = [idx for (kind, _), idx in groups.items() if _fusable(run, fused_part(kind), len(idx))]
     rest = sorted(i for idx in groups.values() if idx not in fast for i in idx)
     parts = fast + ([rest] if rest else [])
     return parts if len(parts) > 1 else [list(range(len(members)))]
-
-
-@dataclass
-class _Group:
-    """Members [k0, k1) (internal order) that share a sampler and |x_g|."""
-
-    kind: str  # sampler name, or 'none' when |x_g| = 0 (α ≡ 0)
-    m_g: int
-    k0: int
-    k1: int
-    steps: int = 0  # direct: inner gradient steps per batch; generator: updates per epoch (on its first batch)
-    objective: Objective | None = None  # the objective this sampler minimises (objectives.sampler_objective)
-    x0: torch.Tensor | None = None  # direct: (Kg, m_g, d + 1) the points being optimized (and a 1)
-    noise: torch.Tensor | None = None  # direct: (Kg, m_g, d) their prior draw
-    xa: torch.Tensor | None = None  # generator: (Kg, m_g, d + 1) its output (and a 1)
-    z: torch.Tensor | None = None  # generator: (steps + 1, Kg, m_g, z_dim)
-    y_rand: torch.Tensor | None = None  # (steps or 1, Kg, m_g) random targets of the objective
-    nets: StackedGenerators | None = None
-    engines: list = field(default_factory=list)  # QMC: the members' scipy designs (the registered sampler's)
-    impl: str | None = None  # the fused implementation (fused_impl): what the step does for this group
-
-    @property
-    def size(self) -> int:
-        return self.k1 - self.k0
 
 
 class FusedMLPStack:
@@ -182,28 +149,39 @@ class FusedMLPStack:
         self.students = StackedMLPs(students, device, self.dtype)
         self.square_avg = torch.zeros_like(self.students.theta)
 
-        # groups (the registered sampler's own objects hold QMC engines and generator networks)
-        self.groups: list[_Group] = []
-        for kind, m_g, k0, k1 in lay.groups:
-            sampler = None
-            if fused_impl(kind) in ("unit_cube_design", "generator_net"):
-                ctx = SamplerContext(run.teacher, self.prior, sampler_objective(run.objective, cfg, kind, m_g), cfg,
-                                     device, self.gens[k0:k1], rngs[k0:k1], states[k0:k1])
-                sampler = SAMPLERS.get(kind)(ctx)
-            self.groups.append(self._make_group(kind, m_g, k0, k1, sampler))
-        self.group_of = [g for g in self.groups for _ in range(g.size)]
-        self.grad_groups = [g for g in self.groups if g.impl in GRADIENT_IMPLS and g.steps > 0]
-
         # [x_g | x_p] per member, with a constant-1 last column (biases live in the matrix products)
         self.x = torch.ones(K, self.M, self.d + 1, dtype=self.dtype, device=device)
         self.noise = torch.empty(K, self.M, self.d, dtype=self.dtype, device=device)  # the draws that land in x
+        self.x_d = self.x[..., :self.d]
+
+        # groups: one part each (fused_parts), the one its sampler declares; the registered
+        # sampler's own objects hold QMC engines and generator networks
+        self.groups: list[FusedPart] = []
+        for kind, m_g, k0, k1 in lay.groups:
+            part, objective, sampler = fused_part(kind), sampler_objective(run.objective, cfg, kind, m_g), None
+            if part.needs_sampler:
+                ctx = SamplerContext(run.teacher, self.prior, objective, cfg, device, self.gens[k0:k1], rngs[k0:k1],
+                                     states[k0:k1])
+                sampler = SAMPLERS.get(kind)(ctx)
+            self.groups.append(part(self, kind, m_g, k0, k1, objective, sampler))
+        self.group_of = [g for g in self.groups for _ in range(g.size)]
+        self.grad_groups = [g for g in self.groups if g.searches and g.steps > 0]
+
         self.prior_is_identity = (self.prior.kind == "gaussian" and bool((self.prior.mean == 0).all())
                                   and bool((self.prior.std == 1).all()))
         # eq. 7 loss statistics: column 0 averages x_g rows, column 1 x_p rows
         self.stat_w = torch.as_tensor(lay.set_means(), dtype=self.dtype, device=device)
+        # the student step's buffers, made once
+        self.diff = torch.empty(K, self.M, dtype=self.dtype, device=device)
+        self.loss = torch.empty_like(self.diff)
+        self.loss_row = self.loss[:, None, :]
+        self.g_out = self.diff if cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
+        self.den_theta = torch.empty_like(self.students.theta)  # RMSprop's √v + eps
+        self.c_two = scalar(2.0, self.x)  # a 0-dim operand (see models.updates.scalar)
+        self._bw_cache: dict = {}  # the fast path's backward views (the same s_act tensor every step)
         # teacher queries per member per epoch, as the plain loop counts them
-        self.queries_per_epoch = [cfg.batches_per_epoch * self.M + self.m_g[k] * self._steps_per_epoch(self.group_of[k])
-                                  for k in range(K)]
+        n = cfg.batches_per_epoch
+        self.queries_per_epoch = [n * self.M + self.m_g[k] * self.group_of[k].steps_per_epoch(n) for k in range(K)]
         self.teacher_queries = [0] * K
 
         # selections (on the device): 'validation' and 'synthetic' best-so-far; 'last' is theta
@@ -221,19 +199,16 @@ class FusedMLPStack:
         self._draws = self._draw_plan()
 
     def _draw_plan(self) -> list | None:
-        """When every member only draws standard normal noise into fixed buffers (direct
-        without y_rand, gaussian, α ≡ 0), the (generator, view) pairs of one step in the
-        reference order, made once: view.normal_(generator=gen) is what torch.randn(out=view)
-        does after its (no-op) resize. None otherwise (_draw_noise's general loop)."""
-        if self.objective.y_rand != "none" or any(g.impl not in ("input_descent", "prior_draw", "none") for g in self.groups):
+        """When every member only draws standard normal noise into fixed buffers (its part's
+        normal_noise_only: direct without y_rand, gaussian, α ≡ 0), the (generator, view) pairs of
+        one step in the reference order, made once: view.normal_(generator=gen) is what
+        torch.randn(out=view) does after its (no-op) resize. None otherwise (_draw_noise's general loop)."""
+        if self.objective.y_rand != "none" or not all(g.normal_noise_only for g in self.groups):
             return None
         plan = []
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
-            if grp.impl == "input_descent":
-                plan.append((gen, grp.noise[k - grp.k0].view(m_g, *self.shape)))
-            elif grp.impl == "prior_draw":
-                plan.append((gen, self.noise[k, :m_g].view(m_g, *self.shape)))
+            plan += [(gen, view) for view in grp.normal_views(k - grp.k0)]
             if m_p:
                 plan.append((gen, self.noise[k, m_g:].view(m_p, *self.shape)))
         return plan
@@ -242,7 +217,7 @@ class FusedMLPStack:
         """The fast path (mlp_kernels.FusedTeacherStudents) when every member (at most
         FUSED_MAX_MEMBERS) uses the same gradient sampler with the same |x_g| — direct with
         RMSprop inside, or generator — and an objective linear in (T, S)."""
-        if len(self.groups) != 1 or not _fusable(self.ctx, self.groups[0].impl, self.K):
+        if len(self.groups) != 1 or not _fusable(self.ctx, type(self.groups[0]), self.K):
             return None
         coef = {slot: 0.0 for slot in ("squared_discrepancy", "student_sq", "l2sq_input", "l1_input")}
         for name, w in self.groups[0].objective.terms:
@@ -250,161 +225,38 @@ class FusedMLPStack:
                 coef[TERMS.get(name).fused_coef] += w
         self.l1 = coef["l1_input"]
         g = self.groups[0]
-        if g.impl == "input_descent":
-            g.noise = self.noise[:, :g.m_g]  # x₀ is drawn straight into the student batch's noise
-        self.xg, self.xg_d = self.x[:, :g.m_g], self.x[:, :g.m_g, :self.d]
-        self.v_x = torch.empty(self.K, g.m_g, self.d, dtype=self.dtype, device=self.device)  # RMSprop's v on x
-        self.den_x = torch.empty_like(self.v_x)
-        self.c_two = scalar(2.0, self.v_x)  # a 0-dim operand (see mlp_kernels.scalar)
+        self.xg = self.x[:, :g.m_g]
+        g.bind()  # the search runs in the student batch's rows (x₀ drawn into its noise)
         fu = FusedTeacherStudents(self.teacher, self.students, self.M,
                                   (coef["squared_discrepancy"], coef["student_sq"], coef["l2sq_input"]))
         # the step's views and buffers, made once
-        self.x_d = self.x[..., :self.d]
         self.grad_x = fu._views(g.m_g)["gt"].transpose(1, 2)[..., :self.d]
         out = fu._views(self.M)["ot"]
         self.out_t, self.out_s = out[:, 0], out[:, 1]
-        self.diff = torch.empty(self.K, self.M, dtype=self.dtype, device=self.device)
-        self.loss = torch.empty_like(self.diff)
-        self.loss_row = self.loss[:, None, :]
         self.s_act = fu._views(self.M)["a_s"]  # the students' σ activations on [x_g | x_p]
-        self.den_theta = torch.empty_like(self.students.theta)  # RMSprop's √v + eps
-        self.g_out = self.diff if self.cfg.student_loss != "logcosh" else torch.empty_like(self.diff)
-        self._bw_cache: dict = {}
         return fu
 
-    def _fused_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
-        """train_step on the fast path: the same random numbers and arithmetic, fewer ops."""
-        if self.groups[0].impl == "generator_net":
-            self._fused_generator_phase()
-        else:
-            self._fused_direct_phase()
-        return self._fused_student_step(weights, acc, keep)
-
-    def _fused_generator_phase(self) -> None:
-        """The generators' updates (on the epoch's first batch) and fresh x_g on the fast path,
-        leaving T and S of [x_g | x_p] in the fused buffers: x_p is evaluated once, with the
-        first x_g (neither network changes before the student step), later x_g's alone."""
-        cfg, fu, g = self.cfg, self.fused, self.groups[0]
-        nets, scale = g.nets, 1.0 / g.m_g  # the generator's loss is the batch mean of the objective
-        self._draw_noise()
-        self.x_d.copy_(self._apply_prior(self.noise))  # x_p (the x_g rows are overwritten next)
-        rounds = self._inner_steps(g)
-        for tau in range(rounds):
-            gx, saved = nets.forward(g.z[tau])
-            self.xg_d.copy_(gx)
-            fu.forward(self.xg if tau else self.x)
-            fu.objective_grad(self.xg, self.l1)
-            nets.backward(self.grad_x * scale, saved)
-            rmsprop_(nets.theta, nets.grad, nets.square_avg, cfg.generator_lr, cfg.generator_weight_decay)
-        gx, _ = nets.forward(g.z[g.steps])
-        self.xg_d.copy_(gx)
-        fu.forward(self.xg if rounds else self.x)
-
-    def _fused_direct_phase(self) -> None:
-        """Algorithm 2 on the fast path, leaving T and S of [x_g | x_p] in the fused buffers."""
-        cfg, fu, g = self.cfg, self.fused, self.groups[0]
-        self._draw_noise()
-        x_d = self.x_d
-        x_d.copy_(self._apply_prior(self.noise))
-        fu.forward(self.x)  # T and S on [x₀ | x_p]; x_p's stay valid for the student step
-        xg, xg_d, v, den = self.xg, self.xg_d, self.v_x, self.den_x
-        grad = self.grad_x  # a view of the buffer objective_grad writes
-        for tau in range(g.steps):
-            if tau:
-                fu.forward(xg)
-            fu.objective_grad(xg, self.l1)
-            # Algorithm 2's fresh RMSprop: v = (1 − ρ)g² on the first step
-            rmsprop_(xg_d, grad, v, cfg.direct_lr, 0.0, RMSPROP_ALPHA, RMSPROP_EPS, den, fresh=tau == 0)
-            if self.prior.kind != "gaussian":
-                self._project(xg)
-        if g.steps:
-            fu.forward(xg)
-
-    def _fused_student_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
-        """The student step on the fast path, from T and S of [x_g | x_p] in the fused buffers."""
-        cfg, st, fu, x_d = self.cfg, self.students, self.fused, self.x_d
-        t, s_pred, diff = self.out_t, self.out_s, self.diff
-        torch.sub(s_pred, t, out=diff)
-        if cfg.student_loss == "logcosh":
-            loss = log_cosh(diff)
-            torch.tanh(diff, out=self.g_out).mul_(weights)
-        else:
-            loss = torch.square(diff, out=self.loss)
-            diff.mul_(weights).mul_(self.c_two)  # g_out is diff's buffer here
-        acc.baddbmm_(self.loss_row if loss is self.loss else loss[:, None, :], self.stat_w)
-        kept = (x_d.clone(), loss.clone(), t.clone()) if keep else None
-        st.backward(self.x, self.s_act, self.g_out, self._bw_cache)
-        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS,
-                 self.den_theta)
-        fu.refresh()
-        return kept
-
-    def _make_group(self, kind: str, m_g: int, k0: int, k1: int, sampler) -> _Group:
-        cfg, dev, dt = self.cfg, self.device, self.dtype
-        g = _Group(kind, m_g, k0, k1, objective=sampler_objective(self.objective, cfg, kind, m_g), impl=fused_impl(kind))
-        n = k1 - k0
-        if g.impl == "input_descent":
-            g.steps = cfg.direct_steps
-            g.x0 = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
-            g.noise = torch.empty(n, m_g, self.d, dtype=dt, device=dev)
-        elif g.impl == "generator_net":
-            g.steps = cfg.generator_steps
-            g.nets = StackedGenerators([sampler.member_net(j) for j in range(n)], dev, dt)
-            g.z = torch.empty(g.steps + 1, n, m_g, g.nets.z_dim, dtype=dt, device=dev)
-            g.xa = torch.ones(n, m_g, self.d + 1, dtype=dt, device=dev)
-        elif g.impl == "unit_cube_design":
-            g.engines = sampler.engines
-        if g.impl in GRADIENT_IMPLS and self.objective.y_rand != "none":
-            g.y_rand = torch.empty(max(1, g.steps), n, m_g, dtype=dt, device=dev)
-        return g
-
     # ------------------------------------------------------------------ one step
-    def _draw_noise(self) -> list:
-        """Every member's random numbers for one step, in the plain loop's order."""
+    def _draw_noise(self) -> None:
+        """Every member's random numbers for one step, in the plain loop's order: its part's, then x_p's."""
         if self._draws is not None:
             for gen, out in self._draws:
                 out.normal_(generator=gen)
-            return {}
-        shape, objective, dev = self.shape, self.objective, self.device
-        x, qmc = self.noise, {}
-        draw_y = objective.y_rand != "none"
+            return
+        shape, x = self.shape, self.noise
         for k in range(self.K):
             gen, grp, m_g, m_p = self.gens[k], self.group_of[k], self.m_g[k], self.m_p[k]
-            j = k - grp.k0
-            if grp.impl == "input_descent":
-                torch.randn((m_g, *shape), generator=gen, out=grp.noise[j].view(m_g, *shape))
-                if draw_y:
-                    grp.y_rand[0, j].copy_(objective.draw_y_rand(m_g, gen, dev))
-            elif grp.impl == "prior_draw":
-                torch.randn((m_g, *shape), generator=gen, out=x[k, :m_g].view(m_g, *shape))
-            elif grp.impl == "generator_net":
-                for t in range(self._inner_steps(grp)):
-                    torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[t, j])
-                    if draw_y:
-                        grp.y_rand[t, j].copy_(objective.draw_y_rand(m_g, gen, dev))
-                torch.randn((m_g, grp.nets.z_dim), generator=gen, out=grp.z[grp.steps, j])
-            elif grp.impl == "unit_cube_design":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # Sobol's balance warning for n not a power of 2
-                    qmc[k] = grp.engines[j].random(m_g)
+            grp.draw(k - grp.k0, gen, self.step)
             if m_p:
                 torch.randn((m_p, *shape), generator=gen, out=x[k, m_g:].view(m_p, *shape))
-        return qmc
 
-    def _apply_prior(self, noise: torch.Tensor) -> torch.Tensor:
+    def apply_prior(self, noise: torch.Tensor) -> torch.Tensor:
         """prior.sample's transform of standard normal noise (K, n, d), in place."""
         if self.prior_is_identity:
             return noise
         flat = noise.view(-1, *self.shape)
         flat.copy_(self.prior.project(self.prior.mean + self.prior.std * flat))
         return noise
-
-    def _project(self, x: torch.Tensor) -> None:
-        """Re-apply the prior's constraints to augmented points x (Kg, n, d + 1) and reset the 1s."""
-        x[..., self.d].fill_(1.0)
-        if self.prior.kind != "gaussian":
-            inner = x[..., :self.d]
-            inner.copy_(self.prior.project(inner.reshape(-1, *self.shape)).reshape(inner.shape))
 
     def _objective_grad(self, objective: Objective, x, t, s_pred, jac_t, jac_s, y_rand,
                         scale: float = 1.0) -> torch.Tensor:
@@ -435,55 +287,26 @@ class FusedMLPStack:
             grad[..., :self.d].add_(g_x, alpha=w)
         return grad
 
-    def _direct_update(self, grp: _Group, tau: int, grad: torch.Tensor, state: dict) -> None:
-        """Step τ of Algorithm 2's fresh optimizer, elementwise on the stacked points (as
-        torch.optim.RMSprop / Adam / SGD with their defaults and lr = direct_lr)."""
-        cfg, x = self.cfg, grp.x0
-        lr = cfg.direct_lr
-        if cfg.direct_optimizer == "rmsprop":
-            if tau == 0:  # fresh optimizer: v = 0·ρ + (1 − ρ)g²
-                state["v"] = torch.empty_like(grad)
-            rmsprop_(x, grad, state["v"], lr, 0.0, RMSPROP_ALPHA, RMSPROP_EPS, fresh=tau == 0)
-        elif cfg.direct_optimizer == "adam":
-            b1, b2 = ADAM_BETAS
-            if tau == 0:
-                state["m"], state["v"] = torch.zeros_like(grad), torch.zeros_like(grad)
-            mom, v = state["m"], state["v"]
-            mom.lerp_(grad, 1.0 - b1)
-            v.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
-            step = tau + 1
-            denom = (v.sqrt() / (1.0 - b2 ** step) ** 0.5).add_(ADAM_EPS)
-            x.addcdiv_(mom, denom, value=-lr / (1.0 - b1 ** step))
-        else:
-            x.add_(grad, alpha=-lr)
-        self._project(x)
-
-    def _steps_per_epoch(self, g: _Group) -> int:
-        """Teacher-gradient steps of group g in one epoch (what _inner_steps adds up to)."""
-        return g.steps * (self.cfg.batches_per_epoch if g.impl == "input_descent" else 1)
-
-    def _inner_steps(self, g: _Group) -> int:
-        """Gradient steps group g takes before this batch: direct on every batch, a generator
-        on the epoch's first."""
-        return g.steps if g.impl == "input_descent" or self.step == 0 else 0
-
-    def _gradient_phase(self) -> None:
-        """The inner steps of the gradient samplers, one teacher call per step τ for all of them."""
+    def _gradient_phase(self) -> int:
+        """The inner steps of the searching parts, one teacher call per step τ for all of them;
+        returns the number of steps. On the fast path the one group searches in the student
+        batch's rows (FusedPart.bind) and the fused kernels give T, S and the objective's gradient."""
         if not self.grad_groups:
-            return
-        st, d = self.students, self.d
-        states = {id(g): {} for g in self.grad_groups}
-        saved = {}
-        for tau in range(max(self._inner_steps(g) for g in self.grad_groups)):
-            active = [g for g in self.grad_groups if tau < self._inner_steps(g)]
-            points = []
-            for g in active:
-                if g.impl == "input_descent":
-                    points.append(g.x0)
-                else:
-                    gx, saved[id(g)] = g.nets.forward(g.z[tau])
-                    g.xa[..., :d].copy_(gx)
-                    points.append(g.xa)
+            return 0
+        st, d, step, fu = self.students, self.d, self.step, self.fused
+        if fu is not None:  # one group: T and S of [x₀ | x_p] first (x_p's stay valid for the student step), then of x_g
+            g, xg, grad = self.grad_groups[0], self.xg, self.grad_x
+            rounds = g.inner_steps(step)
+            for tau in range(rounds):
+                g.points(tau)
+                fu.forward(xg if tau else self.x)
+                fu.objective_grad(xg, self.l1)
+                g.update(tau, grad if g.objective_scale == 1.0 else grad * g.objective_scale)
+            return rounds
+        rounds = max(g.inner_steps(step) for g in self.grad_groups)
+        for tau in range(rounds):
+            active = [g for g in self.grad_groups if tau < g.inner_steps(step)]
+            points = [g.points(tau) for g in active]
             flat = [p.view(-1, d + 1) for p in points]
             t_all, j_all = self.teacher.forward_grad(flat[0] if len(flat) == 1 else torch.cat(flat))
             offset = 0
@@ -494,59 +317,54 @@ class FusedMLPStack:
                 offset += n
                 s_pred, s_act = st.forward(x, g.k0, g.k1)
                 jac_s = st.input_grad(s_act, g.k0, g.k1)
-                y_rand = None if g.y_rand is None else g.y_rand[tau if g.impl == "generator_net" else 0]
-                if g.impl == "input_descent":
-                    # per-sample objectives summed: each point's gradient is its own
-                    grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, y_rand)
-                    self._direct_update(g, tau, grad, states[id(g)])
-                else:
-                    # the generator's loss is the batch mean of the objective
-                    grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, y_rand, scale=1.0 / g.m_g)
-                    g.nets.backward(grad[..., :d], saved[id(g)])
-                    rmsprop_(g.nets.theta, g.nets.grad, g.nets.square_avg, self.cfg.generator_lr,
-                             self.cfg.generator_weight_decay)
+                grad = self._objective_grad(g.objective, x, t, s_pred, jac_t, jac_s, g.y_rand_at(tau),
+                                            scale=g.objective_scale)
+                g.update(tau, grad[..., :d])
+        return rounds
 
-    def _fill_x(self, qmc: dict) -> None:
+    def _fill_x(self) -> None:
         """Place every group's x_g in the student batch (x_p is already there)."""
         for g in self.groups:
-            if g.impl == "input_descent":
-                self.x[g.k0:g.k1, :g.m_g].copy_(g.x0)
-            elif g.impl == "generator_net":
-                gx, _ = g.nets.forward(g.z[g.steps])
-                self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(gx)
-            elif g.impl == "unit_cube_design":
-                u = torch.from_numpy(np.concatenate([qmc[k] for k in range(g.k0, g.k1)]))
-                xq = self.prior.from_unit_cube(u).reshape(g.size, g.m_g, self.d)
-                self.x[g.k0:g.k1, :g.m_g, :self.d].copy_(xq)
+            g.fill()
 
     def train_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
-        """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`."""
-        if self.fused is not None:
-            return self._fused_step(weights, acc, keep)
-        cfg, st = self.cfg, self.students
-        qmc = self._draw_noise()
-        self.x[..., :self.d].copy_(self._apply_prior(self.noise))
-        for g in self.grad_groups:
-            if g.impl == "input_descent":
-                g.x0[..., :self.d].copy_(self._apply_prior(g.noise))
-        self._gradient_phase()
-        self._fill_x(qmc)
-        t = self.teacher.forward(self.x.view(-1, self.d + 1)).view(self.K, self.M)
-        s_pred, s_act = st.forward(self.x)
-        diff = s_pred - t
+        """One step of Algorithm 1 for all K students; returns (x, loss, T) when `keep`. The fast
+        path (self.fused) is a branch of each phase: the same random numbers and arithmetic, fewer ops."""
+        self._draw_noise()
+        self.x_d.copy_(self.apply_prior(self.noise))  # x_p, and on the fast path the direct search's x₀
+        for g in self.groups:  # every search's x₀, also one of no steps (direct_steps 0: x_g = x₀)
+            g.start_batch()
+        rounds = self._gradient_phase()
+        self._fill_x()
+        return self._student_step(weights, acc, keep, rounds)
+
+    def _student_step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool, rounds: int):
+        """ONE teacher call on [x_g | x_p] (on the fast path T and S of x_p were evaluated with the
+        first x_g of a search), the K students' gradients by hand and one RMSprop update."""
+        cfg, st, fu = self.cfg, self.students, self.fused
+        if fu is not None:
+            fu.forward(self.xg if rounds else self.x)
+            t, s_pred, s_act = self.out_t, self.out_s, self.s_act
+        else:
+            t = self.teacher.forward(self.x.view(-1, self.d + 1)).view(self.K, self.M)
+            s_pred, s_act = st.forward(self.x)
+        diff = torch.sub(s_pred, t, out=self.diff)
         if cfg.student_loss == "logcosh":
             loss = log_cosh(diff)
-            g_out = torch.tanh(diff).mul_(weights)
+            torch.tanh(diff, out=self.g_out).mul_(weights)
         else:
-            loss = diff.square()
-            g_out = diff.mul_(weights).mul_(2.0)
-        st.backward(self.x, s_act, g_out)
-        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS)
-        st.refresh()
-        acc.baddbmm_(loss[:, None, :], self.stat_w)
-        if keep:
-            return self.x[..., :self.d].clone(), loss, t
-        return None
+            loss = torch.square(diff, out=self.loss)
+            diff.mul_(weights).mul_(self.c_two)  # g_out is diff's buffer here
+        acc.baddbmm_(self.loss_row if loss is self.loss else loss[:, None, :], self.stat_w)
+        kept = (self.x_d.clone(), loss.clone(), t.clone()) if keep else None
+        st.backward(self.x, s_act, self.g_out, self._bw_cache if fu is not None else None)
+        rmsprop_(st.theta, st.grad, self.square_avg, cfg.lr, cfg.weight_decay, RMSPROP_ALPHA, RMSPROP_EPS,
+                 self.den_theta)
+        if fu is not None:
+            fu.refresh()
+        else:
+            st.refresh()
+        return kept
 
     # ------------------------------------------------------------------ epochs
     def _loss_weights(self, epoch: int) -> tuple[torch.Tensor, list[float]]:
@@ -589,9 +407,7 @@ class FusedMLPStack:
         torch.abs(err, out=e[K:])
         means = torch.mm(e, self._val_mean)  # (2K, 2): [MSE_val, MSE_probe ; MAE_val, ·]
         values = means[:K].t().sqrt()  # (2, K): RMSE on validation, RMSE on the probe
-        better = (values < self._best) | (self._best_epoch < 0)
-        torch.where(better, values, self._best, out=self._best)
-        self._best_epoch.masked_fill_(better, epoch)
+        better = update_best(values, self._best, self._best_epoch, epoch)
         torch.where(better[:, self.students.owner], theta, self._best_theta, out=self._best_theta)
         return values[0], means[K:, 0]
 
@@ -625,8 +441,7 @@ class FusedMLPStack:
         host = torch.stack([rmse, mae, acc[:, 0, 0].double() / n, acc[:, 0, 1].double() / n]).cpu().numpy()
         snapshots = [None] * K
         if kept is not None:
-            kept = [v.cpu() for v in kept]
-            snapshots = [self._snapshot(k, epoch, *kept) for k in range(K)]
+            snapshots = self.layout.snapshots(epoch, *(v.cpu() for v in kept), self.shape)
         return EpochNumbers.from_internal(self.layout, host, alphas, snapshots)
 
     # ------------------------------------------------------------------ CUDA graphs
@@ -639,7 +454,7 @@ class FusedMLPStack:
             self._graphs = False
             if (self.device.type == "cuda" and self.cuda_graphs and os.environ.get("DFKD_CUDA_GRAPHS", "1") != "0"
                     and getattr(self.teacher, "graph_safe", True)
-                    and all(g.impl == "none" or SAMPLERS.get(g.kind).graph_safe for g in self.groups)):
+                    and all(g.graph_safe for g in self.groups)):
                 try:
                     self._graphs = self._capture(weights)
                 except Exception as exc:  # a driver or op that cannot be captured: stay eager
@@ -650,8 +465,7 @@ class FusedMLPStack:
         """The tensors a training step carries to the next one (everything else is rewritten)."""
         state = [self.students.theta, self.square_avg]
         for g in self.groups:
-            if g.nets is not None:
-                state += [g.nets.theta, g.nets.square_avg]
+            state += g.mutable_state()
         return state
 
     def _capture(self, weights: torch.Tensor) -> list:
@@ -688,33 +502,14 @@ class FusedMLPStack:
         self.step = 0
         return graphs
 
-    def _snapshot(self, k: int, epoch: int, x: torch.Tensor, loss: torch.Tensor, t: torch.Tensor) -> Snapshot:
-        n = self.m_g[k] or self.m_p[k]  # x_g, or x_p when there is no x_g
-        return Snapshot(self.members[k].key, epoch, x[k, :n].reshape(n, *self.shape).numpy().astype(np.float32),
-                        loss[k, :n].numpy().astype(np.float64), t[k, :n].numpy().astype(np.float64))
-
     @torch.no_grad()
     def finish(self, last_epoch: int) -> list[MemberResult]:
         run, primary = self.ctx, self.cfg.selection
         flats = {"validation": self.best_theta["validation"], "last": self.students.theta,
                  "synthetic": self.best_theta["synthetic"]}
-        epochs = {"validation": self.best_epoch["validation"].cpu().tolist(),
-                  "synthetic": self.best_epoch["synthetic"].cpu().tolist(), "last": [last_epoch] * self.K}
         scores = {}
         for name, flat in flats.items():
             rmse, mae = self._metrics(flat, run.x_test, run.y_test)
             scores[name] = (rmse.cpu().tolist(), mae.cpu().tolist())
-        best_val = self.best["validation"].cpu().tolist()
-        results = []
-        for orig in range(self.K):
-            k, mem = self.position[orig], self.members[self.position[orig]]
-            per = {name: (epochs[name][k], scores[name][0][k], scores[name][1][k]) for name in flats}
-            epoch, rmse, mae = per[primary]
-            results.append(MemberResult(
-                member=mem.key, sampler=mem.sampler, alpha=mem.alpha, seed=mem.seed,
-                test_rmse=rmse, test_mae=mae, best_epoch=epoch, best_val_rmse=best_val[k],
-                other_selections={name: v for name, v in per.items() if name != primary},
-                teacher_queries=self.teacher_queries[k],
-                state_dict=self.students.state_dict(k, flats[primary]),
-            ))
-        return results
+        return self.layout.results(primary, last_epoch, self._best, self._best_epoch, scores, self.teacher_queries,
+                                   lambda k: self.students.state_dict(k, flats[primary]))

@@ -24,21 +24,6 @@ from torch import nn
 
 CHUNK_ELEMENTS = 1 << 17  # activations per teacher chunk: 128 Ki floats = 512 KiB (float32), fits L2
 
-_SCALARS: dict = {}
-
-
-def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
-    """`value` as a 0-dim tensor of like's dtype and device, made once and cached. In-place ops
-    given a Python float (x.mul_(0.99)) wrap it as a float64 number and, on float32 tensors,
-    convert it with an aten::_to_copy on every call; a 0-dim tensor of the right dtype does
-    the same arithmetic without it (and never syncs: it is read like any other operand)."""
-    key = (value, like.dtype, like.device)
-    t = _SCALARS.get(key)
-    if t is None:
-        t = _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
-    return t
-
-
 class FrozenMLP:
     """A fixed MLPRegressor (the teacher) in σ form: forward(x) and forward_grad(x) → (f, ∂f/∂x)
     on flattened inputs augmented with a constant-1 column, x (N, d + 1), so that the hidden
@@ -219,23 +204,6 @@ class StackedMLPs:
             s = torch.mm(xa2[i:j], w_all).sigmoid_()  # (n, K·h)
             torch.baddbmm(c, w2x2, s.view(j - i, k, h).permute(1, 2, 0), out=out[:, :, i:j])
         return out.view(k, n)
-
-
-def rmsprop_(param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, lr: float,
-             weight_decay: float = 0.0, alpha: float = 0.99, eps: float = 1e-8,
-             scratch: torch.Tensor | None = None, fresh: bool = False) -> None:
-    """One torch.optim.RMSprop step (not centered, no momentum), elementwise, in place:
-    g += wd·p; v = ρv + (1 − ρ)g²; p −= lr·g/(√v + eps). `grad` is overwritten when wd > 0;
-    √v + eps goes to `scratch` (shaped like param) when given. `fresh`: the optimizer's first
-    step (v = (1 − ρ)g², whatever square_avg held: Algorithm 2's fresh optimizer per batch).
-    THE RMSprop of the fused form: students, generators and the direct sampler's points."""
-    if weight_decay:
-        grad.add_(param, alpha=weight_decay)
-    if fresh:
-        torch.mul(grad, grad, out=square_avg).mul_(scalar(1.0 - alpha, param))
-    else:
-        square_avg.mul_(scalar(alpha, param)).addcmul_(grad, grad, value=1.0 - alpha)
-    param.addcdiv_(grad, torch.sqrt(square_avg, out=scratch).add_(scalar(eps, param)), value=-lr)
 
 
 class StackedGenerators:

@@ -21,7 +21,7 @@ from ..synth.objectives import sampler_objective
 from ..synth.samplers import SAMPLERS, SamplerContext
 from .compiled import maybe_compile
 from .context import (EpochNumbers, MemberLayout, RunContext, StopRequested, build_members, student_arch,
-                      student_loss_per_sample)
+                      student_loss_per_sample, update_best)
 
 EVAL_POINTS = 1 << 14  # member × point evaluations per chunk when validating (bounds a CNN's activations)
 SELECTIONS = ("validation", "synthetic")  # the best-so-far selections kept on the device ('last' is the params)
@@ -264,13 +264,7 @@ class ModuleStack:
 
         def snapshots(kept: tuple, early: bool = False) -> list[Snapshot]:  # internal member order
             x, loss, t = (v.detach().cpu() for v in kept)
-            out = []
-            for k in range(self.K):
-                rows = lay.m_g[k] or lay.m_p[k]  # x_g, or x_p when there is no x_g
-                out.append(Snapshot(lay.members[k].key, epoch, x[k, :rows].numpy().astype(np.float32),
-                                    loss[k, :rows].numpy().astype(np.float64), t[k, :rows].numpy().astype(np.float64),
-                                    early=early))
-            return out
+            return lay.snapshots(epoch, x, loss, t, tuple(x.shape[2:]), early)
         graphs = None if keep_last or epoch == 0 else self._cuda_graphs(weights)
         if graphs is not None:  # the epoch's steps as graph replays: no launches, no host work per op
             self._graph_weights.copy_(weights)
@@ -359,10 +353,7 @@ class ModuleStack:
         run = self.run
         rmse, mae = self._errors(run.x_val, run.y_val)
         probe, _ = self._errors(run.probe_x, run.probe_t)
-        values = torch.stack([rmse, probe])
-        better = (values < self.best) | (self.best_epoch < 0)
-        torch.where(better, values, self.best, out=self.best)
-        self.best_epoch.masked_fill_(better, epoch)
+        better = update_best(torch.stack([rmse, probe]), self.best, self.best_epoch, epoch)
         for i, kept in enumerate(self.best_params):
             for name, p in self.params.items():
                 mask = better[i].view(-1, *([1] * (p.dim() - 1)))
@@ -375,27 +366,13 @@ class ModuleStack:
         return {n: out[n] for n in self.base.state_dict()}
 
     def finish(self, last_epoch: int) -> list[MemberResult]:
-        run, lay, primary = self.run, self.layout, self.cfg.selection
+        run, primary = self.run, self.cfg.selection
         chosen = {"validation": self.best_params[0], "synthetic": self.best_params[1],
                   "last": {n: p.detach() for n, p in self.params.items()}}
-        epochs = {"validation": self.best_epoch[0].cpu().tolist(), "synthetic": self.best_epoch[1].cpu().tolist(),
-                  "last": [last_epoch] * self.K}
         scores = {}
         for name, params in chosen.items():
             rmse, mae = self._errors(run.x_test, run.y_test, params)
             scores[name] = (rmse.cpu().tolist(), mae.cpu().tolist())
-        best_val = self.best[0].cpu().tolist()
-        results = []
-        for orig in range(self.K):
-            k = lay.position[orig]
-            mem = lay.members[k]
-            per = {name: (epochs[name][k], scores[name][0][k], scores[name][1][k]) for name in chosen}
-            epoch, rmse, mae = per[primary]
-            results.append(MemberResult(
-                member=mem.key, sampler=mem.sampler, alpha=mem.alpha, seed=mem.seed,
-                test_rmse=rmse, test_mae=mae, best_epoch=epoch, best_val_rmse=best_val[k],
-                other_selections={name: v for name, v in per.items() if name != primary},
-                teacher_queries=int(round(self.teacher_queries[k])),
-                state_dict=self.state_dict(k, chosen[primary]),
-            ))
-        return results
+        return self.layout.results(primary, last_epoch, self.best, self.best_epoch, scores,
+                                   [int(round(q)) for q in self.teacher_queries],
+                                   lambda k: self.state_dict(k, chosen[primary]))

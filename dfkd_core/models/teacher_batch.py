@@ -31,9 +31,8 @@ from ..data.split import Split
 from ..errors import ConfigError
 from .networks import MLPRegressor
 from .teachers import TeacherInfo, _split_arch, evaluate, store_trained_teacher
+from .updates import rmsprop_
 
-RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop defaults, as train_torch_teacher uses them
-RMSPROP_EPS = 1e-8
 
 
 @dataclass
@@ -104,7 +103,6 @@ def train_stacked(splits: list[Split], arch: str = "mlp500", *, max_epochs: int 
     best_rmse = [math.inf] * S
     since = [0] * S
     epochs_run = [0] * S
-    one_minus = 1.0 - RMSPROP_ALPHA
     for epoch in range(max_epochs):
         A = len(active)
         order = torch.stack([torch.randperm(n, generator=gens[j]) for j in active])  # (A, n)
@@ -127,14 +125,8 @@ def train_stacked(splits: list[Split], arch: str = "mlp500", *, max_epochs: int 
             gW1 = torch.bmm(xb.transpose(1, 2), dz)
             gb1 = dz.sum(1, keepdim=True)
             grads = [gW1, gb1, gW2, gb2]
-            # torch.optim.RMSprop (single-tensor math): grad += wd * p; sq = a*sq + (1-a)*g²;
-            # p -= lr * g / (sqrt(sq) + eps)
-            torch._foreach_add_(grads, params, alpha=weight_decay)
-            torch._foreach_mul_(sq, RMSPROP_ALPHA)
-            torch._foreach_addcmul_(sq, grads, grads, value=one_minus)
-            denom = torch._foreach_sqrt(sq)
-            torch._foreach_add_(denom, RMSPROP_EPS)
-            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+            for p, g, v in zip(params, grads, sq):  # torch.optim.RMSprop, as train_torch_teacher steps
+                rmsprop_(p, g, v, lr, weight_decay)
         # validation RMSE per seed (evaluate()'s arithmetic: float32 predictions, float64 errors)
         with torch.no_grad():
             if same_val:

@@ -84,7 +84,7 @@ class Sampler:
     needs_gradients: ClassVar[bool] = False  # needs a differentiable teacher
     searches: ClassVar[bool] = False  # looks for points with teacher queries (inner steps), not only draws them
     # --- capabilities: what the engine, the budget and the figures read (never the sampler's name)
-    # the fused MLP form's implementation of this sampler (engine.fused_mlp: 'prior_draw',
+    # the name of its part in the fused MLP form (engine.fused_parts.FUSED_PARTS: 'prior_draw',
     # 'unit_cube_design', 'input_descent', 'generator_net'), or None: its members train on the
     # generic form, beside the fused members of the same run
     fused: ClassVar[str | None] = None
