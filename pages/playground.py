@@ -106,7 +106,7 @@ info.caption(
 )
 
 
-@st.fragment(run_every=0.25 if playing else None)  # 4 frames per second
+@st.fragment(run_every=0.1 if playing else None)  # as fast as the step and the browser allow (≥ 4 frames per second)
 def canvases() -> None:
     if st.session_state.get("pg_playing", False):
         state.step(st.session_state.get("pg_speed", 1))
@@ -124,7 +124,7 @@ def canvases() -> None:
     for index, (column, (name, frame)) in enumerate(zip(columns, frames.items())):
         with column:  # Vega-Lite with a spec fixed per sampler: each frame replaces the data in place (no flicker)
             st.markdown(f"**{name} — epoch {frame.epoch}**")
-            st.vega_lite_chart(views.canvas_data(frame, state.axes(), region),
+            st.vega_lite_chart(views.canvas_data(frame, state.axes(), region, zmax),
                                views.canvas_spec(name, playground.PLANE, zmax), key=f"pg_canvas_{index}",
                                width="content")
             st.caption("Grey: the student's error |T − S| (white: it matches the teacher); dashed: where the real "

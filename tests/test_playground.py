@@ -356,19 +356,30 @@ def test_bench_playground_prints_ms_per_frame_of_the_page(capsys):
 
 
 def test_canvas_rows_put_each_cell_on_its_grid_point_and_arrows_along_each_move():
+    import base64
+    import io
+
+    from PIL import Image
+
     from dfkd_core.dashboard import playground_views as views
 
     state = Playground.create(PlaygroundConfig(samplers=("direct",), grid_size=11))
     frame = state.step(1)["direct"]
     frame = dataclasses.replace(frame, starts=np.array([[0.0, 0.0], [1.0, 1.0]], np.float32),
                                 points=np.array([[1.0, 0.0], [1.0, 0.0]], np.float32))
-    data = views.canvas_data(frame, state.axes(), state.function.region.outline())
-    cells = data[data["layer"] == "cell"]
+    zmax = float(frame.error.max())
+    data = views.canvas_data(frame, state.axes(), state.function.region.outline(), zmax)
     x1, x2 = state.axes()
     assert all(np.array_equal(a, b) for a, b in zip((x1, x2), plane_grid(11)[:2]))  # the grid's own axes
-    assert np.allclose((cells["x"] + cells["x2"]) / 2, np.tile(x1, 11))  # x₁ fastest, as the grid
-    assert np.allclose((cells["y"] + cells["y2"]) / 2, np.repeat(x2, 11))
-    assert np.allclose(cells["z"], frame.error.ravel())
+    (heat,) = data[data["layer"] == "heat"].itertuples()
+    half = (x1[1] - x1[0]) / 2  # the image covers every cell: from the first's edge to the last's
+    assert (heat.x, heat.x2, heat.y, heat.y2) == pytest.approx((x1[0] - half, x1[-1] + half, x2[0] - half, x2[-1] + half))
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(heat.url.split(",", 1)[1]))), float)
+    px = views.CELL_PX
+    assert image.shape == (11 * px, 11 * px)
+    cells = image[px // 2::px, px // 2::px][::-1]  # one pixel per cell, rows back to x₂ upward
+    assert np.allclose(cells, np.round(255 * (1 - np.clip(frame.error / zmax, 0, 1))), atol=0.5)  # white 0, black zmax
+    assert sorted(data.loc[data["layer"] == "scale", "z"]) == [0.0, zmax]  # the legend's two ends
     assert data.loc[data["layer"] == "arrow", "angle"].round(6).tolist() == [90.0, 180.0]  # east, south
     assert (data["layer"] == "move").sum() == 2
 
@@ -396,7 +407,17 @@ def layers(chart: dict) -> set[str]:
 
 
 def heat(chart: dict) -> list[float]:
-    return chart["data"].loc[chart["data"]["layer"] == "cell", "z"].tolist()
+    """The canvas's |T − S| greys, one per grid cell, read back from its heat map image."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from dfkd_core.dashboard.playground_views import CELL_PX
+
+    url = chart["data"].loc[chart["data"]["layer"] == "heat", "url"].iloc[0]
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))), float)
+    return image[CELL_PX // 2::CELL_PX, CELL_PX // 2::CELL_PX].ravel().tolist()
 
 
 def titles(at: AppTest) -> list[str]:
@@ -413,8 +434,8 @@ def test_page_shows_controls_two_canvases_and_what_is_this():
     assert "Figure 1" in at.expander[0].markdown[0].value
     figs = canvases(at)
     assert len(figs) == 3  # two canvases and the learning curves
-    assert [layer["transform"][0]["filter"]["equal"] for layer in figs[0]["spec"]["layer"]][:2] == ["cell", "region"]
-    assert len(heat(figs[0])) == PlaygroundConfig().grid_size ** 2 and {"cell", "region"} <= layers(figs[0])
+    assert [layer["transform"][0]["filter"]["equal"] for layer in figs[0]["spec"]["layer"]][:3] == ["heat", "scale", "region"]
+    assert len(heat(figs[0])) == PlaygroundConfig().grid_size ** 2 and {"heat", "region"} <= layers(figs[0])
 
 
 def test_steps_move_the_slider_draw_arrows_and_measure_the_guarantees():
