@@ -297,7 +297,7 @@ except (dashboard.DfkdError, OSError) as exc:  # the store cannot be read: one m
     st.stop()
 
 
-@st.fragment(run_every=1.0 if polling else None)
+@st.fragment(run_every=0.5 if polling else None)
 def live() -> None:
     try:
         view = dashboard.load_view(run_id)
