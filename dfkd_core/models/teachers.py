@@ -89,6 +89,9 @@ class TeacherInfo:
     seconds: float
     path: str = ""
     extra: dict = field(default_factory=dict)
+    # a user's teacher file as user_models loaded it, (kind, model): the export times and counts
+    # it without loading the file a second time (loading stays in user_models)
+    loaded: tuple | None = field(default=None, repr=False, compare=False)
 
 
 # ---------------------------------------------------------------- architectures

@@ -741,7 +741,8 @@ def user_teacher_for(kind: str, model, split: Split, source: str | Path,
     val, _ = evaluate(teacher.predict, split.x_val.to(device), split.y_val.to(device))
     teacher.queries = 0
     name = original_name(source) if kind != "http" else str(source)
-    return teacher, TeacherInfo(kind, rmse, mae, val, True, 0.0, str(source), {"file": name, "kind": kind, "units": units})
+    return teacher, TeacherInfo(kind, rmse, mae, val, True, 0.0, str(source), {"file": name, "kind": kind, "units": units},
+                                loaded=(kind, model))
 
 
 def load_product_teacher_file(path: str | Path, split: Split, device: torch.device | str = "cpu") -> tuple[Teacher, TeacherInfo]:

@@ -248,7 +248,7 @@ def _json_default(value):
 
 def teacher_summary(run_teacher, info, cfg: DistillConfig, split: Split | None = None) -> tuple[dict, object]:
     """(card part, raw-input function) of a run's teacher: kind, parameters, file size, errors."""
-    from ..models.user_models import load_user_model, raw_teacher_function
+    from ..models.user_models import raw_teacher_function
 
     card = {"kind": getattr(run_teacher, "kind", "teacher"), "test_rmse": info.test_rmse, "test_mae": info.test_mae,
             "file": info.extra.get("file", Path(info.path).name if info.path else ""), "parameters": None, "file_bytes": None}
@@ -266,9 +266,8 @@ def teacher_summary(run_teacher, info, cfg: DistillConfig, split: Split | None =
     if cfg.teacher_file and cfg.teacher_query_budget and cfg.teacher_file.startswith(("http://", "https://")):
         card["latency_seconds"] = "not measured: the HTTP teacher's queries are budgeted (--query-budget)"
         return card, False
-    if cfg.teacher_file:
-        kind, model = load_user_model(cfg.teacher_file, activation=cfg.teacher_activation, timeout=cfg.teacher_timeout,
-                                      query_budget=0)
+    if cfg.teacher_file and info.loaded is not None:  # the run's own load of the file (user_models), not a second one
+        kind, model = info.loaded
         if isinstance(model, nn.Module):
             card["parameters"] = count_parameters(model)
         fn = raw_teacher_function(kind, model)
