@@ -102,7 +102,6 @@ class ModuleStack:
     # called with every batch between its sampling and the update (BatchView); None: nothing is
     # called or built, and a hook's epochs run eagerly (no CUDA graphs: a hook is host work)
     on_batch: "Callable[[BatchView], None] | None" = None
-    batch_position: tuple[int, int] = (0, 0)  # (epoch, batch in it) of the next _step
 
     def __init__(self, run: RunContext, members: list[Member], compile: str | None = None) -> None:
         """`compile`: 'auto', 'on' or 'off' (None: DFKD_COMPILE), see engine.compiled."""
@@ -229,12 +228,11 @@ class ModuleStack:
                 x[k, m_g:] = self.prior.sample(m_p, self.gens[k])
         return x
 
-    def _step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool):
+    def _step(self, weights: torch.Tensor, acc: torch.Tensor, keep: bool, epoch: int = 0, batch: int = 0):
+        """One batch of Algorithm 1 for all K; (epoch, batch) say where it is, for the on_batch hook."""
         x = self._draw_batch().detach()
-        epoch, batch = self.batch_position
         if self.on_batch is not None:
             self.on_batch(BatchView(self, x, epoch, batch))
-        self.batch_position = (epoch, batch + 1)
         with torch.no_grad():
             t = self.run.teacher.predict(x.reshape(self.K * self.M, *self.shape)).reshape(self.K, self.M)
         self.teacher_queries += self.M
@@ -251,7 +249,6 @@ class ModuleStack:
 
     def run_epoch(self, epoch: int, validate: bool) -> EpochNumbers:
         cfg, lay = self.cfg, self.layout
-        self.batch_position = (epoch, 0)
         w, alphas = lay.loss_weights(epoch, cfg.epochs)
         weights = torch.as_tensor(w, dtype=self.dtype, device=self.device)
         acc = torch.zeros(self.K, 2, dtype=self.dtype, device=self.device)
@@ -280,7 +277,8 @@ class ModuleStack:
                 if step and self.should_stop is not None and self.should_stop():
                     raise StopRequested  # between batches: a long (CNN) epoch does not hold up Stop
                 first = step == 0 and hand_early is not None
-                kept = self._step(weights, acc, keep_last and (first or step == cfg.batches_per_epoch - 1)) or kept
+                kept = self._step(weights, acc, keep_last and (first or step == cfg.batches_per_epoch - 1),
+                                  epoch, step) or kept
                 if first:  # the first digits, seconds in, instead of an epoch later
                     early = snapshots(kept, early=True)
                     hand_early([early[lay.position[orig]] for orig in range(self.K)])
