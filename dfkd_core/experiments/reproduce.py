@@ -31,8 +31,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -873,20 +871,13 @@ def start_reproduction(table: int, seeds: int | None = None, datasets: list[str]
     Runs on the Dask cluster at DFKD_SCHEDULER when that is set (runner.dashboard_executor).
     Returns (pid, log path)."""
     from ..paths import home_dir
-    from .runner import dashboard_executor
+    from .runner import dashboard_executor, start_detached
 
     cmd = reproduce_command(table, seeds, datasets, epochs, quick, resume, scheduler=dashboard_executor()[1])
     folder = home_dir() / "reproduce"
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-table{get_table(table).number}.log"
-    env = dict(os.environ)
-    env["DFKD_HOME"] = str(home_dir())
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=root, env=env, start_new_session=True)
-    return proc.pid, log_path
+    return start_detached(cmd, log_path, home_dir()), log_path
 
 
 def latest_log(lines: int = 8) -> tuple[Path | None, str]:

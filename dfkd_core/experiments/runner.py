@@ -87,6 +87,23 @@ def dashboard_executor() -> tuple[str, str | None]:
     return check_executor(None, os.environ.get(SCHEDULER_ENV, "").strip() or None)
 
 
+def start_detached(cmd: list[str], log_path, home) -> int:
+    """Start a command of the dashboard's (`python -m dfkd_core reproduce|sweep …`) in its own session,
+    so a page rerun or a closed tab does not stop it: this checkout's package on its PYTHONPATH, the
+    run store at `home`, stdout and stderr appended to `log_path`. Returns its pid."""
+    import subprocess
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["DFKD_HOME"] = str(home)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, env=env,
+                                start_new_session=True)
+    return proc.pid
+
+
 def executor_label(executor: str, scheduler: str | None) -> str:
     """What runs a job, in words, for the pages."""
     if scheduler:

@@ -20,6 +20,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -115,7 +116,7 @@ class StartedSweep:
     sweep_id: str
     runs: int
     pid: int
-    log: "Path"
+    log: Path
 
 
 def start_sweep(cfg: DistillConfig, grid_items: list[str], home=None) -> StartedSweep:
@@ -127,14 +128,11 @@ def start_sweep(cfg: DistillConfig, grid_items: list[str], home=None) -> Started
     DFKD_HOME/sweeps/<id>.log. The runs are stored as they finish; the Runs page's sweep view lists
     them. Runs on the user's own files are refused: a sweep's workers are not boxed (the CLI's are
     the user's own processes)."""
-    import os
-    import subprocess
     import sys
-    from pathlib import Path
 
     from ..paths import home_dir
     from ..userrun import uses_user_inputs
-    from .runner import dashboard_executor
+    from .runner import dashboard_executor, start_detached
 
     if uses_user_inputs(cfg):
         raise ConfigError("A sweep from the dashboard runs on the registered datasets only: sweep your own teacher or "
@@ -153,14 +151,7 @@ def start_sweep(cfg: DistillConfig, grid_items: list[str], home=None) -> Started
     scheduler = dashboard_executor()[1]
     if scheduler:
         cmd += ["--scheduler", scheduler]
-    env = dict(os.environ)
-    env["DFKD_HOME"] = str(Path(home or home_dir()))
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, env=env,
-                                start_new_session=True)
-    return StartedSweep(sweep_id, len(cells), proc.pid, log_path)
+    return StartedSweep(sweep_id, len(cells), start_detached(cmd, log_path, folder.parent), log_path)
 
 
 def sweep_of(tags: Any) -> dict[str, Any] | None:
