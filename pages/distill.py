@@ -98,8 +98,9 @@ def start_run() -> None:
 
 def start_sweep() -> None:
     try:
-        st.session_state["sweep_message"] = sweep_figures.start_sweep(dashboard.config_from_widgets(form_values()),
-                                                                      st.session_state.get("sweep_grid", ""))
+        st.session_state["sweep_message"] = sweep_figures.start_sweep(
+            dashboard.config_from_widgets(form_values()), st.session_state.get("sweep_grid", ""),
+            st.session_state.get("inputs_of"))
     except dashboard.DfkdError as exc:
         st.session_state["distill_error"] = str(exc)
 

@@ -138,3 +138,11 @@ def test_a_bad_grid_or_your_own_files_start_no_sweep_and_say_why(tmp_path):
         S.start_sweep(DistillConfig(dataset="user", teacher_file=str(tmp_path / "t.pt"), data_file=str(tmp_path / "d.csv"),
                                     target="y"), ["student_hidden=5,8"])
     assert not (RunStore().home / "sweeps").exists() or not list((RunStore().home / "sweeps").glob("*.log"))
+
+
+def test_a_sweep_is_refused_while_the_form_uses_a_your_model_runs_files():
+    from dfkd_core.dashboard.sweep_figures import start_sweep
+
+    with pytest.raises(ConfigError, match="registered datasets only"):
+        start_sweep(DistillConfig(epochs=3), "student_hidden=5,8", inputs_of="20261202-000000-000-abcd")
+    assert not (RunStore().home / "sweeps").exists()

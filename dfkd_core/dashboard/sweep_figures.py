@@ -78,13 +78,19 @@ def stored_sweeps(store: Any = None) -> pd.DataFrame:
     return list_sweeps(store or default_store())
 
 
-def start_sweep(cfg: Any, grid_text: str) -> str:
+def start_sweep(cfg: Any, grid_text: str, inputs_of: str | None = None) -> str:
     """Start a sweep of the Distill form's settings `cfg` over the grid typed on the page (one
     FIELD=V1,V2 per line); the line saying what started (experiments.sweep.start_sweep). A
-    ConfigError / ConfigErrors says what is wrong; nothing starts then."""
+    ConfigError / ConfigErrors says what is wrong; nothing starts then. `inputs_of`: the
+    your-model run whose files the form uses (a sweep of the user's files is refused)."""
+    from ..errors import ConfigError
     from ..experiments.runner import dashboard_executor, executor_label
     from ..experiments.sweep import start_sweep as start
 
+    if inputs_of:
+        raise ConfigError(f"The form uses the teacher and data of run {inputs_of}: a sweep from the dashboard runs on "
+                          "the registered datasets only (press 'Use a dataset instead', or sweep your files with "
+                          "`python -m dfkd_core sweep`).")
     started = start(cfg, str(grid_text or "").splitlines())
     return (f"Sweep {started.sweep_id}: {started.runs} run(s) started on {executor_label(*dashboard_executor())}. "
             "The Runs page lists the sweep and its runs as they finish (a sweep started again with the same "
