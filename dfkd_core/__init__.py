@@ -52,7 +52,8 @@ above it here (tests/test_architecture.py checks it and lists the few known exce
                 the config and its URL), views (stored runs as pages show them), projections (real vs
                 synthetic points in a worker), compare (several runs, exports, delete), yours (the
                 user's teacher and data), paper (Tables 3-6 beside ours), figures (plotly figures of
-                the paper's Figs. 4-9), embedding (UMAP / PCA), playground + playground_views (the sampler
+                the paper's Figs. 4-9), live_curves (a streaming run's epoch curves as Vega-Lite: a fixed
+                spec, rows replaced in place), embedding (UMAP / PCA), playground + playground_views (the sampler
                 playground: its state; its Vega-Lite charts, fixed specs with new data per frame),
                 sweep_figures (a stored sweep: table and metric against each swept field); ui: the pages'
                 shared Streamlit widgets

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures, sweep_figures, ui
+from dfkd_core.dashboard import figures, live_curves, sweep_figures, ui
 
 ui.ensure_routed()
 st.title("Distill")
@@ -317,9 +317,12 @@ def live() -> None:
                      help="Clip the RMSE axis to the students' curves after their first epochs (as the paper's "
                           "Figure 6): the epoch-0 spike no longer hides gaps of 0.01 between samplers.")
     a, b = st.columns(2)
-    a.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, smoothing, zoom=zoom), key="rmse_chart")
+    # Vega-Lite: its spec stays the same while the run streams, so each poll replaces the rows in place
+    a.vega_lite_chart(*live_curves.chart(view.metrics, "val_rmse", teacher_rmse=view.teacher_val_rmse,
+                                         smoothing=smoothing, zoom=zoom), key="rmse_chart", width="stretch")
     a.caption(dashboard.CAPTIONS["val_rmse_data_free" if view.data_free else "val_rmse"])
-    b.plotly_chart(figures.xg_loss(view.metrics, smoothing), key="xg_chart")
+    b.vega_lite_chart(*live_curves.chart(view.metrics, "loss_xg", smoothing=smoothing, title="Student loss on x_g",
+                                         y_title="student loss L_S(x_g)", log_y=True), key="xg_chart", width="stretch")
     b.caption(dashboard.CAPTIONS["loss_xg"])
     if polling and not view.active:
         st.rerun()  # finished: stop polling, show the results

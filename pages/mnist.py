@@ -4,7 +4,7 @@ and test MAE per sampler (Table 5); runs the 'paper-mnist' preset on digits or M
 import streamlit as st
 
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures, ui
+from dfkd_core.dashboard import figures, live_curves, ui
 
 ui.ensure_routed()
 st.title("MNIST digits")
@@ -44,8 +44,8 @@ def live() -> None:
     ui.run_header(view)
     if view.run.note and view.run.note != note:  # the dataset's note is shown above once
         st.info(dashboard.plain(view.run.note))
-    st.plotly_chart(figures.epoch_curves(view.metrics, "val_mae", title="Validation MAE", yaxis_title="MAE"),
-                    key="mnist_mae_curve")
+    st.vega_lite_chart(*live_curves.chart(view.metrics, "val_mae", title="Validation MAE", y_title="MAE"),
+                       key="mnist_mae_curve", width="stretch")
     st.caption(dashboard.CAPTIONS["val_mae"])
     epochs_have = view.snapshot_epochs
     if not epochs_have:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_app_pages import errors, figures_of, shown, start_app, values
+from test_app_pages import errors, figures_of, legend_groups, live_charts, shown, start_app, values
 from user_helpers import csv, ts_teacher  # noqa: F401 (fixtures)
 
 from dfkd_core import dashboard
 from dfkd_core.config import DistillConfig
-from dfkd_core.dashboard import figures
+from dfkd_core.dashboard import figures, live_curves
 from dfkd_core.events import EpochMetrics, MemberResult, RunStarted
 from dfkd_core.runs.runstore import RunStore
 
@@ -60,7 +60,9 @@ def test_the_runs_page_draws_the_teachers_validation_rmse_as_the_distill_page_do
     line = teacher_trace(next(f for f in figures_of(at) if f["layout"]["title"]["text"].startswith("Validation RMSE")))
     assert values(line["y"]) == [TEACHER_VAL, TEACHER_VAL] and "validation" in line["name"]
     distill = start_app(query={"run": run_id})
-    assert values(teacher_trace(figures_of(distill)[1])["y"])[0] == TEACHER_VAL  # [0]: the α preview
+    spec, rows = live_charts(distill)["Validation RMSE"]
+    assert list(rows.loc[rows["layer"] == "teacher", "y"]) == [TEACHER_VAL, TEACHER_VAL]
+    assert legend_groups(spec)[-1] == figures.TEACHER_NAME
 
 
 # ------------------------------------------------------------------ data-free runs
@@ -104,6 +106,12 @@ def test_a_sampler_keeps_one_colour_in_curves_boxplots_bars_and_exports_when_alp
         if isinstance(trace.meta, dict) and trace.meta.get("role") == "curve":
             by_sampler.setdefault(trace.meta["sampler"], set()).add(trace.line.color)
     assert by_sampler == {"direct": {figures.sampler_color("direct")}, "gaussian": {figures.sampler_color("gaussian")}}
+    _, spec = live_curves.chart(pd.DataFrame(rows), teacher_rmse=TEACHER_VAL)  # the live chart: the same colours
+    scale = spec["layer"][1]["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"])) == {
+        "direct, α 1": figures.sampler_color("direct"), "direct, α decreasing": figures.sampler_color("direct"),
+        "gaussian, α 1": figures.sampler_color("gaussian"), "gaussian, α decreasing": figures.sampler_color("gaussian"),
+        figures.TEACHER_NAME: figures.TEACHER_COLOR}
     assert figures.sampler_color("direct") != figures.sampler_color("gaussian")
     box = figures.student_loss_boxplots(pd.DataFrame(dict(sampler=["gaussian", "direct"], epoch=[0, 0], student_loss=[1.0, 2.0])),
                                         ["gaussian", "direct"])
@@ -209,6 +217,10 @@ def test_digits_are_square_and_error_bars_and_single_points_show_on_a_dark_page(
     assert "markers" in curve.mode
     teacher = next(t for t in one.data if t.meta.get("role") == "teacher")
     assert teacher.x[1] > teacher.x[0]  # a visible line, not a point
+    rows, _ = live_curves.chart(pd.DataFrame([dict(member="direct|1|0", epoch=0, val_rmse=0.9)]), teacher_rmse=TEACHER_VAL)
+    assert list(rows.loc[rows["layer"] == "dot", "y"]) == [0.9]  # the live chart draws it as a dot
+    span = rows.loc[rows["layer"] == "teacher", "epoch"]
+    assert span.iloc[1] > span.iloc[0]
 
 
 def test_every_table_on_the_pages_is_drawn_by_ui_table_and_no_deprecated_width_argument_is_used():

@@ -52,6 +52,22 @@ def figures_of(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def live_charts(at: AppTest) -> dict[str, tuple[dict, "pd.DataFrame"]]:
+    """The live curves (Vega-Lite, dashboard.live_curves) by title: (spec, rows as sent)."""
+    import pyarrow as pa
+
+    charts = {}
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        charts[spec.get("title", "")] = (spec, pa.ipc.open_stream(chart.proto.data.data).read_pandas())
+    return charts
+
+
+def legend_groups(spec: dict) -> list[str]:
+    """The groups a live chart's colour scale names, in the legend's order."""
+    return spec["layer"][1]["encoding"]["color"]["scale"]["domain"]
+
+
 def values(array) -> list:
     """A plotly JSON array as a list (plotly encodes numpy arrays as base64 typed arrays)."""
     if isinstance(array, dict) and "bdata" in array:
@@ -268,15 +284,19 @@ def test_a_tiny_friedman1_run_is_drawn_live_and_summarized_from_the_store():
     assert not at.exception and errors(at) == []
     assert any(f"epoch 5 / 5 · done" in p.proto.text for p in at.get("progress"))
     figs = {f["layout"]["title"]["text"].split(" (")[0].split(" —")[0]: f for f in figures_of(at) if f["layout"].get("title")}
-    rmse = figs["Validation RMSE"]
-    assert trace_names(rmse) == ["direct", "gaussian", "teacher (validation RMSE)"]
-    assert values(rmse["data"][0]["x"]) == [0, 1, 2, 3, 4]
+    live = live_charts(at)
+    spec, rows = live["Validation RMSE"]
+    assert legend_groups(spec) == ["direct", "gaussian", "teacher (validation RMSE)"]
+    direct = rows[(rows["layer"] == "curve") & (rows["group"] == "direct")]
+    assert direct["point"].max() == 5 and list(direct["epoch"]) == [p - 1.0 for p in direct["point"]]
     stored = RunStore().get_run(run_id)
     teacher, teacher_val = stored.teacher_test_rmse, stored.teacher_val_rmse
-    assert values(rmse["data"][2]["y"]) == [pytest.approx(teacher_val)] * 2  # the reference is the validation figure
+    teacher_rows = rows[rows["layer"] == "teacher"]
+    assert list(teacher_rows["y"]) == [pytest.approx(teacher_val)] * 2  # the reference is the validation figure
     assert at.toggle(key="rmse_zoom").value  # zoomed to the students: the epoch-0 spike does not set the scale
-    assert max(rmse["layout"]["yaxis"]["range"]) < max(values(rmse["data"][0]["y"]) + values(rmse["data"][1]["y"]))
-    assert trace_names(figs["Student loss on x_g"]) == ["direct", "gaussian"]
+    stored_rmse = RunStore().metrics(run_id)["val_rmse"]
+    assert rows.loc[rows["layer"] == "curve", "y"].max() <= stored_rmse.max()
+    assert legend_groups(live["Student loss on x_g"][0]) == ["direct", "gaussian"]
     boxes = figs["Student loss of synthetic batches"]
     assert trace_names(boxes) == ["gaussian", "direct"] and set(values(boxes["data"][0]["x"])) == {"0", "2", "4"}
     proj = next(f for t, f in figs.items() if "of real vs synthetic points" in t)

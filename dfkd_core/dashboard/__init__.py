@@ -13,7 +13,8 @@ nothing else of dfkd_core). Its modules, each with one concern:
     yours        "Your model": the user's teacher, data or input spec as a run, and reopening one
     paper        the paper's Tables 3-6 beside our stored reproduction, with paired verdicts over seeds
     sweep_figures  a stored sweep (experiments/sweep.py): its table and the metric against each swept field
-    figures      plotly figures of the paper's Figs. 4-9; embedding (UMAP / PCA); ui (the pages'
+    figures      plotly figures of the paper's Figs. 4-9; live_curves a streaming run's epoch curves
+                 (Vega-Lite: the spec fixed, the rows replaced in place); embedding (UMAP / PCA); ui (the pages'
                  shared Streamlit widgets: the only module here that imports Streamlit)
     playground   the sampler playground's state for its page (imports torch: the page imports it);
                  playground_views its Vega-Lite charts (fixed specs, new data per frame: no flicker)"""

@@ -9,6 +9,7 @@ predictions on them (Fig. 9); plus the α-schedule preview and test RMSE per sam
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ TEACHER_NAME = "teacher (validation RMSE)"
 TEACHER_COLOR = "#8c8c8c"  # mid grey: readable on the light and the dark theme (black vanished in dark mode)
 ERROR_BAR_COLOR = TEACHER_COLOR  # ± sd bars: plotly's default is black, invisible on the dark theme
 REAL_COLOR = "rgba(128,128,128,0.45)"
+WAITING = "waiting for the first epoch… (a new dataset or split seed first trains its teacher)"
 PALETTE = qualitative.D3  # the paper's matplotlib colours: blue, orange, green, red, purple, ...
 
 
@@ -118,6 +120,77 @@ def _empty(title: str, message: str) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------- curves (Figs. 6, 7)
+@dataclass(frozen=True)
+class CurveLine:
+    """One curve of an epoch chart: a group (a sampler; with its α and run where those vary), its
+    sampler's colour and its dash (the group's place among its sampler's groups), and per epoch
+    the mean over its seeds with the seeds' min and max (`seeds` > 1: drawn as a band)."""
+    group: str
+    sampler: str
+    color: str
+    dash: str
+    seeds: int
+    epochs: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return self.group if self.seeds == 1 else f"{self.group} (mean of {self.seeds})"
+
+
+def curve_lines(metrics: pd.DataFrame, value: str = "val_rmse", smoothing: bool = False,
+                window: int = SMOOTH_WINDOW) -> list[CurveLine]:
+    """The curves of `value` (one per group, sorted by label), computed once for every way they are
+    drawn: the Plotly figure (epoch_curves) and the live Vega-Lite chart (live_curves).
+
+    `metrics` has columns member, epoch and `value` (the store's metrics table; an optional `run`
+    column separates runs). Rows where `value` is NaN (epochs not validated) are left out."""
+    if metrics is None or metrics.empty or value not in metrics or metrics[value].notna().sum() == 0:
+        return []
+    df = split_members(metrics)
+    df = df[df[value].notna()].copy()
+    df["group"] = group_labels(df)
+    lines = []
+    dashes: dict[str, dict] = {}  # per sampler: its groups (α schedules, runs) in order, each a dash style
+    for group, part in df.groupby("group", sort=True):
+        sampler = str(part["sampler"].iloc[0])
+        dash = DASHES[dashes.setdefault(sampler, {}).setdefault(group, len(dashes[sampler])) % len(DASHES)]
+        stats = part.groupby("epoch")[value].agg(["mean", "min", "max"]).sort_index()
+        mean, low, high = (stats[c].to_numpy(dtype=float) for c in ("mean", "min", "max"))
+        seeds = part["member"].nunique() if "run" not in part else part.groupby(["run", "member"]).ngroups
+        if smoothing:
+            mean, low, high = smooth(mean, window), smooth(low, window), smooth(high, window)
+        lines.append(CurveLine(str(group), sampler, sampler_color(sampler), dash, int(seeds),
+                               stats.index.to_numpy(), mean, low, high))
+    return lines
+
+
+def teacher_span(lines: Sequence[CurveLine]) -> tuple[float, float]:
+    """The epochs the teacher's line spans: the curves' first to last (one epoch so far: ± ½, so it shows)."""
+    lo = float(min(line.epochs.min() for line in lines))
+    hi = float(max(line.epochs.max() for line in lines))
+    return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
+
+
+def zoom_bounds(curves: Iterable[np.ndarray], teacher: float | None = None, skip: float = 0.1,
+                pad: float = 0.08) -> list[float] | None:
+    """[low, high] around the curves after their first `skip` of epochs (at least epoch 0 left out)
+    and the teacher's value: the epoch-0 spike no longer sets the scale."""
+    values = [np.asarray(y, dtype=float) for y in curves]
+    values = [y[max(1, int(len(y) * skip)):] if len(y) > 1 else y for y in values if len(y)]
+    if teacher is not None:
+        values.append(np.array([teacher], dtype=float))
+    values = np.concatenate(values) if values else np.array([])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    lo, hi = float(values.min()), float(values.max())
+    margin = pad * (hi - lo) if hi > lo else max(abs(hi), 1e-6) * pad
+    return [lo - margin, hi + margin]
+
+
 def epoch_curves(
     metrics: pd.DataFrame,
     value: str = "val_rmse",
@@ -130,78 +203,38 @@ def epoch_curves(
     log_y: bool = False,
     zoom: bool = False,
 ) -> go.Figure:
-    """One line per group (sampler; α and run when they vary) over epochs.
-
-    `metrics` has columns member, epoch and `value` (the store's metrics table; an optional
-    `run` column separates runs). Several seeds in a group: the mean, with a band from
-    the seeds' min to max. `teacher_rmse`: a horizontal line across the epochs.
-    `zoom`: clip the y axis to the students' curves after their first tenth of epochs (the
-    paper's Fig. 6 clips its axis), so gaps of 0.01 between samplers stay visible.
-    Rows where `value` is NaN (epochs not validated) are left out."""
-    if metrics is None or metrics.empty or value not in metrics or metrics[value].notna().sum() == 0:
-        return _empty(title, "waiting for the first epoch… (a new dataset or split seed first trains its teacher)")
-    df = split_members(metrics)
-    df = df[df[value].notna()].copy()
-    df["group"] = group_labels(df)
+    """One line per group (sampler; α and run when they vary) over epochs (curve_lines): several
+    seeds in a group draw the mean, with a band from the seeds' min to max. `teacher_rmse`: a
+    horizontal line across the epochs. `zoom`: clip the y axis to the students' curves after
+    their first tenth of epochs (the paper's Fig. 6 clips its axis), so gaps of 0.01 between
+    samplers stay visible."""
+    lines = curve_lines(metrics, value, smoothing, window)
+    if not lines:
+        return _empty(title, WAITING)
     fig = go.Figure()
-    dashes: dict[str, dict] = {}  # per sampler: its groups (α schedules, runs) in order, each a dash style
-    for i, (group, part) in enumerate(df.groupby("group", sort=True)):
-        sampler = str(part["sampler"].iloc[0])
-        color = sampler_color(sampler)
-        dash = DASHES[dashes.setdefault(sampler, {}).setdefault(group, len(dashes[sampler])) % len(DASHES)]
-        stats = part.groupby("epoch")[value].agg(["mean", "min", "max", "count"]).sort_index()
-        epochs = stats.index.to_numpy()
-        mean = stats["mean"].to_numpy()
-        n_seeds = part["member"].nunique() if "run" not in part else part.groupby(["run", "member"]).ngroups
-        if smoothing:
-            mean = smooth(mean, window)
-        if n_seeds > 1:
-            low, high = stats["min"].to_numpy(), stats["max"].to_numpy()
-            if smoothing:
-                low, high = smooth(low, window), smooth(high, window)
-            fig.add_trace(go.Scatter(x=epochs, y=high, mode="lines", line=dict(width=0), hoverinfo="skip",
-                                     showlegend=False, legendgroup=group, name=f"{group} max"))
-            fig.add_trace(go.Scatter(x=epochs, y=low, mode="lines", line=dict(width=0), fill="tonexty",
-                                     fillcolor=_rgba(color, 0.2), hoverinfo="skip", showlegend=False,
-                                     legendgroup=group, name=f"{group} min"))
-        name = group if n_seeds == 1 else f"{group} (mean of {n_seeds})"
-        fig.add_trace(go.Scatter(x=epochs, y=mean, mode=line_mode(len(epochs)), name=name, legendgroup=group,
-                                 line=dict(color=color, width=2, dash=dash), marker=dict(color=color, size=8),
-                                 meta={"role": "curve", "group": group, "sampler": sampler}))
-    if teacher_rmse is not None and np.isfinite(teacher_rmse):
-        lo, hi = float(df["epoch"].min()), float(df["epoch"].max())
-        if hi <= lo:  # one epoch so far: a line from epoch − ½ to + ½, so it shows
-            lo, hi = lo - 0.5, hi + 0.5
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[teacher_rmse, teacher_rmse], mode="lines", name=TEACHER_NAME,
+    for line in lines:
+        if line.seeds > 1:
+            fig.add_trace(go.Scatter(x=line.epochs, y=line.high, mode="lines", line=dict(width=0), hoverinfo="skip",
+                                     showlegend=False, legendgroup=line.group, name=f"{line.group} max"))
+            fig.add_trace(go.Scatter(x=line.epochs, y=line.low, mode="lines", line=dict(width=0), fill="tonexty",
+                                     fillcolor=_rgba(line.color, 0.2), hoverinfo="skip", showlegend=False,
+                                     legendgroup=line.group, name=f"{line.group} min"))
+        fig.add_trace(go.Scatter(x=line.epochs, y=line.mean, mode=line_mode(len(line.epochs)), name=line.name,
+                                 legendgroup=line.group, line=dict(color=line.color, width=2, dash=line.dash),
+                                 marker=dict(color=line.color, size=8),
+                                 meta={"role": "curve", "group": line.group, "sampler": line.sampler}))
+    teacher = teacher_rmse if teacher_rmse is not None and np.isfinite(teacher_rmse) else None
+    if teacher is not None:
+        fig.add_trace(go.Scatter(x=list(teacher_span(lines)), y=[teacher, teacher], mode="lines", name=TEACHER_NAME,
                                  line=dict(color=TEACHER_COLOR, dash="dash", width=2), meta={"role": "teacher"}))
     if zoom and not log_y:
-        fig.update_yaxes(range=zoom_range(fig))
+        fig.update_yaxes(range=zoom_bounds([line.mean for line in lines], teacher))
     fig.update_layout(title=title + (f" (Savitzky–Golay, window {window})" if smoothing else ""),
                       xaxis_title="epoch", yaxis_title=yaxis_title, legend_title_text="sampler",
                       margin=dict(t=50, b=40, l=50, r=10), height=380)
     if log_y:
         fig.update_yaxes(**LOG_AXIS)
     return fig
-
-
-def zoom_range(fig: go.Figure, skip: float = 0.1, pad: float = 0.08) -> list[float] | None:
-    """[low, high] of the y axis around the curves after their first `skip` of epochs (at least
-    epoch 0 left out) and the teacher's line: the epoch-0 spike no longer sets the scale."""
-    values = []
-    for trace in fig.data:
-        role = trace.meta.get("role") if isinstance(trace.meta, dict) else None
-        y = np.asarray(trace.y, dtype=float)
-        if role == "curve" and len(y):
-            values.append(y[max(1, int(len(y) * skip)):] if len(y) > 1 else y)
-        elif role == "teacher":
-            values.append(y)
-    values = np.concatenate(values) if values else np.array([])
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return None
-    lo, hi = float(values.min()), float(values.max())
-    margin = pad * (hi - lo) if hi > lo else max(abs(hi), 1e-6) * pad
-    return [lo - margin, hi + margin]
 
 
 def validation_rmse(metrics: pd.DataFrame, teacher_rmse: float | None = None, smoothing: bool = False,

@@ -33,15 +33,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SERVER_START_S = 300.0  # patient: a loaded machine may take minutes to import streamlit and torch
 PATIENT_MS = 300_000  # page waits in the bench: five minutes on a loaded box
 
-# The validation-RMSE chart's number of points (the longest student curve; the teacher's line left
-# out), from plotly's own data (arrays arrive as base64 typed arrays: {dtype, bdata}).
+# The validation-RMSE chart's number of points: the longest student curve's (the teacher's line left
+# out), read from the points Vega drew (live_curves: its SVG marks carry their data items, each with
+# the point's place on its curve, so points the zoom leaves out still count). 'curve' is
+# live_curves.CURVE_MARK (not imported: the dashboard imports experiments; a test ties the two).
 RMSE_POINTS_JS = """() => {
-    const size = {f8: 8, f4: 4, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
-    const count = x => !x ? 0 : (x.length !== undefined ? x.length : (x.bdata ? atob(x.bdata).length / size[x.dtype] : 0));
-    for (const el of document.querySelectorAll('.js-plotly-plot')) {
-        const title = el.layout && el.layout.title && el.layout.title.text;
-        if (title && title.includes('Validation RMSE') && el.data)
-            return Math.max(0, ...el.data.filter(t => t.name !== 'teacher (validation RMSE)').map(t => count(t.x)));
+    for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
+        const title = chart.querySelector('g.role-title text');
+        if (!title || !title.textContent.startsWith('Validation RMSE')) continue;
+        let n = 0;
+        for (const path of chart.querySelectorAll('g.curve_marks path, g.dot_marks path')) {
+            const item = path.__data__;
+            for (const i of (item && item.mark && item.mark.items) || (item ? [item] : []))
+                if (i.datum && i.datum.point > n) n = i.datum.point;
+        }
+        return n;
     }
     return 0;
 }"""
