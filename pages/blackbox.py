@@ -5,7 +5,7 @@ many points were sent to the teacher, and test RMSE per sampler (Table 6)."""
 import streamlit as st
 
 from dfkd_core import dashboard
-from dfkd_core.dashboard import figures, ui
+from dfkd_core.dashboard import live_curves, ui
 
 ui.ensure_routed()
 st.title("Black-box teacher")
@@ -41,7 +41,8 @@ def live() -> None:
     ui.run_header(view)
     zoom = st.toggle("Zoom to the students", value=True, key="bb_zoom",
                      help="Clip the RMSE axis to the students' curves after their first epochs (the paper's Figure 6).")
-    st.plotly_chart(figures.validation_rmse(view.metrics, view.teacher_val_rmse, zoom=zoom), key="bb_rmse")
+    st.vega_lite_chart(*live_curves.chart(view.metrics, "val_rmse", teacher_rmse=view.teacher_val_rmse, zoom=zoom),
+                       key="bb_rmse", width="stretch")
     st.caption(dashboard.CAPTIONS["val_rmse"])
     if view.snapshot_epochs:
         epoch = st.select_slider("Synthetic batch at epoch", view.snapshot_epochs,

@@ -383,6 +383,9 @@ def test_a_tiny_blackbox_protein_run_keeps_the_simplex_and_counts_teacher_querie
     queries = at.dataframe[-1].value.set_index("sampler")[words["teacher_queries"]]
     assert queries["evolution"] > queries["gaussian"] > 0
     assert list(at.dataframe[-2].value["sampler"]) == ["evolution", "gaussian"]
+    spec, rows = live_charts(at)["Validation RMSE"]
+    assert legend_groups(spec) == ["evolution", "gaussian", "teacher (validation RMSE)"]
+    assert rows.loc[rows["layer"] == "curve", "point"].max() == 2
 
 
 # ------------------------------------------------------------------ helpers behind the pages
