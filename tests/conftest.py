@@ -71,11 +71,11 @@ def update_golden(request) -> bool:
 
 
 # ---------------------------------------------------------------- browser tests
-# The only launch of a browser is dfkd_core.experiments.browser.launch_chromium: Debian's chromium
-# (apt-get install chromium), never one downloaded by playwright; the server is started the same
-# way `bench --dashboard` starts it. Waits are long because CI may share the machine with other
+# The tests' only launch of a browser is the `browser` fixture below: Debian's chromium (apt-get
+# install chromium, with the same arguments as `bench --dashboard`'s experiments.browser), never one
+# downloaded by playwright; the server is started the way `bench --dashboard` starts it. Waits are long because CI may share the machine with other
 # work; a wait ends as soon as its condition holds, so a quiet machine pays nothing for the patience.
-from dfkd_core.experiments.browser import CHROMIUM, PATIENT_MS, launch_chromium, new_page, streamlit_server  # noqa: E402,F401
+from dfkd_core.experiments.browser import CHROMIUM, CHROMIUM_ARGS, PATIENT_MS, new_page, streamlit_server  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def browser():
 
     expect.set_options(timeout=PATIENT_MS)
     with sync_playwright() as p:
-        chromium = launch_chromium(p)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dfkd_core.experiments.browser import (frames_per_second, lags, longest_gap, longest_stall, shown_at, table,
+from dfkd_core.experiments.browser import (compare_table, frames_per_second, lag_seconds, lags, longest_gap, longest_stall, shown_at, table,
                                            visible_fraction)
 
 
@@ -25,6 +25,8 @@ def test_a_stall_runs_from_the_first_store_sample_ahead_of_the_page_until_the_pa
     # behind at 1.8 (2 > 1) until 2.0: 0.2 s; behind from 2.6 (3 > 2) until 5.0, when it shows 4: 2.4 s
     assert longest_stall(changes, store, end=6.0) == pytest.approx(2.4)
     assert lags(changes, store) == [0, 1, 0, 1, 2, 0]
+    # seconds until the page showed what each sample stored: 1.8 → 2.0; 2.6 and 3.0 → 5.0
+    assert lag_seconds(changes, store, end=6.0) == pytest.approx([0.0, 0.2, 0.0, 2.4, 2.0, 0.0])
 
 
 def test_a_curve_that_moves_every_half_second_while_it_trails_stalls_under_half_a_second():
@@ -37,6 +39,7 @@ def test_a_curve_that_moves_every_half_second_while_it_trails_stalls_under_half_
 def test_a_page_that_never_catches_up_stalls_until_the_end():
     assert longest_stall([(1.0, 1)], [(1.5, 1), (2.0, 2)], end=10.0) == pytest.approx(8.0)
     assert longest_stall([(1.0, 1)], [(1.5, 1)], end=10.0) == 0.0
+    assert lag_seconds([(1.0, 1)], [(1.5, 1), (2.0, 2)], end=10.0) == pytest.approx([0.0, 8.0])
 
 
 def test_frames_per_second_count_label_changes_and_visibility_counts_samples():
@@ -53,3 +56,13 @@ def test_the_table_names_each_figure_with_its_target_and_leaves_out_what_was_not
     assert len(lines) == 3
     assert "Start → first curve point" in lines[0] and "1.50" in lines[0] and "≤ 2 s" in lines[0]
     assert "0 / 2" in lines[1] and "≥ 4" in lines[2]
+
+
+def test_two_checkouts_are_printed_side_by_side_with_a_dash_for_what_one_did_not_measure():
+    text = compare_table({"first_point_median_s": 1.4, "stream_lag_s": [0.5, 1.8]},
+                         {"first_point_median_s": 1.1, "stream_lag_s": [0.3, 0.7], "playground_fps": 9.0}, "/w/old", "/w/new")
+    lines = text.splitlines()
+    assert "(old)" in lines[1] and "(new)" in lines[1]
+    assert "1.40" in lines[2] and "1.10" in lines[2]
+    assert "0.5 / 1.8" in lines[3] and "0.3 / 0.7" in lines[3]
+    assert "—" in lines[4] and "9.00" in lines[4]

@@ -4,6 +4,7 @@ torch.matmul; the MNIST CNN's loop stacked (see dfkd_core.experiments.bench)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..files_out import json_text
 
@@ -40,6 +41,9 @@ def configure(parser) -> None:
                              "second and flicker, Start → first MNIST digits (a scratch DFKD_HOME; see docs/PERFORMANCE.md)")
     parser.add_argument("--digits", default="digits,mnist",
                         help="with --dashboard: the MNIST page's datasets timed to their first digits (default digits,mnist; '' none)")
+    parser.add_argument("--against", default="",
+                        help="with --dashboard: another checkout's folder (e.g. a `git worktree` of an older commit): "
+                             "its dashboard is measured first, then this one's, and both columns printed side by side")
     parser.add_argument("--playground", action="store_true",
                         help="time the sampler playground instead: ms per step per sampler (target ≤ 100 ms)")
 
@@ -65,12 +69,21 @@ def run(args) -> int:
             print(json_text(result))
         return 0
     if args.dashboard:
-        from ..experiments.browser import dashboard_bench, table
+        from ..experiments.browser import REPO, compare_table, dashboard_bench, table
 
         say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
-        result = dashboard_bench(parse_int("repeat", args.repeat, 1, 100),
-                                 digits=tuple(d.strip() for d in args.digits.split(",") if d.strip()), say=say)
-        print(json_text(result) if args.json else table(result))
+        repeat = parse_int("repeat", args.repeat, 1, 100)
+        digits = tuple(d.strip() for d in args.digits.split(",") if d.strip())
+        against = Path(args.against).expanduser().resolve() if args.against else None
+        if against is not None and not (against / "app.py").is_file():
+            raise ConfigError(f"The 'against' option must name a checkout's folder holding app.py. Got {args.against!r} instead.")
+        before = dashboard_bench(repeat, digits=digits, say=say, app_dir=against) if against else None
+        result = dashboard_bench(repeat, digits=digits, say=say)
+        if before is not None:
+            print(json_text({"against": before, "this": result}) if args.json
+                  else compare_table(before, result, str(against), str(REPO)))
+        else:
+            print(json_text(result) if args.json else table(result))
         return 0
     if args.playground:
         torch.set_num_threads(threads)

@@ -1,6 +1,7 @@
-"""The dashboard in a real browser: the one way to start a Streamlit server on app.py and Debian's
-Chromium through Playwright (tests/conftest.py's browser fixtures and `bench --dashboard` both use
-it; playwright's own browsers are never downloaded), and `bench --dashboard`'s measurements of
+"""The dashboard in a real browser: the one way to start a Streamlit server on app.py (tests/conftest.py's
+fixtures and `bench --dashboard` both use it), Debian's Chromium and its arguments (the bench's launch
+is here, the tests' is conftest's `browser` fixture; playwright's own browsers are never downloaded),
+and `bench --dashboard`'s measurements of
 issue 23's targets on a scratch DFKD_HOME: Start → first validation-RMSE point, the longest pause
 while a run streams (between animation frames; and while the store held epochs the curve did not
 show), the curve's lag behind the store, the playground's frames per second and how often its
@@ -8,7 +9,7 @@ charts are on screen (flicker), and Start → first synthetic digits on the MNIS
 
 The measuring is split from the arithmetic: the page records times (performance.now) and
 counts, Python samples the run store, and the pure functions below (longest_gap, longest_stall,
-lags, frames_per_second, visible_fraction) turn the samples into the figures."""
+lags, lag_seconds, frames_per_second, visible_fraction) turn the samples into the figures."""
 from __future__ import annotations
 
 import contextlib
@@ -37,10 +38,11 @@ PATIENT_MS = 300_000  # page waits in the bench: five minutes on a loaded box
 # out), read from the points Vega drew (live_curves: its SVG marks carry their data items, each with
 # the point's place on its curve, so points the zoom leaves out still count). 'curve' is
 # live_curves.CURVE_MARK (not imported: the dashboard imports experiments; a test ties the two).
+# An older checkout drew the curve with Plotly: counted from its traces (bench --dashboard --against).
 RMSE_POINTS_JS = """() => {
     for (const chart of document.querySelectorAll('[data-testid="stVegaLiteChart"]')) {
         const title = chart.querySelector('g.role-title text');
-        if (!title || !title.textContent.startsWith('Validation RMSE')) continue;
+        if (!title || !title.textContent.includes('Validation RMSE')) continue;
         let n = 0;
         for (const path of chart.querySelectorAll('g.curve_marks path, g.dot_marks path')) {
             const item = path.__data__;
@@ -48,6 +50,13 @@ RMSE_POINTS_JS = """() => {
                 if (i.datum && i.datum.point > n) n = i.datum.point;
         }
         return n;
+    }
+    const size = {f8: 8, f4: 4, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};  // an older checkout's Plotly figure (--against)
+    const count = x => !x ? 0 : (x.length !== undefined ? x.length : (x.bdata ? atob(x.bdata).length / size[x.dtype] : 0));
+    for (const el of document.querySelectorAll('.js-plotly-plot')) {
+        const title = el.layout && el.layout.title && el.layout.title.text;
+        if (title && title.includes('Validation RMSE') && el.data)  // plotly's theme wraps it in <b>
+            return Math.max(0, ...el.data.filter(t => !(t.meta && t.meta.role === 'teacher')).map(t => count(t.x)));
     }
     return 0;
 }"""
@@ -61,10 +70,14 @@ DIGITS_JS = """() => {
 # of the page's main thread) and, every 50 ms, the curve's point count when it changed.
 STREAM_RECORDER_JS = """() => {
     const points = %s;
-    const r = window.__dfkdStream = {frames: [], changes: [], last: -1};
+    const r = window.__dfkdStream = {frames: [], changes: [], last: -1, samples: 0, blank: 0};
     const tick = t => { r.frames.push(t); if (!r.stopped) requestAnimationFrame(tick); };
     requestAnimationFrame(tick);
-    r.timer = setInterval(() => { const n = points(); if (n !== r.last) { r.changes.push([performance.now(), n]); r.last = n; } }, 50);
+    r.timer = setInterval(() => {
+        const n = points();
+        r.samples += 1; if (n === 0) r.blank += 1;  // no curve drawn: the chart was being redrawn (flicker)
+        if (n !== r.last) { r.changes.push([performance.now(), n]); r.last = n; }
+    }, 50);
 }""" % RMSE_POINTS_JS
 # In the page, every 50 ms: the playground's first canvas title ('direct — epoch 12') and whether
 # the canvases and the curves chart are all on screen with a drawn canvas or svg of some size.
@@ -204,6 +217,21 @@ def lags(changes: Sequence[tuple[float, int]], store: Sequence[tuple[float, int]
     return [max(0, stored - shown_at(ordered, t)) for t, stored in store]
 
 
+def lag_seconds(changes: Sequence[tuple[float, int]], store: Sequence[tuple[float, int]], end: float) -> list[float]:
+    """At each store sample (time, points stored): how long until the page showed that many points
+    (0 when it already did at the sample; until `end` when it never did). The store is sampled every
+    0.2 s, so a figure can read up to 0.2 s short of when the store first held the points."""
+    ordered = sorted(changes)
+    out = []
+    for t, stored in store:
+        if shown_at(ordered, t) >= stored:
+            out.append(0.0)
+            continue
+        caught = next((when for when, shown in ordered if when >= t and shown >= stored), end)
+        out.append(max(0.0, caught - t))
+    return out
+
+
 def frames_per_second(samples: Sequence[tuple[float, str, bool]]) -> float:
     """Distinct frames per second: how often the frame label (the canvases' titles) changed
     between the first change and the last, in samples (time in ms, label, visible)."""
@@ -218,26 +246,43 @@ def visible_fraction(samples: Sequence[tuple[float, str, bool]]) -> float:
     return sum(1 for _, _, visible in samples if visible) / len(samples) if samples else 0.0
 
 
+# (figure, its key in a result, unit, issue 23's target), in the order the tables print them
+FIGURES = [
+    ("Start → first curve point (median)", "first_point_median_s", "s", "≤ 2 s"),
+    ("longest pause between animation frames", "stream_longest_frame_gap_s", "s", "≤ 1 s"),
+    ("longest the curve stood still behind the store", "stream_longest_stall_s", "s", "≤ 1 s"),
+    ("curve's lag behind the store (median / max)", "stream_lag_s", "s", "≤ 1 s"),
+    ("  the same in points (epochs)", "stream_lag_points", "points", "≤ 1 s of epochs"),
+    ("  seconds the run streamed while measured", "stream_active_s", "s", "the window or the run"),
+    ("validation-RMSE chart on screen while streaming", "stream_chart_visible_fraction", "of samples", "1.0 (no flicker)"),
+    ("playground frames per second", "playground_fps", "/s", "≥ 4"),
+    ("playground charts on screen", "playground_visible_fraction", "of samples", "1.0 (no flicker)"),
+    ("Start → first synthetic digits (digits)", "first_digits_digits_s", "s", "≤ 10 s"),
+    ("Start → first synthetic digits (mnist)", "first_digits_mnist_s", "s", "≤ 10 s"),
+]
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "—"
+    return (f"{value[0]} / {value[1]}" if isinstance(value, (list, tuple))
+            else f"{value:.2f}" if isinstance(value, float) else str(value))
+
+
 def table(result: dict) -> str:
     """The bench's figures as lines of text, each with its issue 23 target."""
-    rows = [
-        ("Start → first curve point (median)", result.get("first_point_median_s"), "s", "≤ 2 s"),
-        ("longest pause between animation frames", result.get("stream_longest_frame_gap_s"), "s", "≤ 1 s"),
-        ("longest the curve stood still behind the store", result.get("stream_longest_stall_s"), "s", "≤ 1 s"),
-        ("curve's lag behind the store (median / max)", result.get("stream_lag_points"), "points", "≤ 1 s of epochs"),
-        ("  the same in seconds of the run's pace", result.get("stream_lag_s"), "s", "≤ 1 s"),
-        ("playground frames per second", result.get("playground_fps"), "/s", "≥ 4"),
-        ("playground charts on screen", result.get("playground_visible_fraction"), "of samples", "1.0 (no flicker)"),
-        ("Start → first synthetic digits (digits)", result.get("first_digits_digits_s"), "s", "≤ 10 s"),
-        ("Start → first synthetic digits (mnist)", result.get("first_digits_mnist_s"), "s", "≤ 10 s"),
-    ]
-    lines = []
-    for name, value, unit, target in rows:
-        if value is None:
+    return "\n".join(f"{name:<48} {_shown(result[key]):>12} {unit:<10} (target {target})"
+                     for name, key, unit, target in FIGURES if result.get(key) is not None)
+
+
+def compare_table(before: dict, after: dict, before_name: str, after_name: str) -> str:
+    """Two checkouts' figures side by side (bench --dashboard --against), measured in one run."""
+    lines = [f"{'':<48} {'against':>14} {'this':>14}", f"{'':<48} {'(' + Path(before_name).name + ')':>14} "
+             f"{'(' + Path(after_name).name + ')':>14}"]
+    for name, key, unit, target in FIGURES:
+        if before.get(key) is None and after.get(key) is None:
             continue
-        shown = (f"{value[0]} / {value[1]}" if isinstance(value, (list, tuple))
-                 else f"{value:.2f}" if isinstance(value, float) else str(value))
-        lines.append(f"{name:<48} {shown:>12} {unit:<10} (target {target})")
+        lines.append(f"{name:<48} {_shown(before.get(key)):>14} {_shown(after.get(key)):>14} {unit:<10} (target {target})")
     return "\n".join(lines)
 
 
@@ -299,8 +344,9 @@ def distill_stream(page, url: str, store, repeats: int, stream_s: float, say: Ca
             out.update(_record_stream(page, store, run_id, stream_s))
             say(f"dashboard: while streaming {stream_s:.0f} s: longest frame gap {out['stream_longest_frame_gap_s']:.2f} s, "
                 f"longest stall behind the store {out['stream_longest_stall_s']:.2f} s, lag median/max "
-                f"{out['stream_lag_points'][0]}/{out['stream_lag_points'][1]} points "
-                f"({out['stream_epochs_per_s']:.1f} epochs per second)")
+                f"{out['stream_lag_s'][0]:.2f}/{out['stream_lag_s'][1]:.2f} s = {out['stream_lag_points'][0]}/"
+                f"{out['stream_lag_points'][1]} points ({out['stream_epochs_per_s']:.1f} epochs per second over the "
+                f"{out['stream_active_s']:.1f} s the run streamed)")
         _stop(page, store, run_id, "distill_stop")
     out.update(first_point_s=firsts, first_point_median_s=statistics.median(firsts))
     return out
@@ -310,24 +356,30 @@ def _record_stream(page, store, run_id: str, seconds: float) -> dict:
     page.evaluate(STREAM_RECORDER_JS)
     # the page's clock (performance.now, ms) and Python's, matched at the start
     offset = page.evaluate("performance.now()") / 1000.0 - time.perf_counter()
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int]] = []  # while the run streams: a finished run's curve is not "behind"
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        samples.append((time.perf_counter() + offset, _stored_points(store, run_id)))
+        when, active = time.perf_counter() + offset, store.get_run(run_id).active
+        samples.append((when, _stored_points(store, run_id)))
+        if not active:
+            break
         time.sleep(0.2)
     recorded = page.evaluate("() => { const r = window.__dfkdStream; r.stopped = true; clearInterval(r.timer); "
-                             "return {frames: r.frames, changes: r.changes}; }")
+                             "return {frames: r.frames, changes: r.changes, samples: r.samples, blank: r.blank}; }")
     frames = [t / 1000.0 for t in recorded["frames"]]
     changes = [(t / 1000.0, int(n)) for t, n in recorded["changes"]]
     finish = time.perf_counter() + offset
     behind = lags(changes, samples)
-    stored = [n for _, n in samples]
-    rate = (stored[-1] - stored[0]) / seconds if stored else 0.0
-    lag = [int(statistics.median(behind)) if behind else 0, max(behind, default=0)]
-    return {"stream_seconds": seconds, "stream_longest_frame_gap_s": longest_gap(frames),
+    waited = lag_seconds(changes, samples, finish)
+    active_s = samples[-1][0] - samples[0][0] if len(samples) > 1 else 0.0
+    rate = (samples[-1][1] - samples[0][1]) / active_s if active_s > 0 else 0.0
+    return {"stream_seconds": seconds, "stream_active_s": round(active_s, 2),
+            "stream_chart_visible_fraction": round(1.0 - recorded["blank"] / max(recorded["samples"], 1), 3),
+            "stream_longest_frame_gap_s": longest_gap(frames),
             "stream_longest_stall_s": longest_stall(changes, samples, finish),
-            "stream_lag_points": lag, "stream_epochs_per_s": rate,
-            "stream_lag_s": [round(n / rate, 2) for n in lag] if rate > 0 else None}
+            "stream_lag_points": [int(statistics.median(behind)) if behind else 0, max(behind, default=0)],
+            "stream_epochs_per_s": rate,
+            "stream_lag_s": [round(statistics.median(waited), 2) if waited else 0.0, round(max(waited, default=0.0), 2)]}
 
 
 def playground_play(page, url: str, seconds: float, say: Callable[[str], None]) -> dict:
