@@ -55,6 +55,7 @@ def test_the_rows_are_the_plotly_figures_curves_and_the_zoom_leaves_out_the_spik
     assert curve["point"].max() == 30  # but the points keep their place: the count shown is the curve's
     band = zoomed[zoomed["layer"] == "band"]
     assert band["high"].max() <= high and band["low"].min() >= low
+    assert list(band["epoch"]) == list(curve["epoch"])  # no band where the curve is not drawn
 
 
 def test_before_the_first_epoch_the_chart_says_what_it_waits_for_and_validates():

@@ -160,8 +160,10 @@ def curve_lines(metrics: pd.DataFrame, value: str = "val_rmse", smoothing: bool 
         stats = part.groupby("epoch")[value].agg(["mean", "min", "max"]).sort_index()
         mean, low, high = (stats[c].to_numpy(dtype=float) for c in ("mean", "min", "max"))
         seeds = part["member"].nunique() if "run" not in part else part.groupby(["run", "member"]).ngroups
-        if smoothing:
-            mean, low, high = smooth(mean, window), smooth(low, window), smooth(high, window)
+        if smoothing:  # the band (low, high) is drawn only for several seeds
+            mean = smooth(mean, window)
+            if seeds > 1:
+                low, high = smooth(low, window), smooth(high, window)
         lines.append(CurveLine(str(group), sampler, sampler_color(sampler), dash, int(seeds),
                                stats.index.to_numpy(), mean, low, high))
     return lines

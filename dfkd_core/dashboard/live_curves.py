@@ -36,7 +36,7 @@ def chart(metrics: pd.DataFrame, value: str = "val_rmse", *, teacher_rmse: float
     """(rows, spec) of one live chart of `value` over epochs: one line per group (sampler; α and
     run where they vary) in its sampler's colour, a band from the seeds' min to max, a dot for a
     curve of one point, and the teacher's line. `zoom`: the epoch-0 spike is left out of the
-    axis (figures.zoom_bounds: points outside it are not drawn, bands are clipped to it)."""
+    axis (figures.zoom_bounds: epochs whose mean is outside it are not drawn, bands are clipped to it)."""
     lines = curve_lines(metrics, value, smoothing, window)
     teacher = teacher_rmse if teacher_rmse is not None and np.isfinite(teacher_rmse) and lines else None
     title = title + (f" (Savitzky–Golay, window {window})" if smoothing else "")
@@ -60,8 +60,8 @@ def rows(lines: Sequence[CurveLine], teacher: float | None, bounds: list[float] 
         parts.append(pd.DataFrame({"layer": layer, "group": line.group, "epoch": line.epochs[keep].astype(float),
                                    "y": line.mean[keep], "low": np.nan, "high": np.nan, "point": point[keep]}))
         if line.seeds > 1:
-            parts.append(pd.DataFrame({"layer": "band", "group": line.group, "epoch": line.epochs.astype(float),
-                                       "y": np.nan, "low": low, "high": high, "point": point}))
+            parts.append(pd.DataFrame({"layer": "band", "group": line.group, "epoch": line.epochs[keep].astype(float),
+                                       "y": np.nan, "low": low[keep], "high": high[keep], "point": point[keep]}))
     if teacher is not None:
         lo, hi = teacher_span(lines)
         parts.append(pd.DataFrame({"layer": "teacher", "group": TEACHER_NAME, "epoch": [lo, hi], "y": [teacher] * 2,
