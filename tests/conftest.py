@@ -73,8 +73,9 @@ def update_golden(request) -> bool:
 # ---------------------------------------------------------------- browser tests
 # The tests' only launch of a browser is the `browser` fixture below: Debian's chromium (apt-get
 # install chromium, with the same arguments as `bench --dashboard`'s experiments.browser), never one
-# downloaded by playwright; the server is started the way `bench --dashboard` starts it. Waits are long because CI may share the machine with other
-# work; a wait ends as soon as its condition holds, so a quiet machine pays nothing for the patience.
+# downloaded by playwright; the server is started the way `bench --dashboard` starts it. Waits are
+# long because CI may share the machine with other work; a wait ends as soon as its condition
+# holds, so a quiet machine pays nothing for the patience.
 from dfkd_core.experiments.browser import CHROMIUM, CHROMIUM_ARGS, PATIENT_MS, new_page, streamlit_server  # noqa: E402,F401
 
 

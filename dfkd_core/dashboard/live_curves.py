@@ -48,6 +48,8 @@ def chart(metrics: pd.DataFrame, value: str = "val_rmse", *, teacher_rmse: float
 
 
 def rows(lines: Sequence[CurveLine], teacher: float | None, bounds: list[float] | None) -> pd.DataFrame:
+    """The chart's one table: each curve's points ('curve', or 'dot' for a curve of one point), its
+    seed band ('band'), and the teacher's two ends ('teacher'); `bounds`: the zoom's [low, high]."""
     parts = []
     for line in lines:
         keep = np.ones(len(line.epochs), dtype=bool)
