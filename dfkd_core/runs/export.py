@@ -24,9 +24,8 @@ from ..models.networks import count_parameters
 from ..models.teachers import TorchTeacher, build_model, default_student_arch
 from ..models import sandbox
 
-LOAD_SNIPPET = ("import torch\n"
-                "student = torch.jit.load(\"student.pt\")\n"
-                "y = student(torch.tensor(x_raw, dtype=torch.float32))  # x_raw: (n, {d}) in the teacher's units")
+# the card's "load_in_pytorch": the user's code, kept as text beside this module (this module loads no model)
+LOAD_SNIPPET = Path(__file__).with_name("student_card_load.txt")
 LATENCY_BATCHES = (1, 1000)
 TEST_ROWS_LIMIT = 100_000  # test_rows.csv holds at most this many rows
 
@@ -192,7 +191,7 @@ def _write_student(cfg: DistillConfig, split: Split, state_dict: dict, out: Path
         "files": sorted(p.name for p in out.iterdir() if p.is_file()) + ["model.json"],
         "test_rows": ("test_rows.csv beside this file" if test_rows else "test_rows.csv at the top of the export folder")
         if real and len(split.input_shape) == 1 else "none (no real rows)",
-        "load_in_pytorch": LOAD_SNIPPET.format(d=d),
+        "load_in_pytorch": LOAD_SNIPPET.read_text(encoding="utf-8").format(d=d),
     }
     card = without_server_paths(card)
     (out / "model.json").write_text(json.dumps(card, indent=2, default=_json_default), encoding="utf-8")
