@@ -13,6 +13,7 @@ smoothing and zoom. Every layer reads the one table through a filter on its `lay
 spec names the groups (the legend's order and colours), the title and the axes, never the data."""
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
@@ -71,7 +72,10 @@ def rows(lines: Sequence[CurveLine], teacher: float | None, bounds: list[float] 
     return pd.concat(parts, ignore_index=True)[COLUMNS]
 
 
-def _layer(name: str, mark: dict, encoding: dict) -> dict:
+def table_layer(name: str, mark: dict, encoding: dict) -> dict:
+    """One layer of a chart drawn from one table: the rows whose `layer` column is `name`, marks
+    clipped to the plot; named, so that its marks carry the name in the page (the playground's
+    charts are built the same way)."""
     return {"name": name, "transform": [{"filter": {"field": "layer", "equal": name}}],
             "mark": {**mark, "clip": True}, "encoding": encoding}
 
@@ -93,13 +97,13 @@ def spec(lines: Sequence[CurveLine], teacher: bool, title: str, y_title: str, lo
     tooltip = [{"field": "group", "title": "curve"}, {"field": "epoch", "type": "quantitative"},
                {"field": "y", "type": "quantitative", "title": y_title, "format": ".4g"}]
     layers = [
-        _layer("band", {"type": "area", "opacity": 0.2}, {
+        table_layer("band", {"type": "area", "opacity": 0.2}, {
             "x": x, "y": {**y, "field": "low"}, "y2": {"field": "high"}, "color": color}),  # one legend: no layer may say legend None
-        _layer(CURVE_MARK, {"type": "line", "strokeWidth": 2}, {"x": x, "y": y, "color": color, "strokeDash": dash,
+        table_layer(CURVE_MARK, {"type": "line", "strokeWidth": 2}, {"x": x, "y": y, "color": color, "strokeDash": dash,
                                                                 "tooltip": tooltip}),
-        _layer("dot", {"type": "point", "filled": True, "size": 70}, {"x": x, "y": y, "color": color,
+        table_layer("dot", {"type": "point", "filled": True, "size": 70}, {"x": x, "y": y, "color": color,
                                                                      "tooltip": tooltip}),
-        _layer("teacher", {"type": "line", "strokeWidth": 2}, {"x": x, "y": y, "color": color, "strokeDash": dash,
+        table_layer("teacher", {"type": "line", "strokeWidth": 2}, {"x": x, "y": y, "color": color, "strokeDash": dash,
                                                                "tooltip": tooltip}),
     ]
     return {"title": title, "height": HEIGHT, "width": "container", "layer": layers,
@@ -112,14 +116,9 @@ def _label_expr(names: dict[str, str]) -> str:
     renamed = {g: n for g, n in names.items() if g != n}
     expr = "datum.label"
     for group, name in renamed.items():
-        expr = f"datum.label === {_js(group)} ? {_js(name)} : ({expr})"
+        expr = f"datum.label === {json.dumps(group)} ? {json.dumps(name)} : ({expr})"
     return expr
 
-
-def _js(text: str) -> str:
-    import json
-
-    return json.dumps(text)
 
 
 def waiting_spec(title: str) -> dict:

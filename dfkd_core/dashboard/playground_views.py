@@ -13,17 +13,12 @@ import numpy as np
 import pandas as pd
 
 from .figures import PLAYGROUND_REGION_COLOR, _rgba, sampler_color
+from .live_curves import table_layer  # a layer of the one table; marks clipped (points that left the canvas)
 
 CANVAS_SIZE = 330  # px, square (the plot area; the page draws it at its own size)
 CURVES_HEIGHT = 220
 COLUMNS = ["layer", "x", "y", "x2", "y2", "z", "angle", "url"]
 CELL_PX = 5  # each grid cell's side in the heat map's image (61 cells: 305 px, about the canvas's size)
-
-
-def _layer(name: str, mark: dict, encoding: dict) -> dict:
-    """One layer: the table's rows of `layer` == name; marks clipped to the plot (points that left the canvas)."""
-    return {"transform": [{"filter": {"field": "layer", "equal": name}}], "mark": {**mark, "clip": True},
-            "encoding": encoding}
 
 
 def canvas_spec(sampler: str, extent: float, zmax: float) -> dict:
@@ -36,23 +31,23 @@ def canvas_spec(sampler: str, extent: float, zmax: float) -> dict:
     layers = [
         # |T − S| as ONE image (heat_image), stretched over the grid's extent: a browser draws it in
         # a blink, where 3721 rect marks took most of its main thread at 4 frames per second
-        _layer("heat", {"type": "image", "aspect": False}, {
+        table_layer("heat", {"type": "image", "aspect": False}, {
             "x": x, "x2": {"field": "x2"}, "y": y, "y2": {"field": "y2"}, "url": {"field": "url", "type": "nominal"}}),
         # the legend of the greys: two cells (0 and zmax) hidden under the image
-        _layer("scale", {"type": "rect", "opacity": 0}, {
+        table_layer("scale", {"type": "rect", "opacity": 0}, {
             "x": x, "x2": {"field": "x2"}, "y": y, "y2": {"field": "y2"},
             "color": {"field": "z", "type": "quantitative", "title": "|T − S|",
                       "scale": {"domain": [0.0, zmax], "range": ["#ffffff", "#000000"], "clamp": True}}}),
-        _layer("region", {"type": "line", "color": PLAYGROUND_REGION_COLOR, "strokeDash": [6, 4], "strokeWidth": 2},
+        table_layer("region", {"type": "line", "color": PLAYGROUND_REGION_COLOR, "strokeDash": [6, 4], "strokeWidth": 2},
                {"x": x, "y": y, "order": {"field": "z", "type": "quantitative"}}),
-        _layer("random", {"type": "circle", "color": "rgba(150,150,150,0.9)", "size": 25}, {"x": x, "y": y}),
-        _layer("start", {"type": "circle", "color": _rgba(color, 0.5), "size": 25}, {"x": x, "y": y}),
-        _layer("move", {"type": "rule", "color": _rgba(color, 0.8), "strokeWidth": 1.5},
+        table_layer("random", {"type": "circle", "color": "rgba(150,150,150,0.9)", "size": 25}, {"x": x, "y": y}),
+        table_layer("start", {"type": "circle", "color": _rgba(color, 0.5), "size": 25}, {"x": x, "y": y}),
+        table_layer("move", {"type": "rule", "color": _rgba(color, 0.8), "strokeWidth": 1.5},
                {"x": x, "y": y, "x2": {"field": "x2"}, "y2": {"field": "y2"}}),
-        _layer("arrow", {"type": "point", "shape": "wedge", "filled": True, "color": color, "size": 120,
+        table_layer("arrow", {"type": "point", "shape": "wedge", "filled": True, "color": color, "size": 120,
                          "stroke": "white", "strokeWidth": 0.5},
                {"x": x, "y": y, "angle": {"field": "angle", "type": "quantitative", "scale": None}}),
-        _layer("dot", {"type": "circle", "color": color, "size": 50, "stroke": "white", "strokeWidth": 1}, {"x": x, "y": y}),
+        table_layer("dot", {"type": "circle", "color": color, "size": 50, "stroke": "white", "strokeWidth": 1}, {"x": x, "y": y}),
     ]
     return {"width": CANVAS_SIZE, "height": CANVAS_SIZE, "layer": layers, "config": {"legend": {"orient": "right"}},
             "usermeta": {"embedOptions": {"renderer": "canvas"}},  # 3721 cells: a canvas redraws faster than SVG
@@ -116,12 +111,12 @@ def curves_spec(samplers: list[str]) -> dict:
     and a dotted rule at the epoch the canvases show."""
     colors = [sampler_color(s) for s in samplers]
     return {"height": CURVES_HEIGHT, "width": "container", "title": "Student RMSE on the real-data region", "layer": [
-        _layer("curve", {"type": "line"}, {
+        table_layer("curve", {"type": "line"}, {
             "x": {"field": "x", "type": "quantitative", "title": "epoch"},
             "y": {"field": "y", "type": "quantitative", "title": "RMSE"},
             "color": {"field": "sampler", "type": "nominal", "title": "sampler",
                       "scale": {"domain": samplers, "range": colors}}}),
-        _layer("shown", {"type": "rule", "color": "gray", "strokeDash": [2, 3]}, {"x": {"field": "x", "type": "quantitative"}}),
+        table_layer("shown", {"type": "rule", "color": "gray", "strokeDash": [2, 3]}, {"x": {"field": "x", "type": "quantitative"}}),
     ]}
 
 
